@@ -1,0 +1,339 @@
+"""BrainFlow headsets (OpenBCI, Muse, synthetic and playback boards) as a :class:`Source`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from bci_dream.acquisition.source import Source
+from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
+from bci_dream.devices import DeviceProfile
+from bci_dream.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+#: How long BrainFlow's own ring buffer is, in samples (BrainFlow's default is 450,000).
+BOARD_BUFFER_SAMPLES = 450_000
+
+
+_board_logger_quiet = False
+
+
+def _brainflow():
+    global _board_logger_quiet
+    from brainflow import board_shim  # imported lazily: loading the native library takes ~100 ms
+
+    if not _board_logger_quiet:
+        board_shim.BoardShim.disable_board_logger()  # it prints JSON to stderr; we log ourselves
+        _board_logger_quiet = True
+    return board_shim
+
+
+def board_id_from_name(name: str) -> int:
+    """BrainFlow ``BoardIds`` value of ``name`` (``"CYTON_BOARD"``) or of a number given as text."""
+    ids = _brainflow().BoardIds
+    try:
+        return int(name)
+    except ValueError:
+        pass
+    try:
+        return ids[name.upper()].value
+    except KeyError:
+        raise DeviceError(f"BrainFlow has no board called '{name}'; use a BoardIds name such as CYTON_BOARD") from None
+
+
+def list_serial_ports() -> list[str]:
+    """Serial ports present on this machine (for messages and the GUI's device picker)."""
+    try:
+        from serial.tools import list_ports
+    except ImportError:  # pyserial is a dependency, but the message must not depend on it
+        return []
+    return sorted(p.device for p in list_ports.comports())
+
+
+class BrainFlowSource(Source):
+    """Streams the EEG rows of a BrainFlow board.
+
+    Timestamps: BrainFlow stamps samples with the wall clock (``time.time()``); they are moved to
+    the LSL clock with an offset measured at connection and refreshed every few seconds.
+
+    Args:
+        profile: the headset's profile (board, preset, channel names).
+        params: connection parameters named as in :data:`bci_dream.devices.CONNECTION_PARAMETERS`.
+        poll_interval: seconds between reads of BrainFlow's buffer.
+        reconnect: reconnect with back-off after a stall longer than ``reconnect_after`` seconds.
+    """
+
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        params: dict[str, Any] | None = None,
+        *,
+        poll_interval: float = 0.02,
+        stall_timeout: float = 2.0,
+        reconnect: bool = True,
+        reconnect_after: float = 3.0,
+        max_backoff: float = 30.0,
+        playback_loop: bool = False,
+    ) -> None:
+        super().__init__(profile.name)
+        self.profile = profile
+        self.params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        profile.check_parameters(self.params)
+        self.poll_interval = poll_interval
+        self.stall_timeout = stall_timeout
+        self.reconnect = reconnect
+        self.reconnect_after = reconnect_after
+        self.max_backoff = max_backoff
+        self.playback_loop = playback_loop
+        self.board_id = board_id_from_name(profile.board)
+        self.board: Any = None
+        self._eeg_rows: list[int] = []
+        self._ts_row = -1
+        self._marker_row: int | None = None
+        self._counter_row: int | None = None
+        self._last_counter: int | None = None
+        self._clock_offset = 0.0
+        self._offset_measured_at = 0.0
+        self.reconnects = 0
+
+    # -- connection -----------------------------------------------------------------------------
+
+    def _input_params(self):
+        bf = _brainflow()
+        p = bf.BrainFlowInputParams()
+        for key, value in self.params.items():
+            if key == "master_board":
+                p.master_board = board_id_from_name(str(value))
+            elif key in ("ip_port", "timeout"):
+                setattr(p, key, int(value))
+            elif key == "file":
+                p.file = os.fspath(value)
+            else:
+                setattr(p, key, str(value))
+        if self.board_id == bf.BoardIds.PLAYBACK_FILE_BOARD.value and "master_board" not in self.params:
+            p.master_board = board_id_from_name(self.profile.master_board or "SYNTHETIC_BOARD")
+        return p
+
+    def _check_inputs(self, params) -> None:
+        port = self.params.get("serial_port")
+        if port and sys.platform != "win32" and not os.path.exists(port):
+            ports = ", ".join(list_serial_ports()) or "none found"
+            raise DeviceError(f"serial port {port} does not exist; plug in the dongle or pass another "
+                              f"--serial-port (ports on this machine: {ports})")
+        file = self.params.get("file")
+        if file is not None and not os.path.isfile(file):
+            raise DeviceError(f"playback file {file} does not exist; pass a BrainFlow CSV with --file")
+
+    def _describe(self, params) -> StreamInfo:
+        bf = _brainflow()
+        descr_board = self.board_id
+        if self.board_id in (bf.BoardIds.PLAYBACK_FILE_BOARD.value, bf.BoardIds.STREAMING_BOARD.value):
+            descr_board = params.master_board
+        preset = bf.BrainFlowPresets[self.profile.preset].value
+        descr = bf.BoardShim.get_board_descr(descr_board, preset)
+        self._eeg_rows = list(descr.get("eeg_channels", []))
+        self._ts_row = int(descr["timestamp_channel"])
+        self._marker_row = descr.get("marker_channel")
+        counter = descr.get("package_num_channel")
+        self._counter_row = counter if self.profile.package_counter_modulo else None
+        sfreq = float(descr["sampling_rate"])
+        names = tuple(self.profile.channels)
+        if not names and descr.get("eeg_names"):
+            names = tuple(str(descr["eeg_names"]).split(","))
+        if not names:
+            names = tuple(f"EEG{i + 1}" for i in range(len(self._eeg_rows)))
+        if len(names) != len(self._eeg_rows):
+            raise DeviceError(
+                f"profile '{self.profile.name}' lists {len(names)} channels but the board delivers "
+                f"{len(self._eeg_rows)} EEG channels; fix 'channels' in {self.profile.path}")
+        if self.profile.sampling_rate and abs(self.profile.sampling_rate - sfreq) > 1e-6:
+            log.warning("profile '%s' says %g Hz but BrainFlow says %g Hz; using BrainFlow's",
+                        self.profile.name, self.profile.sampling_rate, sfreq)
+        serial = self.params.get("serial_number") or self.params.get("mac_address") \
+            or self.params.get("serial_port") or self.params.get("file") or ""
+        return StreamInfo(name=str(descr.get("name", self.profile.name)), ch_names=names, sfreq=sfreq,
+                          units=self.profile.units, source_id=f"brainflow:{self.profile.board}:{serial}",
+                          stream_type="EEG")
+
+    def _connect(self) -> None:
+        bf = _brainflow()
+        params = self._input_params()
+        board = bf.BoardShim(self.board_id, params)
+        try:
+            board.prepare_session()
+            if self.board_id == bf.BoardIds.PLAYBACK_FILE_BOARD.value and self.playback_loop:
+                board.config_board("loopback_true")
+            board.start_stream(BOARD_BUFFER_SAMPLES)
+        except bf.BrainFlowError as e:
+            try:
+                if board.is_prepared():
+                    board.release_session()
+            except bf.BrainFlowError:
+                pass
+            raise DeviceError(self._explain(e)) from e
+        self.board = board
+        self._measure_clock_offset()
+
+    def _explain(self, error) -> str:
+        code = getattr(error, "exit_code", None)
+        bf = _brainflow()
+        try:
+            reason = bf.BrainFlowExitCodes(code).name.lower().replace("_", " ")
+        except ValueError:
+            reason = str(error)
+        hints = {
+            bf.BrainFlowExitCodes.UNABLE_TO_OPEN_PORT_ERROR.value: "check --serial-port and that no other program uses it",
+            bf.BrainFlowExitCodes.BOARD_NOT_READY_ERROR.value: "switch the headset on and bring it closer",
+            bf.BrainFlowExitCodes.BOARD_NOT_CREATED_ERROR.value: "check the connection parameters",
+            bf.BrainFlowExitCodes.INVALID_ARGUMENTS_ERROR.value: "check the connection parameters",
+        }
+        hint = hints.get(code, "check that the headset is on, charged and in range")
+        return f"cannot open {self.profile.description or self.profile.name}: {reason}; {hint}"
+
+    def open(self) -> StreamInfo:
+        self._set_state(SourceState.CONNECTING)
+        params = self._input_params()
+        self._check_inputs(params)
+        self._info = self._describe(params)
+        try:
+            self._connect()
+        except DeviceError as e:
+            self.error = e
+            self._set_state(SourceState.FAILED, str(e))
+            raise
+        return self._info
+
+    def _measure_clock_offset(self) -> None:
+        from pylsl import local_clock
+
+        # Take the tightest of a few readings of the two clocks.
+        best = None
+        for _ in range(5):
+            a = local_clock()
+            wall = time.time()
+            b = local_clock()
+            if best is None or b - a < best[0]:
+                best = (b - a, (a + b) / 2 - wall)
+        self._clock_offset = best[1]
+        self._offset_measured_at = time.monotonic()
+
+    def _release(self) -> None:
+        board, self.board = self.board, None
+        if board is None:
+            return
+        bf = _brainflow()
+        try:
+            board.stop_stream()
+        except bf.BrainFlowError:
+            pass
+        try:
+            board.release_session()
+        except bf.BrainFlowError as e:
+            log.debug("release_session: %s", e)
+
+    @property
+    def _is_playback(self) -> bool:
+        return self.board_id == _brainflow().BoardIds.PLAYBACK_FILE_BOARD.value
+
+    # -- acquisition loop -------------------------------------------------------------------------
+
+    def _read(self) -> int:
+        """Read what BrainFlow has buffered and emit it; return the number of samples."""
+        preset = _brainflow().BrainFlowPresets[self.profile.preset].value
+        data = self.board.get_board_data(preset=preset)
+        n = data.shape[1]
+        if n == 0:
+            return 0
+        samples = np.ascontiguousarray(data[self._eeg_rows].T, dtype=np.float32)
+        timestamps = data[self._ts_row] + self._clock_offset
+        markers: list[Marker] = []
+        if self._marker_row is not None:
+            for i in np.flatnonzero(data[self._marker_row]):
+                markers.append(Marker(float(timestamps[i]), f"{data[self._marker_row, i]:g}", "brainflow"))
+        if self._counter_row is not None:
+            self._count_dropped(data[self._counter_row])
+        self._emit(Chunk(samples, timestamps, markers))
+        return n
+
+    def _count_dropped(self, counter: np.ndarray) -> None:
+        modulo = self.profile.package_counter_modulo or 256
+        values = counter.astype(np.int64)
+        if self._last_counter is not None:
+            values = np.concatenate([[self._last_counter], values])
+        steps = np.diff(values) % modulo
+        self.dropped_samples += int(np.sum(np.maximum(steps - 1, 0)))
+        self._last_counter = int(values[-1])
+
+    def _run(self) -> None:
+        if self.board is None:
+            self._connect()
+        self._set_state(SourceState.STREAMING)
+        last_data = time.monotonic()
+        while not self._stop_event.is_set():
+            try:
+                n = self._read()
+            except _brainflow().BrainFlowError as e:
+                log.warning("%s: read failed: %s", self.name, e)
+                n = 0
+            now = time.monotonic()
+            if n:
+                last_data = now
+                if self._state == SourceState.STALLED:
+                    self._set_state(SourceState.STREAMING, "samples flow again")
+                if now - self._offset_measured_at > 5.0:
+                    self._measure_clock_offset()
+            else:
+                silent = now - last_data
+                if silent > self.stall_timeout and self._state == SourceState.STREAMING:
+                    if self._is_playback and not self.playback_loop:
+                        log.info("%s: end of the playback file", self.name)
+                        return
+                    self._set_state(SourceState.STALLED, f"no samples for {silent:.1f} s")
+                if self.reconnect and silent > self.stall_timeout + self.reconnect_after:
+                    if not self._reconnect_with_backoff():
+                        return
+                    last_data = time.monotonic()
+            self._stop_event.wait(self.poll_interval)
+
+    def _reconnect_with_backoff(self) -> bool:
+        """Release the board and open it again, waiting 1, 2, 4, ... s between tries; False if stopped."""
+        try:
+            self._read()  # keep anything that arrived before the board went quiet
+        except Exception:
+            pass
+        self._release()
+        delay = 1.0
+        while not self._stop_event.is_set():
+            self._set_state(SourceState.RECONNECTING, f"next try in {delay:.0f} s")
+            try:
+                self._connect()
+            except DeviceError as e:
+                log.warning("%s: reconnect failed: %s", self.name, e)
+                if self._stop_event.wait(delay):
+                    return False
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            self.reconnects += 1
+            self._last_counter = None
+            self._set_state(SourceState.STREAMING, "reconnected")
+            return True
+        return False
+
+    def _close(self) -> None:
+        if self.board is not None:
+            try:
+                self._read()
+            except Exception:
+                pass
+        self._release()
+
+    def insert_marker(self, value: float) -> None:
+        """Put a numeric marker into the board's stream (BrainFlow markers are numbers)."""
+        if self.board is not None:
+            self.board.insert_marker(float(value))

@@ -1,0 +1,174 @@
+"""One live stream end to end: a source, its pipeline, and optionally an LSL re-publisher and a recorder."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pylsl import local_clock
+
+from bci_dream.acquisition.pipeline import FilterSettings, StreamPipeline
+from bci_dream.acquisition.recorder import RecordingSummary, SessionRecorder
+from bci_dream.acquisition.source import Source
+from bci_dream.acquisition.types import Chunk, SourceState, StreamInfo
+from bci_dream.devices import DeviceProfile
+from bci_dream.errors import BciDreamError
+from bci_dream.signal.quality import ChannelQuality
+
+log = logging.getLogger(__name__)
+
+
+def make_source(profile: DeviceProfile, params: dict[str, Any] | None = None, **options: Any) -> Source:
+    """The source for ``profile``: BrainFlow boards or an LSL stream; ``options`` go to its constructor."""
+    params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+    if profile.source == "lsl":
+        from bci_dream.acquisition.lsl_source import LslSource
+
+        profile.check_parameters(params)
+        lsl = {**profile.lsl, **params}
+        return LslSource(stream_name=lsl.get("stream_name"), stream_type=lsl.get("stream_type"),
+                         source_id=lsl.get("source_id"), marker_stream=lsl.get("marker_stream"),
+                         timeout=float(lsl.get("timeout", 5.0)), **options)
+    from bci_dream.acquisition.brainflow_source import BrainFlowSource
+
+    return BrainFlowSource(profile, params, **options)
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """A snapshot for the status bar and ``bci-dream stream``.
+
+    Attributes:
+        state: the source's state.
+        nominal_rate: the stream's declared rate in Hz.
+        measured_rate: samples per second that arrived over the last few seconds.
+        samples: samples received since the start.
+        dropped: samples the device reported lost plus readers' overruns.
+        latency_ms: how old the newest sample was when it arrived, in milliseconds.
+        quality: per-channel quality, updated every second.
+        recording: seconds recorded so far, or None when not recording.
+    """
+
+    state: SourceState
+    nominal_rate: float
+    measured_rate: float
+    samples: int
+    dropped: int
+    latency_ms: float | None
+    nonfinite: int
+    timestamps_backwards: int
+    timestamp_jumps: int
+    quality: list[ChannelQuality]
+    recording: float | None
+
+
+class LiveStream:
+    """Wires a :class:`Source` to a :class:`StreamPipeline`, an LSL publisher and a recorder.
+
+    Args:
+        source: an unopened source.
+        filters: online filter settings (the profile's defaults when built by the CLI).
+        rail_uv: amplifier rail for the quality check.
+        publish: re-publish the EEG and markers as LSL outlets.
+        buffer_seconds: history kept in the ring buffers.
+    """
+
+    def __init__(self, source: Source, *, filters: FilterSettings = FilterSettings(), rail_uv: float | None = None,
+                 publish: bool = False, buffer_seconds: float = 60.0) -> None:
+        self.source = source
+        self.filters = filters
+        self.rail_uv = rail_uv
+        self.publish = publish
+        self.buffer_seconds = buffer_seconds
+        self.pipeline: StreamPipeline | None = None
+        self.publisher = None
+        self.recorder: SessionRecorder | None = None
+        self.chunk_error: BciDreamError | None = None
+        self._rate_history: collections.deque = collections.deque(maxlen=64)
+
+    @property
+    def info(self) -> StreamInfo:
+        return self.source.info
+
+    def open(self) -> StreamInfo:
+        """Connect the source and build the pipeline; raises ``BciDreamError`` with a one-line reason."""
+        info = self.source.open()
+        self.pipeline = StreamPipeline(info, buffer_seconds=self.buffer_seconds, filters=self.filters,
+                                       rail_uv=self.rail_uv, clock=local_clock)
+        if self.publish:
+            from bci_dream.acquisition.lsl_publisher import LslPublisher
+
+            self.publisher = LslPublisher(info)
+            self.pipeline.add_listener(self.publisher.push)
+        self.source.add_state_listener(self._on_state)
+        return info
+
+    def start(self) -> None:
+        """Start acquiring (opens the source first if needed)."""
+        if self.pipeline is None:
+            self.open()
+        self.source.start(self._on_chunk)
+
+    def _on_chunk(self, chunk: Chunk) -> None:
+        try:
+            self.pipeline.push(chunk)
+        except BciDreamError as e:
+            # A chunk that does not fit the stream ends the stream: its data cannot be interpreted.
+            self.chunk_error = e
+            raise
+
+    def _on_state(self, state: SourceState, reason: str) -> None:
+        if self.recorder is not None:
+            self.recorder.event(f"device {state.value}" + (f": {reason}" if reason else ""))
+
+    def start_recording(self, path: str | os.PathLike, *, overwrite: bool = False) -> SessionRecorder:
+        """Record raw EEG, markers and app events to ``path`` until :meth:`stop_recording`."""
+        if self.pipeline is None:
+            self.open()
+        if self.recorder is not None:
+            raise BciDreamError(f"already recording to {self.recorder.path}")
+        recorder = SessionRecorder(path, self.info, overwrite=overwrite)
+        recorder.event(f"recording started: {self.info.name}")
+        self.recorder = recorder
+        self.pipeline.add_listener(recorder.push)
+        return recorder
+
+    def stop_recording(self) -> RecordingSummary | None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return None
+        self.pipeline.remove_listener(recorder.push)
+        recorder.event("recording stopped")
+        return recorder.stop()
+
+    def stop(self) -> RecordingSummary | None:
+        """Stop the source, finish any recording and close the outlets."""
+        self.source.stop()
+        summary = self.stop_recording()
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+        return summary
+
+    def status(self) -> StreamStatus:
+        """A snapshot of the stream's health (cheap; call it about once a second)."""
+        p = self.pipeline
+        now = local_clock()
+        total = p.raw.total_written
+        self._rate_history.append((now, total))
+        while len(self._rate_history) > 2 and now - self._rate_history[0][0] > 3.0:
+            self._rate_history.popleft()
+        t0, n0 = self._rate_history[0]
+        rate = (total - n0) / (now - t0) if now > t0 else 0.0
+        stats = p.stats
+        latency = None
+        if stats.last_arrival is not None and stats.last_timestamp is not None:
+            latency = (stats.last_arrival - stats.last_timestamp) * 1000.0
+        return StreamStatus(
+            state=self.source.state, nominal_rate=self.info.sfreq, measured_rate=rate, samples=stats.samples,
+            dropped=self.source.dropped_samples, latency_ms=latency, nonfinite=stats.nonfinite_values,
+            timestamps_backwards=stats.timestamps_backwards, timestamp_jumps=stats.timestamp_jumps,
+            quality=list(p.quality), recording=self.recorder.elapsed if self.recorder else None)

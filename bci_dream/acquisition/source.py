@@ -1,0 +1,130 @@
+"""The common shape of every source: a thread that reads a device, stream or file and emits chunks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from typing import Callable
+
+from bci_dream.acquisition.types import Chunk, SourceState, StreamInfo
+from bci_dream.errors import BciDreamError
+
+log = logging.getLogger(__name__)
+
+ChunkSink = Callable[[Chunk], None]
+StateListener = Callable[[SourceState, str], None]
+
+
+class Source(ABC):
+    """Base class of the BrainFlow, LSL and XDF-replay sources.
+
+    Use: ``info = source.open()`` (blocking; raises :class:`~bci_dream.errors.BciDreamError` with
+    a one-line message if the device cannot be opened), then ``source.start(sink)`` runs the
+    acquisition on a thread of its own that calls ``sink(chunk)`` for every chunk, and
+    ``source.stop()`` ends it. ``state`` tells where it is; ``error`` holds the reason it failed.
+    """
+
+    #: Seconds without samples after which a streaming source is reported as stalled.
+    stall_timeout: float = 2.0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._info: StreamInfo | None = None
+        self._state = SourceState.STOPPED
+        self._state_listeners: list[StateListener] = []
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sink: ChunkSink | None = None
+        self.error: BciDreamError | None = None
+        #: Samples the device reported as lost (sample-counter gaps), not counting overruns downstream.
+        self.dropped_samples = 0
+
+    @property
+    def info(self) -> StreamInfo:
+        if self._info is None:
+            raise RuntimeError(f"{self.name}: call open() before reading info")
+        return self._info
+
+    @property
+    def state(self) -> SourceState:
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Call ``listener(state, reason)`` on every change of state (from the source's thread)."""
+        self._state_listeners.append(listener)
+
+    def _set_state(self, state: SourceState, reason: str = "") -> None:
+        if state == self._state:
+            return
+        self._state = state
+        log.info("%s: %s%s", self.name, state.value, f" ({reason})" if reason else "")
+        for listener in list(self._state_listeners):
+            try:
+                listener(state, reason)
+            except Exception:  # a broken listener must not stop acquisition
+                log.exception("state listener failed")
+
+    @abstractmethod
+    def open(self) -> StreamInfo:
+        """Connect and learn the stream's description; raise ``BciDreamError`` if that fails."""
+
+    @abstractmethod
+    def _run(self) -> None:
+        """Acquisition loop: emit chunks with :meth:`_emit` until ``self._stop_event`` is set."""
+
+    def _close(self) -> None:
+        """Release the device (called on the acquisition thread when the loop ends)."""
+
+    def start(self, sink: ChunkSink) -> None:
+        """Start the acquisition thread, delivering every chunk to ``sink``."""
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        if self._info is None:
+            self.open()
+        self._sink = sink
+        self._stop_event.clear()
+        self._thread = threading.Thread(target=self._thread_main, name=f"source:{self.name}", daemon=True)
+        self._thread.start()
+
+    def _thread_main(self) -> None:
+        try:
+            self._run()
+        except BciDreamError as e:
+            self.error = e
+            log.error("%s: %s", self.name, e)
+            self._set_state(SourceState.FAILED, str(e))
+        except Exception as e:  # unexpected: keep the message, never kill the process
+            self.error = BciDreamError(f"{self.name} stopped unexpectedly: {type(e).__name__}: {e}")
+            log.exception("%s: acquisition thread crashed", self.name)
+            self._set_state(SourceState.FAILED, str(e))
+        finally:
+            try:
+                self._close()
+            except Exception:
+                log.exception("%s: closing failed", self.name)
+            if self._state != SourceState.FAILED:
+                self._set_state(SourceState.STOPPED)
+
+    def _emit(self, chunk: Chunk) -> None:
+        if self._sink is not None:
+            self._sink(chunk)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to end and wait up to ``timeout`` seconds for it."""
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("%s: acquisition thread did not stop within %.1f s", self.name, timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the acquisition thread to end by itself (a replay that finished); True if it did."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()

@@ -1,0 +1,191 @@
+"""Headset profiles: one TOML file per headset in ``devices/``, loaded into :class:`DeviceProfile`.
+
+Profiles are searched, first match wins, in
+1. the folders listed in the ``BCI_DREAM_DEVICES`` environment variable (``os.pathsep``-separated),
+2. the user's folder ``~/.config/bci-dream/devices`` (``$XDG_CONFIG_HOME`` respected),
+3. the profiles shipped with the package (``devices/`` of the source tree, ``bci_dream/_data/devices``
+   inside an installed wheel).
+Adding a headset means adding a file to one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bci_dream.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+#: Connection parameters a profile may ask for; each is a ``--flag`` of the command line.
+CONNECTION_PARAMETERS = (
+    "serial_port", "mac_address", "serial_number", "ip_address", "ip_port", "file",
+    "master_board", "timeout", "other_info",
+    "stream_name", "stream_type", "source_id", "marker_stream",
+)
+
+SOURCE_KINDS = ("brainflow", "lsl")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A headset and how to talk to it.
+
+    Attributes:
+        name: the profile's name, used as ``--device NAME``.
+        description: one line for ``bci-dream devices``.
+        source: ``"brainflow"`` or ``"lsl"``.
+        board: BrainFlow ``BoardIds`` member name (``"CYTON_BOARD"``), empty for LSL.
+        preset: BrainFlow preset carrying EEG (``"DEFAULT_PRESET"``).
+        sampling_rate: nominal rate in Hz (0: taken from the stream).
+        units: unit of the EEG samples (``"uV"``).
+        channels: 10-20 names of the EEG channels, in board order (empty: taken from the stream).
+        required: connection parameters that must be given.
+        optional: connection parameters that may be given.
+        bandpass: default band-pass edges in Hz, or None.
+        notch: default line-noise notch in Hz (50 or 60), or None.
+        rail_uv: amplitude at which the amplifier saturates, in µV, if known.
+        package_counter_modulo: modulus of the board's sample counter, to count dropped samples.
+        master_board: for BrainFlow's playback and streaming boards, the board that was recorded.
+        lsl: defaults for LSL resolution (``stream_type``, ``stream_name``, ``source_id``).
+        path: the file the profile was read from.
+    """
+
+    name: str
+    description: str
+    source: str
+    board: str = ""
+    preset: str = "DEFAULT_PRESET"
+    sampling_rate: float = 0.0
+    units: str = "uV"
+    channels: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    bandpass: tuple[float, float] | None = (1.0, 45.0)
+    notch: float | None = 50.0
+    rail_uv: float | None = None
+    package_counter_modulo: int | None = None
+    master_board: str = ""
+    lsl: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """All connection parameters the profile accepts."""
+        return self.required + self.optional
+
+    def check_parameters(self, params: dict[str, object]) -> None:
+        """Raise :class:`DeviceError` if a required parameter is missing or an unknown one is given."""
+        given = {k for k, v in params.items() if v not in (None, "")}
+        missing = [p for p in self.required if p not in given]
+        if missing:
+            flags = ", ".join("--" + p.replace("_", "-") for p in missing)
+            raise DeviceError(f"device '{self.name}' needs {flags}")
+        unknown = sorted(given - set(self.parameters))
+        if unknown:
+            flags = ", ".join("--" + p.replace("_", "-") for p in unknown)
+            accepted = ", ".join("--" + p.replace("_", "-") for p in self.parameters) or "none"
+            raise DeviceError(f"device '{self.name}' does not take {flags} (it takes: {accepted})")
+
+
+def profile_folders() -> list[Path]:
+    """Folders searched for ``*.toml`` profiles, highest priority first."""
+    folders = [Path(p) for p in os.environ.get("BCI_DREAM_DEVICES", "").split(os.pathsep) if p]
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    folders.append(config_home / "bci-dream" / "devices")
+    folders.append(shipped_data_folder("devices"))
+    return folders
+
+
+def shipped_data_folder(name: str) -> Path:
+    """A data folder shipped with the package: inside the wheel, or at the top of a source checkout."""
+    package_dir = Path(__file__).resolve().parent
+    installed = package_dir / "_data" / name
+    return installed if installed.is_dir() else package_dir.parent / name
+
+
+def load_profile(path: str | os.PathLike) -> DeviceProfile:
+    """Read one profile file; raise :class:`DeviceError` naming the file and the problem."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise DeviceError(f"cannot read device profile {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise DeviceError(f"device profile {path} is not valid TOML: {e}") from e
+    try:
+        return _profile_from_dict(raw, path)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DeviceError(f"device profile {path} is invalid: {e}") from e
+
+
+def _profile_from_dict(raw: dict, path: Path) -> DeviceProfile:
+    source = str(raw.get("source", "brainflow"))
+    if source not in SOURCE_KINDS:
+        raise ValueError(f"source must be one of {', '.join(SOURCE_KINDS)}, not '{source}'")
+    connection = raw.get("connection", {})
+    required = tuple(connection.get("required", ()))
+    optional = tuple(connection.get("optional", ()))
+    for p in required + optional:
+        if p not in CONNECTION_PARAMETERS:
+            raise ValueError(f"unknown connection parameter '{p}'")
+    filters = raw.get("filters", {})
+    bandpass = filters.get("bandpass")
+    channels = tuple(str(c) for c in raw.get("channels", ()))
+    if source == "brainflow" and not raw.get("board"):
+        raise ValueError("a brainflow profile needs 'board' (a BoardIds name such as CYTON_BOARD)")
+    if len(set(channels)) != len(channels):
+        raise ValueError("channel names must be unique")
+    return DeviceProfile(
+        name=str(raw.get("name", path.stem)),
+        description=str(raw.get("description", "")),
+        source=source,
+        board=str(raw.get("board", "")),
+        preset=str(raw.get("preset", "DEFAULT_PRESET")),
+        sampling_rate=float(raw.get("sampling_rate", 0.0)),
+        units=str(raw.get("units", "uV")),
+        channels=channels,
+        required=required,
+        optional=optional,
+        bandpass=(float(bandpass[0]), float(bandpass[1])) if bandpass else None,
+        notch=float(filters["notch"]) if filters.get("notch") else None,
+        rail_uv=float(raw["rail_uv"]) if raw.get("rail_uv") else None,
+        package_counter_modulo=int(raw["package_counter_modulo"]) if raw.get("package_counter_modulo") else None,
+        master_board=str(raw.get("master_board", "")),
+        lsl=dict(raw.get("lsl", {})),
+        path=path,
+    )
+
+
+def list_profiles() -> dict[str, DeviceProfile]:
+    """All profiles found, by name; a profile earlier in :func:`profile_folders` hides later ones.
+
+    Broken profile files are skipped with a logged warning so that one bad file does not hide the rest.
+    """
+    profiles: dict[str, DeviceProfile] = {}
+    for folder in profile_folders():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                profile = load_profile(path)
+            except DeviceError as e:
+                log.warning("%s", e)
+                continue
+            profiles.setdefault(profile.name, profile)
+    return dict(sorted(profiles.items()))
+
+
+def get_profile(name: str) -> DeviceProfile:
+    """The profile called ``name``, or a path to a ``.toml`` file; :class:`DeviceError` if unknown."""
+    if name.endswith(".toml"):
+        return load_profile(name)
+    profiles = list_profiles()
+    if name not in profiles:
+        known = ", ".join(profiles) or "none found"
+        raise DeviceError(f"unknown device '{name}'; known devices: {known} (run 'bci-dream devices')")
+    return profiles[name]

@@ -1,0 +1,1 @@
+"""Readers that turn recordings into arrays and markers."""

@@ -1,0 +1,169 @@
+"""Read an ``.xdf`` session with pyxdf: pick its EEG stream and its marker streams."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bci_dream.errors import RecordingError
+
+log = logging.getLogger(__name__)
+
+XDF_MAGIC = b"XDF:"
+MARKER_TYPES = ("markers", "marker", "lsl_marker_strings", "events", "stim")
+
+
+@dataclass
+class EegStream:
+    """A numeric stream: ``data`` float32 [n, channels], ``timestamps`` float64 [n] (LSL seconds)."""
+
+    name: str
+    stream_type: str
+    ch_names: tuple[str, ...]
+    units: str
+    sfreq: float
+    data: np.ndarray
+    timestamps: np.ndarray
+    source_id: str = ""
+
+
+@dataclass
+class MarkerStream:
+    """A string stream: ``texts[i]`` happened at ``timestamps[i]`` (LSL seconds)."""
+
+    name: str
+    timestamps: np.ndarray
+    texts: list[str]
+
+
+@dataclass
+class XdfSession:
+    """The EEG stream of an ``.xdf`` file and its marker streams."""
+
+    path: Path
+    eeg: EegStream
+    markers: list[MarkerStream] = field(default_factory=list)
+    other_streams: list[str] = field(default_factory=list)
+
+
+def _first(info: dict, key: str, default: str = "") -> str:
+    value = info.get(key, [default])
+    return str(value[0]) if isinstance(value, list) and value else str(value or default)
+
+
+def _channel_desc(info: dict, n_channels: int) -> tuple[tuple[str, ...], str]:
+    labels: list[str] = []
+    unit = ""
+    try:
+        channels = info["desc"][0]["channels"][0]["channel"]
+        for ch in channels:
+            labels.append(str((ch.get("label") or [""])[0] or ""))
+            if not unit:
+                unit = str((ch.get("unit") or [""])[0] or "")
+    except (KeyError, IndexError, TypeError):
+        pass
+    if len(labels) != n_channels or not all(labels):
+        labels = [f"Ch{i + 1}" for i in range(n_channels)]
+    return tuple(labels), unit
+
+
+def _is_string(stream: dict) -> bool:
+    return _first(stream["info"], "channel_format") == "string"
+
+
+def _describe(stream: dict) -> str:
+    info = stream["info"]
+    return f"{_first(info, 'name')} ({_first(info, 'type')}, {len(stream['time_stamps'])} samples)"
+
+
+def choose_eeg_stream(streams: list[dict], wanted: str | None, path: Path) -> dict:
+    """The stream named or typed ``wanted``; else type EEG; else the numeric stream with the highest rate."""
+    numeric = [s for s in streams if not _is_string(s)]
+    listing = ", ".join(_describe(s) for s in streams) or "none"
+    if wanted:
+        for key in ("name", "type"):
+            match = [s for s in streams if _first(s["info"], key).lower() == wanted.lower()]
+            if match:
+                if _is_string(match[0]):
+                    raise RecordingError(f"stream '{wanted}' in {path} holds text markers, not EEG; streams: {listing}")
+                return max(match, key=lambda s: len(s["time_stamps"]))
+        raise RecordingError(f"{path} has no stream named or typed '{wanted}'; streams: {listing}")
+
+    def rate(s: dict) -> float:
+        return float(_first(s["info"], "nominal_srate", "0") or 0)
+
+    eeg = [s for s in numeric if _first(s["info"], "type").lower() == "eeg"]
+    candidates = eeg or [s for s in numeric if rate(s) > 0]
+    if not candidates:
+        raise RecordingError(f"{path} has no EEG stream (streams: {listing}); record one or pass --stream NAME")
+    # Prefer streams that hold samples, then the highest rate.
+    return max(candidates, key=lambda s: (len(s["time_stamps"]) > 0, rate(s)))
+
+
+def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bool = True) -> XdfSession:
+    """Load ``path`` and return its EEG stream and marker streams.
+
+    Args:
+        path: an ``.xdf`` (or ``.xdfz``) file.
+        stream: name or type of the EEG stream; by default type EEG, else the fastest numeric stream.
+        dejitter: let pyxdf synchronise clocks and smooth timestamps (recommended: raw timestamps of
+            real recordings arrive in bursts and go backwards).
+
+    Raises:
+        RecordingError: the file is missing, not XDF, damaged beyond reading, has no EEG stream, or
+            its EEG stream is empty. The message is one line naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordingError(f"recording {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise RecordingError(f"cannot read {path}: {e.strerror}") from e
+    if magic != XDF_MAGIC and path.suffix != ".xdfz":
+        raise RecordingError(f"{path} is not an XDF file (it does not start with 'XDF:')")
+    try:
+        import pyxdf
+
+        streams, _ = pyxdf.load_xdf(os.fspath(path), synchronize_clocks=dejitter,
+                                    dejitter_timestamps=dejitter, verbose=False)
+    except Exception as e:  # pyxdf raises many kinds on damaged files
+        raise RecordingError(f"cannot read {path}: {type(e).__name__}: {e}; the file may be damaged") from e
+    if not streams:
+        raise RecordingError(f"{path} holds no streams")
+    chosen = choose_eeg_stream(streams, stream, path)
+    info = chosen["info"]
+    name = _first(info, "name")
+    data = np.asarray(chosen["time_series"])
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise RecordingError(f"the EEG stream '{name}' in {path} holds no samples; choose another recording")
+    n_channels = int(_first(info, "channel_count", str(data.shape[1])))
+    ch_names, unit = _channel_desc(info, n_channels)
+    eeg = EegStream(
+        name=name, stream_type=_first(info, "type"), ch_names=ch_names, units=unit or "uV",
+        sfreq=float(_first(info, "nominal_srate", "0") or 0) or float(chosen["info"].get("effective_srate", 0)),
+        data=np.ascontiguousarray(data, dtype=np.float32),
+        timestamps=np.asarray(chosen["time_stamps"], dtype=np.float64),
+        source_id=_first(info, "source_id"),
+    )
+    markers = []
+    others = []
+    for s in streams:
+        if s is chosen:
+            continue
+        if _is_string(s):
+            texts = [",".join(str(v) for v in row) if isinstance(row, (list, tuple)) else str(row)
+                     for row in s["time_series"]]
+            markers.append(MarkerStream(_first(s["info"], "name"), np.asarray(s["time_stamps"], np.float64), texts))
+        else:
+            others.append(_first(s["info"], "name"))
+    if eeg.sfreq <= 0:
+        raise RecordingError(f"the EEG stream '{name}' in {path} has no sampling rate")
+    log.info("%s: EEG stream '%s' (%d ch, %g Hz, %d samples), %d marker streams",
+             path.name, name, n_channels, eeg.sfreq, data.shape[0], len(markers))
+    return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others)
