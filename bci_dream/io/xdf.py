@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -104,6 +105,31 @@ def choose_eeg_stream(streams: list[dict], wanted: str | None, path: Path) -> di
     return max(candidates, key=lambda s: (len(s["time_stamps"]) > 0, rate(s)))
 
 
+def whole_chunks_size(path: str | os.PathLike) -> tuple[int, int]:
+    """Bytes of ``path`` made of whole XDF chunks, and the file's size (equal for an intact file).
+
+    Follows the chunk lengths from the start without reading their contents. A file torn inside a
+    chunk (a power cut, a kill during a write) ends early; pyxdf fails on some such files and
+    returns a wrong last sample for others, so readers should read only the whole part.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        good = 4 if f.read(4) == XDF_MAGIC else 0
+        while 0 < good < size:
+            f.seek(good)
+            width = f.read(1)
+            if not width or width[0] not in (1, 4, 8):
+                break
+            raw = f.read(width[0])
+            if len(raw) != width[0]:
+                break
+            end = good + 1 + width[0] + int.from_bytes(raw, "little")
+            if end - good - 1 - width[0] < 2 or end > size:
+                break
+            good = end
+    return good, size
+
+
 def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bool = True) -> XdfSession:
     """Load ``path`` and return its EEG stream and marker streams.
 
@@ -127,10 +153,18 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
         raise RecordingError(f"cannot read {path}: {e.strerror}") from e
     if magic != XDF_MAGIC and path.suffix != ".xdfz":
         raise RecordingError(f"{path} is not an XDF file (it does not start with 'XDF:')")
+    source: object = os.fspath(path)
+    if path.suffix != ".xdfz":
+        good, size = whole_chunks_size(path)
+        if good < size:
+            log.warning("%s ends inside a chunk (the recording was cut off); reading its first %d of %d bytes",
+                        path, good, size)
+            with open(path, "rb") as f:
+                source = io.BytesIO(f.read(good))
     try:
         import pyxdf
 
-        streams, _ = pyxdf.load_xdf(os.fspath(path), synchronize_clocks=dejitter,
+        streams, _ = pyxdf.load_xdf(source, synchronize_clocks=dejitter,
                                     dejitter_timestamps=dejitter, verbose=False)
     except Exception as e:  # pyxdf raises many kinds on damaged files
         raise RecordingError(f"cannot read {path}: {type(e).__name__}: {e}; the file may be damaged") from e
