@@ -198,10 +198,10 @@ class BrainFlowSource(Source):
 
     def open(self) -> StreamInfo:
         self._set_state(SourceState.CONNECTING)
-        params = self._input_params()
-        self._check_inputs(params)
-        self._info = self._describe(params)
         try:
+            params = self._input_params()
+            self._check_inputs(params)
+            self._info = self._describe(params)
             self._connect()
         except DeviceError as e:
             self.error = e

@@ -130,7 +130,9 @@ class RingBuffer:
 
     def range(self, start: int, stop: int) -> ReadResult:
         """Copy of samples ``[start, stop)``; ``lost`` counts those already overwritten."""
-        return self.since(start, max_samples=max(0, stop - start))
+        first = max(start, self.oldest_index)
+        res = self.since(first, max_samples=max(0, stop - first))
+        return ReadResult(res.data, res.timestamps, res.start, res.next_index, res.lost + first - start)
 
 
 class MarkerBuffer:

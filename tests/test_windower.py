@@ -1,0 +1,132 @@
+"""Windower: window size, resampling, montage mask, timing, poll cadence and window_at."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bci_dream.acquisition.ring_buffer import RingBuffer
+from bci_dream.signal.montage import CANONICAL_128, Montage
+from bci_dream.signal.resample import resample, resampled_length
+from bci_dream.signal.windower import Window, Windower
+
+SFREQ = 250.0
+CYTON = ["Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2"]
+T0 = 1000.0  # LSL clock of sample 0
+FREQ = 10.0
+
+
+def sine(start: int, n: int, n_channels: int = 8, sfreq: float = SFREQ) -> tuple[np.ndarray, np.ndarray]:
+    """Samples [n, C] of 20 µV sines at 10 Hz (channel c scaled by c + 1) and their timestamps."""
+    t = (start + np.arange(n)) / sfreq
+    data = 20 * np.sin(2 * np.pi * FREQ * t)[:, None] * np.arange(1, n_channels + 1)
+    return data.astype(np.float32), T0 + t
+
+
+def feed(buf: RingBuffer, n: int, chunk: int = 10, sfreq: float = SFREQ) -> None:
+    end = buf.total_written + n
+    while buf.total_written < end:
+        k = min(chunk, end - buf.total_written)
+        buf.write(*sine(buf.total_written, k, buf.n_channels, sfreq))
+
+
+def test_window_shape_frequency_mask_and_t_end():
+    buf = RingBuffer(int(10 * SFREQ), 8)
+    w = Windower(buf, SFREQ, CYTON)
+    assert w.n_samples == 512
+    feed(buf, 499)
+    assert w.latest() is None and w.poll() is None
+    feed(buf, 700)
+    win = w.latest()
+    assert isinstance(win, Window)
+    assert win.data.shape == (128, 512) and win.data.dtype == np.float32
+    assert win.sfreq == 256.0 and win.ch_names == CANONICAL_128
+    assert win.index_end == 1199
+    assert win.t_end == T0 + 1198 / SFREQ
+    expected_mask = np.isin(np.array(CANONICAL_128), CYTON)
+    np.testing.assert_array_equal(win.mask, expected_mask)
+    assert not win.data[~win.mask].any()
+    # Same frequency: the spectral peak of every channel is at 10 Hz.
+    o2 = win.data[CANONICAL_128.index("O2")]
+    freqs = np.fft.rfftfreq(512, 1 / 256)
+    assert freqs[np.argmax(np.abs(np.fft.rfft(o2)))] == FREQ
+    # Sample-accurate timing: the last sample lies at t_end, earlier ones every 1/256 s before.
+    t = (win.t_end - T0) - np.arange(511, -1, -1) / 256
+    for name, scale in (("Fp1", 1), ("O2", 8)):
+        got = win.data[CANONICAL_128.index(name)]
+        ref = 20 * scale * np.sin(2 * np.pi * FREQ * t)
+        assert np.abs(got - ref)[:-8].max() < 0.01 * 20 * scale  # away from the newest edge
+        assert np.abs(got - ref).max() < 0.05 * 20 * scale  # the edge is extrapolated
+
+
+def test_poll_cadence_and_latest_wins():
+    buf = RingBuffer(int(10 * SFREQ), 8)
+    w = Windower(buf, SFREQ, CYTON, hop_s=0.25)
+    ends = []
+    for _ in range(300):  # 3000 samples = 12 s in chunks of 10
+        feed(buf, 10)
+        win = w.poll()
+        if win is not None:
+            ends.append(win.index_end)
+    assert ends[0] == 500  # the first full window
+    gaps = np.diff(ends)
+    assert np.all(gaps >= 62.5) and np.all(gaps <= 70)  # one window per hop (62.5 samples)
+    assert len(ends) == pytest.approx((3000 - 500) / 70 + 1, abs=8)
+    assert w.poll() is None  # nothing new
+    feed(buf, 1000)  # four seconds at once: only the newest window
+    win = w.poll()
+    assert win is not None and win.index_end == buf.total_written
+    assert w.poll() is None
+    feed(buf, 62)
+    assert w.poll() is None
+    feed(buf, 1)
+    assert w.poll().index_end == buf.total_written
+
+
+def test_window_at():
+    buf = RingBuffer(int(4 * SFREQ), 8)
+    w = Windower(buf, SFREQ, CYTON)
+    feed(buf, 800)
+    at_800 = w.latest()
+    assert w.window_at(801) is None  # not written yet
+    assert w.window_at(400) is None  # not a full window before it
+    feed(buf, 300)
+    again = w.window_at(800)
+    assert again.index_end == 800 and again.t_end == at_800.t_end
+    np.testing.assert_allclose(again.data, at_800.data, atol=1e-4)
+    feed(buf, 500)  # 1600 written, the buffer keeps 1000: samples before 600 are gone
+    assert w.window_at(800) is None
+    assert w.window_at(1100) is not None
+
+
+def test_units_identity_rate_and_custom_montage():
+    sfreq = 256.0
+    buf = RingBuffer(2048, 5)
+    names = ["TP9", "AF7", "AF8", "TP10", "Right AUX"]
+    montage = Montage(["AF7", "AF8", "TP9", "TP10", "Fz"])
+    w = Windower(buf, sfreq, names, montage=montage, to_microvolts=1e6, window_s=1.0)
+    feed(buf, 300, sfreq=sfreq)
+    data, _ = sine(0, 300, 5, sfreq)
+    win = w.latest()
+    assert win.data.shape == (5, 256) and win.ch_names == montage.names
+    np.testing.assert_array_equal(win.mask, [True, True, True, True, False])
+    np.testing.assert_allclose(win.data[2], data[-256:, 0] * 1e6, rtol=1e-6)  # TP9, no resampling
+    np.testing.assert_allclose(win.data[0], data[-256:, 1] * 1e6, rtol=1e-6)  # AF7
+
+
+@pytest.mark.parametrize("sfreq", [125.0, 250.0, 300.0, 500.0, 1000.0, 2048.0])
+def test_window_length_is_exact_at_any_rate(sfreq):
+    buf = RingBuffer(int(5 * sfreq), 4)
+    w = Windower(buf, sfreq, ["Fz", "Cz", "Pz", "Oz"])
+    feed(buf, int(2.5 * sfreq), chunk=int(sfreq), sfreq=sfreq)
+    win = w.latest()
+    assert win.data.shape == (128, 512)
+    assert np.isfinite(win.data).all()
+
+
+def test_resample_helpers():
+    x = np.random.default_rng(0).normal(size=(3, 500)).astype(np.float32)
+    assert resample(x, 250, 250) is x
+    y = resample(x, 250, 256)
+    assert y.shape == (3, resampled_length(500, 250, 256)) == (3, 512)
+    assert resample(x.T, 250, 125, axis=0).shape == (250, 3)

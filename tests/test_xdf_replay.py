@@ -1,0 +1,103 @@
+"""Replay of real .xdf recordings, checked sample-exactly against pyxdf, and bad files."""
+
+import time
+
+import numpy as np
+import pytest
+import pyxdf
+
+from bci_dream.acquisition.xdf_replay import XdfReplaySource
+from bci_dream.acquisition.xdf_writer import XdfWriter
+from bci_dream.errors import RecordingError
+
+REAL_FILES = [
+    ("bci-essentials/ssvep_example.xdf", "DSI7", 258),
+    ("bci-essentials/sub-P001_ses-S001_task-P300Checkboard_run-001_eeg.xdf", "g.USBamp-1", 74),
+    ("bci-essentials/sub-P001_ses-S001_task-T1_run-001_eeg_old1.xdf", "g.USBamp-1", 180),
+    ("xdf-example-files/minimal.xdf", "SendDataC", 9),
+    ("xdf-jl/twochannel_string_marker.xdf", "SendDataC", 1),
+]
+
+
+def _replay(source: XdfReplaySource, timeout: float = 60):
+    chunks = []
+    source.open()
+    source.start(chunks.append)
+    assert source.wait(timeout)
+    data = np.concatenate([c.samples for c in chunks])
+    ts = np.concatenate([c.timestamps for c in chunks])
+    markers = [m for c in chunks for m in c.markers]
+    return data, ts, markers
+
+
+@pytest.mark.parametrize("rel,name,n_markers", REAL_FILES)
+def test_replay_at_full_speed_is_sample_exact(shared_data, rel, name, n_markers):
+    path = shared_data / rel
+    streams, _ = pyxdf.load_xdf(str(path))
+    ref = next(s for s in streams if s["info"]["name"][0] == name)
+    source = XdfReplaySource(path, speed=0)
+    data, ts, markers = _replay(source)
+    assert source.info.name == name
+    np.testing.assert_array_equal(data, np.asarray(ref["time_series"], np.float32))
+    np.testing.assert_allclose(ts + source.time_offset, ref["time_stamps"], rtol=0, atol=1e-6)
+    assert len(markers) == n_markers
+    # markers keep their place relative to the samples
+    others = [s for s in streams if s is not ref and s["info"]["channel_format"][0] == "string"]
+    ref_marker_times = np.sort(np.concatenate([s["time_stamps"] for s in others]))
+    np.testing.assert_allclose(sorted(m.timestamp + source.time_offset for m in markers), ref_marker_times, atol=1e-6)
+
+
+def test_real_time_pace_and_speed_factor(shared_data):
+    path = shared_data / "bci-essentials/ssvep_example.xdf"
+    source = XdfReplaySource(path, speed=50.0)
+    t0 = time.monotonic()
+    data, ts, _ = _replay(source)
+    took = time.monotonic() - t0
+    assert data.shape[0] == 33002
+    assert 0.8 * 110 / 50 < took < 1.5 * 110 / 50 + 0.5
+    # emitted timestamps are compressed by the speed factor
+    file_span = source.session.eeg.timestamps[-1] - source.session.eeg.timestamps[0]
+    assert ts[-1] - ts[0] == pytest.approx(file_span / 50, rel=1e-6)
+
+
+def test_loop_continues_the_timeline(shared_data):
+    source = XdfReplaySource(shared_data / "xdf-example-files/minimal.xdf", speed=0, loop=True)
+    chunks = []
+    source.open()
+    source.start(chunks.append)
+    deadline = time.monotonic() + 5
+    while source.loops_done < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    source.stop()
+    ts = np.concatenate([c.timestamps for c in chunks])
+    assert len(ts) >= 27 and np.all(np.diff(ts) > 0)
+
+
+def test_missing_corrupt_and_truncated_files(tmp_path, shared_data):
+    with pytest.raises(RecordingError, match="does not exist"):
+        XdfReplaySource(tmp_path / "nope.xdf").open()
+    junk = tmp_path / "junk.xdf"
+    junk.write_bytes(b"this is not xdf at all")
+    with pytest.raises(RecordingError, match="is not an XDF file"):
+        XdfReplaySource(junk).open()
+    cut = tmp_path / "cut.xdf"
+    cut.write_bytes((shared_data / "bci-essentials/ssvep_example.xdf").read_bytes()[:700_000])
+    data, _, _ = _replay(XdfReplaySource(cut, speed=0))
+    assert 0 < data.shape[0] < 33002
+    header_only = tmp_path / "header.xdf"
+    header_only.write_bytes((shared_data / "bci-essentials/ssvep_example.xdf").read_bytes()[:60])
+    with pytest.raises(RecordingError):
+        XdfReplaySource(header_only).open()
+
+
+def test_empty_eeg_stream_and_no_eeg_stream(tmp_path, shared_data):
+    with pytest.raises(RecordingError, match="'obci_eeg1'.*holds no samples"):
+        XdfReplaySource(shared_data / "bci4als/empty_eeg_stream.xdf").open()
+    only_markers = tmp_path / "markers.xdf"
+    with XdfWriter(only_markers) as w:
+        sid = w.add_stream("Markers", "Markers", 1, 0.0, channel_format="string")
+        w.write_strings(sid, ["a", "b"], [1.0, 2.0])
+    with pytest.raises(RecordingError, match="has no EEG stream"):
+        XdfReplaySource(only_markers).open()
+    with pytest.raises(RecordingError, match="no stream named or typed 'EMG'"):
+        XdfReplaySource(shared_data / "xdf-example-files/minimal.xdf", stream="EMG").open()
