@@ -103,3 +103,19 @@ def test_profile_with_wrong_channel_count(tmp_path):
     path.write_text('name = "bad"\nsource = "brainflow"\nboard = "SYNTHETIC_BOARD"\nchannels = ["Fz", "Cz"]\n')
     with pytest.raises(DeviceError, match="lists 2 channels but the board delivers 16"):
         BrainFlowSource(load_profile(path)).open()
+
+
+def test_windows_from_the_synthetic_board_follow_the_stream():
+    live = LiveStream(BrainFlowSource(get_profile("synthetic")))
+    windower = live.windower(window_s=2.0, hop_s=0.25, target_sfreq=256.0)
+    live.start()
+    try:
+        assert _wait(lambda: windower.latest() is not None, 10)
+        first = windower.poll()
+        assert _wait(lambda: (w := windower.poll()) is not None and w.index_end > first.index_end, 5)
+        w = windower.latest()
+    finally:
+        live.stop()
+    assert w.data.shape == (128, 512) and w.mask.sum() == 16
+    assert w.t_end == live.pipeline.raw.range(w.index_end - 1, w.index_end).timestamps[0]
+    assert abs(w.t_end - local_clock()) < 2.0

@@ -17,6 +17,7 @@ from bci_dream.acquisition.types import Chunk, SourceState, StreamInfo
 from bci_dream.devices import DeviceProfile
 from bci_dream.errors import BciDreamError
 from bci_dream.signal.quality import ChannelQuality
+from bci_dream.signal.windower import Windower
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class LiveStream:
         """Start acquiring (opens the source first if needed)."""
         if self.pipeline is None:
             self.open()
+        self._rate_history.append((local_clock(), self.pipeline.raw.total_written))
         self.source.start(self._on_chunk)
 
     def _on_chunk(self, chunk: Chunk) -> None:
@@ -152,6 +154,15 @@ class LiveStream:
             self.publisher.close()
             self.publisher = None
         return summary
+
+    def windower(self, **options: Any) -> Windower:
+        """A :class:`~bci_dream.signal.windower.Windower` over the filtered signal (µV).
+
+        ``options`` go to its constructor: ``window_s``, ``hop_s``, ``target_sfreq``, ``montage``.
+        """
+        if self.pipeline is None:
+            self.open()
+        return Windower(self.pipeline.filtered, self.info.sfreq, self.info.ch_names, **options)
 
     def status(self) -> StreamStatus:
         """A snapshot of the stream's health (cheap; call it about once a second)."""

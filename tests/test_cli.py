@@ -1,0 +1,96 @@
+"""The bci-dream command, run as a user runs it: real subprocesses, real files, one-line errors."""
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import pyxdf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bci_dream.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("bci-dream: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert re.search(pattern, errors[0]), errors[0]
+
+
+def test_devices_lists_every_profile():
+    proc = run("devices")
+    assert proc.returncode == 0
+    for name in ("synthetic", "cyton", "cyton-daisy", "ganglion", "muse-2", "muse-s", "playback", "lsl"):
+        assert any(line.startswith(name + " ") for line in proc.stdout.splitlines()), name
+    assert "--serial-port" in proc.stdout
+
+
+def test_wheel_ships_the_device_profiles(tmp_path):
+    hatchling_wheel = pytest.importorskip("hatchling.builders.wheel")
+    builder = hatchling_wheel.WheelBuilder(str(REPO))
+    wheel = next(builder.build(directory=str(tmp_path), versions=["standard"]))
+    names = zipfile.ZipFile(wheel).namelist()
+    for profile in (REPO / "devices").glob("*.toml"):
+        assert f"bci_dream/_data/devices/{profile.name}" in names
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def test_stream_prints_status_every_second():
+    proc = run("stream", "--device", "synthetic", "--seconds", "3.5")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "rate" in line]
+    assert len(lines) == 3
+    assert "streaming" in lines[-1] and "/250 Hz" in lines[-1] and "dropped 0" in lines[-1]
+    assert "latency" in lines[-1] and "quality" in lines[-1]
+
+
+def test_record_then_replay(tmp_path):
+    out = tmp_path / "rec.xdf"
+    proc = run("record", "--device", "synthetic", "-o", str(out), "--seconds", "2.5")
+    assert proc.returncode == 0, proc.stderr
+    streams, _ = pyxdf.load_xdf(str(out))
+    eeg = next(s for s in streams if s["info"]["type"][0] == "EEG")
+    n = eeg["time_series"].shape[0]
+    assert n > 400
+    proc = run("replay", str(out), "--speed", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert f"replayed {n} samples" in proc.stdout and "lost 0, duplicated 0" in proc.stdout
+
+
+def test_replay_real_recording_at_speed(shared_data):
+    proc = run("replay", str(shared_data / "bci-essentials/ssvep_example.xdf"), "--speed", "40")
+    assert proc.returncode == 0, proc.stderr
+    assert "'DSI7' 8 channels" in proc.stdout
+    assert "replayed 33002 samples and 258 markers" in proc.stdout
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["stream", "--device", "nope"], r"unknown device 'nope'; known devices: .*synthetic"),
+    (["stream", "--device", "cyton", "--serial-port", "/dev/ttyDOESNOTEXIST"], r"serial port /dev/ttyDOESNOTEXIST does not exist"),
+    (["stream", "--device", "cyton"], r"device 'cyton' needs --serial-port"),
+    (["stream", "--device", "playback", "--file", "/nonexistent.csv"], r"does not exist"),
+    (["stream", "--device", "lsl", "--stream-name", "no-such-stream-xyz", "--timeout", "1"], r"no LSL stream .*no-such-stream-xyz"),
+    (["replay", "/nonexistent/file.xdf"], r"does not exist"),
+])
+def test_bad_input_gives_one_clear_line(args, pattern):
+    assert_one_line_error(run(*args), pattern)
+
+
+def test_bad_recordings_give_one_clear_line(tmp_path, shared_data):
+    junk = tmp_path / "junk.xdf"
+    junk.write_text("not an xdf file")
+    assert_one_line_error(run("replay", str(junk)), "is not an XDF file")
+    assert_one_line_error(run("replay", str(shared_data / "bci4als/empty_eeg_stream.xdf")), "holds no samples")
+    existing = tmp_path / "exists.xdf"
+    existing.write_bytes(b"precious")
+    assert_one_line_error(run("record", "--device", "synthetic", "-o", str(existing), "--seconds", "1"),
+                          "already exists")
+    assert existing.read_bytes() == b"precious"
