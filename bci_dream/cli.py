@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from bci_dream import __version__
 from bci_dream.devices import CONNECTION_PARAMETERS, DeviceProfile, get_profile, list_profiles

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from bci_dream.acquisition.pipeline import FilterSettings, StreamPipeline
+from bci_dream.acquisition.pipeline import StreamPipeline
 from bci_dream.acquisition.types import Chunk, Marker, StreamInfo
 from bci_dream.errors import ChunkError
 from bci_dream.signal.filters import design_filter

@@ -1,6 +1,5 @@
 """Record → read with pyxdf → replay gives back the same samples; a killed recorder leaves a readable file."""
 
-import os
 import signal
 import subprocess
 import sys

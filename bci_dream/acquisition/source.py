@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 from bci_dream.acquisition.types import Chunk, SourceState, StreamInfo
 from bci_dream.errors import BciDreamError

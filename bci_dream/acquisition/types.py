@@ -45,14 +45,14 @@ class Chunk:
     markers: list[Marker] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, n_channels: int, markers: list[Marker] | None = None) -> "Chunk":
+    def empty(cls, n_channels: int, markers: list[Marker] | None = None) -> Chunk:
         """A chunk with no samples, used to deliver markers alone."""
         return cls(np.empty((0, n_channels), np.float32), np.empty(0, np.float64), markers or [])
 
     def __len__(self) -> int:
         return int(self.samples.shape[0])
 
-    def validated(self, n_channels: int) -> "Chunk":
+    def validated(self, n_channels: int) -> Chunk:
         """Return this chunk as contiguous float32/float64 arrays, or raise :class:`ChunkError`."""
         samples = np.ascontiguousarray(self.samples, dtype=np.float32)
         timestamps = np.ascontiguousarray(self.timestamps, dtype=np.float64).reshape(-1)

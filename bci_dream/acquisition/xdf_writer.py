@@ -211,7 +211,7 @@ class XdfWriter:
         header = (
             '<?xml version="1.0"?><info><version>1.0</version>'
             f"<datetime>{_xml_text(created)}</datetime></info>"
-        ).encode("utf-8")
+        ).encode()
         try:
             with self._lock:
                 self._write(b"XDF:" + _chunk(_TAG_FILE_HEADER, header), boundary=False)
@@ -508,7 +508,7 @@ class XdfWriter:
             or "no streams",
         )
 
-    def __enter__(self) -> "XdfWriter":
+    def __enter__(self) -> XdfWriter:
         return self
 
     def __exit__(
@@ -534,7 +534,7 @@ class XdfWriter:
             f"<last_timestamp>{_exact_number(last)}</last_timestamp>"
             f"<sample_count>{stream.sample_count}</sample_count>"
             f"<clock_offsets>{offsets}</clock_offsets></info>"
-        ).encode("utf-8")
+        ).encode()
 
     # ------------------------------------------------------------------ internals
 

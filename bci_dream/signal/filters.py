@@ -106,12 +106,12 @@ class OnlineFilter:
         self._last_finite = np.zeros(self.n_channels, np.float64)
 
     @classmethod
-    def none(cls, n_channels: int) -> "OnlineFilter":
+    def none(cls, n_channels: int) -> OnlineFilter:
         """A pass-through filter (it still replaces non-finite values)."""
         return cls(np.zeros((0, 6)), n_channels)
 
     @classmethod
-    def design(cls, sfreq: float, n_channels: int, **kwargs) -> "OnlineFilter":
+    def design(cls, sfreq: float, n_channels: int, **kwargs) -> OnlineFilter:
         """Shortcut for ``OnlineFilter(design_filter(sfreq, **kwargs), n_channels)``."""
         return cls(design_filter(sfreq, **kwargs), n_channels)
 

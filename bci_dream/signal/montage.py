@@ -147,7 +147,7 @@ class Montage:
             self._index[key] = i
 
     @classmethod
-    def canonical(cls) -> "Montage":
+    def canonical(cls) -> Montage:
         """The 128-channel canonical montage :data:`CANONICAL_128`."""
         return cls(CANONICAL_128)
 

@@ -1,0 +1,480 @@
+"""Acquire EEG (and optionally markers) from any Lab Streaming Layer stream.
+
+:class:`LslSource` resolves one numeric LSL stream by name, type and/or source_id, opens an inlet
+on it and, on its acquisition thread, pulls chunks into a preallocated numpy buffer and emits them
+as :class:`~bci_dream.acquisition.types.Chunk` objects whose timestamps are in the local
+``pylsl.local_clock()`` domain. An optional string marker stream is read in the same loop.
+
+Timestamp post-processing (the choice, documented):
+
+* ``proc_clocksync``: timestamps are mapped from the sender's clock to ours; the app keeps every
+  timestamp in the local LSL clock domain.
+* ``proc_dejitter``: network and OS jitter is smoothed away for regular-rate streams, so the
+  timestamps of consecutive samples are ``1/sfreq`` apart. liblsl's dejitterer regresses
+  timestamps on the count of samples received and does not notice a gap in the data; after a stall
+  its estimates would lag real time by the length of the gap for minutes. This source therefore
+  resets the dejitterer whenever the stream stalls (see :meth:`LslSource._reset_dejitter`).
+* ``proc_monotonize`` is *not* used: it clamps a timestamp that goes backwards to the previous one,
+  which would turn a clock reset or a replaced outlet into a run of identical timestamps and hide
+  it. Samples are addressed by absolute index downstream, not by timestamp, so a backwards jump is
+  harmless there and stays visible (it is logged). Override :attr:`LslSource.processing_flags` on
+  the class or instance to change this.
+* ``proc_threadsafe`` is not needed: an inlet is read by one thread only.
+
+Connection losses: the inlet is opened with ``recover=True``, so liblsl silently reconnects to a
+stream with the same source_id (and name, type, channel count) when it comes back; meanwhile the
+source reports ``STALLED``. A stream without a source_id cannot be recovered by liblsl; then a pull
+raises ``LostError``, the source reports ``RECONNECTING`` and resolves the stream again itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from collections.abc import Sequence
+
+import numpy as np
+import pylsl
+
+from bci_dream.acquisition.source import Source
+from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
+from bci_dream.errors import DeviceError, StreamNotFoundError
+
+log = logging.getLogger(__name__)
+
+
+def _pylsl_attr(name: str) -> Any:
+    """Find a pylsl name that moved between releases (top level in 1.16, ``pylsl.util`` in 1.18)."""
+    for module_name in ("", ".util", ".pylsl"):
+        try:
+            module = __import__(f"pylsl{module_name}", fromlist=[name])
+        except ImportError:
+            continue
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise ImportError(f"pylsl has no {name}")
+
+
+LostError: type[Exception] = _pylsl_attr("LostError")
+LslTimeoutError: type[Exception] = _pylsl_attr("TimeoutError")
+# The ctypes handle to liblsl (``pylsl.lib.lib`` in 1.18, ``pylsl.pylsl.lib`` in 1.16), used only
+# to reset the dejitterer; without it, timestamps after a pause converge back slowly.
+_liblsl: Any = None
+for _module in ("pylsl.lib", "pylsl.pylsl"):
+    try:
+        _liblsl = getattr(__import__(_module, fromlist=["lib"]), "lib", None)
+    except ImportError:
+        continue
+    if _liblsl is not None and hasattr(_liblsl, "lsl_set_postprocessing"):
+        break
+    _liblsl = None
+
+#: numpy dtype of each numeric LSL channel format (``pylsl.cf_*``); strings have none.
+_NUMPY_DTYPES: dict[int, type[np.generic]] = {
+    pylsl.cf_float32: np.float32,
+    pylsl.cf_double64: np.float64,
+    pylsl.cf_int32: np.int32,
+    pylsl.cf_int16: np.int16,
+    pylsl.cf_int8: np.int8,
+    pylsl.cf_int64: np.int64,
+}
+
+#: Seconds a pull waits for the first sample; bounds how long :meth:`Source.stop` takes.
+POLL_INTERVAL = 0.05
+#: Seconds between attempts to find a marker stream that was lost (each blocks the loop this long).
+_MARKER_RETRY_INTERVAL = 2.0
+_MARKER_RESOLVE_TIMEOUT = 0.05
+#: Seconds one resolve attempt waits while re-finding a lost, unrecoverable EEG stream.
+_RECONNECT_RESOLVE_TIMEOUT = 0.5
+
+
+def xpath_literal(value: str) -> str:
+    """Quote ``value`` as an XPath 1.0 string literal (XPath has no escapes: use ``concat``)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    parts = value.split("'")
+    return "concat(" + ", \"'\", ".join(f"'{p}'" for p in parts) + ")"
+
+
+def build_predicate(name: str | None = None, stream_type: str | None = None, source_id: str | None = None) -> str:
+    """XPath predicate matching every given property, e.g. ``name='X' and type='EEG'``.
+
+    Empty strings and ``None`` are left out. Raises ``ValueError`` if nothing is given.
+    """
+    terms = [
+        f"{prop}={xpath_literal(value)}"
+        for prop, value in (("name", name), ("type", stream_type), ("source_id", source_id))
+        if value
+    ]
+    if not terms:
+        raise ValueError("give at least one of stream name, type or source_id")
+    return " and ".join(terms)
+
+
+def _describe_query(name: str | None, stream_type: str | None, source_id: str | None) -> str:
+    """The query in words, as the user typed it: ``name='X' and type='EEG'``."""
+    terms = [
+        f"{prop}={value!r}"
+        for prop, value in (("name", name), ("type", stream_type), ("source_id", source_id))
+        if value
+    ]
+    return " and ".join(terms)
+
+
+def _channel_descriptions(info: pylsl.StreamInfo, n_channels: int) -> tuple[list[str], list[str]]:
+    """Labels and units of ``desc/channels/channel`` (empty strings where missing), length ``n_channels``."""
+    labels = [""] * n_channels
+    units = [""] * n_channels
+    channel = info.desc().child("channels").child("channel")
+    i = 0
+    while not channel.empty() and i < n_channels:
+        labels[i] = channel.child_value("label").strip()
+        units[i] = channel.child_value("unit").strip()
+        channel = channel.next_sibling("channel")
+        i += 1
+    return labels, units
+
+
+def _marker_text(values: Sequence[Any]) -> str:
+    """One marker sample (one value per channel) as text; numbers lose a ``.0``; channels join with ``,``."""
+    texts = []
+    for v in values:
+        if isinstance(v, (bytes, bytearray)):
+            texts.append(bytes(v).decode("utf-8", "replace"))
+        elif isinstance(v, str):
+            texts.append(v)
+        elif isinstance(v, float) and v.is_integer():
+            texts.append(str(int(v)))
+        else:
+            texts.append(str(v))
+    return ",".join(texts)
+
+
+class LslSource(Source):
+    """A :class:`Source` reading one numeric LSL stream, plus an optional marker stream.
+
+    Args:
+        stream_name: LSL stream name to match (exactly), or ``None``.
+        stream_type: LSL content type to match, ``"EEG"`` by default, or ``None``.
+        source_id: LSL source_id to match, or ``None``.
+        marker_stream: name of a marker stream (string or numeric) to read alongside, or ``None``.
+        timeout: seconds to wait for each stream while resolving and connecting in :meth:`open`.
+        max_buffer_s: seconds of data the inlet buffers while the app does not pull (older data is
+            dropped by liblsl).
+        units: unit of the samples if the stream's description does not declare one (the stream's
+            own ``desc/channels/channel/unit`` wins); ``"uV"`` if neither says.
+
+    Chunks have ``samples`` float32 [n, n_channels] in the stream's units (converted from the
+    stream's channel format) and ``timestamps`` float64 [n] in local LSL clock seconds. Markers are
+    attached to the chunk pulled in the same loop iteration, or sent alone in ``Chunk.empty``.
+    """
+
+    #: liblsl post-processing of the EEG inlet's timestamps (see the module docstring).
+    processing_flags: int = pylsl.proc_clocksync | pylsl.proc_dejitter
+    #: Post-processing of the marker inlet: irregular streams cannot be dejittered.
+    marker_processing_flags: int = pylsl.proc_clocksync
+
+    def __init__(
+        self,
+        stream_name: str | None = None,
+        stream_type: str | None = "EEG",
+        source_id: str | None = None,
+        marker_stream: str | None = None,
+        timeout: float = 5.0,
+        max_buffer_s: int = 60,
+        units: str | None = None,
+    ) -> None:
+        super().__init__(name=f"LSL {_describe_query(stream_name, stream_type, source_id) or 'stream'}")
+        self.stream_name = stream_name or None
+        self.stream_type = stream_type or None
+        self.source_id = source_id or None
+        self.marker_stream = marker_stream or None
+        self.timeout = float(timeout)
+        self.max_buffer_s = int(max_buffer_s)
+        self.units = units
+        self._inlet: pylsl.StreamInlet | None = None
+        self._marker_inlet: pylsl.StreamInlet | None = None
+        self._dtype: type[np.generic] = np.float32
+        self._n_channels = 0
+        self._marker_retry_at = 0.0
+        self._last_timestamp = -np.inf
+
+    # ------------------------------------------------------------------ opening
+
+    @property
+    def query(self) -> str:
+        """The stream query in words, e.g. ``name='X' and type='EEG'``."""
+        return _describe_query(self.stream_name, self.stream_type, self.source_id)
+
+    def open(self) -> StreamInfo:
+        """Resolve the stream(s), open the inlet(s) and return the stream's description.
+
+        Raises:
+            StreamNotFoundError: nothing matched within ``timeout`` seconds.
+            DeviceError: the stream is a string stream, has no nominal rate, or cannot be connected.
+        """
+        self._close()
+        try:
+            predicate = build_predicate(self.stream_name, self.stream_type, self.source_id)
+        except ValueError:
+            raise DeviceError(
+                "no LSL stream query given; pass --stream-name, --stream-type or --source-id"
+            ) from None
+        self._set_state(SourceState.CONNECTING, f"resolving {self.query}")
+        found = pylsl.resolve_bypred(predicate, minimum=1, timeout=self.timeout)
+        if not found:
+            raise StreamNotFoundError(
+                f"no LSL stream with {self.query} found within {self.timeout:.1f} s; "
+                "start the stream or check --stream-name/--stream-type/--source-id"
+            )
+        chosen = found[0]
+        if len(found) > 1:
+            others = ", ".join(f"{s.name()!r} ({s.source_id() or 'no source_id'} on {s.hostname()})" for s in found[1:])
+            log.warning(
+                "%d LSL streams match %s; using %r (source_id %r on %s), ignoring %s",
+                len(found), self.query, chosen.name(), chosen.source_id(), chosen.hostname(), others,
+            )
+        self._check_numeric(chosen)
+        inlet, full = self._connect(chosen, self.timeout)
+        self._inlet = inlet
+        self._n_channels = full.channel_count()
+        self._dtype = _NUMPY_DTYPES[full.channel_format()]
+
+        labels, ch_units = _channel_descriptions(full, self._n_channels)
+        ch_names = tuple(label or f"Ch{i + 1}" for i, label in enumerate(labels))
+        if len(set(ch_names)) != len(ch_names):
+            log.warning("%s: duplicate channel labels %s", self.name, ch_names)
+        units = ch_units[0] if ch_units and ch_units[0] else (self.units or "uV")
+        self._info = StreamInfo(
+            name=full.name(),
+            ch_names=ch_names,
+            sfreq=float(full.nominal_srate()),
+            units=units,
+            source_id=full.source_id(),
+            stream_type=full.type(),
+        )
+        log.info(
+            "%s: connected to %r (%d channels at %g Hz, %s, source_id %r on %s)",
+            self.name, full.name(), self._n_channels, full.nominal_srate(), units, full.source_id(), full.hostname(),
+        )
+        if self.marker_stream:
+            self._marker_inlet = self._open_marker_inlet(self.timeout)
+            if self._marker_inlet is None:
+                self._close()
+                raise StreamNotFoundError(
+                    f"no LSL marker stream named {self.marker_stream!r} found within {self.timeout:.1f} s; "
+                    "start it or check --marker-stream"
+                )
+        return self._info
+
+    def _check_numeric(self, info: pylsl.StreamInfo) -> None:
+        """Raise :class:`DeviceError` unless ``info`` is a numeric stream with a nominal rate."""
+        if info.channel_format() not in _NUMPY_DTYPES:
+            raise DeviceError(
+                f"LSL stream {info.name()!r} ({info.type()}) carries strings, not samples; "
+                "choose the EEG stream with --stream-name/--stream-type and pass markers with --marker-stream"
+            )
+        if info.nominal_srate() <= 0:
+            raise DeviceError(
+                f"LSL stream {info.name()!r} ({info.type()}) has no nominal sampling rate (irregular); "
+                "EEG needs a regular stream - choose another with --stream-name/--stream-type/--source-id"
+            )
+        if info.channel_count() < 1:
+            raise DeviceError(f"LSL stream {info.name()!r} has no channels")
+
+    def _connect(self, resolved: pylsl.StreamInfo, timeout: float) -> tuple[pylsl.StreamInlet, pylsl.StreamInfo]:
+        """Open an EEG inlet on ``resolved``; return it and the full description (with ``desc``)."""
+        inlet = pylsl.StreamInlet(
+            resolved,
+            max_buflen=max(1, self.max_buffer_s),
+            max_chunklen=0,
+            recover=True,
+            processing_flags=self.processing_flags,
+        )
+        try:
+            full = inlet.info(timeout=timeout)
+            inlet.open_stream(timeout=timeout)
+        except (LslTimeoutError, LostError) as e:
+            self._close_inlet(inlet)
+            raise DeviceError(
+                f"found LSL stream {resolved.name()!r} on {resolved.hostname()} but could not connect to it "
+                f"within {timeout:.1f} s ({e}); check the network and firewall"
+            ) from None
+        return inlet, full
+
+    def _open_marker_inlet(self, timeout: float) -> pylsl.StreamInlet | None:
+        """Resolve the marker stream and open an inlet on it; ``None`` if not found within ``timeout``."""
+        assert self.marker_stream is not None
+        found = pylsl.resolve_bypred(build_predicate(name=self.marker_stream), minimum=1, timeout=timeout)
+        if not found:
+            return None
+        chosen = found[0]
+        if len(found) > 1:
+            log.warning(
+                "%d LSL streams are named %r; reading markers from the one with source_id %r on %s",
+                len(found), self.marker_stream, chosen.source_id(), chosen.hostname(),
+            )
+        inlet = pylsl.StreamInlet(chosen, max_buflen=360, recover=True, processing_flags=self.marker_processing_flags)
+        try:
+            inlet.open_stream(timeout=max(timeout, 0.5))
+        except (LslTimeoutError, LostError) as e:
+            log.warning("%s: could not connect to marker stream %r: %s", self.name, self.marker_stream, e)
+            self._close_inlet(inlet)
+            return None
+        log.info("%s: reading markers from %r (%s)", self.name, chosen.name(), chosen.type())
+        return inlet
+
+    # ------------------------------------------------------------------ acquisition loop
+
+    def _run(self) -> None:
+        if self._inlet is None:  # started again after stop(): open anew
+            self.open()
+        info = self.info
+        n_channels = info.n_channels
+        # At most one second (bounded) per pull; liblsl writes straight into this C-contiguous buffer.
+        max_samples = int(min(max(32, round(info.sfreq)), 65536))
+        buffer = np.zeros((max_samples, n_channels), dtype=self._dtype)
+        last_data = time.monotonic()
+        self._last_timestamp = -np.inf
+        self._set_state(SourceState.CONNECTING, "waiting for samples")
+
+        while not self._stop_event.is_set():
+            if self._inlet is None:
+                if not self._reconnect():
+                    break
+                last_data = time.monotonic()
+                continue
+            try:
+                n, timestamps = self._pull(self._inlet, buffer)
+            except LostError:
+                self._set_state(SourceState.RECONNECTING, f"stream {info.name!r} lost; waiting for it to return")
+                self._close_inlet(self._inlet)
+                self._inlet = None
+                continue
+            markers = self._pull_markers()
+            now = time.monotonic()
+            if n:
+                last_data = now
+                if self._state != SourceState.STREAMING:
+                    self._set_state(SourceState.STREAMING)
+                if timestamps[0] < self._last_timestamp:
+                    log.warning(
+                        "%s: timestamps went back by %.3f s (clock reset or a new outlet)",
+                        self.name, self._last_timestamp - timestamps[0],
+                    )
+                self._last_timestamp = float(timestamps[-1])
+                # A copy: the sink keeps references to the chunk while this buffer is reused.
+                self._emit(Chunk(buffer[:n].astype(np.float32), timestamps, markers))
+            else:
+                if markers:
+                    self._emit(Chunk.empty(n_channels, markers))
+                silent = now - last_data
+                if silent > self.stall_timeout and self._state in (SourceState.STREAMING, SourceState.CONNECTING):
+                    self._set_state(SourceState.STALLED, f"no samples for {self.stall_timeout:.1f} s")
+                    self._reset_dejitter(self._inlet)
+
+    def _pull(self, inlet: pylsl.StreamInlet, buffer: np.ndarray) -> tuple[int, np.ndarray]:
+        """Pull up to ``len(buffer)`` samples into ``buffer``; return their count and timestamps float64 [n].
+
+        Waits up to :data:`POLL_INTERVAL` for the first sample, then takes whatever else is already
+        there without waiting (liblsl's fixed-buffer pull would otherwise wait for a full buffer).
+        """
+        _, first = inlet.pull_chunk(timeout=POLL_INTERVAL, max_samples=1, dest_obj=buffer)
+        if len(first) == 0:
+            return 0, np.empty(0, np.float64)
+        if buffer.shape[0] == 1:
+            return 1, np.asarray(first, np.float64)
+        _, rest = inlet.pull_chunk(timeout=0.0, max_samples=buffer.shape[0] - 1, dest_obj=buffer[1:])
+        timestamps = np.empty(1 + len(rest), np.float64)
+        timestamps[0] = first[0]
+        timestamps[1:] = rest
+        return int(timestamps.shape[0]), timestamps
+
+    def _pull_markers(self) -> list[Marker]:
+        """Markers that arrived since the last call (never waits); re-finds a lost marker stream."""
+        if not self.marker_stream:
+            return []
+        if self._marker_inlet is None:
+            now = time.monotonic()
+            if now < self._marker_retry_at:
+                return []
+            self._marker_retry_at = now + _MARKER_RETRY_INTERVAL
+            self._marker_inlet = self._open_marker_inlet(_MARKER_RESOLVE_TIMEOUT)
+            if self._marker_inlet is None:
+                return []
+            log.info("%s: marker stream %r is back", self.name, self.marker_stream)
+        try:
+            values, timestamps = self._marker_inlet.pull_chunk(timeout=0.0, max_samples=1024)
+        except LostError:
+            log.warning("%s: marker stream %r lost; looking for it every %.0f s",
+                        self.name, self.marker_stream, _MARKER_RETRY_INTERVAL)
+            self._close_inlet(self._marker_inlet)
+            self._marker_inlet = None
+            self._marker_retry_at = time.monotonic() + _MARKER_RETRY_INTERVAL
+            return []
+        return [
+            Marker(float(ts), _marker_text(sample), stream=self.marker_stream)
+            for sample, ts in zip(values, timestamps)
+        ]
+
+    def _reconnect(self) -> bool:
+        """Resolve the lost (unrecoverable) stream again until found or stopped; True once connected."""
+        assert self._info is not None
+        predicate = build_predicate(self.stream_name, self.stream_type, self.source_id)
+        while not self._stop_event.is_set():
+            found = pylsl.resolve_bypred(predicate, minimum=1, timeout=_RECONNECT_RESOLVE_TIMEOUT)
+            for candidate in found:
+                if (
+                    candidate.channel_count() != self._n_channels
+                    or _NUMPY_DTYPES.get(candidate.channel_format()) is not self._dtype
+                    or candidate.nominal_srate() != self._info.sfreq
+                ):
+                    log.warning(
+                        "%s: ignoring %r: %d channels of format %d at %g Hz, not as before",
+                        self.name, candidate.name(), candidate.channel_count(),
+                        candidate.channel_format(), candidate.nominal_srate(),
+                    )
+                    continue
+                try:
+                    self._inlet, _ = self._connect(candidate, 1.0)
+                except DeviceError as e:
+                    log.warning("%s: %s", self.name, e)
+                    continue
+                log.info("%s: stream %r found again", self.name, candidate.name())
+                return True
+        return False
+
+    def _reset_dejitter(self, inlet: pylsl.StreamInlet | None) -> None:
+        """Restart liblsl's timestamp smoothing so that samples after a gap get correct timestamps.
+
+        liblsl resets the dejitterer when the dejitter flag changes, so turn it off and on again.
+        """
+        if inlet is None or _liblsl is None or not self.processing_flags & pylsl.proc_dejitter:
+            return
+        try:
+            _liblsl.lsl_set_postprocessing(inlet.obj, self.processing_flags & ~pylsl.proc_dejitter)
+            _liblsl.lsl_set_postprocessing(inlet.obj, self.processing_flags)
+        except Exception:  # pragma: no cover - defensive; smoothing then recovers by itself, slowly
+            log.debug("could not reset the dejitterer", exc_info=True)
+
+    # ------------------------------------------------------------------ closing
+
+    @staticmethod
+    def _close_inlet(inlet: pylsl.StreamInlet | None) -> None:
+        if inlet is None:
+            return
+        try:
+            inlet.close_stream()
+        except Exception:  # closing a broken inlet must not raise
+            log.debug("close_stream failed", exc_info=True)
+
+    def _close(self) -> None:
+        """Close the inlets (before any outlet of this process goes; see DESIGN.md)."""
+        for attr in ("_marker_inlet", "_inlet"):
+            inlet = getattr(self, attr)
+            setattr(self, attr, None)
+            self._close_inlet(inlet)
+            del inlet  # the last reference: pylsl destroys the liblsl inlet now

@@ -1,0 +1,129 @@
+"""A real LSL outlet in a process of its own, for the LSL tests.
+
+Run::
+
+    python tests/lsl_outlet_process.py --name X --source-id Y --channels 8 --rate 250 --seconds 5 \
+        [--type EEG] [--start-index K] [--markers NAME] [--marker-interval 0.2] \
+        [--pause-after S --pause-for P]
+
+It creates an EEG outlet (float32, channel labels Fp1, Fp2, ... or Ch1, Ch2, ..., unit
+microvolts) and pushes chunks in real time. Channel 0 holds the running sample index (exact in
+float32 up to 2**24) and channel ``c > 0`` holds :func:`expected_samples` of it, so a receiver can
+check every sample it gets. Each sample's timestamp is ``t0 + (index - start_index) / rate``.
+
+With ``--markers NAME`` it also creates a string marker outlet and pushes ``"m<i>@<timestamp>"``
+every ``--marker-interval`` seconds, stamped with that same timestamp. With ``--pause-after`` it
+stops pushing for ``--pause-for`` seconds (outlet and connection stay up; those samples are never
+sent, so the counter jumps).
+
+It prints ``ready`` (flushed) once the outlets exist. The outlets live in this process because
+destroying an outlet before an inlet of the same process can crash liblsl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+#: Labels used when the stream has at most this many channels.
+LABELS_1020 = ("Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8", "T3", "T4", "T5", "T6")
+
+
+def channel_labels(n_channels: int) -> list[str]:
+    """``Fp1, Fp2, ...`` for up to 16 channels, else ``Ch1..ChN``."""
+    if n_channels <= len(LABELS_1020):
+        return list(LABELS_1020[:n_channels])
+    return [f"Ch{i + 1}" for i in range(n_channels)]
+
+
+def expected_samples(index: np.ndarray, n_channels: int) -> np.ndarray:
+    """The samples the outlet sends for sample indices ``index`` (int64 [n]): float32 [n, n_channels].
+
+    Channel 0 is the index itself; channel ``c`` is ``(index % 1009) * c * 0.5 - 100`` (exact in float32).
+    """
+    index = np.asarray(index, dtype=np.int64)
+    out = np.empty((index.shape[0], n_channels), np.float32)
+    out[:, 0] = index
+    base = (index % 1009).astype(np.float32)
+    for c in range(1, n_channels):
+        out[:, c] = base * np.float32(c * 0.5) - np.float32(100.0)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pylsl
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", required=True)
+    p.add_argument("--source-id", default="")
+    p.add_argument("--type", default="EEG")
+    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--rate", type=float, default=250.0)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--start-index", type=int, default=0)
+    p.add_argument("--chunk-ms", type=float, default=10.0, help="push period in milliseconds")
+    p.add_argument("--pause-after", type=float, default=0.0,
+                   help="stop pushing after this many seconds (0: never) for --pause-for seconds; the samples "
+                   "of the pause are never sent (the counter jumps), the connection stays up")
+    p.add_argument("--pause-for", type=float, default=0.0)
+    p.add_argument("--markers", default=None, help="name of an additional string marker stream")
+    p.add_argument("--marker-interval", type=float, default=0.2)
+    args = p.parse_args(argv)
+
+    info = pylsl.StreamInfo(args.name, args.type, args.channels, args.rate, "float32", args.source_id)
+    channels = info.desc().append_child("channels")
+    for label in channel_labels(args.channels):
+        ch = channels.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", "microvolts")
+        ch.append_child_value("type", "EEG")
+    outlet = pylsl.StreamOutlet(info)
+
+    marker_outlet = None
+    if args.markers:
+        minfo = pylsl.StreamInfo(
+            args.markers, "Markers", 1, pylsl.IRREGULAR_RATE, "string", f"{args.source_id}-markers" if args.source_id else ""
+        )
+        marker_outlet = pylsl.StreamOutlet(minfo)
+
+    print("ready", flush=True)
+
+    t0 = pylsl.local_clock()
+    next_index = args.start_index
+    next_marker_t = t0 + args.marker_interval
+    marker_i = 0
+    period = args.chunk_ms / 1000.0
+    end = t0 + args.seconds
+    pause_at = t0 + args.pause_after if args.pause_after > 0 else float("inf")
+    while True:
+        now = pylsl.local_clock()
+        if now >= end:
+            break
+        if now >= pause_at:
+            time.sleep(args.pause_for)
+            pause_at = float("inf")
+            now = pylsl.local_clock()
+            next_index = args.start_index + int((now - t0) * args.rate)  # the paused samples are lost
+        due = args.start_index + int((now - t0) * args.rate) + 1
+        if due > next_index:
+            idx = np.arange(next_index, due, dtype=np.int64)
+            samples = expected_samples(idx, args.channels)
+            last_ts = t0 + (due - 1 - args.start_index) / args.rate
+            outlet.push_chunk(samples, last_ts)
+            next_index = due
+        if marker_outlet is not None and now >= next_marker_t:
+            ts = next_marker_t
+            marker_outlet.push_sample([f"m{marker_i}@{ts:.6f}"], ts)
+            marker_i += 1
+            next_marker_t += args.marker_interval
+        time.sleep(period)
+    del marker_outlet
+    del outlet
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
