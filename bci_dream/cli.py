@@ -185,12 +185,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     code = _run_live(live, args.seconds, interval=1.0)
     took = time.monotonic() - started
     stats = live.pipeline.stats
-    passes = source.loops_done
-    expected = n_file * passes
-    print(f"replayed {stats.samples} samples and {stats.markers} markers in {took:.2f} s "
-          f"({stats.samples / info.sfreq / took if took > 0 else 0:.1f}x real time); "
-          f"{passes} full pass(es); lost {max(expected - stats.samples, 0) if passes and not args.loop else 0}, "
-          f"duplicated {max(stats.samples - expected, 0) if passes and not args.loop else 0}", flush=True)
+    speed = stats.samples / info.sfreq / took if took > 0 else 0.0
+    line = (f"replayed {stats.samples} samples and {stats.markers} markers in {took:.2f} s "
+            f"({speed:.1f}x real time)")
+    if source.loops_done >= 1 and not args.loop:
+        line += (f"; lost {max(n_file - stats.samples, 0)}, duplicated {max(stats.samples - n_file, 0)} "
+                 f"of {n_file} samples in the file")
+    else:
+        line += f"; {source.loops_done} full pass(es)"
+    print(line, flush=True)
     return code
 
 

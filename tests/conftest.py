@@ -15,5 +15,8 @@ def shared_data() -> Path:
     """Folder of real recordings (``$BCI_DREAM_DATA``, default ``<repo root>/../shared/data``); skips if absent."""
     path = Path(os.environ.get("BCI_DREAM_DATA", REPO_ROOT.parent / "shared" / "data"))
     if not path.is_dir():
-        pytest.skip(f"shared test data not found at {path} (set BCI_DREAM_DATA)")
+        message = f"shared test data not found at {path} (set BCI_DREAM_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must test against the real recordings, never skip them
+        pytest.skip(message)
     return path

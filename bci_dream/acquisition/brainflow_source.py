@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,10 @@ _board_logger_quiet = False
 
 def _brainflow():
     global _board_logger_quiet
-    from brainflow import board_shim  # imported lazily: loading the native library takes ~100 ms
+    with warnings.catch_warnings():
+        # brainflow 5.23 finds its native library through the deprecated pkg_resources
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        from brainflow import board_shim  # imported lazily: loading the native library takes ~100 ms
 
     if not _board_logger_quiet:
         board_shim.BoardShim.disable_board_logger()  # it prints JSON to stderr; we log ourselves
