@@ -101,7 +101,8 @@ def _quality_text(quality) -> str:
 
 
 def _status_line(elapsed: float, status) -> str:
-    latency = f"{status.latency_ms:.0f} ms" if status.latency_ms is not None else "-"
+    # (a replay faster than real time stamps samples ahead of the clock: no latency to show)
+    latency = f"{status.latency_ms:.0f} ms" if status.latency_ms is not None and status.latency_ms >= 0 else "-"
     parts = [f"{elapsed:6.1f} s", f"{status.state.value:<12}",
              f"rate {status.measured_rate:6.1f}/{status.nominal_rate:g} Hz",
              f"dropped {status.dropped}", f"latency {latency}", _quality_text(status.quality)]
@@ -121,12 +122,12 @@ def _run_live(live, seconds: float | None, interval: float = 1.0) -> int:
     next_print = start + interval
     try:
         while seconds is None or time.monotonic() - start < seconds:
-            time.sleep(max(0.0, min(next_print, start + (seconds or 1e12)) - time.monotonic()))
+            wake = min(next_print, start + seconds) if seconds is not None else next_print
+            if live.source.wait(max(0.0, wake - time.monotonic())):
+                break  # the source ended by itself: a replay reached its end, or the device failed
             if time.monotonic() >= next_print:
                 print(_status_line(time.monotonic() - start, live.status()), flush=True)
                 next_print += interval
-            if not live.source.running:
-                break
     except (KeyboardInterrupt, _Terminate):
         print("stopping", flush=True)
     summary = live.stop()
@@ -236,6 +237,8 @@ def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="bci-dream: %(levelname)s: %(message)s" if verbosity else
                         "bci-dream: %(message)s", stream=sys.stderr)
+    if verbosity == 0:
+        logging.getLogger("pyxdf").setLevel(logging.ERROR)  # its notes on clock segments are not for users
 
 
 def main(argv: Sequence[str] | None = None) -> int:

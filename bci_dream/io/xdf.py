@@ -165,7 +165,7 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
         import pyxdf
 
         streams, _ = pyxdf.load_xdf(source, synchronize_clocks=dejitter,
-                                    dejitter_timestamps=dejitter, verbose=False)
+                                    dejitter_timestamps=dejitter)
     except Exception as e:  # pyxdf raises many kinds on damaged files
         raise RecordingError(f"cannot read {path}: {type(e).__name__}: {e}; the file may be damaged") from e
     if not streams:
