@@ -7,6 +7,7 @@ printed as one line on stderr and end the command with exit status 1; ``-v`` sho
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from collections.abc import Sequence
 
 from bci_dream import __version__
+from bci_dream.commands import COMMAND_MODULES
 from bci_dream.devices import CONNECTION_PARAMETERS, DeviceProfile, get_profile, list_profiles
 from bci_dream.errors import BciDreamError
 
@@ -230,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish", action="store_true", help="publish the replay as LSL streams")
     _add_filter_args(p)
     p.set_defaults(func=cmd_replay)
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            continue  # a command still being written
+        module.register(sub)
     return parser
 
 

@@ -22,3 +22,7 @@ class RecordingError(BciDreamError):
 
 class ChunkError(BciDreamError):
     """A chunk does not fit its stream (wrong channel count, wrong dtype or shape)."""
+
+
+class CheckpointError(BciDreamError):
+    """A checkpoint is missing, damaged, or belongs to another model."""

@@ -1,0 +1,116 @@
+"""Checkpoints of our own: a folder with ``config.json`` + ``model.safetensors`` (+ training state).
+
+``training_state.pt`` (optimizer, scheduler, step, random state) is written only by training
+commands so that an interrupted run can resume; it holds plain tensors and numbers and is read with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bci_dream.errors import CheckpointError
+from bci_dream.models.eeg_model import EegModel, EegModelConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "bci-dream-eeg"
+CONFIG_FILE, WEIGHTS_FILE, STATE_FILE = "config.json", "model.safetensors", "training_state.pt"
+MAX_LISTED = 8
+
+
+def save_checkpoint(folder: str | os.PathLike, model: EegModel, *, training_state: dict | None = None,
+                    meta: dict | None = None) -> Path:
+    """Write ``model`` (and optionally the training state) to ``folder``, atomically per file."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"format": FORMAT, "version": 1, **model.config.to_dict(), "meta": meta or {}}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    _atomic(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2)))
+    if training_state is not None:
+        _atomic(folder / STATE_FILE, lambda p: torch.save(training_state, p))
+    return folder
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """The checkpoint's ``config.json`` as a dict; :class:`CheckpointError` if missing or not ours."""
+    folder = Path(folder)
+    path = folder / CONFIG_FILE if folder.is_dir() else folder
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a bci-dream checkpoint (no {CONFIG_FILE}); "
+                              "give the folder written by 'bci-dream pretrain' or 'finetune'")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from e
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a bci-dream EEG checkpoint (format {config.get('format')!r})")
+    return config
+
+
+def load_checkpoint(folder: str | os.PathLike, *, expected: EegModelConfig | None = None,
+                    map_location: str | torch.device = "cpu") -> tuple[EegModel, dict]:
+    """Rebuild the model saved in ``folder``; returns (model, config dict with its ``meta``).
+
+    With ``expected``, a checkpoint of another shape raises :class:`CheckpointError` that lists
+    the mismatched keys.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    raw = read_config(folder)
+    config = EegModelConfig.from_dict(raw)
+    model = EegModel(config if expected is None else expected)
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE), device=str(map_location))
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"cannot read {folder / WEIGHTS_FILE}: {e}") from e
+    load_state(model, state, source=str(folder), source_preset=config.encoder.preset)
+    return model, raw
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str, source_preset: str = "?",
+               allow_missing: tuple[str, ...] = ()) -> None:
+    """Load ``state`` strictly; on any mismatch raise one line that names the first mismatched keys."""
+    own = model.state_dict()
+    problems = []
+    for key, value in state.items():
+        if key not in own:
+            problems.append(f"{key} (unexpected)")
+        elif tuple(own[key].shape) != tuple(value.shape):
+            problems.append(f"{key} {list(value.shape)} vs {list(own[key].shape)}")
+    problems += [f"{k} (missing)" for k in own if k not in state and not k.startswith(allow_missing)]
+    if problems:
+        preset = getattr(getattr(model, "config", None), "encoder", None)
+        target = getattr(preset, "preset", "?")
+        listed = ", ".join(problems[:MAX_LISTED]) + (f" (+{len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else "")
+        raise CheckpointError(f"{source} (preset '{source_preset}') does not fit the model (preset '{target}'): "
+                              f"{len(problems)} mismatched keys: {listed}")
+    model.load_state_dict(state, strict=not allow_missing)
+
+
+def load_training_state(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The training state saved with the checkpoint, or None."""
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read {path}: {e}; delete it to start training afresh") from e
