@@ -160,12 +160,17 @@ class StreamPipeline:
 
     def _check_timestamps(self, ts: np.ndarray) -> None:
         prev = self.stats.last_timestamp
-        steps = np.diff(ts) if prev is None else np.diff(ts, prepend=prev)
-        if steps.size == 0:
-            return
-        backwards = int(np.count_nonzero(steps < 0))
         period = 1.0 / self.info.sfreq if self.info.sfreq else 0.01
-        jumps = int(np.count_nonzero(steps > max(1.0, JUMP_PERIODS * period)))
+        jump = max(1.0, JUMP_PERIODS * period)
+        first = ts[0] - prev if prev is not None else 0.0
+        steps = np.diff(ts) if ts.shape[0] > 1 else None
+        lo = first if steps is None else min(first, steps.min())
+        hi = first if steps is None else max(first, steps.max())
+        if lo >= 0 and hi <= jump:  # the usual case, checked with two reductions
+            return
+        all_steps = np.array([first]) if steps is None else np.concatenate([[first], steps])
+        backwards = int(np.count_nonzero(all_steps < 0))
+        jumps = int(np.count_nonzero(all_steps > jump))
         if backwards:
             self.stats.timestamps_backwards += backwards
             self._warn_once("backwards", f"{self.info.name}: timestamps run backwards; samples are kept in "
@@ -173,7 +178,7 @@ class StreamPipeline:
         if jumps:
             self.stats.timestamp_jumps += jumps
             self._warn_once("jump", f"{self.info.name}: timestamps jump ahead by "
-                            f"{float(steps.max()):.2f} s; samples were lost or the device clock was reset")
+                            f"{float(all_steps.max()):.2f} s; samples were lost or the device clock was reset")
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -82,6 +82,7 @@ class XdfReplaySource(Source):
         eeg = self.session.eeg
         ts = eeg.timestamps
         n = ts.shape[0]
+        sched = np.maximum.accumulate(ts)  # sorted even where raw timestamps step back
         t_first = float(ts[0])
         rate = self.speed or 1.0
         start_clock = local_clock()
@@ -96,11 +97,12 @@ class XdfReplaySource(Source):
                     return
                 if self.speed > 0:
                     file_now = t_first + (local_clock() - start_clock) * rate - loop_shift
-                    j = int(np.searchsorted(ts, file_now, side="right"))
-                    if j <= i:
-                        wait = (ts[i] - file_now) / rate
-                        self._stop_event.wait(min(max(wait, 0.0005), self.chunk_seconds))
+                    # a chunk leaves once chunk_seconds of signal are due (the last one when its end is due)
+                    due = min(sched[i] + self.chunk_seconds * rate, sched[-1])
+                    if file_now < due:
+                        self._stop_event.wait(max((due - file_now) / rate, 0.0005))
                         continue
+                    j = int(np.searchsorted(sched, file_now, side="right"))
                 else:
                     j = min(i + self.fast_chunk, n)
                 # markers up to the last sample of this chunk (all remaining ones with the last chunk)

@@ -14,6 +14,7 @@ flat check runs before the railed one (a constant signal then counts as flat, no
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,6 +99,12 @@ class ChannelQuality:
         return ADVICE[self.status]
 
 
+@functools.lru_cache(maxsize=8)
+def _periodogram_setup(n: int, sfreq: float) -> tuple[np.ndarray, float, np.ndarray]:
+    window = sps.get_window("hann", n)
+    return np.fft.rfftfreq(n, 1.0 / sfreq), 1.0 / (sfreq * float((window ** 2).sum())), window
+
+
 def line_noise_ratio(
     raw_uv: np.ndarray,
     sfreq: float,
@@ -120,7 +127,10 @@ def line_noise_ratio(
     nyquist = sfreq / 2.0
     if raw_uv.shape[0] < 8 or line_freq + halfwidth_hz > nyquist:
         return np.full(n_ch, np.nan)
-    freqs, psd = sps.periodogram(raw_uv, fs=sfreq, window="hann", detrend="linear", axis=0)
+    n = raw_uv.shape[0]
+    freqs, scale, window = _periodogram_setup(n, sfreq)
+    x = sps.detrend(raw_uv, axis=0, type="linear") * window[:, None]
+    psd = np.abs(np.fft.rfft(x, axis=0)) ** 2 * scale  # one-sided; the constant does not matter for the ratio
     in_line = np.abs(freqs - line_freq) <= halfwidth_hz
     in_band = (freqs >= band_hz[0]) & (freqs <= min(band_hz[1], nyquist))
     if not in_line.any() or not in_band.any():
@@ -167,50 +177,57 @@ def assess_quality(
             f"{n_ch} raw channels, {filt.shape[1]} filtered channels and {len(ch_names)} names must agree"
         )
     raw_finite = np.isfinite(raw)
-    # Non-finite samples are left out of the statistics; for the spectrum they are set to the channel mean.
-    raw_std = np.full(n_ch, np.nan)
-    raw_mean = np.zeros(n_ch)
-    for c in range(n_ch):
-        x = raw[raw_finite[:, c], c]
-        if x.size:
-            raw_std[c], raw_mean[c] = x.std(), x.mean()
+    all_finite = bool(raw_finite.all()) and bool(np.isfinite(filt).all())
+    if all_finite:
+        raw_std, raw_mean = raw.std(axis=0), raw.mean(axis=0)
+        std_uv, ptp_uv = filt.std(axis=0), np.ptp(filt, axis=0)
+        railed = _railed_fractions(raw, rail_uv, th.rail_margin)
+        counts = np.full(n_ch, raw.shape[0])
+    else:  # rare: leave non-finite samples out channel by channel
+        raw_std, raw_mean, std_uv, ptp_uv, railed = (np.full(n_ch, np.nan) for _ in range(5))
+        counts = raw_finite.sum(axis=0)
+        for c in range(n_ch):
+            x = raw[raw_finite[:, c], c]
+            y = filt[np.isfinite(filt[:, c]), c]
+            if x.size:
+                raw_std[c], raw_mean[c] = x.std(), x.mean()
+                railed[c] = _railed_fractions(x[:, None], rail_uv, th.rail_margin)[0]
+            if y.size:
+                std_uv[c], ptp_uv[c] = y.std(), np.ptp(y)
+        raw_mean = np.nan_to_num(raw_mean)
+        railed = np.nan_to_num(railed)
+    # For the spectrum, non-finite samples are set to the channel mean.
     ratios = line_noise_ratio(
-        np.where(raw_finite, raw, raw_mean), sfreq, line_freq, th.line_halfwidth_hz, th.band_hz
-    )
+        raw if all_finite else np.where(raw_finite, raw, raw_mean), sfreq, line_freq,
+        th.line_halfwidth_hz, th.band_hz)
 
     results = []
     for c, name in enumerate(ch_names):
-        x = raw[raw_finite[:, c], c]
-        y = filt[np.isfinite(filt[:, c]), c]
-        std_uv = float(y.std()) if y.size else float("nan")
-        ptp_uv = float(np.ptp(y)) if y.size else float("nan")
-        railed = _railed_fraction(x, rail_uv, th.rail_margin)
-        flat = x.size < 2 or not raw_std[c] >= th.flat_std_uv
+        flat = counts[c] < 2 or not raw_std[c] >= th.flat_std_uv
         ratio = float("nan") if flat else float(ratios[c])
-        if rail_uv is not None and railed > th.rail_fraction:
+        if rail_uv is not None and railed[c] > th.rail_fraction:
             status = "railed"
         elif flat:
             status = "flat"
-        elif railed > th.rail_fraction:
+        elif railed[c] > th.rail_fraction:
             status = "railed"
         elif ratio > th.line_noise_ratio:
             status = "line_noise"
-        elif std_uv > th.high_std_uv:
+        elif std_uv[c] > th.high_std_uv:
             status = "high_amplitude"
         else:
             status = "good"
-        results.append(
-            ChannelQuality(str(name), status, std_uv, ptp_uv, ratio, railed, float(raw_std[c]))
-        )
+        results.append(ChannelQuality(str(name), status, float(std_uv[c]), float(ptp_uv[c]), ratio,
+                                      float(railed[c]), float(raw_std[c])))
     return results
 
 
-def _railed_fraction(x: np.ndarray, rail_uv: float | None, margin: float) -> float:
-    """Fraction of finite raw samples ``x`` [n] at the rail (see :class:`QualityThresholds`)."""
-    if x.size == 0:
-        return 0.0
+def _railed_fractions(x: np.ndarray, rail_uv: float | None, margin: float) -> np.ndarray:
+    """Fraction of raw samples of each channel of ``x`` [n, C] at the rail (see :class:`QualityThresholds`)."""
+    if x.shape[0] == 0:
+        return np.zeros(x.shape[1])
     if rail_uv is not None:
-        return float(np.count_nonzero(np.abs(x) >= margin * abs(rail_uv)) / x.size)
-    at_max = np.count_nonzero(x == x.max())
-    at_min = np.count_nonzero(x == x.min())
-    return float(max(at_max, at_min) / x.size)
+        return np.count_nonzero(np.abs(x) >= margin * abs(rail_uv), axis=0) / x.shape[0]
+    at_max = np.count_nonzero(x == x.max(axis=0), axis=0)
+    at_min = np.count_nonzero(x == x.min(axis=0), axis=0)
+    return np.maximum(at_max, at_min) / x.shape[0]
