@@ -1,0 +1,1 @@
+"""Training: datasets of encoder windows and EEG-image pairs, pretraining, fine-tuning."""

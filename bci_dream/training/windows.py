@@ -1,0 +1,339 @@
+"""Encoder windows cut from recordings with exactly the live path's preprocessing.
+
+The live path is: chunk → µV → :class:`~bci_dream.signal.filters.OnlineFilter` (causal band-pass +
+notch, state carried across chunks, initialised to the steady state of the first sample) → ring
+buffer → :class:`~bci_dream.signal.windower.Windower` (per-window resampling anchored on the newest
+sample, canonical montage mapping) → :func:`~bci_dream.signal.normalize.normalize_window`.
+
+Offline, :func:`preprocess` runs the same filter over the whole recording in one call (the state
+carries sample to sample, so this equals any chunking), and windows are cut and resampled **per
+window** with the Windower's own geometry (``n_core`` source samples plus up to ``n_pad`` older
+samples for the resampling filter's edge, resampled backwards in time so the grid is anchored on the
+last sample). Windows are processed in vectorised batches; the result equals
+``Windower.window_at(index_end)`` on a ring buffer fed the same signal, up to float rounding
+(``tests/test_training_windows.py`` checks this). Per-window resampling costs a little more than
+resampling the whole recording once, but it leaves no difference between live and offline windows
+at all, edges included.
+
+A window is identified by ``index_end``: one past the index of its last source sample, like
+``Windower.window_at``. Its ``t_end`` is ``recording.times[index_end - 1]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bci_dream.acquisition.ring_buffer import RingBuffer
+from bci_dream.errors import BciDreamError, RecordingError
+from bci_dream.io.recording import Recording, read_recording
+from bci_dream.signal.filters import OnlineFilter, design_filter
+from bci_dream.signal.montage import Montage
+from bci_dream.signal.normalize import normalize_window
+from bci_dream.signal.resample import resample
+from bci_dream.signal.windower import Windower
+
+try:  # torch is needed only for WindowDataset
+    import torch
+    from torch.utils.data import Dataset as _Dataset
+except ImportError:  # pragma: no cover - exercised only without torch
+    torch = None
+    _Dataset = object
+
+log = logging.getLogger(__name__)
+
+#: Windows resampled per vectorised batch (bounds the temporary memory).
+BATCH = 256
+
+
+@dataclass
+class WindowSpec:
+    """What an encoder window is.
+
+    Attributes:
+        window_s: window length in seconds (2 s: 512 samples at 256 Hz, the encoder presets' input; DreamDiffusion itself used 0.44 s at 1 kHz stretched to 512 samples).
+        target_sfreq: sampling rate of the windows in Hz.
+        montage: montage the channels are mapped into (default: the canonical 128 channels).
+        bandpass: band-pass edges in Hz of the online filter, or None.
+        notch: mains notch in Hz, or None.
+    """
+
+    window_s: float = 2.0
+    target_sfreq: float = 256.0
+    montage: Montage = field(default_factory=Montage.canonical)
+    bandpass: tuple[float, float] | None = (1.0, 45.0)
+    notch: float | None = 50.0
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per window at ``target_sfreq`` (T)."""
+        return int(round(self.window_s * self.target_sfreq))
+
+    @property
+    def n_channels(self) -> int:
+        """Rows of a window (montage channels)."""
+        return len(self.montage)
+
+
+def preprocess(recording: Recording, *, bandpass: tuple[float, float] | None = (1.0, 45.0),
+               notch: float | None = 50.0) -> np.ndarray:
+    """The recording filtered as the live pipeline filters it: float32 [n, C], µV.
+
+    Causal SOS band-pass + notch (:func:`~bci_dream.signal.filters.design_filter`) applied by one
+    :class:`~bci_dream.signal.filters.OnlineFilter` over the whole recording, its state initialised
+    to the steady state of the first sample. Non-finite values are forward-filled by the filter; with
+    no filter at all they become 0, as in the live pipeline.
+
+    Raises:
+        ValueError: the band does not fit the recording's rate.
+    """
+    sos = design_filter(recording.sfreq, bandpass=bandpass, notch=notch)
+    x = recording.data
+    if len(sos) == 0:
+        finite = np.isfinite(x)
+        return np.where(finite, x, np.float32(0)).astype(np.float32) if not finite.all() else x.astype(np.float32)
+    return OnlineFilter(sos, recording.n_channels).process(x)
+
+
+def make_windower(sfreq: float, ch_names: Sequence[str], spec: WindowSpec) -> Windower:
+    """A live :class:`Windower` with ``spec``'s settings (over a small ring buffer): its geometry
+    (``n_core``, ``n_pad``, ``n_samples``) and montage ``mapping`` are what offline windows use."""
+    capacity = 2 * int(math.ceil(spec.window_s * sfreq)) + 64
+    return Windower(RingBuffer(capacity, len(ch_names)), sfreq, ch_names, window_s=spec.window_s,
+                    hop_s=1.0, target_sfreq=spec.target_sfreq, montage=spec.montage)
+
+
+def window_ends(n: int, sfreq: float, spec: WindowSpec, hop_s: float = 1.0, *,
+                windower: Windower | None = None) -> np.ndarray:
+    """``index_end`` of every window of a recording of ``n`` samples: the first as soon as a window
+    fits (like the live windower's first poll), then every ``hop_s`` seconds (rounded to samples)."""
+    if not hop_s > 0:
+        raise ValueError(f"hop_s must be positive, got {hop_s}")
+    w = windower or make_windower(sfreq, ["Cz"], spec)
+    if n < w.n_core:
+        return np.zeros(0, np.int64)
+    hop = hop_s * sfreq
+    k = int(math.floor((n - w.n_core) / hop + 1e-9)) + 1
+    ends = w.n_core + np.round(np.arange(k) * hop).astype(np.int64)
+    return ends[ends <= n]
+
+
+def _cut(filtered: np.ndarray, ends: np.ndarray, w: Windower) -> np.ndarray:
+    """Windows of the mapped channels only: float32 [N, n_mapped, T], resampled as the live
+    Windower does (not normalised). ``ends`` must satisfy ``n_core <= end <= n``."""
+    src = w.mapping.source_index
+    T = w.n_samples
+    out = np.zeros((len(ends), len(src), T), np.float32)
+    if len(ends) == 0 or len(src) == 0:
+        return out
+    x_all = filtered[:, src]
+    n_read = w.n_core + w.n_pad
+    full = np.flatnonzero(ends - n_read >= 0)
+    for b in range(0, len(full), BATCH):
+        sel = full[b:b + BATCH]
+        idx = ends[sel, None] - n_read + np.arange(n_read)  # [B, n_read]
+        x = np.ascontiguousarray(x_all[idx].transpose(0, 2, 1))  # [B, C, n_read]
+        out[sel] = _resample_backwards(x, w)
+    for i in np.flatnonzero(ends - n_read < 0):  # early windows: fewer pad samples, as live
+        x = np.ascontiguousarray(x_all[: ends[i]].T[None])
+        out[i] = _resample_backwards(x, w)[0]
+    return out
+
+
+def _resample_backwards(x: np.ndarray, w: Windower) -> np.ndarray:
+    """[B, C, n] → [B, C, T]: the Windower's resampling (reverse, resample, reverse, keep the last T)."""
+    x = np.nan_to_num(x.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    if w.sfreq != w.target_sfreq:
+        x = resample(x[..., ::-1], w.sfreq, w.target_sfreq, axis=-1)[..., ::-1]
+    return np.asarray(x[..., -w.n_samples:], dtype=np.float32)
+
+
+def _expand(compact: np.ndarray, w: Windower) -> np.ndarray:
+    full = np.zeros((compact.shape[0], len(w.montage), compact.shape[-1]), np.float32)
+    full[:, w.mapping.target_index] = compact
+    return full
+
+
+def extract_windows(recording: Recording, spec: WindowSpec | None = None, hop_s: float = 1.0, *,
+                    filtered: np.ndarray | None = None, normalise: bool = True,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every window of ``recording``, every ``hop_s`` seconds, as the live path would make them.
+
+    Args:
+        recording: any :class:`Recording`.
+        spec: window settings (default :class:`WindowSpec`).
+        hop_s: seconds between window ends.
+        filtered: the result of :func:`preprocess` with ``spec``'s filters, to skip filtering again.
+        normalise: apply :func:`normalize_window` (True for encoder inputs).
+
+    Returns:
+        ``(windows, mask, t_end)``: float32 [N, C_montage, T] (normalised unless asked otherwise,
+        masked rows 0), bool [C_montage], float64 [N] recording time of each window's last sample.
+        N is 0 when the recording is shorter than one window.
+    """
+    spec = spec or WindowSpec()
+    w = make_windower(recording.sfreq, recording.ch_names, spec)
+    if filtered is None:
+        filtered = preprocess(recording, bandpass=spec.bandpass, notch=spec.notch)
+    ends = window_ends(recording.n_samples, recording.sfreq, spec, hop_s, windower=w)
+    compact = _cut(filtered, ends, w)
+    if normalise:
+        compact = normalize_window(compact, np.ones(compact.shape[1], bool))
+    t_end = recording.times[ends - 1] if len(ends) else np.zeros(0, np.float64)
+    return _expand(compact, w), w.mapping.mask.copy(), np.asarray(t_end, np.float64)
+
+
+def extract_epochs(recording: Recording, spec: WindowSpec | None, onsets: Sequence[float] | np.ndarray,
+                   offset_s: float = 0.0, *, filtered: np.ndarray | None = None, normalise: bool = True,
+                   max_gap_s: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows that start at ``onset + offset_s`` (e.g. the 2 s after a stimulus appeared).
+
+    ``onsets`` are in the time base of ``recording.times`` (marker timestamps). The window's first
+    source sample is the one whose timestamp is nearest to ``onset + offset_s``; the window covers
+    the ``T`` output samples from there, cut and resampled exactly like live windows (its
+    ``index_end`` is that sample + ``round((T - 1) * sfreq / target_sfreq) + 1``).
+
+    Args:
+        max_gap_s: an onset whose nearest recorded sample is further away than this (or 1.5
+            samples, whichever is more) lies outside the recording or in a gap: invalid. The default
+            tolerates the timestamp jitter of muselsl files (up to ~30 ms).
+
+    Returns:
+        ``(windows, mask, valid)``: float32 [N, C_montage, T], bool [C_montage], bool [N]; windows
+        that start before the recording, end after it, or in a gap are invalid and all zero.
+    """
+    spec = spec or WindowSpec()
+    w = make_windower(recording.sfreq, recording.ch_names, spec)
+    onsets = np.asarray(onsets, dtype=np.float64).reshape(-1) + float(offset_s)
+    n = recording.n_samples
+    if filtered is None:
+        filtered = preprocess(recording, bandpass=spec.bandpass, notch=spec.notch)
+    start = recording.index_at(onsets) if len(onsets) else np.zeros(0, np.int64)
+    span = int(round((w.n_samples - 1) * recording.sfreq / spec.target_sfreq)) + 1
+    ends = start + span
+    tolerance = max(1.5 / recording.sfreq, max_gap_s)
+    near = np.abs(recording.times[np.clip(start, 0, max(n - 1, 0))] - onsets) <= tolerance if n \
+        else np.zeros(len(onsets), bool)
+    valid = near & (ends <= n) & (ends >= w.n_core) & np.isfinite(onsets)
+    compact = np.zeros((len(onsets), w.mapping.n_mapped, w.n_samples), np.float32)
+    if valid.any():
+        compact[valid] = _cut(filtered, ends[valid], w)
+        if normalise:
+            compact[valid] = normalize_window(compact[valid], np.ones(compact.shape[1], bool))
+    return _expand(compact, w), w.mapping.mask.copy(), valid
+
+
+class WindowDataset(_Dataset):
+    """All windows of many recordings, preprocessed once and kept in memory.
+
+    Only the rows of channels that a recording has are stored (``[N_r, n_mapped, T]`` per recording,
+    ``float32`` or ``float16``); :meth:`__getitem__` places them into the montage.
+
+    Items: ``dict(eeg=float32 tensor [C, T], mask=bool tensor [C], recording=int)``; ``recording``
+    indexes :attr:`recordings`. :meth:`window` also gives the window's ``t_end``.
+
+    Attributes:
+        spec: the window settings.
+        recordings: one dict per recording used (``path``, ``source_format``, ``sfreq``,
+            ``ch_names``, ``n_windows``).
+        skipped: ``(path, reason)`` of every recording left out (unreadable, too short, no channel
+            in the montage).
+    """
+
+    def __init__(self, spec: WindowSpec | None = None, dtype: np.dtype | type = np.float32) -> None:
+        self.spec = spec or WindowSpec()
+        self.dtype = np.dtype(dtype)
+        self.recordings: list[dict] = []
+        self.skipped: list[tuple[Path, str]] = []
+        self._windows: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+        self._masks: list[np.ndarray] = []
+        self._t_end: list[np.ndarray] = []
+        self._index = np.zeros((0, 2), np.int64)
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | os.PathLike], spec: WindowSpec | None = None, hop_s: float = 1.0,
+                   on_error: str = "skip", dtype: np.dtype | type = np.float32, **read_options) -> WindowDataset:
+        """Read every recording (:func:`read_recording`) and cut its windows.
+
+        Args:
+            paths: recording files, any supported format, mixed freely.
+            on_error: ``"skip"`` (log a warning, record the file in :attr:`skipped`) or ``"raise"``.
+            read_options: passed to :func:`read_recording` (``stream=``, ``board=``).
+        """
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+        ds = cls(spec, dtype)
+        for p in paths:
+            path = Path(p)
+            try:
+                recording = read_recording(path, **read_options)
+                ds.add(recording, hop_s=hop_s)
+            except (BciDreamError, ValueError) as e:
+                if on_error == "raise":
+                    raise
+                reason = str(e)
+                ds.skipped.append((path, reason))
+                log.warning("skipping %s: %s", path, reason)
+        if ds.skipped:
+            log.warning("%d of %d recordings skipped:\n%s", len(ds.skipped), len(ds.skipped) + len(ds.recordings),
+                        "\n".join(f"  {p}: {r}" for p, r in ds.skipped))
+        log.info("%s", ds.summary())
+        return ds
+
+    def add(self, recording: Recording, hop_s: float = 1.0) -> int:
+        """Cut and store the windows of ``recording``; return how many.
+
+        Raises:
+            RecordingError: no channel of the recording is in the montage, or it is shorter than a
+                window.
+            ValueError: the filter band does not fit its sampling rate.
+        """
+        w = make_windower(recording.sfreq, recording.ch_names, self.spec)
+        if w.mapping.n_mapped == 0:
+            raise RecordingError(f"no channel of {recording.path} is in the montage "
+                                 f"(channels: {', '.join(recording.ch_names[:8])}"
+                                 f"{' ...' if recording.n_channels > 8 else ''}); rename its channels to 10-20 names")
+        ends = window_ends(recording.n_samples, recording.sfreq, self.spec, hop_s, windower=w)
+        if len(ends) == 0:
+            raise RecordingError(f"{recording.path} lasts {recording.duration:.2f} s, shorter than one "
+                                 f"{self.spec.window_s:g} s window")
+        filtered = preprocess(recording, bandpass=self.spec.bandpass, notch=self.spec.notch)
+        compact = normalize_window(_cut(filtered, ends, w), np.ones(w.mapping.n_mapped, bool))
+        r = len(self.recordings)
+        self._windows.append(compact.astype(self.dtype))
+        self._targets.append(w.mapping.target_index.copy())
+        self._masks.append(w.mapping.mask.copy())
+        self._t_end.append(np.asarray(recording.times[ends - 1], np.float64))
+        self.recordings.append({"path": recording.path, "source_format": recording.source_format,
+                                "sfreq": recording.sfreq, "ch_names": recording.ch_names, "n_windows": len(ends)})
+        new = np.stack([np.full(len(ends), r, np.int64), np.arange(len(ends), dtype=np.int64)], axis=1)
+        self._index = np.concatenate([self._index, new])
+        return len(ends)
+
+    def __len__(self) -> int:
+        return int(self._index.shape[0])
+
+    def window(self, i: int) -> tuple[np.ndarray, np.ndarray, int, float]:
+        """Item ``i`` as numpy: (float32 [C, T], bool [C], recording index, t_end)."""
+        r, j = self._index[i]
+        eeg = np.zeros((self.spec.n_channels, self.spec.n_samples), np.float32)
+        eeg[self._targets[r]] = self._windows[r][j]
+        return eeg, self._masks[r].copy(), int(r), float(self._t_end[r][j])
+
+    def __getitem__(self, i: int) -> dict:
+        if torch is None:  # pragma: no cover
+            raise ImportError("WindowDataset items are torch tensors: pip install torch")
+        eeg, mask, r, _ = self.window(int(i))
+        return {"eeg": torch.from_numpy(eeg), "mask": torch.from_numpy(mask), "recording": r}
+
+    def summary(self) -> str:
+        """One line: windows, recordings, skipped files."""
+        return (f"{len(self)} windows of {self.spec.n_channels} x {self.spec.n_samples} from "
+                f"{len(self.recordings)} recordings; {len(self.skipped)} skipped")

@@ -1,0 +1,221 @@
+"""Every recording format of the shared data reads into the same Recording: µV, [n, C], markers, times."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bci_dream.errors import RecordingError
+from bci_dream.io.recording import Recording, read_recording, sniff_format
+
+OPENBCI = "openbci-gui/"
+SAME_RECORDING = [
+    OPENBCI + "OpenBCI_GUI-v6-blinks-jawClench-alpha.txt",
+    OPENBCI + "OpenBCI_GUI-v5-blinks-jawClench-alpha.txt",
+    OPENBCI + "OpenBCI-sampleData-1-blinks-jawClench-alpha.txt",
+]
+MUSE = "muse-lsl/N170/data_2017-09-13-15.30.01.csv"
+MNE_DIR = "mne-python/brainvision/tests/data/"
+EDF_DIR = "mne-python/edf/tests/data/"
+
+# path, source_format, channels, rate, samples (exact, or None), duration in s (approximate)
+CASES = [
+    ("bci-essentials/ssvep_example.xdf", "xdf", 8, 300.0, None, 110.0),
+    ("bci-essentials/sub-P001_ses-S001_task-P300Checkboard_run-001_eeg.xdf", "xdf", 16, 256.0, None, 74.5),
+    ("bci-essentials/sub-P001_ses-S001_task-T1_run-001_eeg_old1.xdf", "xdf", 16, 256.0, None, 42.6),
+    (MNE_DIR + "test.vhdr", "mne-vhdr", 26, 1000.0, 7900, 7.9),
+    (MNE_DIR + "test_bin_raw.fif", "mne-fif", 32, 1000.0, 7900, 7.9),
+    (EDF_DIR + "test.bdf", "mne-bdf", 72, 2048.0, 2048, 1.0),
+    (EDF_DIR + "test.edf", "mne-edf", 138, 512.0, 3072, 6.0),
+    (EDF_DIR + "test_edf_stim_channel.edf", "mne-edf", 20, 128.0, None, None),
+    (SAME_RECORDING[0], "openbci-v6", 8, 250.0, 22490, 90.0),
+    (SAME_RECORDING[1], "openbci-v5", 8, 250.0, 22490, 90.0),
+    (SAME_RECORDING[2], "openbci-v4", 8, 250.0, 22490, 90.0),
+    (OPENBCI + "OpenBCI-RAW-2016-07-21_17-46-29.txt", "openbci-raw", 8, 250.0, 7765, 31.0),
+    (OPENBCI + "SDconverted-2014-10-22_16-27-06.txt", "openbci-sd", 8, 250.0, 3471, 13.9),
+    ("brainflow/test_data.csv", "brainflow-csv", 16, 250.0, 2502, 10.0),
+    (MUSE, "muselsl-csv", 4, 256.0, 30732, 120.0),
+]
+
+
+HAS_MNE = importlib.util.find_spec("mne") is not None
+needs_mne = pytest.mark.skipif(not HAS_MNE, reason="MNE-Python is not installed")
+
+
+class _Cache(dict):
+    """Recordings read once per module, on first use (so that tests without MNE can skip theirs)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, rel: str) -> Recording:
+        self[rel] = read_recording(self.root / rel)
+        return self[rel]
+
+
+@pytest.fixture(scope="module")
+def recordings(shared_data: Path) -> dict[str, Recording]:
+    return _Cache(shared_data)
+
+
+@pytest.mark.parametrize("rel, fmt, n_ch, sfreq, n_samples, duration", [
+    pytest.param(*c, id=c[0].split("/")[-1], marks=[needs_mne] if c[1].startswith("mne") else []) for c in CASES])
+def test_reads_every_format(recordings, rel, fmt, n_ch, sfreq, n_samples, duration):
+    rec = recordings[rel]
+    assert rec.source_format == fmt
+    assert rec.data.dtype == np.float32 and rec.data.ndim == 2
+    assert rec.n_channels == n_ch == len(rec.ch_names)
+    assert rec.sfreq == sfreq
+    if n_samples is not None:
+        assert rec.n_samples == n_samples
+    if duration is not None:
+        assert rec.duration == pytest.approx(duration, abs=0.6)
+    assert rec.times.dtype == np.float64 and rec.times.shape == (rec.n_samples,)
+    assert np.isfinite(rec.data).all()
+    # µV, not V: sample-to-sample steps of the typical channel (flat ones aside; differences ignore
+    # the DC offsets and drifts of OpenBCI and g.USBamp) are 0.1 .. 10,000 µV.
+    step = np.diff(rec.data.astype(np.float64), axis=0).std(axis=0)
+    assert 0.1 < np.median(step[step > 0]) < 10_000
+    # Markers are sorted and lie in the recording's time base.
+    stamps = [m.timestamp for m in rec.markers]
+    assert stamps == sorted(stamps)
+    if stamps:
+        assert rec.times.min() - 5 <= stamps[0] and stamps[-1] <= rec.times.max() + 5
+
+
+def test_xdf_keeps_lsl_times_and_markers(recordings):
+    rec = recordings["bci-essentials/ssvep_example.xdf"]
+    assert rec.ch_names == ("S2", "F4", "C4", "S3", "S1", "C3", "F3", "TRG")
+    assert rec.times[0] > 1000  # LSL clock seconds, not 0-based
+    assert np.all(np.diff(rec.times) > 0)  # dejittered
+    texts = Counter(m.text for m in rec.markers)
+    assert texts["Trial Started"] > 0 and any(t.startswith("1.4,") for t in texts)
+    # g.USBamp's DC offset survives as microvolts (about -19.7 mV on the first channel).
+    old = recordings["bci-essentials/sub-P001_ses-S001_task-T1_run-001_eeg_old1.xdf"]
+    assert -25_000 < old.data[:, 0].mean() < -10_000
+
+
+def test_xdf_minimal_exact_values(shared_data):
+    rec = read_recording(shared_data / "xdf-example-files/minimal.xdf")
+    assert rec.data.shape == (9, 3) and rec.sfreq == 10.0
+    np.testing.assert_array_equal(rec.data[:2], [[192, 255, 238], [12, 22, 32]])
+    assert [m.text for m in rec.markers][1:3] == ["Hello", "World"]
+
+
+@needs_mne
+def test_mne_volts_to_microvolts_and_markers(recordings):
+    vhdr = recordings[MNE_DIR + "test.vhdr"]
+    fif = recordings[MNE_DIR + "test_bin_raw.fif"]
+    # The same recording twice: BrainVision annotations and the FIF's STI 014 events agree in time.
+    assert vhdr.times[0] == 0.0 and fif.times[0] == 0.0
+    assert len(vhdr.markers) == 13 and vhdr.markers[0].text == "Stimulus/S253"
+    assert [m.text for m in fif.markers[:3]] == ["253", "255", "254"] and len(fif.markers) == 10
+    assert fif.markers[0].stream == "STI 014"
+    assert vhdr.markers[0].timestamp == pytest.approx(fif.markers[0].timestamp) == pytest.approx(0.486)
+    np.testing.assert_allclose(vhdr.data[:, 0], fif.data[:, 0], rtol=1e-4, atol=1e-2)
+    edf = recordings[EDF_DIR + "test.edf"]
+    texts = [m.text for m in edf.markers]
+    assert "type A" in texts and any(m.stream == "Status" for m in edf.markers)
+    bdf = recordings[EDF_DIR + "test.bdf"]
+    assert "Status" not in bdf.ch_names and [m.text for m in bdf.markers] == ["128"]
+
+
+@needs_mne
+def test_mne_edf_channel_types_from_labels(recordings):
+    rec = recordings[EDF_DIR + "test_edf_stim_channel.edf"]
+    assert rec.ch_names[:3] == ("Fp1", "Fp2", "F7")  # "EEG Fp1" → "Fp1"
+    assert not any(n.upper().startswith(("ECG", "EOG", "VEOG", "DIG")) for n in rec.ch_names)
+
+
+def test_openbci_formats_give_the_same_samples(recordings):
+    v6, v5, v4 = (recordings[r] for r in SAME_RECORDING)
+    assert v6.ch_names == ("Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2")
+    np.testing.assert_array_equal(v6.data, v5.data)
+    np.testing.assert_array_equal(v6.data, v4.data)
+    np.testing.assert_allclose(v6.times, v5.times, atol=1e-6)
+    np.testing.assert_allclose(v6.times, v4.times, atol=1e-6)
+    assert v6.data[0, 0] == pytest.approx(61379.36)  # the v5 zero placeholder row is gone
+    assert v6.info["time_source"] == "timestamps"
+    assert v6.times[-1] == pytest.approx(89.837, abs=0.01)
+
+
+def test_openbci_raw_counter_and_sd_truncated_row(recordings):
+    raw = recordings[OPENBCI + "OpenBCI-RAW-2016-07-21_17-46-29.txt"]
+    assert int(np.count_nonzero(raw.data.any(axis=0))) == 1  # 7 of 8 channels are exactly 0
+    assert raw.info["time_source"] == "sample counter"
+    steps = np.round(np.diff(raw.times) * raw.sfreq).astype(int)
+    assert Counter(steps.tolist()) == {1: 7760, 2: 4}  # the wrap 255 → 0 is one step; 4 skips
+    sd = recordings[OPENBCI + "SDconverted-2014-10-22_16-27-06.txt"]
+    assert sd.data[-1, 0] == pytest.approx(-3351.2417)  # the truncated last row is dropped
+
+
+def test_brainflow_csv_matches_datafilter(recordings, shared_data):
+    from brainflow.data_filter import DataFilter
+
+    rec = recordings["brainflow/test_data.csv"]
+    table = DataFilter.read_file(str(shared_data / "brainflow/test_data.csv"))
+    np.testing.assert_allclose(rec.data, table[1:17].T.astype(np.float32))
+    np.testing.assert_allclose(rec.times, table[30] - table[30][0])
+    assert rec.ch_names[:3] == ("Fz", "C3", "Cz")
+    assert rec.info["board"] == "SYNTHETIC_BOARD"
+
+
+def test_brainflow_csv_other_board(shared_data):
+    rec = read_recording(shared_data / "brainflow/test_data.csv", board="CYTON_DAISY_BOARD")
+    assert rec.sfreq == 125.0 and rec.n_channels == 16
+    assert rec.ch_names[:2] == ("Fp1", "Fp2")
+    with pytest.raises(RecordingError, match="CYTON_BOARD writes 24"):
+        read_recording(shared_data / "brainflow/test_data.csv", board="CYTON_BOARD")
+    with pytest.raises(RecordingError, match="unknown BrainFlow board"):
+        read_recording(shared_data / "brainflow/test_data.csv", board="NO_SUCH_BOARD")
+
+
+def test_muse_csv(recordings):
+    rec = recordings[MUSE]
+    assert rec.ch_names == ("TP9", "AF7", "AF8", "TP10")
+    assert int(np.count_nonzero(np.diff(rec.times) < 0)) == 47  # kept as given
+    assert rec.times[0] == pytest.approx(149958.124)
+    assert Counter(m.text for m in rec.markers) == {"1": 108, "2": 89}
+    idx = rec.index_at([m.timestamp for m in rec.markers])
+    np.testing.assert_array_equal(rec.times[idx], [m.timestamp for m in rec.markers])
+
+
+def test_sniffing_ignores_the_suffix(shared_data, tmp_path):
+    copy = tmp_path / "muse_recording.txt"
+    copy.write_bytes((shared_data / MUSE).read_bytes())
+    assert sniff_format(copy) == "muselsl"
+    assert read_recording(copy).n_samples == 30732
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("junk.txt", b"hello, world\nthis is not EEG\n", "not a recording bci-dream can read"),
+    ("junk.bin", bytes(range(256)) * 4, "not a recording bci-dream can read"),
+    ("empty.csv", b"", "not a recording bci-dream can read"),
+    pytest.param("junk.edf", b"this is not an EDF file at all" * 10, "cannot read .* with MNE", marks=needs_mne),
+    ("three_rows.csv", b"1\t2\t3\n4\t5\t6\n", "matches no BrainFlow board"),
+    ("bad.xdf", b"XDF:garbage", "holds no streams|cannot read|no EEG stream"),
+])
+def test_errors_for_junk(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(RecordingError, match=match) as info:
+        read_recording(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+
+
+def test_error_for_missing_file(tmp_path):
+    with pytest.raises(RecordingError, match="does not exist"):
+        read_recording(tmp_path / "nope.xdf")
+    with pytest.raises(RecordingError, match="does not exist"):
+        read_recording(tmp_path / "nope.txt")
+
+
+def test_error_for_xdf_without_samples(shared_data):
+    with pytest.raises(RecordingError, match="holds no samples"):
+        read_recording(shared_data / "bci4als/empty_eeg_stream.xdf")
