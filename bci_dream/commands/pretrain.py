@@ -1,0 +1,72 @@
+"""``bci-dream pretrain``: temporal masked-signal pretraining of the EEG encoder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain", help="pretrain the EEG encoder by masked signal modeling on any mix of recordings",
+        description="Pretrain the EEG encoder on recordings (.xdf, FIF/EDF/BDF/BrainVision/EEGLAB/GDF, "
+                    "OpenBCI GUI .txt, BrainFlow .csv, muselsl .csv). Unreadable files are skipped and "
+                    "reported. Several GPUs or machines: start it with 'accelerate launch -m bci_dream.cli "
+                    "pretrain ...' or 'torchrun --nproc-per-node N -m bci_dream.cli pretrain ...'.")
+    p.add_argument("data", nargs="+", type=Path, help="recordings or folders of recordings")
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (resumed if it exists)")
+    p.add_argument("--preset", default="small", choices=("small", "dreamdiffusion", "tiny"), help="encoder size")
+    p.add_argument("--max-steps", type=int, default=10_000, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2.5e-4, help="peak learning rate (AdamW)")
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--mask-ratio", type=float, default=0.75, help="share of time patches hidden")
+    p.add_argument("--hop", type=float, default=1.0, help="seconds between training windows")
+    p.add_argument("--notch", type=float, default=50.0, help="line-noise notch in Hz (0: none)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--holdout", nargs="*", type=Path, default=[],
+                   help="recordings never trained on: report reconstruction error vs zero and interpolation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--restart", action="store_true", help="overwrite a checkpoint in --output instead of resuming")
+    p.set_defaults(func=run)
+
+
+RECORDING_SUFFIXES = (".xdf", ".xdfz", ".fif", ".edf", ".bdf", ".vhdr", ".set", ".gdf", ".txt", ".csv")
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given, and the recordings inside given folders (recursively, sorted)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in RECORDING_SUFFIXES and p.is_file())
+        else:
+            out.append(path)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from bci_dream.errors import BciDreamError
+    from bci_dream.training.pretrain import PretrainSettings, pretrain
+
+    if not 0.0 < args.mask_ratio < 1.0:
+        raise BciDreamError(f"--mask-ratio must be between 0 and 1, not {args.mask_ratio}")
+    data, holdout = expand(args.data), expand(args.holdout)
+    overlap = {p.resolve() for p in data} & {p.resolve() for p in holdout}
+    data = [p for p in data if p.resolve() not in overlap]
+    settings = PretrainSettings(preset=args.preset, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                                warmup_steps=min(args.warmup_steps, max(1, args.max_steps // 10)),
+                                mask_ratio=args.mask_ratio, hop_s=args.hop, seed=args.seed,
+                                checkpoint_every=args.checkpoint_every, notch=args.notch or None)
+    result = pretrain(data, args.output, settings, holdout=holdout, restart=args.restart)
+    print(f"pretrained '{args.preset}' for {result.steps} steps on {result.windows} windows; "
+          f"final loss {result.final_loss:.4f}; checkpoint in {result.output}")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} recordings:")
+        for path, reason in result.skipped:
+            print(f"  {path}: {reason}")
+    if result.holdout is not None:
+        h = result.holdout
+        print(f"held-out masked-patch MSE on {h.windows} windows: model {h.model:.4f}, zeros {h.zeros:.4f}, "
+              f"linear interpolation {h.interpolation:.4f}")
+    return 0
