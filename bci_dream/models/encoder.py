@@ -101,7 +101,7 @@ class EegEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.register_buffer("pos_embed", sincos_positions(d, L, cls_token=True)[None], persistent=False)
         self.blocks = nn.ModuleList(Block(d, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
-        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.norm = nn.LayerNorm(d)
 
         dd = config.decoder_embed_dim
         self.decoder_embed = nn.Linear(d, dd)
@@ -109,7 +109,7 @@ class EegEncoder(nn.Module):
         self.register_buffer("decoder_pos_embed", sincos_positions(dd, L, cls_token=True)[None], persistent=False)
         self.decoder_blocks = nn.ModuleList(
             Block(dd, config.decoder_num_heads, config.decoder_mlp_ratio) for _ in range(config.decoder_depth))
-        self.decoder_norm = nn.LayerNorm(dd, eps=1e-6)
+        self.decoder_norm = nn.LayerNorm(dd)
         self.decoder_pred = nn.Linear(dd, c * config.patch_size)
         self._init_weights()
 
