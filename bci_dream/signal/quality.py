@@ -129,7 +129,10 @@ def line_noise_ratio(
         return np.full(n_ch, np.nan)
     n = raw_uv.shape[0]
     freqs, scale, window = _periodogram_setup(n, sfreq)
-    x = sps.detrend(raw_uv, axis=0, type="linear") * window[:, None]
+    # linear detrend in closed form (scipy's detrend solves a least-squares problem: 10x slower)
+    t = np.arange(n) - (n - 1) / 2.0
+    slope = (t @ raw_uv) / float(t @ t)
+    x = (raw_uv - raw_uv.mean(axis=0) - t[:, None] * slope) * window[:, None]
     psd = np.abs(np.fft.rfft(x, axis=0)) ** 2 * scale  # one-sided; the constant does not matter for the ratio
     in_line = np.abs(freqs - line_freq) <= halfwidth_hz
     in_band = (freqs >= band_hz[0]) & (freqs <= min(band_hz[1], nyquist))
