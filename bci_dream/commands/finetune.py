@@ -1,0 +1,73 @@
+"""``bci-dream finetune``: fine-tune the EEG model on EEG-image pairs against a Stable Diffusion model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune", help="fine-tune the EEG model on EEG-image pairs (DreamDiffusion stage 2)",
+        description="Train the conditioning head (and a LoRA adapter on the UNet's cross-attention) so that the "
+                    "EEG recorded while an image was seen conditions the diffusion model towards that image, and "
+                    "the CLIP head so that it predicts the image's CLIP embedding. --model and --clip-model take "
+                    "hub ids (downloaded once, e.g. with 'hf download stabilityai/sd-turbo') or local folders.")
+    p.add_argument("--pairs", type=Path, required=True, help="pairs manifest (CSV; see 'bci-dream make-pairs')")
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder to write")
+    p.add_argument("--init", type=Path, help="start from this checkpoint (e.g. from 'bci-dream pretrain')")
+    p.add_argument("--preset", help="encoder size without --init: small (default), dreamdiffusion, tiny")
+    p.add_argument("--model", default="stabilityai/sd-turbo", help="diffusers pipeline: hub id or folder")
+    p.add_argument("--clip-model", default="openai/clip-vit-large-patch14", help="CLIP vision model: hub id or folder")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--lora-rank", type=int, default=8, help="rank of the LoRA adapter on the cross-attention")
+    g.add_argument("--full-cross-attention", action="store_true",
+                   help="train the UNet's cross-attention weights themselves instead of a LoRA adapter")
+    p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank)")
+    p.add_argument("--train-encoder", action="store_true", help="also train the EEG encoder (default: frozen)")
+    p.add_argument("--clip-weight", type=float, default=1.0, help="weight of the CLIP alignment loss (0: off)")
+    p.add_argument("--diffusion-weight", type=float, default=1.0, help="weight of the denoising loss (0: off)")
+    p.add_argument("--max-steps", type=int, default=2000, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW, warm-up then cosine)")
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--resolution", type=int, default=512, help="image side in pixels (multiple of 8)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of pairs held out for validation")
+    p.add_argument("--offset", type=float, default=0.0, help="EEG windows start this many seconds after the onset")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between validations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --output")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds a checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bci_dream.training.finetune import FinetuneError, FinetuneSettings, finetune
+
+    if args.resume and args.overwrite:
+        raise FinetuneError("--resume and --overwrite exclude each other")
+    if args.resume and args.init:
+        raise FinetuneError("--resume continues --output; --init is only for a new run")
+    if args.init and args.preset:
+        log.warning("--preset %s is ignored: the encoder comes from --init %s", args.preset, args.init)
+    settings = FinetuneSettings(
+        model=str(args.model), clip_model=str(args.clip_model), preset=args.preset or "small", lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha, full_cross_attention=args.full_cross_attention, train_encoder=args.train_encoder,
+        clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, max_steps=args.max_steps,
+        batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
+        val_fraction=args.val_fraction, offset_s=args.offset, seed=args.seed, device=args.device,
+        checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every))
+    r = finetune(args.pairs, args.output, settings, init=args.init, resume=args.resume, overwrite=args.overwrite,
+                 progress=not args.no_progress)
+    val = f"; validation CLIP cosine {r.val_clip_cosine:.3f}" if r.val_clip_cosine is not None else ""
+    if r.val_class_accuracy is not None:
+        val += f", class accuracy {r.val_class_accuracy:.2f} (chance {r.val_class_chance:.2f})"
+    print(f"fine-tuned for {r.steps} steps on {r.n_train} pairs ({r.n_val} held out); final loss {r.loss:.4f} "
+          f"(diffusion {r.diffusion_loss:.4f}, clip {r.clip_loss:.4f}){val}; checkpoint in {r.output}")
+    return 0

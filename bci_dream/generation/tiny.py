@@ -1,0 +1,117 @@
+"""Tiny random-weight models in the real on-disk formats, for tests and offline demos.
+
+No real weights are involved: every tensor is drawn from a seeded generator. The folders written
+here have the same layout as the hub repositories the production code loads (a diffusers pipeline
+folder like ``stabilityai/sd-turbo``, a transformers CLIP vision folder like
+``openai/clip-vit-large-patch14``), so the same ``from_pretrained`` calls read both.
+
+- :func:`build_tiny_sd_turbo`: an SD-Turbo-shaped ``StableDiffusionPipeline`` (same block types,
+  linear projections, cross-attention width 1024, Euler "trailing" scheduler) with small widths and
+  an ``AutoencoderTiny`` (TAESD-shaped) vae; no text encoder, tokenizer or safety checker.
+- :func:`build_tiny_clip_vision`: ``CLIPVisionModelWithProjection`` + ``CLIPImageProcessor``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: SD-Turbo's ``scheduler/scheduler_config.json`` (stabilityai/sd-turbo), minus bookkeeping keys.
+SD_TURBO_SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "timestep_spacing": "trailing",
+    "steps_offset": 1,
+    "interpolation_type": "linear",
+    "use_karras_sigmas": False,
+    "trained_betas": None,
+}
+
+#: Latent pixels per image pixel of the tiny vae: 2 ** (len(block channels) - 1), as for TAESD.
+TINY_VAE_SCALE = 8
+
+
+def build_tiny_sd_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size: int = 8) -> Path:
+    """Write a tiny SD-Turbo-shaped pipeline with random weights to ``folder``; returns the folder.
+
+    UNet: 3 x CrossAttnDownBlock2D + DownBlock2D / UpBlock2D + 3 x CrossAttnUpBlock2D, block widths
+    (32, 64, 64, 64), one layer per block, 2-channel attention heads... scaled down from SD-Turbo's
+    (320, 640, 1280, 1280); cross_attention_dim 1024 and linear projections as in SD-Turbo.
+    ``sample_size`` is the latent side (images of ``sample_size * 8`` pixels by default).
+
+    Load it back with ``StableDiffusionPipeline.from_pretrained(folder, text_encoder=None,
+    tokenizer=None, feature_extractor=None, image_encoder=None, safety_checker=None,
+    requires_safety_checker=False)`` (diffusers warns that the vae is not the ``AutoencoderKL`` the
+    pipeline's type hints name; that is expected).
+    """
+    import torch
+    from diffusers import (
+        AutoencoderTiny,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=1,
+        attention_head_dim=(2, 4, 4, 4),
+        cross_attention_dim=1024,
+        use_linear_projection=True,
+        norm_num_groups=16,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderTiny(
+        encoder_block_out_channels=(16, 16, 16, 16),
+        decoder_block_out_channels=(16, 16, 16, 16),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    )
+    scheduler = EulerDiscreteScheduler(**SD_TURBO_SCHEDULER)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_clip_vision(folder: str | os.PathLike, projection_dim: int = 32, seed: int = 0) -> Path:
+    """Write a tiny ``CLIPVisionModelWithProjection`` and its ``CLIPImageProcessor`` to ``folder``.
+
+    Hidden width 32, 2 layers, 2 heads, 32-pixel images in 8-pixel patches, image embeddings of
+    ``projection_dim``. Loads back with ``CLIPVisionModelWithProjection.from_pretrained(folder)`` and
+    ``CLIPImageProcessor.from_pretrained(folder)``.
+    """
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=projection_dim)
+    torch.manual_seed(seed)
+    model = CLIPVisionModelWithProjection(config)
+    model.save_pretrained(folder)
+    processor = clip_image_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(folder)
+    return folder
+
+
+def clip_image_processor_class():
+    """transformers' CLIP image processor class that works without torchvision (no warning)."""
+    import importlib.util
+
+    import transformers
+
+    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
+        return transformers.CLIPImageProcessorPil
+    return transformers.CLIPImageProcessor

@@ -1,0 +1,953 @@
+"""Fine-tuning on EEG–image pairs (DreamDiffusion stage 2) against a pretrained Stable Diffusion.
+
+The EEG model's conditioning head turns a window into ``prompt_embeds`` [B, 77, D] (D read from the
+UNet's config) that replace the text in the UNet's cross-attention. Two losses:
+
+- denoising: the frozen VAE encodes the image shown, noise is added at a random timestep (DDPM
+  schedule of the base model, whatever sampler the pipeline ships), and the UNet conditioned on
+  the EEG predicts the noise (or the velocity, for ``v_prediction`` models); mean squared error.
+- CLIP alignment: ``1 - cosine`` between the EEG model's CLIP head and the frozen CLIP image
+  embedding (``CLIPVisionModelWithProjection(...).image_embeds``) of the image shown.
+
+Trained: the conditioning and CLIP heads always; the UNet's cross-attention (``attn2``) through a
+LoRA adapter (peft) or, with ``full_cross_attention``, its full weights; the encoder only with
+``train_encoder``. The VAE, CLIP and the rest of the UNet stay frozen.
+
+A fine-tuning checkpoint folder holds:
+
+- ``config.json`` + ``model.safetensors``: the EEG model (:func:`bci_dream.models.checkpoint.save_checkpoint`;
+  its meta names the base model, the CLIP model and the steps);
+- ``unet_lora/``: ``adapter_model.safetensors`` + ``adapter_config.json`` (peft) and
+  ``pytorch_lora_weights.safetensors`` (diffusers: ``pipe.load_lora_weights(folder / "unet_lora")``),
+  or ``unet_cross_attention.safetensors`` (the ``attn2`` weights, for ``unet.load_state_dict(..., strict=False)``);
+  :func:`load_unet_adapter` applies either to a UNet;
+- ``training_state.pt`` (optimizer, schedule, step) for ``resume``, and ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bci_dream.errors import BciDreamError, CheckpointError
+from bci_dream.models.checkpoint import (
+    CONFIG_FILE,
+    STATE_FILE,
+    load_checkpoint,
+    load_training_state,
+    read_config,
+    save_checkpoint,
+)
+from bci_dream.models.eeg_model import EegModel, EegModelConfig
+from bci_dream.models.encoder import PRESETS
+from bci_dream.models.encoder import preset as encoder_preset
+from bci_dream.training.pretrain import NonFiniteLossError, lr_factor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from bci_dream.training.pairs import Pair
+    from bci_dream.training.windows import WindowSpec
+
+log = logging.getLogger(__name__)
+
+STAGE = "finetune"
+LORA_FOLDER = "unet_lora"
+LORA_WEIGHTS, LORA_CONFIG = "adapter_model.safetensors", "adapter_config.json"
+DIFFUSERS_LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+CROSS_ATTENTION_FILE = "unet_cross_attention.safetensors"
+METRICS_FILE = "metrics.jsonl"
+#: The UNet modules a LoRA adapter wraps: the cross-attention projections (where the EEG enters).
+LORA_TARGETS = ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class ModelLoadError(BciDreamError):
+    """A base model (diffusion pipeline or CLIP) is missing, incomplete or cannot be downloaded."""
+
+
+class FinetuneError(BciDreamError):
+    """Fine-tuning cannot start: bad settings, or an output folder that holds something else."""
+
+
+# -- settings and results -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Hyper-parameters of a fine-tuning run (stored in the checkpoint's meta).
+
+    Attributes:
+        model: diffusers pipeline folder or hub id (UNet, VAE, scheduler are read from it).
+        clip_model: transformers CLIP folder or hub id (vision tower with projection + image processor).
+        preset: encoder preset when no ``init`` checkpoint is given.
+        lora_rank, lora_alpha: LoRA on the cross-attention projections (alpha defaults to the rank).
+        full_cross_attention: train the ``attn2`` weights themselves instead of a LoRA adapter.
+        train_encoder: also train the EEG encoder (else only the heads and the UNet adapter).
+        clip_weight, diffusion_weight: weights of the two losses (0 skips that loss's computation).
+        resolution: image side in pixels for the VAE (images are resized and centre-cropped).
+        val_fraction: share of the pairs held out to report the validation CLIP cosine.
+        offset_s: EEG windows start this long after each onset.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        checkpoint_every, eval_every: steps between checkpoints and between validations.
+    """
+
+    model: str = "stabilityai/sd-turbo"
+    clip_model: str = "openai/clip-vit-large-patch14"
+    preset: str = "small"
+    lora_rank: int = 8
+    lora_alpha: float | None = None
+    full_cross_attention: bool = False
+    train_encoder: bool = False
+    clip_weight: float = 1.0
+    diffusion_weight: float = 1.0
+    max_steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    resolution: int = 512
+    val_fraction: float = 0.2
+    offset_s: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    eval_every: int = 100
+
+    def check(self) -> None:
+        """Raise :class:`FinetuneError` naming the first setting out of range."""
+        if self.max_steps < 1:
+            raise FinetuneError(f"--max-steps must be at least 1, not {self.max_steps}")
+        if self.batch_size < 1:
+            raise FinetuneError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if not self.lr > 0:
+            raise FinetuneError(f"--lr must be positive, not {self.lr}")
+        if not self.full_cross_attention and self.lora_rank < 1:
+            raise FinetuneError(f"--lora-rank must be at least 1, not {self.lora_rank}")
+        if self.clip_weight < 0 or self.diffusion_weight < 0 or self.clip_weight + self.diffusion_weight == 0:
+            raise FinetuneError("--clip-weight and --diffusion-weight must be >= 0 and not both 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise FinetuneError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
+        if self.resolution < 8 or self.resolution % 8:
+            raise FinetuneError(f"--resolution must be a multiple of 8, not {self.resolution}")
+        if self.preset not in PRESETS:
+            raise FinetuneError(f"unknown --preset '{self.preset}'; presets: {', '.join(PRESETS)}")
+
+
+@dataclass
+class FinetuneResult:
+    """What a run did: where it saved, how far it got, its last losses and validation score."""
+
+    output: Path
+    steps: int
+    loss: float
+    diffusion_loss: float
+    clip_loss: float
+    val_clip_cosine: float | None
+    n_train: int
+    n_val: int
+    val_class_accuracy: float | None = None
+    val_class_chance: float | None = None
+
+
+# -- base models ----------------------------------------------------------------------------------
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise FinetuneError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FinetuneError(f"--device {name} asked for CUDA, but torch sees no CUDA GPU here; use --device cpu")
+    return device
+
+
+def is_local(source: str | os.PathLike) -> bool:
+    """True when ``source`` names a local folder (existing, or written like a path rather than a hub id)."""
+    text = str(source)
+    return Path(text).expanduser().exists() or not _HUB_ID.match(text) or text.startswith((".", "~"))
+
+
+def _hub_error(source: str, what: str, reason: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"cannot load the {what} '{source}': it is not a local folder, not in the Hugging Face cache, and {reason}; "
+        f"download it first with 'hf download {source}' (or 'huggingface-cli download {source}') "
+        "or pass a local folder")
+
+
+def _weights_variant(folder: Path, sub: str, stem: str) -> str | None:
+    """None when ``folder/sub`` has ``stem.safetensors``/``.bin``, ``"fp16"`` when only the fp16 variant."""
+    d = folder / sub
+    if any((d / f"{stem}{ext}").is_file() for ext in (".safetensors", ".bin")) or \
+            any(d.glob(f"{stem}*.index.json")):
+        return None
+    if any((d / f"{stem}.fp16{ext}").is_file() for ext in (".safetensors", ".bin")):
+        return "fp16"
+    raise ModelLoadError(f"model folder {folder} lacks {sub}/{stem}.safetensors (the {sub} weights)")
+
+
+def check_pipeline_folder(folder: str | os.PathLike) -> str | None:
+    """Check a local diffusers pipeline folder; returns the weights variant to load (None or ``"fp16"``).
+
+    Raises:
+        ModelLoadError: the folder is missing or lacks a file that fine-tuning needs (named).
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder {folder} does not exist; pass a diffusers pipeline folder (with "
+                             "unet/, vae/, scheduler/) or a hub id such as stabilityai/sd-turbo")
+    needed = ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
+    missing = [f for f in needed if not (folder / f).is_file()]
+    if missing:
+        raise ModelLoadError(f"model folder {folder} lacks {', '.join(missing)}; it must be a diffusers pipeline "
+                             "folder (as written by save_pretrained or 'hf download')")
+    variants = {_weights_variant(folder, "unet", "diffusion_pytorch_model"),
+                _weights_variant(folder, "vae", "diffusion_pytorch_model")}
+    return "fp16" if "fp16" in variants else None
+
+
+def check_clip_folder(folder: str | os.PathLike) -> None:
+    """Check a local transformers CLIP folder (config, weights, image processor config)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelLoadError(f"CLIP model folder {folder} does not exist; pass a transformers CLIP folder or a hub "
+                             "id such as openai/clip-vit-large-patch14")
+    missing = [f for f in ("config.json", "preprocessor_config.json") if not (folder / f).is_file()]
+    if not any((folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin",
+                                                  "model.safetensors.index.json", "pytorch_model.bin.index.json")):
+        missing.append("model.safetensors")
+    if missing:
+        raise ModelLoadError(f"CLIP model folder {folder} lacks {', '.join(missing)}")
+
+
+@dataclass
+class DiffusionParts:
+    """The frozen base-model pieces fine-tuning needs (no text encoder, no tokenizer).
+
+    Attributes:
+        unet: ``UNet2DConditionModel``; ``unet.config.cross_attention_dim`` sets the conditioning width.
+        vae: ``AutoencoderKL`` or ``AutoencoderTiny``.
+        noise_scheduler: a ``DDPMScheduler`` built from the pipeline's scheduler config.
+        vae_kind: ``"kl"`` or ``"tiny"``.
+    """
+
+    unet: Any
+    vae: Any
+    noise_scheduler: Any
+    vae_kind: str
+
+    @property
+    def prediction_type(self) -> str:
+        return self.noise_scheduler.config.prediction_type
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face hub answers (through the proxies huggingface_hub uses), within ``timeout``."""
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+
+        if constants.HF_HUB_OFFLINE:
+            return False
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: not reachable now
+        return False
+
+
+def _load_from(source: str, what: str, load: Callable[[bool], Any]) -> Any:
+    """Run ``load(local_files_only)`` for a local folder, or for a hub id: from the cache first, then the hub.
+
+    Turns the libraries' errors into one-line :class:`ModelLoadError`s (without waiting for the
+    hub client's retries when the hub cannot be reached at all).
+    """
+    if is_local(source):
+        try:
+            return load(True)
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot load the {what} from {source}: {_first_line(e)}") from e
+    try:
+        return load(True)  # already in the Hugging Face cache: no network needed
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise _hub_error(source, what, "the Hugging Face hub cannot be reached from here")
+    try:
+        return load(False)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError) as e:
+        raise _hub_error(source, what, f"the hub did not provide it ({_first_line(e)})") from e
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
+def load_diffusion_parts(model: str | os.PathLike) -> DiffusionParts:
+    """Load UNet, VAE (the class named by the vae config) and a DDPM noise scheduler from ``model``.
+
+    ``model`` is a diffusers pipeline folder or a hub id (only the unet, vae and scheduler
+    subfolders are read: no text encoder is downloaded).
+
+    Raises:
+        ModelLoadError: the folder is missing/incomplete, the hub cannot be reached, or the vae class
+            is not ``AutoencoderKL``/``AutoencoderTiny``.
+    """
+    import diffusers
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    source = str(model)
+    kwargs: dict[str, Any] = {}
+    if is_local(source):
+        source = str(Path(source).expanduser())
+        variant = check_pipeline_folder(source)
+        if variant:
+            kwargs["variant"] = variant
+
+    def load(local_files_only: bool) -> DiffusionParts:
+        kw = {**kwargs, "local_files_only": local_files_only}
+        vae_config = diffusers.AutoencoderKL.load_config(source, subfolder="vae", local_files_only=local_files_only)
+        vae_class = vae_config.get("_class_name", "AutoencoderKL")
+        if vae_class not in ("AutoencoderKL", "AutoencoderTiny"):
+            raise ModelLoadError(f"{source}: the vae is a {vae_class}; fine-tuning supports AutoencoderKL and "
+                                 "AutoencoderTiny")
+        # (AutoencoderTiny configs carry a block_out_channels key its constructor does not take;
+        # SD-Turbo's Euler scheduler config has keys DDPMScheduler does not take: both expected.)
+        with _quiet("diffusers.configuration_utils"):
+            vae = getattr(diffusers, vae_class).from_pretrained(source, subfolder="vae", **kw)
+            noise_scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler",
+                                                            local_files_only=local_files_only)
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kw)
+        return DiffusionParts(unet, vae, noise_scheduler, "tiny" if vae_class == "AutoencoderTiny" else "kl")
+
+    parts = _load_from(source, "diffusion model", load)
+    if parts.prediction_type not in ("epsilon", "v_prediction", "sample"):
+        raise ModelLoadError(f"{source}: unknown prediction_type {parts.prediction_type!r}")
+    parts.vae.requires_grad_(False).eval()
+    parts.unet.requires_grad_(False)
+    return parts
+
+
+def load_clip(clip_model: str | os.PathLike) -> tuple[Any, Any]:
+    """``(CLIPVisionModelWithProjection, CLIP image processor)`` from a folder or hub id, frozen."""
+    from transformers import CLIPVisionModelWithProjection
+
+    from bci_dream.generation.tiny import clip_image_processor_class
+
+    source = str(clip_model)
+    if is_local(source):
+        source = str(Path(source).expanduser())
+        check_clip_folder(source)
+
+    def load(local_files_only: bool) -> tuple[Any, Any]:
+        model = CLIPVisionModelWithProjection.from_pretrained(source, local_files_only=local_files_only)
+        processor = clip_image_processor_class().from_pretrained(source, local_files_only=local_files_only)
+        return model, processor
+
+    model, processor = _load_from(source, "CLIP model", load)
+    model.requires_grad_(False).eval()
+    return model, processor
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for lg, _ in saved:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
+
+
+# -- the UNet's trainable part ----------------------------------------------------------------------
+
+def add_lora(unet, rank: int, alpha: float | None = None) -> list[torch.nn.Parameter]:
+    """Wrap the cross-attention projections of ``unet`` in a LoRA adapter; returns its parameters.
+
+    The adapter starts as the identity (its B matrices are zero), so step 0 is the base model.
+    """
+    from peft import LoraConfig
+
+    config = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights=True,
+                        target_modules=list(LORA_TARGETS))
+    unet.add_adapter(config)
+    params = [p for n, p in unet.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def cross_attention_parameters(unet) -> dict[str, torch.nn.Parameter]:
+    """The UNet's cross-attention (``attn2``) parameters by name."""
+    return {n: p for n, p in unet.named_parameters() if ".attn2." in n}
+
+
+def save_unet_adapter(unet, folder: str | os.PathLike, *, full_cross_attention: bool) -> None:
+    """Write the trained UNet part into the checkpoint ``folder`` (see the module docstring)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    if full_cross_attention:
+        tensors = {n: p.detach().contiguous().cpu() for n, p in cross_attention_parameters(unet).items()}
+        _atomic(folder / CROSS_ATTENTION_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+        return
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import get_peft_model_state_dict
+
+    lora_dir = folder / LORA_FOLDER
+    lora_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(unet).items()}
+    config = unet.peft_config["default"].to_dict()
+    config_json = json.dumps(config, indent=2, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o))
+    _atomic(lora_dir / LORA_WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    _atomic(lora_dir / LORA_CONFIG, lambda p: p.write_text(config_json))
+    # The same weights in the layout diffusers pipelines load: pipe.load_lora_weights(folder / "unet_lora").
+    with _quiet("diffusers"):
+        StableDiffusionPipeline.save_lora_weights(
+            lora_dir, unet_lora_layers=convert_state_dict_to_diffusers(state), weight_name=DIFFUSERS_LORA_WEIGHTS,
+            unet_lora_adapter_metadata=json.loads(config_json))
+
+
+def load_unet_adapter(unet, folder: str | os.PathLike) -> str:
+    """Apply the UNet part saved in checkpoint ``folder`` to ``unet``; returns ``"lora"`` or ``"full-cross-attention"``.
+
+    Raises:
+        CheckpointError: the folder holds neither, or its tensors do not fit this UNet.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if (folder / LORA_FOLDER / LORA_WEIGHTS).is_file():
+        from peft import LoraConfig, set_peft_model_state_dict
+
+        try:
+            raw = json.loads((folder / LORA_FOLDER / LORA_CONFIG).read_text())
+            known = {f.name for f in dataclasses.fields(LoraConfig)}
+            config = LoraConfig(**{k: v for k, v in raw.items() if k in known})
+            state = load_file(str(folder / LORA_FOLDER / LORA_WEIGHTS))
+        except (OSError, ValueError, TypeError) as e:
+            raise CheckpointError(f"cannot read the UNet adapter in {folder / LORA_FOLDER}: {e}") from e
+        unet.add_adapter(config)
+        result = set_peft_model_state_dict(unet, state)
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if result.unexpected_keys or missing:
+            bad = (result.unexpected_keys or missing)[:3]
+            raise CheckpointError(f"the UNet adapter in {folder / LORA_FOLDER} does not fit this UNet ({bad}); "
+                                  "was it trained on another base model?")
+        return "lora"
+    if (folder / CROSS_ATTENTION_FILE).is_file():
+        state = load_file(str(folder / CROSS_ATTENTION_FILE))
+        own = unet.state_dict()
+        bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+        if bad:
+            raise CheckpointError(f"{folder / CROSS_ATTENTION_FILE} does not fit this UNet ({bad[:3]}); "
+                                  "was it trained on another base model?")
+        unet.load_state_dict(state, strict=False)
+        return "full-cross-attention"
+    raise CheckpointError(f"{folder} holds no UNet adapter ({LORA_FOLDER}/ or {CROSS_ATTENTION_FILE})")
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+# -- the EEG model ----------------------------------------------------------------------------------
+
+def build_eeg_model(cross_attention_dim: int, clip_projection_dim: int, *, init: str | os.PathLike | None = None,
+                    preset: str = "small") -> EegModel:
+    """The EEG model to fine-tune: the ``init`` checkpoint's (encoder kept; a head whose width does
+    not match ``cross_attention_dim``/``clip_projection_dim`` is created afresh) or a fresh ``preset``."""
+    if init is None:
+        return EegModel(EegModelConfig(encoder=encoder_preset(preset), cross_attention_dim=cross_attention_dim,
+                                       clip_projection_dim=clip_projection_dim))
+    loaded, _ = load_checkpoint(init)
+    old = loaded.config
+    if old.cross_attention_dim == cross_attention_dim and old.clip_projection_dim == clip_projection_dim:
+        return loaded
+    config = dataclasses.replace(old, cross_attention_dim=cross_attention_dim, clip_projection_dim=clip_projection_dim)
+    model = EegModel(config)
+    fresh = [name for name, before, now in (("conditioning", old.cross_attention_dim, cross_attention_dim),
+                                           ("clip", old.clip_projection_dim, clip_projection_dim)) if before != now]
+    keep = {k: v for k, v in loaded.state_dict().items() if not k.startswith(tuple(f + "." for f in fresh))}
+    model.load_state_dict(keep, strict=False)
+    log.info("%s: new %s head(s) for cross-attention width %d and CLIP width %d", init, " and ".join(fresh),
+             cross_attention_dim, clip_projection_dim)
+    return model
+
+
+def window_spec(config: EegModelConfig) -> WindowSpec:
+    """The :class:`WindowSpec` that makes windows for a model of ``config`` (as live windows are made)."""
+    from bci_dream.training.windows import WindowSpec
+
+    enc, pre = config.encoder, config.preprocessing
+    return WindowSpec(window_s=enc.window_seconds, target_sfreq=enc.sfreq, bandpass=pre.bandpass, notch=pre.notch)
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """An image file as RGB PIL image; :class:`BciDreamError` if it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise BciDreamError(f"cannot read image {path}: {e}") from e
+
+
+def image_to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
+    """RGB image → [3, R, R] float in [-1, 1]: shorter side resized to R (bicubic), centre-cropped."""
+    from PIL import Image
+
+    w, h = image.size
+    scale = resolution / min(w, h)
+    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    image = image.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - resolution) // 2, (nh - resolution) // 2
+    image = image.crop((left, top, left + resolution, top + resolution))
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1)
+    return x / 127.5 - 1.0
+
+
+@dataclass
+class ImageTargets:
+    """Per distinct image, what the losses compare against (computed once; VAE and CLIP are frozen).
+
+    Attributes:
+        latent_mean: [M, 4, R/8, R/8] latent mean (scaled like the UNet's latents).
+        latent_std: [M, 4, R/8, R/8] latent standard deviation (zero for ``AutoencoderTiny``).
+        clip: [M, P] CLIP image embeddings.
+    """
+
+    latent_mean: torch.Tensor
+    latent_std: torch.Tensor
+    clip: torch.Tensor
+
+    def latents(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A sample of the latent distribution of images ``index`` [B] → [B, 4, h, w]."""
+        mean, std = self.latent_mean[index], self.latent_std[index]
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device)
+        return mean + std * eps
+
+
+@torch.no_grad()
+def encode_images(paths: Sequence[Path], parts: DiffusionParts, clip_model, clip_processor, resolution: int,
+                  device: torch.device, batch_size: int = 16) -> ImageTargets:
+    """VAE latent distributions and CLIP embeddings of ``paths`` (each image once)."""
+    vae = parts.vae.to(device)
+    clip_model = clip_model.to(device)
+    sf = float(getattr(parts.vae.config, "scaling_factor", 1.0) or 1.0)
+    shift = float(getattr(parts.vae.config, "shift_factor", 0.0) or 0.0)
+    means, stds, clips = [], [], []
+    for i in range(0, len(paths), batch_size):
+        images = [load_image(p) for p in paths[i:i + batch_size]]
+        pixels = torch.stack([image_to_tensor(im, resolution) for im in images]).to(device)
+        if parts.vae_kind == "tiny":
+            mean = vae.encode(pixels).latents
+            std = torch.zeros_like(mean)
+        else:
+            dist = vae.encode(pixels).latent_dist
+            mean, std = dist.mean, dist.std
+        means.append(((mean.float() - shift) * sf).cpu())
+        stds.append((std.float() * sf).cpu())
+        clip_in = clip_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
+        clips.append(clip_model(pixel_values=clip_in).image_embeds.float().cpu())
+    return ImageTargets(torch.cat(means).to(device), torch.cat(stds).to(device), torch.cat(clips).to(device))
+
+
+# -- losses ---------------------------------------------------------------------------------------
+
+def denoising_loss(unet, noise_scheduler, latents: torch.Tensor, prompt_embeds: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Mean squared error of the UNet's prediction on noised ``latents`` [B, 4, h, w] given
+    ``prompt_embeds`` [B, 77, D]; the target is the noise (``epsilon``), the velocity
+    (``v_prediction``) or the clean latents (``sample``), as the scheduler's config says."""
+    b = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator)
+    timesteps = timesteps.to(latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    kind = noise_scheduler.config.prediction_type
+    target = noise if kind == "epsilon" else latents if kind == "sample" else \
+        noise_scheduler.get_velocity(latents, noise, timesteps)
+    pred = unet(noisy, timesteps, encoder_hidden_states=prompt_embeds.to(noisy.dtype)).sample
+    return F.mse_loss(pred.float(), target.float())
+
+
+def clip_loss(eeg_clip: torch.Tensor, image_clip: torch.Tensor) -> torch.Tensor:
+    """``mean(1 - cosine)`` between EEG CLIP-head outputs [B, P] and CLIP image embeddings [B, P]."""
+    return (1.0 - F.cosine_similarity(eeg_clip.float(), image_clip.float(), dim=-1)).mean()
+
+
+# -- the trainer ----------------------------------------------------------------------------------
+
+@dataclass
+class PairData:
+    """EEG windows and which image target each one has.
+
+    Attributes:
+        eeg: float32 [N, C, T] windows (CPU).
+        mask: bool [N, C] channel masks.
+        image_index: int64 [N] index into the distinct images.
+        images: the M distinct image paths.
+        labels: N class labels (or None).
+        train, val: int64 indices of the training and validation windows.
+    """
+
+    eeg: torch.Tensor
+    mask: torch.Tensor
+    image_index: torch.Tensor
+    images: list[Path]
+    labels: list[str | None]
+    train: torch.Tensor
+    val: torch.Tensor
+
+
+def prepare_pairs(pairs: Sequence[Pair], spec: WindowSpec, val_fraction: float, seed: int,
+                  offset_s: float = 0.0) -> PairData:
+    """Windows for ``pairs`` and a seeded train/validation split (at least one training window)."""
+    from bci_dream.training.pairs import pairs_to_arrays
+
+    eeg, mask, images, labels = pairs_to_arrays(pairs, spec, offset_s=offset_s)
+    distinct = sorted(set(images), key=str)
+    where = {p: i for i, p in enumerate(distinct)}
+    n = len(images)
+    n_val = min(round(n * val_fraction), n - 1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return PairData(torch.from_numpy(eeg), torch.from_numpy(mask),
+                    torch.tensor([where[p] for p in images], dtype=torch.long), distinct, list(labels),
+                    train=order[n_val:].sort().values, val=order[:n_val].sort().values)
+
+
+class Finetuner:
+    """One fine-tuning run: base models, EEG model, data, optimizer; :meth:`train` runs it.
+
+    Build it, then call :meth:`train`. Attributes worth inspecting: ``eeg_model``, ``parts`` (UNet,
+    VAE, noise scheduler), ``clip_model``, ``data`` (:class:`PairData`), ``step``.
+    """
+
+    def __init__(self, pairs: str | os.PathLike, output: str | os.PathLike, settings: FinetuneSettings, *,
+                 init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False) -> None:
+        from bci_dream.training.pairs import read_pairs
+
+        settings.check()
+        self.settings, self.output, self.pairs_path = settings, Path(output), Path(pairs)
+        self.init = Path(init) if init is not None else None
+        has_checkpoint = (self.output / CONFIG_FILE).is_file()
+        if resume and not has_checkpoint:
+            raise FinetuneError(f"nothing to resume in {self.output} (no {CONFIG_FILE}); drop --resume to start")
+        if has_checkpoint and not resume and not overwrite:
+            raise FinetuneError(f"{self.output} already holds a checkpoint; pass --resume to continue it or "
+                                "--overwrite to start again there")
+        if resume:
+            self._check_resumable()
+        pairs_list = read_pairs(self.pairs_path)  # fail on a bad manifest before loading big models
+        torch.manual_seed(settings.seed)  # fresh heads and LoRA matrices: the same for the same seed
+        self.device = resolve_device(settings.device)
+        self.parts = load_diffusion_parts(settings.model)
+        self.clip_model, self.clip_processor = load_clip(settings.clip_model)
+        cross_dim = int(self.parts.unet.config.cross_attention_dim)
+        clip_dim = int(self.clip_model.config.projection_dim)
+
+        if resume:
+            self.eeg_model, _ = load_checkpoint(self.output)
+        else:
+            self.eeg_model = build_eeg_model(cross_dim, clip_dim, init=self.init, preset=settings.preset)
+        cfg = self.eeg_model.config
+        if cfg.cross_attention_dim != cross_dim or cfg.clip_projection_dim != clip_dim:
+            raise CheckpointError(f"{self.output} conditions a UNet of width {cfg.cross_attention_dim} and CLIP width "
+                                  f"{cfg.clip_projection_dim}, but {settings.model} / {settings.clip_model} need "
+                                  f"{cross_dim} / {clip_dim}; resume with the same base models")
+
+        self.data = prepare_pairs(pairs_list, window_spec(cfg), settings.val_fraction, settings.seed,
+                                  settings.offset_s)
+        self.targets = encode_images(self.data.images, self.parts, self.clip_model, self.clip_processor,
+                                     settings.resolution, self.device)
+        self.parts.vae.to("cpu")  # not needed any more: latents are cached
+        self.clip_model.to("cpu")
+
+        unet = self.parts.unet
+        if resume:
+            kind = load_unet_adapter(unet, self.output)
+            if (kind == "full-cross-attention") != settings.full_cross_attention:
+                raise FinetuneError(f"{self.output} was trained with {kind}; resume it with the same option")
+        if settings.full_cross_attention:
+            unet_params = list(cross_attention_parameters(unet).values())
+            for p in unet_params:
+                p.requires_grad_(True)
+        elif resume:
+            unet_params = [p for n, p in unet.named_parameters() if "lora_" in n]
+            for p in unet_params:
+                p.requires_grad_(True)
+        else:
+            unet_params = add_lora(unet, settings.lora_rank, settings.lora_alpha)
+        unet.to(self.device).train()
+        self.eeg_model.to(self.device)
+
+        enc = self.eeg_model.encoder
+        enc.requires_grad_(False)
+        if settings.train_encoder:
+            for p in enc.encoder_parameters():
+                p.requires_grad_(True)
+        eeg_params = [p for p in self.eeg_model.parameters() if p.requires_grad]
+        self.unet_params = unet_params
+        self.trainable = eeg_params + unet_params
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+        warmup = min(settings.warmup_steps, max(1, settings.max_steps // 10))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, warmup, settings.max_steps))
+        self.step = 0
+        self.saved_step: int | None = None
+        if resume:
+            self._load_training_state()
+        else:
+            self._clear_previous_run()
+
+    # -- bookkeeping ----------------------------------------------------------------------------------
+
+    def _check_resumable(self) -> None:
+        raw = read_config(self.output)
+        meta = raw.get("meta", {})
+        if meta.get("stage") != STAGE:
+            raise FinetuneError(f"{self.output} holds a checkpoint that is not a fine-tuning run; choose another "
+                                "output folder")
+        for key, now in (("base_model", self.settings.model), ("clip_model", self.settings.clip_model)):
+            if meta.get(key) not in (None, now):
+                log.warning("%s was fine-tuned from %s=%s; resuming with %s", self.output, key, meta.get(key), now)
+
+    def _clear_previous_run(self) -> None:
+        """Remove what an earlier run left in the output folder (only the files fine-tuning writes)."""
+        import shutil
+
+        for name in (METRICS_FILE, CROSS_ATTENTION_FILE, STATE_FILE):
+            (self.output / name).unlink(missing_ok=True)
+        if (self.output / LORA_FOLDER).is_dir():
+            shutil.rmtree(self.output / LORA_FOLDER)
+
+    def _load_training_state(self) -> None:
+        state = load_training_state(self.output)
+        raw = read_config(self.output)
+        if state is None:
+            self.step = int(raw.get("meta", {}).get("steps", 0))
+            log.warning("%s has weights but no training state; continuing from step %d with a fresh optimizer",
+                        self.output, self.step)
+        else:
+            try:
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.scheduler.load_state_dict(state["scheduler"])
+            except (ValueError, KeyError) as e:
+                raise CheckpointError(f"the training state in {self.output} does not fit this run ({e}); "
+                                      "resume with the same options or start a new output folder") from e
+            self.step = int(state["step"])
+        self.saved_step = self.step
+        _truncate_metrics(self.output / METRICS_FILE, self.step)
+        log.warning("resuming %s from step %d", self.output, self.step)
+
+    def meta(self, scores: dict[str, float]) -> dict:
+        s = self.settings
+        return {"stage": STAGE, "base_model": s.model, "clip_model": s.clip_model, "steps": self.step,
+                "adapter": "full-cross-attention" if s.full_cross_attention else "lora",
+                "resolution": s.resolution, "pairs": str(self.pairs_path),
+                "init": str(self.init) if self.init else None, "n_train": len(self.data.train),
+                "n_val": len(self.data.val), **scores, "settings": asdict(s)}
+
+    def save(self, scores: dict[str, float] | None = None) -> None:
+        """Write the EEG model, the UNet adapter and the training state to the output folder."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        save_unet_adapter(self.parts.unet, self.output, full_cross_attention=self.settings.full_cross_attention)
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        save_checkpoint(self.output, self.eeg_model, training_state=state, meta=self.meta(scores or {}))
+        self.saved_step = self.step
+
+    # -- the losses -----------------------------------------------------------------------------------
+
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """Training windows of ``step``: epochs of a seeded permutation, a function of the step alone
+        (so a resumed run sees the same batches as an uninterrupted one)."""
+        train = self.data.train
+        n, b = len(train), min(self.settings.batch_size, len(train))
+        per_epoch = max(1, n // b)
+        epoch, i = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.settings.seed * 1_000_003 + epoch))
+        return train[perm[i * b:(i + 1) * b]]
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def losses(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total, diffusion, clip) losses on windows ``index`` [B]; a skipped loss is 0."""
+        s = self.settings
+        x = self.data.eeg[index].to(self.device, non_blocking=True)
+        mask = self.data.mask[index].to(self.device, non_blocking=True)
+        images = self.data.image_index[index].to(self.device)
+        zero = torch.zeros((), device=self.device)
+        with self._autocast():
+            with torch.set_grad_enabled(s.train_encoder and torch.is_grad_enabled()):
+                tokens = self.eeg_model.encoder.embed(x, mask)
+            diffusion = clip = zero
+            if s.diffusion_weight > 0:
+                prompt_embeds = self.eeg_model.conditioning(tokens)
+                latents = self.targets.latents(images, generator)
+                diffusion = denoising_loss(self.parts.unet, self.parts.noise_scheduler, latents, prompt_embeds,
+                                           generator)
+            if s.clip_weight > 0:
+                clip = clip_loss(self.eeg_model.clip(tokens), self.targets.clip[images])
+        return s.diffusion_weight * diffusion + s.clip_weight * clip, diffusion, clip
+
+    @torch.no_grad()
+    def validate(self, batch_size: int = 64) -> dict[str, float]:
+        """Scores of the EEG CLIP head on the validation windows (empty without validation windows).
+
+        ``val_clip_cosine``: mean cosine to the CLIP embedding of the image shown. With two or more
+        class labels also ``val_class_accuracy``: how often the nearest class prototype (the mean
+        normalised CLIP embedding of that class's images) is the right class, and
+        ``val_class_chance``, the share of the most frequent class (what always guessing it scores).
+        """
+        val = self.data.val
+        if len(val) == 0:
+            return {}
+        was_training = self.eeg_model.training
+        self.eeg_model.eval()
+        preds = []
+        for i in range(0, len(val), batch_size):
+            index = val[i:i + batch_size]
+            with self._autocast():
+                pred = self.eeg_model.clip_embeds(self.data.eeg[index].to(self.device),
+                                                  self.data.mask[index].to(self.device))
+            preds.append(pred.float())
+        self._set_train_mode(was_training)
+        pred = torch.cat(preds)
+        target = self.targets.clip[self.data.image_index[val].to(self.device)]
+        scores = {"val_clip_cosine": float(F.cosine_similarity(pred, target.float(), dim=-1).mean())}
+        labels = self.data.labels
+        classes = sorted({lb for lb in labels if lb is not None})
+        if len(classes) >= 2 and all(labels[i] is not None for i in val.tolist()):
+            embeds = F.normalize(self.targets.clip.float(), dim=-1)
+            protos = torch.stack([F.normalize(embeds[sorted({int(self.data.image_index[i]) for i, lb in
+                                                             enumerate(labels) if lb == c})].mean(0), dim=0)
+                                  for c in classes])
+            guess = (F.normalize(pred, dim=-1) @ protos.T).argmax(1).cpu()
+            truth = torch.tensor([classes.index(labels[i]) for i in val.tolist()])
+            scores["val_class_accuracy"] = float((guess == truth).float().mean())
+            scores["val_class_chance"] = float(torch.bincount(truth).max()) / len(truth)
+        return scores
+
+    def _set_train_mode(self, training: bool = True) -> None:
+        self.eeg_model.train(training)
+        if not self.settings.train_encoder:
+            self.eeg_model.encoder.eval()  # frozen: no training-mode behaviour
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def train(self, progress: bool = True) -> FinetuneResult:
+        """Run until ``max_steps``; checkpoints every ``checkpoint_every`` steps and at the end.
+
+        Raises:
+            NonFiniteLossError: a loss became NaN/infinite (nothing is saved; the last checkpoint stays).
+        """
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        self.output.mkdir(parents=True, exist_ok=True)
+        self._set_train_mode(True)
+        scores: dict[str, float] = {}
+        loss_v = diff_v = clip_v = float("nan")
+        bar = tqdm(total=s.max_steps, initial=self.step, desc="finetune", unit="step", disable=not progress)
+        started, seen = time.perf_counter(), 0
+        with open(self.output / METRICS_FILE, "a") as metrics:
+            if self.step == 0:
+                scores = self.validate()
+                if scores:
+                    metrics.write(json.dumps({"step": 0, **scores}) + "\n")
+            while self.step < s.max_steps:
+                index = self.batch_indices(self.step)
+                generator = torch.Generator().manual_seed(s.seed * 1_000_003 + 7919 * (self.step + 1))
+                loss, diffusion, clip = self.losses(index, generator)
+                loss_v, diff_v, clip_v = float(loss.detach()), float(diffusion.detach()), float(clip.detach())
+                if not math.isfinite(loss_v):
+                    bar.close()
+                    kept = (f"the last good checkpoint in {self.output} (step {self.saved_step}) was kept"
+                            if self.saved_step is not None else "no checkpoint had been written yet")
+                    raise NonFiniteLossError(
+                        f"the loss became {loss_v} at step {self.step + 1} (diffusion {diff_v}, clip {clip_v}); "
+                        f"training stopped and {kept} (try a lower --lr)")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                seen += len(index)
+                elapsed = time.perf_counter() - started
+                record = {"step": self.step, "loss": loss_v, "diffusion_loss": diff_v, "clip_loss": clip_v,
+                          "lr": self.scheduler.get_last_lr()[0], "pairs_per_s": seen / elapsed if elapsed else 0.0}
+                last = self.step == s.max_steps
+                if self.step % s.eval_every == 0 or last:
+                    scores = self.validate()
+                    record.update(scores)
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+                bar.update(1)
+                postfix = {"loss": f"{loss_v:.4f}"}
+                if "val_clip_cosine" in scores:
+                    postfix["val_cos"] = f"{scores['val_clip_cosine']:.3f}"
+                bar.set_postfix(postfix)
+                if self.step % s.checkpoint_every == 0 or last:
+                    self.save(scores)
+        bar.close()
+        if self.saved_step != self.step:  # max_steps already reached when resuming
+            self.save(scores)
+        return FinetuneResult(self.output, self.step, loss_v, diff_v, clip_v, scores.get("val_clip_cosine"),
+                              len(self.data.train), len(self.data.val), scores.get("val_class_accuracy"),
+                              scores.get("val_class_chance"))
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past ``step`` (written after the checkpoint a run resumes from)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except ValueError:
+            continue
+    _atomic(path, lambda p: p.write_text("".join(x + "\n" for x in keep)))
+
+
+def finetune(pairs: str | os.PathLike, output: str | os.PathLike, settings: FinetuneSettings, *,
+             init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> FinetuneResult:
+    """Fine-tune on the pairs manifest ``pairs`` and save to the folder ``output`` (see the module docstring)."""
+    return Finetuner(pairs, output, settings, init=init, resume=resume, overwrite=overwrite).train(progress)

@@ -1,0 +1,357 @@
+"""EEG-image pairs and fine-tuning, end to end on the real Muse N170 session.
+
+No real model weights are used: the diffusion pipeline (SD-Turbo-shaped) and the CLIP vision model
+are tiny random-weight models that these tests build with ``bci_dream.generation.tiny`` and save in
+the real on-disk formats, so the production ``from_pretrained`` code paths load them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bci_dream.cli import main
+from bci_dream.generation.tiny import build_tiny_clip_vision, build_tiny_sd_turbo
+from bci_dream.models.checkpoint import load_checkpoint, save_checkpoint
+from bci_dream.models.eeg_model import EegModel, EegModelConfig
+from bci_dream.models.encoder import preset
+from bci_dream.training import finetune as ft
+from bci_dream.training.pairs import read_pairs
+
+MUSE = "muse-lsl/N170/data_2017-09-13-15.30.01.csv"
+STIM = "muse-lsl/stim_face_house"
+RESOLUTION = "64"  # 8 x 8 latents for the tiny SD-Turbo-shaped UNet
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-weight models (not real weights) in the diffusers / transformers folder formats."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {"sd": build_tiny_sd_turbo(root / "sd-turbo-tiny", seed=0),
+            "clip": build_tiny_clip_vision(root / "clip-tiny", projection_dim=32, seed=0)}
+
+
+@pytest.fixture(scope="module")
+def manifest(shared_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pairs") / "pairs.csv"
+    code = main(["make-pairs", str(shared_data / MUSE), "--class", f"2={shared_data / STIM / 'faces'}",
+                 "--class", f"1={shared_data / STIM / 'houses'}", "--label", "2=face", "--label", "1=house",
+                 "-o", str(out), "--seed", "0"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def init_checkpoint(tmp_path_factory) -> Path:
+    """A pretraining-style checkpoint: a 'tiny' encoder without heads."""
+    torch.manual_seed(1)
+    model = EegModel(EegModelConfig(encoder=preset("tiny"), cross_attention_dim=None, clip_projection_dim=None))
+    return save_checkpoint(tmp_path_factory.mktemp("init") / "pretrained", model, meta={"stage": "pretrain"})
+
+
+def finetune_args(manifest: Path, tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return ["finetune", "--pairs", str(manifest), "-o", str(out), "--model", str(tiny["sd"]),
+            "--clip-model", str(tiny["clip"]), "--batch-size", "4", "--resolution", RESOLUTION,
+            "--eval-every", "3", "--checkpoint-every", "3", "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(manifest, tiny, init_checkpoint, tmp_path_factory) -> Path:
+    """Six steps from the pretraining checkpoint, heads + LoRA only."""
+    out = tmp_path_factory.mktemp("run") / "finetuned"
+    assert main(finetune_args(manifest, tiny, out, "--init", str(init_checkpoint), "--max-steps", "6")) == 0
+    return out
+
+
+def metrics(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("bci-dream: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# -- tiny models ----------------------------------------------------------------------------------
+
+def test_tiny_sd_turbo_round_trips_through_from_pretrained(tiny, tmp_path):
+    from diffusers import (
+        AutoencoderTiny,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+    )
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny["sd"], text_encoder=None, tokenizer=None,
+                                                   feature_extractor=None, image_encoder=None, safety_checker=None,
+                                                   requires_safety_checker=False)
+    cfg = pipe.unet.config
+    assert cfg.cross_attention_dim == 1024 and cfg.use_linear_projection
+    assert list(cfg.down_block_types) == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
+    assert list(cfg.up_block_types) == ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
+    assert isinstance(pipe.vae, AutoencoderTiny) and pipe.vae_scale_factor == 8
+    assert isinstance(pipe.scheduler, EulerDiscreteScheduler)
+    assert pipe.scheduler.config.timestep_spacing == "trailing"
+    assert pipe.scheduler.config.prediction_type == "epsilon"
+
+    embeds = torch.randn(1, 77, 1024, generator=torch.Generator().manual_seed(0))
+    images = [pipe(prompt_embeds=embeds, num_inference_steps=1, guidance_scale=0.0, output_type="np",
+                   generator=torch.Generator().manual_seed(3)).images for _ in range(2)]
+    assert images[0].shape == (1, 64, 64, 3)
+    np.testing.assert_array_equal(images[0], images[1])
+
+    again = build_tiny_sd_turbo(tmp_path / "again", seed=0)  # deterministic with the seed
+    for sub in ("unet", "vae"):
+        a = load_file(str(tiny["sd"] / sub / "diffusion_pytorch_model.safetensors"))
+        b = load_file(str(again / sub / "diffusion_pytorch_model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tiny_clip_round_trips_through_from_pretrained(tiny, shared_data, tmp_path):
+    from transformers import CLIPVisionModelWithProjection
+
+    model, processor = ft.load_clip(tiny["clip"])  # the production loader
+    assert isinstance(model, CLIPVisionModelWithProjection)
+    image = ft.load_image(min((shared_data / STIM / "faces").glob("*.jpg")))
+    pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 32, 32)
+    with torch.no_grad():
+        embeds = model(pixel_values=pixels).image_embeds
+    assert embeds.shape == (1, 32) and torch.isfinite(embeds).all()
+
+    again = build_tiny_clip_vision(tmp_path / "again", projection_dim=32, seed=0)
+    a, b = load_file(str(tiny["clip"] / "model.safetensors")), load_file(str(again / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- pairs ----------------------------------------------------------------------------------------
+
+def test_make_pairs_on_the_muse_n170_session(manifest, shared_data, tmp_path):
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["recording", "onset", "marker", "image", "class"]
+    assert len(rows) == 197
+    assert Counter(r["marker"] for r in rows) == {"1": 108, "2": 89}
+    assert all(r["class"] == {"1": "house", "2": "face"}[r["marker"]] for r in rows)
+
+    pairs = read_pairs(manifest)
+    assert len(pairs) == 197
+    faces = {p.resolve() for p in (shared_data / STIM / "faces").glob("*.jpg")}
+    houses = {p.resolve() for p in (shared_data / STIM / "houses").glob("*.jpg")}
+    for p in pairs:
+        assert p.recording.resolve() == (shared_data / MUSE).resolve()
+        assert p.image.resolve() in (faces if p.label == "face" else houses)
+    onsets = [p.onset for p in pairs]
+    assert onsets == sorted(onsets) and onsets[0] == pytest.approx(149958.388)
+    # round-robin over the class's images: every image used, none more than once more than another
+    uses = Counter(p.image.resolve() for p in pairs if p.label == "face")
+    assert set(uses) == faces and max(uses.values()) - min(uses.values()) <= 1
+
+    # deterministic with the seed; another seed shows other images
+    same, other = tmp_path / "same.csv", tmp_path / "other.csv"
+    base = ["make-pairs", str(shared_data / MUSE), "--class", f"2={shared_data / STIM / 'faces'}",
+            "--class", f"1={shared_data / STIM / 'houses'}", "--label", "2=face", "--label", "1=house"]
+    assert main([*base, "-o", str(same)]) == 0
+    assert main([*base, "-o", str(other), "--seed", "1"]) == 0
+    assert [p.image.resolve() for p in read_pairs(same)] == [p.image.resolve() for p in pairs]
+    assert [p.image.resolve() for p in read_pairs(other)] != [p.image.resolve() for p in pairs]
+
+
+def test_pairs_to_arrays_cuts_one_window_per_pair(manifest, tmp_path):
+    from bci_dream.training.pairs import pairs_to_arrays
+    from bci_dream.training.windows import WindowSpec
+
+    eeg, mask, images, labels = pairs_to_arrays(read_pairs(manifest), WindowSpec())
+    assert eeg.dtype == np.float32 and eeg.shape == (196, 128, 512)  # the last onset is < 2 s from the end
+    assert mask.shape == (196, 128) and (mask.sum(1) == 4).all()  # TP9, AF7, AF8, TP10
+    assert len(images) == len(labels) == 196 and Counter(labels) == {"house": 108, "face": 88}
+    assert np.isfinite(eeg).all() and eeg[:, mask[0]].std() > 0 and not eeg[:, ~mask[0]].any()
+
+    # a row without onset stands for every occurrence of its marker
+    pair = read_pairs(manifest)[0]
+    every_face = tmp_path / "every_face.csv"
+    every_face.write_text(f"recording,onset,marker,image,class\n{pair.recording},,2,{pair.image},face\n")
+    faces, _, face_images, _ = pairs_to_arrays(read_pairs(every_face), WindowSpec())
+    assert len(faces) == len(face_images) == 88
+    np.testing.assert_array_equal(faces[0], eeg[0])  # the first pair is the first face
+
+
+def test_make_pairs_errors_are_one_line(shared_data, tmp_path, capsys):
+    rec = str(shared_data / MUSE)
+    assert main(["make-pairs", rec, "--class", f"3={shared_data / STIM / 'faces'}", "-o", str(tmp_path / "p.csv")]) == 1
+    assert "marker '3' does not occur" in one_error_line(capsys)
+    assert main(["make-pairs", rec, "--class", f"2={tmp_path / 'nope'}", "-o", str(tmp_path / "p.csv")]) == 1
+    assert "does not exist" in one_error_line(capsys)
+    assert main(["make-pairs", rec, "--class", "2", "-o", str(tmp_path / "p.csv")]) == 1
+    assert "MARKER=VALUE" in one_error_line(capsys)
+
+
+# -- fine-tuning ----------------------------------------------------------------------------------
+
+def test_finetune_end_to_end_writes_a_checkpoint_that_reloads(trained, init_checkpoint, tiny, capsys):
+    model, raw = load_checkpoint(trained)
+    meta = raw["meta"]
+    assert meta["stage"] == "finetune" and meta["steps"] == 6
+    assert meta["base_model"] == str(tiny["sd"]) and meta["clip_model"] == str(tiny["clip"])
+    assert meta["n_train"] + meta["n_val"] == 196 and meta["n_val"] == 39
+    # heads created for the UNet's and CLIP's widths, read from their configs
+    assert model.config.cross_attention_dim == 1024 and model.config.clip_projection_dim == 32
+    x = torch.randn(2, 128, 512)
+    assert model.prompt_embeds(x).shape == (2, 77, 1024) and model.clip_embeds(x).shape == (2, 32)
+
+    rows = metrics(trained)
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    for r in steps:
+        assert all(math.isfinite(r[k]) for k in ("loss", "diffusion_loss", "clip_loss", "lr"))
+        assert r["loss"] == pytest.approx(r["diffusion_loss"] + r["clip_loss"], rel=1e-5)
+    vals = [r for r in rows if "val_clip_cosine" in r]
+    assert [r["step"] for r in vals] == [0, 3, 6]
+    for r in vals:
+        assert -1.0 <= r["val_clip_cosine"] <= 1.0 and 0.0 <= r["val_class_accuracy"] <= 1.0
+        assert r["val_class_chance"] >= 0.5  # face vs house
+    assert meta["val_clip_cosine"] == vals[-1]["val_clip_cosine"]
+
+    # the encoder stayed frozen (equal to the pretrained one); the heads are there and trained
+    init, _ = load_checkpoint(init_checkpoint)
+    for k, v in init.encoder.state_dict().items():
+        assert torch.equal(v, model.encoder.state_dict()[k]), k
+
+    # the UNet adapter: LoRA tensors only, and it loads into a UNet and into a diffusers pipeline
+    lora = load_file(str(trained / "unet_lora" / "adapter_model.safetensors"))
+    assert lora and all("lora_" in k and ".attn2." in k for k in lora)
+    assert any(k.endswith("lora_B.weight") and v.abs().max() > 0 for k, v in lora.items())
+    parts = ft.load_diffusion_parts(tiny["sd"])
+    assert ft.load_unet_adapter(parts.unet, trained) == "lora"
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny["sd"], text_encoder=None, tokenizer=None,
+                                                   feature_extractor=None, image_encoder=None, safety_checker=None,
+                                                   requires_safety_checker=False)
+    sample, t = torch.randn(1, 4, 8, 8), torch.tensor([500])
+    embeds = model.prompt_embeds(x[:1]).detach()
+    with torch.no_grad():
+        base = pipe.unet(sample, t, encoder_hidden_states=embeds).sample
+        pipe.load_lora_weights(trained / "unet_lora")
+        adapted = pipe.unet(sample, t, encoder_hidden_states=embeds).sample
+        ours = parts.unet(sample, t, encoder_hidden_states=embeds).sample
+    assert not torch.allclose(base, adapted)
+    torch.testing.assert_close(adapted, ours)
+
+
+def test_training_the_heads_leaves_encoder_and_unet_base_weights(manifest, tiny, tmp_path):
+    settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=2,
+                                   batch_size=4, resolution=int(RESOLUTION), eval_every=2)
+    run = ft.Finetuner(manifest, tmp_path / "heads", settings)
+    unet_before = {k: v.clone() for k, v in run.parts.unet.state_dict().items() if "lora_" not in k}
+    eeg_before = {k: v.clone() for k, v in run.eeg_model.state_dict().items()}
+    assert all(not p.requires_grad for n, p in run.parts.unet.named_parameters() if "lora_" not in n)
+    run.train(progress=False)
+    unet_after = run.parts.unet.state_dict()
+    assert all(torch.equal(v, unet_after[k]) for k, v in unet_before.items())
+    assert any(v.abs().max() > 0 for k, v in unet_after.items() if "lora_B" in k)  # B starts at zero
+    eeg_after = run.eeg_model.state_dict()
+    changed = {k for k, v in eeg_before.items() if not torch.equal(v, eeg_after[k])}
+    assert changed and all(k.startswith(("conditioning.", "clip.")) for k in changed)
+    assert any(k.startswith("conditioning.") for k in changed) and any(k.startswith("clip.") for k in changed)
+
+
+def test_full_cross_attention_and_encoder_training(manifest, tiny, tmp_path):
+    out = tmp_path / "full"
+    settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=2,
+                                   batch_size=4, resolution=int(RESOLUTION), full_cross_attention=True,
+                                   train_encoder=True, val_fraction=0.0)
+    run = ft.Finetuner(manifest, out, settings)
+    before = {k: v.clone() for k, v in run.parts.unet.state_dict().items()}
+    enc_before = {k: v.clone() for k, v in run.eeg_model.encoder.state_dict().items()}
+    result = run.train(progress=False)
+    assert result.val_clip_cosine is None and result.n_val == 0
+    after = run.parts.unet.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(".attn2." in k for k in changed)
+    assert any(not torch.equal(v, run.eeg_model.encoder.state_dict()[k]) for k, v in enc_before.items())
+    saved = load_file(str(out / "unet_cross_attention.safetensors"))
+    assert saved and all(".attn2." in k for k in saved) and not (out / "unet_lora").exists()
+    fresh = ft.load_diffusion_parts(tiny["sd"])
+    assert ft.load_unet_adapter(fresh.unet, out) == "full-cross-attention"
+    assert all(torch.equal(fresh.unet.state_dict()[k], after[k].cpu()) for k in saved)
+
+
+def test_resume_after_a_non_finite_loss_continues_exactly(manifest, tiny, trained, init_checkpoint, tmp_path,
+                                                          monkeypatch, capsys):
+    out = tmp_path / "interrupted"
+    real_clip_loss, calls = ft.clip_loss, {"n": 0}
+
+    def nan_at_step_5(*args):
+        calls["n"] += 1
+        loss = real_clip_loss(*args)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(ft, "clip_loss", nan_at_step_5)
+    args = finetune_args(manifest, tiny, out, "--init", str(init_checkpoint), "--max-steps", "6")
+    assert main(args) == 1
+    line = one_error_line(capsys)
+    assert "the loss became nan at step 5" in line and "(step 3) was kept" in line
+    assert load_checkpoint(out)[1]["meta"]["steps"] == 3
+    monkeypatch.setattr(ft, "clip_loss", real_clip_loss)
+
+    assert main(args) == 1  # an existing checkpoint is not silently overwritten
+    assert "--resume" in one_error_line(capsys)
+    resume = finetune_args(manifest, tiny, out, "--max-steps", "6", "--resume")
+    assert main(resume) == 0
+    assert [r["step"] for r in metrics(out) if "loss" in r] == [1, 2, 3, 4, 5, 6]  # step 4 of the failed run dropped
+    assert load_checkpoint(out)[1]["meta"]["steps"] == 6
+    # the same batches, noise, optimizer and schedule as the uninterrupted run
+    for name in ("model.safetensors", "unet_lora/adapter_model.safetensors"):
+        a, b = load_file(str(trained / name)), load_file(str(out / name))
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_manifest_gives_one_line(shared_data, tiny, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert main(finetune_args(tmp_path / "missing.csv", tiny, Path(out), "--max-steps", "1")) == 1
+    assert "pairs manifest" in one_error_line(capsys)
+
+    no_image = tmp_path / "no_image.csv"
+    no_image.write_text("recording,onset,marker,class\nx.csv,1.0,2,face\n")
+    assert main(finetune_args(no_image, tiny, Path(out), "--max-steps", "1")) == 1
+    assert "lacks the column image" in one_error_line(capsys)
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text(f"recording,onset,marker,image,class\n{shared_data / MUSE},149958.388,2,gone.jpg,face\n")
+    assert main(finetune_args(broken, tiny, Path(out), "--max-steps", "1")) == 1
+    error = one_error_line(capsys)
+    assert "broken.csv line 2" in error and "gone.jpg does not exist" in error
+
+
+def test_missing_or_incomplete_model_folder_gives_one_line(manifest, tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = finetune_args(manifest, tiny, out, "--max-steps", "1")
+    missing = [*args, "--model", str(tmp_path / "no-such-model")]
+    assert main(missing) == 1
+    assert "model folder" in (line := one_error_line(capsys)) and "does not exist" in line
+
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(tiny["sd"], incomplete)
+    (incomplete / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    assert main([*args, "--model", str(incomplete)]) == 1
+    assert "lacks unet/diffusion_pytorch_model.safetensors" in one_error_line(capsys)
+
+    assert main([*args, "--clip-model", str(tmp_path / "no-clip")]) == 1
+    assert "CLIP model folder" in one_error_line(capsys)
+    assert not (out / "config.json").exists()
