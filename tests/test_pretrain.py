@@ -9,7 +9,6 @@ import torch
 from bci_dream.cli import main
 from bci_dream.errors import CheckpointError
 from bci_dream.models.checkpoint import load_checkpoint, load_training_state
-from bci_dream.models.eeg_model import EegModelConfig
 from bci_dream.models.encoder import EegEncoder, preset
 from bci_dream.training.pretrain import NonFiniteLossError, PretrainSettings, lr_factor, pretrain
 from bci_dream.training.reconstruction import interpolate_hidden, reconstruction_scores

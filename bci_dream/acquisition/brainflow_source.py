@@ -22,20 +22,20 @@ log = logging.getLogger(__name__)
 BOARD_BUFFER_SAMPLES = 450_000
 
 
-_board_logger_quiet = False
+_board_shim = None
 
 
 def _brainflow():
-    global _board_logger_quiet
-    with warnings.catch_warnings():
-        # brainflow 5.23 finds its native library through the deprecated pkg_resources
-        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-        from brainflow import board_shim  # imported lazily: loading the native library takes ~100 ms
-
-    if not _board_logger_quiet:
+    """brainflow.board_shim, imported on first use (loading the native library takes ~100 ms)."""
+    global _board_shim
+    if _board_shim is None:
+        with warnings.catch_warnings():
+            # brainflow 5.23 finds its native library through the deprecated pkg_resources
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            from brainflow import board_shim
         board_shim.BoardShim.disable_board_logger()  # it prints JSON to stderr; we log ourselves
-        _board_logger_quiet = True
-    return board_shim
+        _board_shim = board_shim
+    return _board_shim
 
 
 def board_id_from_name(name: str) -> int:
@@ -105,6 +105,7 @@ class BrainFlowSource(Source):
         self._clock_offset = 0.0
         self._offset_measured_at = 0.0
         self.reconnects = 0
+        self._preset = 0
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -139,8 +140,8 @@ class BrainFlowSource(Source):
         descr_board = self.board_id
         if self.board_id in (bf.BoardIds.PLAYBACK_FILE_BOARD.value, bf.BoardIds.STREAMING_BOARD.value):
             descr_board = params.master_board
-        preset = bf.BrainFlowPresets[self.profile.preset].value
-        descr = bf.BoardShim.get_board_descr(descr_board, preset)
+        self._preset = bf.BrainFlowPresets[self.profile.preset].value
+        descr = bf.BoardShim.get_board_descr(descr_board, self._preset)
         self._eeg_rows = list(descr.get("eeg_channels", []))
         self._ts_row = int(descr["timestamp_channel"])
         self._marker_row = descr.get("marker_channel")
@@ -249,8 +250,7 @@ class BrainFlowSource(Source):
 
     def _read(self) -> int:
         """Read what BrainFlow has buffered and emit it; return the number of samples."""
-        preset = _brainflow().BrainFlowPresets[self.profile.preset].value
-        data = self.board.get_board_data(preset=preset)
+        data = self.board.get_board_data(preset=self._preset)
         n = data.shape[1]
         if n == 0:
             return 0

@@ -130,10 +130,13 @@ def line_noise_ratio(
     n = raw_uv.shape[0]
     freqs, scale, window = _periodogram_setup(n, sfreq)
     # linear detrend in closed form (scipy's detrend solves a least-squares problem: 10x slower)
-    t = np.arange(n) - (n - 1) / 2.0
+    t = (np.arange(n) - (n - 1) / 2.0).astype(raw_uv.dtype)
     slope = (t @ raw_uv) / float(t @ t)
-    x = (raw_uv - raw_uv.mean(axis=0) - t[:, None] * slope) * window[:, None]
-    psd = np.abs(np.fft.rfft(x, axis=0)) ** 2 * scale  # one-sided; the constant does not matter for the ratio
+    x = raw_uv - raw_uv.mean(axis=0)
+    x -= t[:, None] * slope
+    x *= window.astype(raw_uv.dtype)[:, None]
+    spectrum = np.fft.rfft(x, axis=0)
+    psd = (spectrum.real ** 2 + spectrum.imag ** 2) * scale  # one-sided; the constant does not matter for the ratio
     in_line = np.abs(freqs - line_freq) <= halfwidth_hz
     in_band = (freqs >= band_hz[0]) & (freqs <= min(band_hz[1], nyquist))
     if not in_line.any() or not in_band.any():
@@ -170,8 +173,11 @@ def assess_quality(
         One :class:`ChannelQuality` per channel, in channel order.
     """
     th = thresholds or QualityThresholds()
-    raw = np.asarray(raw_uv, dtype=np.float64)
-    filt = np.asarray(filtered_uv, dtype=np.float64)
+    # float32 input (what the ring buffers hold) is kept in float32: half the memory traffic, and
+    # single precision is ample for these statistics
+    dtype = np.float32 if np.asarray(raw_uv).dtype == np.float32 else np.float64
+    raw = np.asarray(raw_uv, dtype=dtype)
+    filt = np.asarray(filtered_uv, dtype=dtype)
     if raw.ndim != 2 or filt.ndim != 2:
         raise ValueError(f"raw and filtered data must be [n, channels], got {raw.shape} and {filt.shape}")
     n_ch = raw.shape[1]
