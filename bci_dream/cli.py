@@ -1,7 +1,9 @@
 """The ``bci-dream`` command: one group of subcommands.
 
 Errors the user can fix (a missing file, an unknown device, a port that does not exist, ...) are
-printed as one line on stderr and end the command with exit status 1; ``-v`` shows more logging.
+printed as one line on stderr and end the command with exit status 1; a stream that ran to its end
+but carried NaN/inf values or timestamps that jumped or ran backwards ends with exit status 3 (all
+samples kept); ``-v`` shows more logging.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bci_dream.errors import BciDreamError
 
 log = logging.getLogger("bci_dream")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT_PROBLEMS = 0, 1, 2, 3
 
 _PARAM_HELP = {
     "serial_port": "serial port of the dongle, e.g. /dev/ttyUSB0 or COM3",
@@ -140,6 +142,14 @@ def _run_live(live, seconds: float | None, interval: float = 1.0) -> int:
     if error is not None:
         print(f"bci-dream: error: {error}", file=sys.stderr, flush=True)
         return EXIT_ERROR
+    stats = live.pipeline.stats
+    problems = [f"{n} {what}" for n, what in ((stats.nonfinite_values, "NaN or infinite values"),
+                                              (stats.timestamps_backwards, "timestamps that ran backwards"),
+                                              (stats.timestamp_jumps, "timestamp jumps")) if n]
+    if problems:
+        print(f"bci-dream: warning: the stream had {', '.join(problems)}; every sample was kept "
+              "(exit status 3)", file=sys.stderr, flush=True)
+        return EXIT_INPUT_PROBLEMS
     return EXIT_OK
 
 
@@ -263,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (KeyboardInterrupt, _Terminate):
         return 130
+    except Exception as e:  # a bug: one line for the user, the traceback with -v
+        log.debug("unexpected error", exc_info=True)
+        print(f"bci-dream: internal error: {type(e).__name__}: {e} (please report it; -vv shows the traceback)",
+              file=sys.stderr, flush=True)
+        return EXIT_ERROR
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -94,3 +94,35 @@ def test_bad_recordings_give_one_clear_line(tmp_path, shared_data):
     assert_one_line_error(run("record", "--device", "synthetic", "-o", str(existing), "--seconds", "1"),
                           "already exists")
     assert existing.read_bytes() == b"precious"
+
+
+def test_every_shared_recording_replays_without_a_traceback(shared_data):
+    for path in sorted(shared_data.rglob("*.xdf")):
+        proc = run("replay", str(path), "--speed", "0")
+        assert "Traceback" not in proc.stderr, path
+        if proc.returncode == 1:
+            assert_one_line_error(proc, r"\S")
+        else:
+            assert proc.returncode == 0, (path, proc.stderr)
+
+
+def test_nan_and_timestamp_jumps_are_reported_and_give_exit_status_3(tmp_path):
+    import numpy as np
+
+    from bci_dream.acquisition.xdf_writer import XdfWriter
+
+    path = tmp_path / "bad.xdf"
+    n = 2500
+    data = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
+    data[100:110, 2] = np.nan
+    data[200, 1] = np.inf
+    ts = np.arange(n) / 250.0
+    ts[1500:] += 5.0  # the amplifier dropped out for 5 s
+    with XdfWriter(path) as w:
+        sid = w.add_stream("EEG", "EEG", 4, 250.0, channel_labels=["Fz", "Cz", "Pz", "Oz"])
+        w.write_samples(sid, data, ts)
+    proc = run("replay", str(path), "--speed", "0")
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "11 NaN or infinite values" in proc.stderr and "1 timestamp jumps" in proc.stderr
+    assert f"replayed {n} samples" in proc.stdout

@@ -86,7 +86,12 @@ class StreamPipeline:
         self.filtered = RingBuffer(capacity, n_ch)
         self.markers = MarkerBuffer()
         self.filter_settings = filters
-        sos = design_filter(info.sfreq, bandpass=filters.bandpass, notch=filters.notch) if info.sfreq else None
+        sos = None
+        if info.sfreq:
+            try:
+                sos = design_filter(info.sfreq, bandpass=filters.bandpass, notch=filters.notch)
+            except ValueError as e:  # e.g. a 1 Hz stream cannot take a 1-45 Hz band-pass
+                log.warning("%s: no online filter at %g Hz (%s)", info.name, info.sfreq, e)
         self._filter = OnlineFilter(sos, n_ch) if sos is not None and len(sos) else None
         self._to_uv = np.float32(info.to_microvolts)
         self.rail_uv = rail_uv
