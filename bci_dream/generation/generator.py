@@ -1,0 +1,543 @@
+"""The generator: a distilled Stable Diffusion pipeline kept resident, conditioned by EEG embeddings.
+
+:func:`load_generator` makes a model local (:func:`bci_dream.generation.models.resolve_model`),
+loads it with diffusers' own ``from_pretrained`` — without a text encoder, tokenizer or safety
+checker; the EEG conditioning head supplies ``prompt_embeds`` directly — and prepares it for
+repeated single-image calls:
+
+- fp16 on CUDA (bf16 on request), float32 on the CPU; UNet and decoder in ``channels_last``;
+  attention through PyTorch's ``scaled_dot_product_attention`` (diffusers' ``AttnProcessor2_0``);
+  optional ``torch.compile``; LoRAs (LCM-LoRA, the fine-tuned EEG adapter) fused into the weights.
+- one noise seed per session: the initial latents are drawn once from it, so that successive
+  images of a session differ only where the EEG conditioning differs; they, the output buffer and
+  the RNG are allocated once (again only if the size changes).
+- no GPU: the same code on the CPU at 256 x 256 (said once per process); CUDA out of memory while
+  generating: half the size (not below 256), said in one line, and one retry.
+
+:meth:`Generator.generate` runs the pipeline's denoising loop — its scheduler and UNet, called as
+``pipe.__call__`` calls them, without the per-call input checks and device lookups that cost
+milliseconds of Python per image — then decodes with the vae itself, so that denoising and decoding
+are timed separately. A :class:`Generator` is used
+from one thread at a time (the engine's generation thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bci_dream.errors import BciDreamError
+from bci_dream.generation.models import (
+    AUTO,
+    ModelSpec,
+    ResolvedModel,
+    resolve_model,
+    validate_model_folder,
+    weights_variant,
+)
+from bci_dream.training.finetune import (
+    ModelLoadError,
+    _first_line,
+    _quiet,
+    load_unet_adapter,
+    resolve_device,
+)
+
+log = logging.getLogger(__name__)
+
+#: Image side on the CPU when no size is given (the model's own size if smaller).
+CPU_SIZE = 256
+#: CUDA out of memory halves the image side, but not below this.
+MIN_OOM_SIZE = 256
+DTYPES = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp32": torch.float32, "float32": torch.float32}
+#: Pipeline components generation never loads.
+_UNUSED_COMPONENTS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "feature_extractor",
+                      "image_encoder", "safety_checker")
+
+_cpu_notice_given = False
+
+
+class GenerationError(BciDreamError):
+    """Generation cannot go on: bad settings, or the GPU ran out of memory even at the smallest size."""
+
+
+class EmbeddingShapeError(GenerationError, ValueError):
+    """``prompt_embeds`` do not have the shape the UNet's cross-attention takes."""
+
+
+@dataclass
+class GeneratedImage:
+    """One image and what it cost.
+
+    Attributes:
+        image: RGB image of ``size`` x ``size`` pixels.
+        denoise_ms: the denoising steps (on CUDA: GPU time between two events; else wall time).
+        decode_ms: the rest of the call: the vae decode and the conversion to a PIL image.
+        size: image side in pixels.
+        seed: the session's noise seed.
+    """
+
+    image: Any
+    denoise_ms: float
+    decode_ms: float
+    size: int
+    seed: int
+
+
+def _pipeline_class(kind: str):
+    import diffusers
+
+    return diffusers.StableDiffusionXLPipeline if kind == "sdxl" else diffusers.StableDiffusionPipeline
+
+
+def _unused_kwargs(pipeline_class) -> dict[str, Any]:
+    params = inspect.signature(pipeline_class.__init__).parameters
+    kwargs: dict[str, Any] = {name: None for name in _UNUSED_COMPONENTS if name in params}
+    if "requires_safety_checker" in params:
+        kwargs["requires_safety_checker"] = False
+    if "add_watermarker" in params:
+        kwargs["add_watermarker"] = False  # watermarks are applied to decoded images; we decode ourselves
+    return kwargs
+
+
+def pooled_width(unet) -> int | None:
+    """Width of the pooled text embedding an SDXL-type UNet adds to its time embedding (None for SD)."""
+    cfg = unet.config
+    if getattr(cfg, "addition_embed_type", None) != "text_time":
+        return None
+    return int(cfg.projection_class_embeddings_input_dim) - 6 * int(cfg.addition_time_embed_dim)
+
+
+class Generator:
+    """A diffusion pipeline resident on one device, turning ``prompt_embeds`` into images.
+
+    Build one with :func:`load_generator`, or wrap a pipeline made in memory (benchmarks) with
+    ``Generator(pipe, ...)``.
+
+    Attributes:
+        model_id: the model's name (registry name, hub id or folder).
+        is_preview: random weights (the ``tiny`` model): label every image "untrained preview model".
+        cross_attention_dim: width of ``prompt_embeds`` (from ``unet.config``).
+        pooled_dim: width of SDXL's pooled embedding (None for SD models).
+        size, steps, guidance, seed: image side (pixels), denoising steps, guidance scale, noise seed.
+        device, dtype: where and in which precision the models run.
+        pipe: the diffusers pipeline (no text encoder, tokenizer or safety checker).
+        notice: the one-line reason when ``auto`` fell back to the preview model, else None.
+    """
+
+    def __init__(self, pipe, *, model_id: str, size: int, steps: int = 1, guidance: float = 0.0, seed: int = 0,
+                 is_preview: bool = False) -> None:
+        self.pipe = pipe
+        self.model_id = model_id
+        self.is_preview = is_preview
+        unet = pipe.unet
+        self.cross_attention_dim = int(unet.config.cross_attention_dim)
+        self.pooled_dim = pooled_width(unet)
+        self.kind = "sdxl" if self.pooled_dim is not None else "sd"
+        self.steps = int(steps)
+        self.guidance = float(guidance)
+        self.seed = int(seed)
+        self.device = unet.device
+        self.dtype = unet.dtype
+        self.vae = pipe.vae
+        self._vae_dtype = next(self.vae.parameters()).dtype
+        self._scale = float(getattr(self.vae.config, "scaling_factor", 1.0) or 1.0)
+        self._shift = float(getattr(self.vae.config, "shift_factor", 0.0) or 0.0)
+        self._cuda = self.device.type == "cuda"
+        pipe.set_progress_bar_config(disable=True)
+        if self.guidance > 1 and unet.config.time_cond_proj_dim is None:
+            raise GenerationError(f"guidance {self.guidance:g} needs negative prompt embeddings, which EEG "
+                                  "conditioning does not provide; use a guidance scale of at most 1")
+        if self.steps < 1:
+            raise GenerationError(f"steps must be at least 1, not {self.steps}")
+        # The scheduler RNG (ancestral and LCM schedulers draw noise between steps), re-seeded every frame.
+        self._rng = torch.Generator(self.device.type if self._cuda else "cpu")
+        self._events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if self._cuda else []
+        self._pooled_zeros = (torch.zeros(1, self.pooled_dim, device=self.device, dtype=self.dtype)
+                              if self.pooled_dim is not None else None)
+        self._pooled_notice = False
+        self.notice: str | None = None  # why ``auto`` runs the preview model, if it does
+        self._allocate(size)
+
+    # -- buffers --------------------------------------------------------------------------------------
+
+    def _allocate(self, size: int) -> None:
+        """Draw the session's initial latents for ``size`` (from the seed, on the CPU: the same noise on any
+        device) and allocate the output buffer."""
+        factor = int(self.pipe.vae_scale_factor)
+        if size < 64 or size % factor:
+            raise GenerationError(f"image size {size} is not a multiple of {factor} of at least 64")
+        self.size = int(size)
+        channels = int(self.pipe.unet.config.in_channels)
+        noise = torch.randn((1, channels, size // factor, size // factor),
+                            generator=torch.Generator("cpu").manual_seed(self.seed), dtype=torch.float32)
+        self._latents = noise.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        self._host = torch.empty((size, size, 3), dtype=torch.uint8, pin_memory=self._cuda)
+        self._loop_constants()
+
+    def set_seed(self, seed: int) -> None:
+        """Start drawing images from another noise seed (new initial latents)."""
+        self.seed = int(seed)
+        self._allocate(self.size)
+
+    # -- generating -----------------------------------------------------------------------------------
+
+    def _inputs(self, prompt_embeds: torch.Tensor,
+                pooled: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        shape = tuple(prompt_embeds.shape) if isinstance(prompt_embeds, torch.Tensor) else None
+        if shape is None or len(shape) != 3 or shape[0] != 1 or shape[2] != self.cross_attention_dim:
+            got = f"width {shape[-1]}" if shape else "no tensor"
+            raise EmbeddingShapeError(
+                f"prompt_embeds of shape {list(shape) if shape else type(prompt_embeds).__name__} ({got}) do not fit "
+                f"{self.model_id}, whose UNet cross-attends to width {self.cross_attention_dim}: expected "
+                f"[1, tokens, {self.cross_attention_dim}]")
+        embeds = prompt_embeds.to(self.device, self.dtype, non_blocking=True)
+        if self.pooled_dim is None:
+            return embeds, None
+        if pooled is None:
+            if not self._pooled_notice:
+                log.info("%s: no pooled embedding given; using zeros (width %d)", self.model_id, self.pooled_dim)
+                self._pooled_notice = True
+            return embeds, self._pooled_zeros
+        if tuple(pooled.shape) != (1, self.pooled_dim):
+            raise EmbeddingShapeError(f"pooled_prompt_embeds of shape {list(pooled.shape)} do not fit {self.model_id}: "
+                                      f"expected [1, {self.pooled_dim}]")
+        return embeds, pooled.to(self.device, self.dtype, non_blocking=True)
+
+    def _loop_constants(self) -> None:
+        """What the denoising loop adds to every UNet call, computed once per size."""
+        cfg = self.pipe.unet.config
+        self._timestep_cond = None
+        if cfg.time_cond_proj_dim is not None:  # (guidance-distilled UNets take the scale as an embedding)
+            w = torch.tensor(self.guidance - 1).repeat(1)
+            self._timestep_cond = self.pipe.get_guidance_scale_embedding(
+                w, embedding_dim=cfg.time_cond_proj_dim).to(self.device, self.dtype)
+        self._time_ids = None
+        if self.pooled_dim is not None:  # SDXL: original size, crop corner, target size
+            self._time_ids = torch.tensor([[self.size, self.size, 0, 0, self.size, self.size]],
+                                          device=self.device, dtype=self.dtype)
+        self._accepts_generator = "generator" in inspect.signature(self.pipe.scheduler.step).parameters
+
+    def _denoise(self, embeds: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+        """The pipeline's denoising loop for one image without its per-call bookkeeping (input checks, prompt
+        handling, offloading lookups): the scheduler and UNet of ``pipe``, called as the pipeline calls them.
+        :meth:`_denoise_with_pipeline` gives the same latents (tested)."""
+        scheduler = self.pipe.scheduler
+        scheduler.set_timesteps(self.steps, device=self.device)
+        latents = self._latents * scheduler.init_noise_sigma
+        added = {"text_embeds": pooled, "time_ids": self._time_ids} if pooled is not None else None
+        step_kwargs = {"generator": self._rng} if self._accepts_generator else {}
+        self._rng.manual_seed(self.seed)
+        for t in scheduler.timesteps:
+            model_input = scheduler.scale_model_input(latents, t)
+            noise = self.pipe.unet(model_input, t, encoder_hidden_states=embeds, timestep_cond=self._timestep_cond,
+                                   added_cond_kwargs=added, return_dict=False)[0]
+            latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
+        return latents
+
+    def _denoise_with_pipeline(self, embeds: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+        """The same through ``pipe.__call__`` (the reference :meth:`_denoise` is checked against)."""
+        kwargs: dict[str, Any] = {"prompt_embeds": embeds}
+        if pooled is not None:
+            kwargs["pooled_prompt_embeds"] = pooled
+        self._rng.manual_seed(self.seed)
+        return self.pipe(**kwargs, height=self.size, width=self.size, num_inference_steps=self.steps,
+                         guidance_scale=self.guidance, latents=self._latents, generator=self._rng,
+                         output_type="latent", return_dict=False)[0]
+
+    def _decode(self, latents: torch.Tensor):
+        from PIL import Image
+
+        latents = latents.to(self._vae_dtype)
+        if self._scale != 1.0 or self._shift:
+            latents = latents / self._scale + self._shift
+        image = self.vae.decode(latents, return_dict=False)[0]  # [1, 3, H, W] in [-1, 1]
+        pixels = (image[0].float() * 127.5 + 128.0).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+        self._host.copy_(pixels)
+        return Image.fromarray(self._host.numpy())  # (a copy: the buffer is reused next frame)
+
+    def _run(self, embeds: torch.Tensor, pooled: torch.Tensor | None) -> GeneratedImage:
+        # On CUDA the denoising time is read from events, so that the GPU is waited for only once, when the image
+        # is copied to host memory; decode_ms is the rest of the call.
+        t0 = time.perf_counter()
+        if self._cuda:
+            self._events[0].record()
+        latents = self._denoise(embeds, pooled)
+        if self._cuda:
+            self._events[1].record()
+        t1 = time.perf_counter()
+        image = self._decode(latents)
+        total = (time.perf_counter() - t0) * 1000
+        denoise = self._events[0].elapsed_time(self._events[1]) if self._cuda else (t1 - t0) * 1000
+        return GeneratedImage(image, denoise, total - denoise, self.size, self.seed)
+
+    @torch.inference_mode()
+    def generate(self, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor | None = None) -> GeneratedImage:
+        """One image from ``prompt_embeds`` [1, tokens, cross_attention_dim] (77 tokens for SD models).
+
+        SDXL models also take ``pooled_prompt_embeds`` [1, pooled_dim] (zeros when not given).
+        The same embeddings and seed give the same image.
+
+        Raises:
+            EmbeddingShapeError: the embeddings do not fit the UNet (both widths named).
+            GenerationError: CUDA ran out of memory even at 256 x 256.
+        """
+        embeds, pooled = self._inputs(prompt_embeds, pooled_prompt_embeds)
+        try:
+            return self._run(embeds, pooled)
+        except torch.OutOfMemoryError:
+            pass  # (leave the except block first, so that the failed call's tensors can be freed)
+        self._shrink_after_oom()
+        try:
+            return self._run(embeds, pooled)
+        except torch.OutOfMemoryError:
+            pass
+        raise GenerationError(f"{self.device.type.upper()} ran out of memory generating {self.size}x{self.size} "
+                              f"images with {self.model_id}; free GPU memory (close other programs) or use the CPU")
+
+    def _shrink_after_oom(self) -> None:
+        if self._cuda:
+            torch.cuda.empty_cache()
+        factor = int(self.pipe.vae_scale_factor)
+        smaller = max(MIN_OOM_SIZE, self.size // 2 // factor * factor)
+        if smaller >= self.size:
+            raise GenerationError(f"{self.device.type.upper()} ran out of memory generating {self.size}x{self.size} "
+                                  f"images with {self.model_id}; free GPU memory (close other programs) or use the CPU")
+        log.warning("%s ran out of memory at %dx%d: generating at %dx%d from now on", self.device.type.upper(),
+                    self.size, self.size, smaller, smaller)
+        self._allocate(smaller)
+
+    def warmup(self) -> None:
+        """One image from zero embeddings: compiles, autotunes, and finds out-of-memory sizes before the session."""
+        self.generate(torch.zeros(1, 77, self.cross_attention_dim))
+
+    def __repr__(self) -> str:
+        return (f"Generator({self.model_id!r}, {self.size}x{self.size}, {self.steps} step(s), "
+                f"guidance {self.guidance:g}, "
+                f"{self.device}, {str(self.dtype).removeprefix('torch.')}, seed {self.seed}"
+                f"{', untrained preview' if self.is_preview else ''})")
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+def _dtype(name: str | None, device: torch.device) -> torch.dtype:
+    if name is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        dtype = DTYPES[str(name).lower().removeprefix("torch.")]
+    except KeyError:
+        raise GenerationError(f"unknown dtype '{name}'; use fp16, bf16 or fp32") from None
+    if dtype == torch.float16 and device.type == "cpu":
+        raise GenerationError("fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
+    return dtype
+
+
+def _load_pipeline(resolved: ResolvedModel, dtype: torch.dtype):
+    """The diffusers pipeline of ``resolved`` (on the CPU, in ``dtype``), without text encoder and tokenizer."""
+    import diffusers
+    from diffusers import AutoencoderTiny, UNet2DConditionModel
+
+    spec, folder = resolved.spec, resolved.folder
+    validate_model_folder(folder, need_vae=resolved.vae_folder is None)
+    pipeline_class = _pipeline_class(spec.kind)
+    where = resolved.model_id if resolved.model_id == str(folder) else f"{resolved.model_id} ({folder})"
+    try:
+        # (Each component with the weights variant its folder holds; configs with keys these diffusers
+        # classes do not take, and a vae that is not the AutoencoderKL the type hints name, are expected.)
+        with _quiet("diffusers.configuration_utils", "diffusers.pipelines.pipeline_utils",
+                    "diffusers.models.modeling_utils"), _no_diffusers_progress_bar():
+            unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", dtype=dtype,
+                                                        variant=weights_variant(folder, "unet"),
+                                                        local_files_only=True)
+            if resolved.vae_folder is not None:
+                vae_folder = Path(resolved.vae_folder)
+                missing = [f for f in ("config.json", "diffusion_pytorch_model.safetensors")
+                           if not (vae_folder / f).is_file()]
+                if missing:
+                    raise ModelLoadError(f"decoder folder {vae_folder} lacks {', '.join(missing)}")
+                vae = AutoencoderTiny.from_pretrained(vae_folder, dtype=dtype, local_files_only=True)
+            else:
+                vae_config = diffusers.AutoencoderKL.load_config(folder, subfolder="vae", local_files_only=True)
+                vae_class = getattr(diffusers, vae_config.get("_class_name", "AutoencoderKL"), None)
+                if vae_class is None or vae_class.__name__ not in ("AutoencoderKL", "AutoencoderTiny"):
+                    raise ModelLoadError(f"{where}: the vae is a {vae_config.get('_class_name')}; generation supports "
+                                         "AutoencoderKL and AutoencoderTiny")
+                vae = vae_class.from_pretrained(folder, subfolder="vae", dtype=dtype,
+                                                variant=weights_variant(folder, "vae"), local_files_only=True)
+            pipe = pipeline_class.from_pretrained(folder, unet=unet, vae=vae, dtype=dtype, local_files_only=True,
+                                                  **_unused_kwargs(pipeline_class))
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ModelLoadError(f"cannot load the diffusion model {where}: {_first_line(e)}") from e
+    if spec.scheduler:
+        pipe.scheduler = getattr(diffusers, spec.scheduler).from_config(pipe.scheduler.config)
+    return pipe
+
+
+@contextlib.contextmanager
+def _no_diffusers_progress_bar():
+    """No "Loading pipeline components" bar (only the scheduler is left to load by then)."""
+    from diffusers.utils import logging as dlogging
+
+    was_enabled = dlogging.is_progress_bar_enabled()
+    dlogging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            dlogging.enable_progress_bar()
+
+
+def _fuse_lora_folder(pipe, folder: Path, model_id: str) -> None:
+    """Fuse the diffusers-format LoRA in ``folder`` (e.g. LCM-LoRA) into the UNet's weights."""
+    from bci_dream.generation.models import LORA_WEIGHTS
+
+    try:
+        with _quiet("diffusers.loaders.lora_pipeline", "diffusers.loaders.peft"):
+            pipe.load_lora_weights(str(folder), weight_name=LORA_WEIGHTS, adapter_name="distillation")
+            pipe.fuse_lora()
+            pipe.unload_lora_weights()
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"cannot apply the LoRA in {folder} to {model_id}: {_first_line(e)}") from e
+
+
+def _apply_adapter(unet, adapter: str | os.PathLike) -> str:
+    """Apply a fine-tuning checkpoint's UNet part (LoRA or cross-attention weights) and fuse it."""
+    kind = load_unet_adapter(unet, adapter)
+    if kind == "lora":
+        unet.fuse_lora()
+        unet.unload_lora()
+    return kind
+
+
+def _use_sdpa(unet) -> None:
+    """Attention through ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    processors = unet.attn_processors
+    if processors and not all(isinstance(p, AttnProcessor2_0) for p in processors.values()):
+        unet.set_attn_processor(AttnProcessor2_0())
+
+
+def _pin(obj, **values: Any) -> None:
+    """Replace read-only properties of ``obj`` (e.g. ``device``) by fixed ``values``, through a subclass made for it."""
+    base = type(obj)
+    if getattr(base, "_bci_dream_pinned", None) == values:
+        return
+    base = getattr(base, "_bci_dream_base", base)
+    props = {name: property(lambda self, v=value: v) for name, value in values.items()}
+    obj.__class__ = type(base.__name__, (base,), {**props, "__module__": base.__module__, "__doc__": base.__doc__,
+                                                  "_bci_dream_base": base, "_bci_dream_pinned": values})
+
+
+def pin_placement(pipe) -> None:
+    """Fix where and in which precision ``pipe`` runs, for a pipeline that stays resident.
+
+    diffusers answers ``pipe._execution_device``, ``unet.device`` and ``unet.dtype`` by first looking for
+    offloading hooks in every submodule, on every call: several milliseconds of Python per image,
+    more than a whole frame takes on a fast GPU. A resident pipeline is never offloaded or moved, so
+    these become constants (call again after moving it).
+    """
+    unet = pipe.unet
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    _pin(unet, device=device, dtype=dtype)
+    _pin(pipe, _execution_device=device)
+
+
+def prepare_pipeline(pipe, *, compile: bool | str = False):
+    """Make a loaded pipeline (already on its device and in its dtype) fast for repeated single images.
+
+    SDPA attention, a fixed device and dtype (:func:`pin_placement`), ``channels_last``
+    UNet and decoder, eval mode, an fp32 vae where an ``AutoencoderKL``
+    needs it (``force_upcast``), cuDNN autotuning on CUDA (a process-wide flag), and optionally
+    ``torch.compile`` of the UNet and the decoder (True: mode ``"default"``; or a mode name).
+    Returns ``pipe``.
+    """
+    _use_sdpa(pipe.unet)
+    pin_placement(pipe)
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    pipe.unet.eval()
+    pipe.vae.eval()
+    if pipe.unet.dtype == torch.float16 and getattr(pipe.vae.config, "force_upcast", False) and \
+            type(pipe.vae).__name__ == "AutoencoderKL":
+        pipe.vae.to(torch.float32)  # (SDXL's KL vae overflows in fp16)
+    if pipe.unet.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest convolutions once
+    if compile:
+        mode = "default" if compile is True else str(compile)
+        pipe.unet.compile(mode=mode)
+        (pipe.vae.decoder if hasattr(pipe.vae, "decoder") else pipe.vae).compile(mode=mode)
+    return pipe
+
+
+def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", size: int | None = None,
+                   steps: int | None = None, seed: int = 0, compile: bool | str = False, dtype: str | None = None,
+                   adapter: str | os.PathLike | None = None, guidance: float | None = None,
+                   warmup: bool | None = None, progress: bool = True) -> Generator:
+    """Load ``model`` onto ``device`` and keep it there (see the module docstring).
+
+    Args:
+        model: ``auto`` (SD-Turbo if cached or downloadable, else the ``tiny`` preview, said in one
+            line), a name from :data:`bci_dream.generation.models.MODELS`, a hub id, or a folder.
+        device: ``auto`` (CUDA when available; else the CPU, said once), ``cpu``, ``cuda``, ``cuda:1``...
+        size: image side in pixels (default: the model's on CUDA, at most 256 on the CPU).
+        steps, guidance: denoising steps and guidance scale (default: the model's).
+        seed: the session's noise seed.
+        compile: ``torch.compile`` the UNet and the decoder; True uses mode ``"default"``, a string names
+            the mode (``"reduce-overhead"`` adds CUDA graphs, ``"max-autotune-no-cudagraphs"``...).
+        dtype: ``fp16`` / ``bf16`` / ``fp32`` (default fp16 on CUDA, fp32 on the CPU).
+        adapter: a fine-tuning checkpoint folder whose UNet part (``unet_lora/`` or
+            ``unet_cross_attention.safetensors``) is applied and fused.
+        warmup: generate one image at load (default: on CUDA or when compiling).
+        progress: progress bars for downloads.
+
+    Raises:
+        ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
+    """
+    global _cpu_notice_given
+    torch_device = resolve_device(device)
+    torch_dtype = _dtype(dtype, torch_device)
+    resolved = resolve_model(model, progress=progress)
+    spec: ModelSpec = resolved.spec
+    if size is None:
+        size = spec.size if torch_device.type == "cuda" else min(spec.size, CPU_SIZE)
+        if device == "auto" and torch_device.type == "cpu" and not _cpu_notice_given:
+            log.warning("no CUDA GPU: generating on the CPU at %dx%d%s", size, size,
+                        f" (the model's {spec.size}x{spec.size} in real time needs a CUDA GPU)" if size < spec.size
+                        else "")
+            _cpu_notice_given = True
+
+    pipe = _load_pipeline(resolved, torch_dtype)
+    try:
+        pipe.to(torch_device)
+    except torch.OutOfMemoryError as e:
+        raise ModelLoadError(f"the GPU ran out of memory loading {resolved.model_id}; free GPU memory (close other "
+                             "programs) or use the CPU") from e
+    if resolved.lora_folder is not None:
+        _fuse_lora_folder(pipe, resolved.lora_folder, resolved.model_id)
+    if adapter is not None:
+        kind = _apply_adapter(pipe.unet, adapter)
+        log.info("applied the fine-tuned UNet %s from %s", kind, adapter)
+    prepare_pipeline(pipe, compile=compile)
+    generator = Generator(pipe, model_id=resolved.model_id, size=size, steps=spec.steps if steps is None else steps,
+                          guidance=spec.guidance if guidance is None else guidance, seed=seed,
+                          is_preview=resolved.is_preview)
+    generator.notice = resolved.fallback
+    if warmup or (warmup is None and (torch_device.type == "cuda" or compile)):
+        t0 = time.perf_counter()
+        generator.warmup()
+        log.info("warm-up image in %.0f ms", (time.perf_counter() - t0) * 1000)
+    log.info("%r", generator)
+    return generator

@@ -1,0 +1,448 @@
+"""The diffusion models bci-dream can generate with: a registry, the Hugging Face cache, downloads.
+
+Registry names (``bci-dream models list``):
+
+- ``sd-turbo`` (default): ``stabilityai/sd-turbo`` with the ``madebyollin/taesd`` decoder
+  (AutoencoderTiny), 512 x 512, 1 step, guidance 0; cross-attention width 1024.
+- ``sdxl-turbo``: ``stabilityai/sdxl-turbo`` with ``madebyollin/taesdxl``, 512 x 512, 1 step,
+  guidance 0; cross-attention width 2048 plus a pooled embedding of 1280.
+- ``lcm-sd15``: Stable Diffusion 1.5 with the LCM-LoRA (``latent-consistency/lcm-lora-sdv1-5``,
+  fused at load) and the LCM scheduler, 4 steps, guidance 1, taesd; cross-attention width 768.
+- ``tiny``: an SD-Turbo-shaped pipeline with small widths and *random weights*, built on first use
+  into ``$XDG_CACHE_HOME/bci-dream/tiny-sd-turbo`` (``~/.cache/...``) and loaded from there with
+  ``from_pretrained`` like any other model. Its images mean nothing: every output is labelled
+  "untrained preview model". Tests and offline demos use it.
+
+Only what generation needs is downloaded (``allow_patterns``): the UNet (fp16 safetensors), the
+scheduler, the small decoder repo, the LoRA; never text encoders, tokenizers, safety checkers or
+``.bin``/``.ckpt`` duplicates. Downloads go to the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``)
+with huggingface_hub's progress bars.
+
+This module imports no torch at load time (``bci-dream models list`` stays quick).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bci_dream.errors import BciDreamError
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever :func:`build_tiny_sd_turbo`'s output for the ``tiny`` model changes: older
+#: builds in the user cache are rebuilt.
+TINY_VERSION = 1
+#: Latent side of the ``tiny`` model built into the cache (256-pixel images).
+TINY_SAMPLE_SIZE = 32
+TINY_MARKER = "bci_dream_tiny.json"
+UNET_WEIGHTS = "diffusion_pytorch_model"
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One generator model.
+
+    Attributes:
+        name: registry name (``bci-dream models ...``, ``--model NAME``).
+        repo_id: Hugging Face repo of the diffusers pipeline (None for ``tiny``, built locally).
+        vae_repo_id: repo of an ``AutoencoderTiny`` decoder used instead of the pipeline's vae, or None.
+        kind: ``"sd"`` (StableDiffusionPipeline) or ``"sdxl"`` (StableDiffusionXLPipeline).
+        size: default image side in pixels (on a GPU; the CPU default is at most 256).
+        steps: default denoising steps.
+        guidance: classifier-free guidance scale (<= 1: no guidance, one UNet pass per step).
+        lora_repo_id: repo of a LoRA fused into the UNet at load (LCM-LoRA), or None.
+        scheduler: diffusers scheduler class to use instead of the pipeline's, or None.
+        variant: weights variant to download (``"fp16"``) or None for the plain files.
+        description: one line for ``bci-dream models list``.
+        is_preview: random weights (``tiny``): images carry the "untrained preview model" label.
+    """
+
+    name: str
+    repo_id: str | None
+    vae_repo_id: str | None
+    kind: str
+    size: int
+    steps: int
+    guidance: float
+    lora_repo_id: str | None = None
+    scheduler: str | None = None
+    variant: str | None = "fp16"
+    description: str = ""
+    is_preview: bool = False
+
+
+MODELS: dict[str, ModelSpec] = {
+    "sd-turbo": ModelSpec(
+        "sd-turbo", "stabilityai/sd-turbo", "madebyollin/taesd", "sd", 512, 1, 0.0,
+        description="SD-Turbo (SD 2.1 distilled), 1 step, TAESD decoder; the default"),
+    "sdxl-turbo": ModelSpec(
+        "sdxl-turbo", "stabilityai/sdxl-turbo", "madebyollin/taesdxl", "sdxl", 512, 1, 0.0,
+        description="SDXL-Turbo (2.6 B-parameter UNet), 1 step, TAESDXL decoder; cross-attention width 2048"),
+    "lcm-sd15": ModelSpec(
+        "lcm-sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "madebyollin/taesd", "sd", 512, 4, 1.0,
+        lora_repo_id="latent-consistency/lcm-lora-sdv1-5", scheduler="LCMScheduler",
+        description="Stable Diffusion 1.5 + LCM-LoRA, 4 steps, TAESD decoder; cross-attention width 768"),
+    "tiny": ModelSpec(
+        "tiny", None, None, "sd", TINY_SAMPLE_SIZE * 8, 1, 0.0, variant=None, is_preview=True,
+        description="untrained preview: SD-Turbo-shaped, small widths, random weights, built locally"),
+}
+DEFAULT_MODEL = "sd-turbo"
+AUTO = "auto"
+
+
+class ModelNotAvailableError(BciDreamError):
+    """A model is neither a local folder nor in the cache, and cannot be downloaded now.
+
+    ``reason`` is the short cause (e.g. "the Hugging Face hub cannot be reached from here").
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model made local: the folders :func:`bci_dream.generation.generator.load_generator` loads.
+
+    Attributes:
+        spec: the registry entry (for a hub id or folder outside the registry, one made up from
+            ``model_index.json`` with the defaults of its kind).
+        folder: the diffusers pipeline folder (a hub-cache snapshot, the tiny build, or the user's).
+        vae_folder: folder of the ``AutoencoderTiny`` replacing the pipeline's vae, or None.
+        lora_folder: folder with ``pytorch_lora_weights.safetensors`` to fuse, or None.
+        model_id: what the frames name as their model (registry name, hub id or folder).
+        fallback: the one-line reason when ``auto`` fell back to ``tiny``, else None.
+    """
+
+    spec: ModelSpec
+    folder: Path
+    vae_folder: Path | None = None
+    lora_folder: Path | None = None
+    model_id: str = ""
+    fallback: str | None = None
+
+    @property
+    def is_preview(self) -> bool:
+        return self.spec.is_preview
+
+
+# -- the tiny model -------------------------------------------------------------------------------
+
+def cache_root() -> Path:
+    """bci-dream's own cache folder: ``$XDG_CACHE_HOME/bci-dream`` (default ``~/.cache/bci-dream``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bci-dream"
+
+
+def tiny_folder() -> Path:
+    return cache_root() / "tiny-sd-turbo"
+
+
+def _tiny_marker() -> dict:
+    return {"version": TINY_VERSION, "sample_size": TINY_SAMPLE_SIZE, "seed": 0}
+
+
+def _tiny_ok(folder: Path) -> bool:
+    try:
+        marker = json.loads((folder / TINY_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker == _tiny_marker() and not missing_files(folder)
+
+
+def ensure_tiny() -> Path:
+    """The ``tiny`` model's folder, built (random weights, seed 0) if it is missing or out of date."""
+    folder = tiny_folder()
+    if _tiny_ok(folder):
+        return folder
+    from bci_dream.generation.tiny import build_tiny_sd_turbo
+    from bci_dream.training.finetune import _quiet
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside its final place and renamed, so that a half-written build is never loaded.
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=folder.parent))
+    try:
+        with _quiet("diffusers.pipelines.pipeline_utils"):  # ("text_encoder=None ... cannot be saved": by design)
+            build_tiny_sd_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE)
+        (tmp / TINY_MARKER).write_text(json.dumps(_tiny_marker()))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except OSError as e:
+        raise BciDreamError(f"cannot build the tiny preview model in {folder}: {e}") from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("built the tiny preview model (random weights) in %s", folder)
+    return folder
+
+
+# -- checking folders -----------------------------------------------------------------------------
+
+def _has_weights(folder: Path, sub: str, stem: str = UNET_WEIGHTS) -> bool:
+    d = folder / sub if sub else folder
+    return any((d / f"{stem}{v}{ext}").is_file() for v in ("", ".fp16") for ext in (".safetensors", ".bin")) or \
+        any(d.glob(f"{stem}*.index.json"))
+
+
+def missing_files(folder: str | os.PathLike, *, need_vae: bool = True) -> list[str]:
+    """The files a diffusers pipeline folder lacks for generation (empty when complete)."""
+    folder = Path(folder)
+    needed = ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json"]
+    if need_vae:
+        needed.append("vae/config.json")
+    missing = [f for f in needed if not (folder / f).is_file()]
+    if not _has_weights(folder, "unet"):
+        missing.append(f"unet/{UNET_WEIGHTS}.safetensors")
+    if need_vae and not _has_weights(folder, "vae"):
+        missing.append(f"vae/{UNET_WEIGHTS}.safetensors")
+    return missing
+
+
+def validate_model_folder(folder: str | os.PathLike, *, need_vae: bool = True) -> str | None:
+    """Check a local diffusers pipeline folder; returns the UNet weights variant (None or ``"fp16"``).
+
+    Raises:
+        ModelLoadError: the folder does not exist or lacks files, all of them named in one line.
+    """
+    from bci_dream.training.finetune import ModelLoadError
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder {folder} does not exist; pass a diffusers pipeline folder (with "
+                             "model_index.json, unet/, vae/, scheduler/), a hub id, or a name from "
+                             "'bci-dream models list'")
+    missing = missing_files(folder, need_vae=need_vae)
+    if missing:
+        raise ModelLoadError(f"model folder {folder} lacks {', '.join(missing)}; it must be a diffusers pipeline "
+                             "folder (as written by save_pretrained or 'hf download')")
+    return weights_variant(folder, "unet")
+
+
+def weights_variant(folder: Path, sub: str) -> str | None:
+    """None when ``folder/sub`` holds the plain weights file, ``"fp16"`` when only the fp16 variant."""
+    from bci_dream.training.finetune import _weights_variant
+
+    return _weights_variant(Path(folder), sub, UNET_WEIGHTS)
+
+
+def pipeline_kind(folder: Path) -> str:
+    """``"sdxl"`` or ``"sd"`` from the folder's ``model_index.json``."""
+    try:
+        name = json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name", "")
+    except (OSError, ValueError):
+        name = ""
+    return "sdxl" if "XL" in name else "sd"
+
+
+# -- the Hugging Face cache -----------------------------------------------------------------------
+
+def _pipeline_patterns(spec: ModelSpec) -> list[str]:
+    suffix = f".{spec.variant}" if spec.variant else ""
+    patterns = ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json",
+                f"unet/{UNET_WEIGHTS}{suffix}.safetensors"]
+    if spec.vae_repo_id is None:
+        patterns += ["vae/config.json", f"vae/{UNET_WEIGHTS}{suffix}.safetensors"]
+    return patterns
+
+
+def _vae_patterns() -> list[str]:
+    return ["config.json", f"{UNET_WEIGHTS}.safetensors"]
+
+
+def _cached(repo_id: str, filename: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    except Exception:  # noqa: BLE001 - a damaged cache entry counts as not cached
+        return False
+
+
+def _cached_any(repo_id: str, filenames: list[str]) -> bool:
+    return any(_cached(repo_id, f) for f in filenames)
+
+
+def _weight_names(prefix: str) -> list[str]:
+    return [f"{prefix}{UNET_WEIGHTS}{v}.safetensors" for v in ("", ".fp16")]
+
+
+def is_cached(spec: ModelSpec) -> bool:
+    """Whether everything ``spec`` needs is in the Hugging Face cache (``tiny``: already built)."""
+    if spec.repo_id is None:
+        return _tiny_ok(tiny_folder())
+    repo = spec.repo_id
+    if not all(_cached(repo, f) for f in ("model_index.json", "scheduler/scheduler_config.json", "unet/config.json")):
+        return False
+    if not _cached_any(repo, _weight_names("unet/")):
+        return False
+    if spec.vae_repo_id is None:
+        if not (_cached(repo, "vae/config.json") and _cached_any(repo, _weight_names("vae/"))):
+            return False
+    elif not all(_cached(spec.vae_repo_id, f) for f in _vae_patterns()):
+        return False
+    return spec.lora_repo_id is None or _cached(spec.lora_repo_id, LORA_WEIGHTS)
+
+
+def _snapshot(repo_id: str, patterns: list[str] | None = None, *, local_files_only: bool,
+              progress: bool = True) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    if not progress:
+        disable_progress_bars()
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local_files_only))
+    finally:
+        if not progress and not was_disabled:
+            enable_progress_bars()
+
+
+def _resolved(spec: ModelSpec, *, local_files_only: bool, progress: bool = True,
+              model_id: str | None = None) -> ResolvedModel:
+    """Snapshot folders of ``spec``'s repos (from the cache, or downloaded)."""
+    assert spec.repo_id is not None
+    folder = _snapshot(spec.repo_id, _pipeline_patterns(spec), local_files_only=local_files_only, progress=progress)
+    vae = lora = None
+    if spec.vae_repo_id:
+        vae = _snapshot(spec.vae_repo_id, _vae_patterns(), local_files_only=local_files_only, progress=progress)
+    if spec.lora_repo_id:
+        lora = _snapshot(spec.lora_repo_id, [LORA_WEIGHTS], local_files_only=local_files_only, progress=progress)
+    return ResolvedModel(spec, folder, vae, lora, model_id or spec.name)
+
+
+def download(spec: ModelSpec, progress: bool = True) -> ResolvedModel:
+    """Download what ``spec`` needs into the Hugging Face cache (``tiny``: build it); returns the folders.
+
+    Raises:
+        ModelNotAvailableError: the hub cannot be reached or did not provide a file (one line).
+    """
+    if spec.repo_id is None:
+        return ResolvedModel(spec, ensure_tiny(), model_id=spec.name)
+    from bci_dream.training.finetune import _first_line, hub_reachable
+
+    if not hub_reachable():
+        reason = "the Hugging Face hub cannot be reached from here"
+        raise ModelNotAvailableError(f"cannot download {spec.name} ({spec.repo_id}): {reason}", reason)
+    try:
+        resolved = _resolved(spec, local_files_only=False, progress=progress)
+    except Exception as e:
+        reason = f"the download failed: {_first_line(e)}"
+        raise ModelNotAvailableError(f"downloading {spec.name} ({spec.repo_id}) failed: {_first_line(e)}",
+                                     reason) from e
+    if not is_cached(spec):
+        reason = "the hub did not provide every file it needs"
+        raise ModelNotAvailableError(f"downloading {spec.name} ({spec.repo_id}): {reason}", reason)
+    return resolved
+
+
+# -- names, hub ids and folders -------------------------------------------------------------------
+
+def spec_for_repo(repo_id: str) -> ModelSpec | None:
+    """The registry entry whose pipeline repo is ``repo_id`` (case-insensitive), or None."""
+    for spec in MODELS.values():
+        if spec.repo_id and spec.repo_id.lower() == repo_id.lower():
+            return spec
+    return None
+
+
+def _generic_spec(name: str, kind: str) -> ModelSpec:
+    """Defaults for a pipeline outside the registry: its own vae and scheduler, 1 step, no guidance."""
+    return ModelSpec(name, None, None, kind, 1024 if kind == "sdxl" else 512, 1, 0.0, variant=None,
+                     description="user model")
+
+
+def _resolve_hub(spec: ModelSpec, *, progress: bool) -> ResolvedModel:
+    if is_cached(spec):
+        return _resolved(spec, local_files_only=True)
+    return download(spec, progress=progress)
+
+
+def _resolve_other_hub_id(repo_id: str, *, progress: bool) -> ResolvedModel:
+    """A hub id outside the registry: its cached snapshot, else a download of the parts generation needs."""
+    from bci_dream.training.finetune import _first_line, hub_reachable
+
+    try:
+        folder = _snapshot(repo_id, local_files_only=True)
+        if not missing_files(folder):
+            return ResolvedModel(_generic_spec(repo_id, pipeline_kind(folder)), folder, model_id=repo_id)
+    except Exception as e:  # noqa: BLE001 - not cached
+        log.debug("%s is not in the Hugging Face cache: %s", repo_id, e)
+    if not hub_reachable():
+        raise ModelNotAvailableError(
+            f"model '{repo_id}' is not a local folder, not in the Hugging Face cache, and the hub cannot be reached "
+            f"from here; download it first with 'hf download {repo_id}' or pass a local folder")
+    try:
+        from huggingface_hub import HfApi
+
+        files = set(HfApi().list_repo_files(repo_id))
+        variant = "fp16" if f"unet/{UNET_WEIGHTS}.fp16.safetensors" in files else None
+        probe = replace(_generic_spec(repo_id, "sd"), repo_id=repo_id, variant=variant)
+        folder = _snapshot(repo_id, _pipeline_patterns(probe), local_files_only=False, progress=progress)
+    except Exception as e:
+        raise ModelNotAvailableError(f"cannot download '{repo_id}' from the Hugging Face hub: {_first_line(e)}") from e
+    validate_model_folder(folder)
+    return ResolvedModel(_generic_spec(repo_id, pipeline_kind(folder)), folder, model_id=repo_id)
+
+
+def _unknown(name: str) -> ModelNotAvailableError:
+    return ModelNotAvailableError(f"unknown model '{name}'; use one of {', '.join([AUTO, *MODELS])}, a hub id "
+                                  "(owner/name) or a diffusers pipeline folder")
+
+
+def resolve_model(name_or_folder: str | os.PathLike = AUTO, *, progress: bool = True) -> ResolvedModel:
+    """Make a model local: ``auto``, a registry name, a hub id, or a diffusers pipeline folder.
+
+    ``auto`` is SD-Turbo when it is cached or can be downloaded now; when it cannot, one warning
+    line says so and the untrained ``tiny`` preview model is used (``fallback`` holds that line).
+
+    Raises:
+        ModelNotAvailableError, ModelLoadError: one line naming the model and what is missing.
+    """
+    from bci_dream.training.finetune import is_local
+
+    text = str(name_or_folder)
+    if text == AUTO:
+        spec = MODELS[DEFAULT_MODEL]
+        try:
+            return _resolve_hub(spec, progress=progress)
+        except ModelNotAvailableError as e:
+            line = (f"SD-Turbo is not cached and cannot be downloaded ({e.reason}); "
+                    "running the untrained preview model 'tiny'")
+            log.warning(line)
+            tiny = MODELS["tiny"]
+            return ResolvedModel(tiny, ensure_tiny(), model_id=tiny.name, fallback=line)
+    if text in MODELS:
+        spec = MODELS[text]
+        if spec.repo_id is None:
+            return ResolvedModel(spec, ensure_tiny(), model_id=spec.name)
+        try:
+            return _resolve_hub(spec, progress=progress)
+        except ModelNotAvailableError as e:
+            raise ModelNotAvailableError(
+                f"{e}; run 'bci-dream models download {spec.name}' where there is a network, or use --model tiny "
+                "for the untrained preview") from e
+    if is_local(text):
+        folder = Path(text).expanduser()
+        if not folder.exists() and "/" not in text and os.sep not in text:
+            raise _unknown(text)
+        validate_model_folder(folder)
+        spec = _generic_spec(str(folder), pipeline_kind(folder))
+        if (folder / TINY_MARKER).is_file():  # a copy of the tiny build: still random weights
+            spec = replace(MODELS["tiny"], name=str(folder))
+        return ResolvedModel(spec, folder, model_id=str(folder))
+    if "/" not in text:
+        raise _unknown(text)
+    spec = spec_for_repo(text)
+    if spec is not None:
+        return replace(_resolve_hub(spec, progress=progress), model_id=text)
+    return _resolve_other_hub_id(text, progress=progress)
