@@ -14,8 +14,8 @@ import logging
 import signal
 import sys
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from bci_dream import __version__
 from bci_dream.commands import COMMAND_MODULES
@@ -184,6 +184,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from bci_dream.acquisition.live import LiveStream
     from bci_dream.acquisition.xdf_replay import XdfReplaySource
 
+    if args.headless or args.out is not None:
+        from bci_dream.commands.run import check_headless
+
+        check_headless(args)
     source = XdfReplaySource(args.file, speed=args.speed, loop=args.loop, stream=args.stream)
     live = LiveStream(source, filters=_filters(args, None), publish=args.publish,
                       buffer_seconds=60.0)
@@ -195,7 +199,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"{n_file} samples ({source.duration:.1f} s), {n_markers} markers in {len(session.markers)} streams",
           flush=True)
     started = time.monotonic()
-    code = _run_live(live, args.seconds, interval=1.0)
+    if args.headless or args.out is not None:
+        from bci_dream.commands.run import run_engine
+
+        code = run_engine(live, args)
+    else:
+        code = _run_live(live, args.seconds, interval=1.0)
     took = time.monotonic() - started
     stats = live.pipeline.stats
     speed = stats.samples / info.sfreq / took if took > 0 else 0.0
@@ -241,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
     p.add_argument("--publish", action="store_true", help="publish the replay as LSL streams")
     _add_filter_args(p)
+    from bci_dream.commands.run import add_generation_args
+
+    add_generation_args(p)
     p.set_defaults(func=cmd_replay)
 
     for module_name in COMMAND_MODULES:

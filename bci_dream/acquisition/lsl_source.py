@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pylsl

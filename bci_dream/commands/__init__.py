@@ -10,4 +10,6 @@ COMMAND_MODULES = (
     "bci_dream.commands.finetune",
     "bci_dream.commands.import_dreamdiffusion",
     "bci_dream.commands.evaluate",
+    "bci_dream.commands.run",
+    "bci_dream.commands.models",
 )

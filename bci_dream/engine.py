@@ -1,0 +1,306 @@
+"""The headless engine: EEG windows → encoder → conditioning head → generator, on worker threads.
+
+::
+
+    LiveStream ──(new samples)──► window thread: Windower.poll() every hop
+                                      │  latest wins: a new window replaces the one waiting
+                                      ▼
+                                  generation thread: normalise → PromptEncoder (encoder + conditioning head)
+                                      → similarity gate → (interpolation) → Generator.generate
+                                      │
+                                      ▼  Frame(image, FrameRecord) to every listener (GUI, writer)
+
+No Qt here: the desktop app and the headless commands use the same object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from pylsl import local_clock
+
+from bci_dream.acquisition.live import LiveStream
+from bci_dream.models.eeg_model import EegModel
+from bci_dream.models.prompt_encoder import PromptEncoder
+from bci_dream.signal.normalize import normalize_window
+from bci_dream.signal.windower import Window
+
+log = logging.getLogger(__name__)
+
+PREVIEW_LABEL = "untrained preview model"
+UNTRAINED_CONDITIONING_LABEL = "untrained conditioning"
+
+
+class ImageGenerator(Protocol):
+    """What the engine needs of :class:`bci_dream.generation.generator.Generator`."""
+
+    model_id: str
+    is_preview: bool
+    cross_attention_dim: int
+    seed: int
+
+    def generate(self, prompt_embeds: torch.Tensor) -> Any:
+        """[1, 77, cross_attention_dim] → an object with ``image``, ``denoise_ms``, ``decode_ms``."""
+
+
+@dataclass
+class FrameRecord:
+    """What happened to one window (written as one line of ``frames.jsonl``).
+
+    Times are milliseconds except ``t_end`` (LSL clock seconds of the window's last EEG sample).
+    ``latency_ms`` runs from that sample to the moment the image was ready.
+    """
+
+    index: int
+    t_end: float
+    index_end: int
+    skipped: bool = False
+    reason: str = ""
+    encode_ms: float = 0.0
+    denoise_ms: float = 0.0
+    decode_ms: float = 0.0
+    latency_ms: float = 0.0
+    similarity: float | None = None
+    interpolated: bool = False
+    model: str = ""
+    seed: int = 0
+    labels: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Frame:
+    """A generated image (None when the window was skipped) and its record."""
+
+    image: Any
+    record: FrameRecord
+
+
+@dataclass
+class EngineStats:
+    windows: int = 0
+    frames: int = 0
+    skipped_similar: int = 0
+    skipped_nonfinite: int = 0
+    dropped_stale: int = 0
+    errors: int = 0
+
+
+class LatestSlot:
+    """A one-item hand-over where a new item replaces the one waiting (latest wins)."""
+
+    def __init__(self) -> None:
+        self._item: Any = None
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, item: Any) -> bool:
+        """Offer ``item``; True if it replaced an item nobody had taken yet (that one is dropped)."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> Any:
+        """The waiting item (None after ``timeout`` or once closed)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def gate_values(embeds: torch.Tensor, previous: torch.Tensor | None) -> tuple[bool, float | None]:
+    """Whether ``embeds`` are all finite, and their cosine similarity (flattened, in [-1, 1]) with ``previous``
+    (None without one): both in one read from the device, the only wait for the GPU before generating."""
+    finite = torch.isfinite(embeds).all().float()[None]
+    if previous is None:
+        return bool(finite.item()), None
+    similarity = torch.nn.functional.cosine_similarity(embeds.flatten().float(), previous.flatten().float(), dim=0)
+    ok, value = torch.cat([finite, similarity[None]]).tolist()
+    return ok > 0, min(1.0, max(-1.0, value))  # (rounding can step just past 1)
+
+
+class Engine:
+    """Turns the windows of a :class:`LiveStream` into images.
+
+    Args:
+        live: an opened stream.
+        eeg_model: encoder + conditioning head; its head width must match the generator's UNet.
+        generator: a resident diffusion pipeline.
+        hop_s: seconds between windows.
+        similarity_threshold: skip a window whose prompt embeddings have at least this cosine
+            similarity with those of the last generated image (1.0 never skips).
+        interpolation_steps: extra frames generated between successive embeddings (0 = none).
+        untrained_conditioning: the EEG weights are random (labelled in every frame).
+    """
+
+    def __init__(self, live: LiveStream, eeg_model: EegModel, generator: ImageGenerator, *, hop_s: float = 0.25,
+                 similarity_threshold: float = 0.995, interpolation_steps: int = 0,
+                 untrained_conditioning: bool = False, device: str | torch.device = "cpu") -> None:
+        width = eeg_model.config.cross_attention_dim
+        if width != generator.cross_attention_dim:
+            from bci_dream.errors import CheckpointError
+
+            raise CheckpointError(
+                f"the EEG model conditions a UNet of cross-attention width {width}, but {generator.model_id} has "
+                f"{generator.cross_attention_dim}; fine-tune the EEG model for this generator")
+        self.live = live
+        self.device = torch.device(device)
+        self.encoder = PromptEncoder(eeg_model, self.device)
+        self.model = self.encoder.model
+        self.generator = generator
+        enc = eeg_model.config.encoder
+        self.windower = live.windower(window_s=enc.window_seconds, hop_s=hop_s, target_sfreq=enc.sfreq)
+        self.similarity_threshold = similarity_threshold
+        self.interpolation_steps = interpolation_steps
+        self.labels = ([PREVIEW_LABEL] if generator.is_preview else []) + \
+            ([UNTRAINED_CONDITIONING_LABEL] if untrained_conditioning else [])
+        self.stats = EngineStats()
+        self._listeners: list[Callable[[Frame], None]] = []
+        self._slot = LatestSlot()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_embeds: torch.Tensor | None = None
+        self._frame_index = 0
+
+    def add_listener(self, listener: Callable[[Frame], None]) -> None:
+        """Call ``listener(frame)`` for every frame, generated or skipped (on the generation thread)."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._window_loop, name="engine:windows", daemon=True),
+                         threading.Thread(target=self._generation_loop, name="engine:generate", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._slot.close()
+        for t in self._threads:
+            t.join(timeout)
+
+    # -- window thread --------------------------------------------------------------------------------
+
+    def _window_loop(self) -> None:
+        pipeline = self.live.pipeline
+        seen = pipeline.raw.total_written
+        while not self._stop.is_set():
+            seen = pipeline.wait_for_samples(seen, timeout=0.1)
+            window = self.windower.poll()
+            if window is None:
+                continue
+            self.stats.windows += 1
+            if self._slot.put(window):
+                self.stats.dropped_stale += 1
+
+    # -- generation thread ------------------------------------------------------------------------------
+
+    def _generation_loop(self) -> None:
+        while not self._stop.is_set():
+            window = self._slot.take(timeout=0.1)
+            if window is None:
+                continue
+            try:
+                self.process(window)
+            except Exception:  # one bad frame must not end the session
+                self.stats.errors += 1
+                log.exception("generating a frame failed")
+
+    @torch.inference_mode()
+    def encode(self, window: Window) -> torch.Tensor | None:
+        """Normalised window → prompt embeddings [1, 77, D] on the model's device (not waited for); None if the
+        window is not finite."""
+        data = normalize_window(window.data, window.mask)
+        if not np.isfinite(data).all():
+            return None
+        return self.encoder(data, window.mask)
+
+    def process(self, window: Window) -> list[Frame]:
+        """Encode one window and generate its image(s); returns the frames it produced."""
+        record = self._record(window)
+        t0 = time.perf_counter()
+        embeds = self.encode(window)
+        previous = self._last_embeds
+        finite, record.similarity = gate_values(embeds, previous) if embeds is not None else (False, None)
+        record.encode_ms = (time.perf_counter() - t0) * 1000
+        if not finite:
+            self.stats.skipped_nonfinite += 1
+            return [self._emit(Frame(None, self._skipped(record, "non_finite")))]
+        if record.similarity is not None and record.similarity >= self.similarity_threshold:
+            self.stats.skipped_similar += 1
+            return [self._emit(Frame(None, self._skipped(record, "similar")))]
+        frames = []
+        if previous is not None and self.interpolation_steps > 0:
+            for k in range(1, self.interpolation_steps + 1):
+                alpha = k / (self.interpolation_steps + 1)
+                between = self._record(window)
+                between.interpolated = True
+                frames.append(self._generate(torch.lerp(previous, embeds, alpha), between))
+        self._last_embeds = embeds
+        frames.append(self._generate(embeds, record))
+        return frames
+
+    def _generate(self, embeds: torch.Tensor, record: FrameRecord) -> Frame:
+        out = self.generator.generate(embeds)
+        record.denoise_ms, record.decode_ms = out.denoise_ms, out.decode_ms
+        record.latency_ms = (local_clock() - record.t_end) * 1000
+        self.stats.frames += 1
+        return self._emit(Frame(out.image, record))
+
+    def _record(self, window: Window) -> FrameRecord:
+        return FrameRecord(index=-1, t_end=window.t_end, index_end=window.index_end,
+                           model=self.generator.model_id, seed=self.generator.seed, labels=list(self.labels))
+
+    @staticmethod
+    def _skipped(record: FrameRecord, reason: str) -> FrameRecord:
+        record.skipped, record.reason = True, reason
+        record.latency_ms = (local_clock() - record.t_end) * 1000
+        return record
+
+    def _emit(self, frame: Frame) -> Frame:
+        frame.record.index = self._frame_index  # numbered in the order frames leave the engine
+        self._frame_index += 1
+        for listener in list(self._listeners):
+            try:
+                listener(frame)
+            except Exception:
+                log.exception("a frame listener failed; it is removed")
+                self._listeners.remove(listener)
+        return frame
+
+
+def eeg_model_for(cross_attention_dim: int, checkpoint=None, *, preset_name: str = "small",
+                  seed: int = 0) -> tuple[EegModel, bool]:
+    """The EEG model to condition a UNet of ``cross_attention_dim``: from ``checkpoint`` when given,
+    else a randomly initialised ``preset_name`` model. Returns (model, untrained_conditioning)."""
+    from bci_dream.errors import CheckpointError
+    from bci_dream.models.checkpoint import load_checkpoint
+    from bci_dream.models.eeg_model import EegModelConfig
+    from bci_dream.models.encoder import preset
+
+    if checkpoint is None:
+        torch.manual_seed(seed)
+        log.warning("no EEG checkpoint given: the conditioning is untrained (images do not follow the EEG yet)")
+        return EegModel(EegModelConfig(preset(preset_name), cross_attention_dim=cross_attention_dim,
+                                       clip_projection_dim=None)), True
+    model, raw = load_checkpoint(checkpoint)
+    if model.conditioning is None:
+        raise CheckpointError(f"{checkpoint} has no conditioning head (a pretraining checkpoint?); "
+                              "fine-tune it with 'bci-dream finetune' first")
+    trained = raw.get("meta", {}).get("stage") in ("finetune", "calibrate") or raw.get("meta", {}).get("source_file")
+    return model, not trained

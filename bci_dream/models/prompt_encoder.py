@@ -1,0 +1,84 @@
+"""One window at a time through encoder + conditioning head, as fast as the device allows.
+
+The live engine encodes a single window [C, T] every hop. At batch 1 a transformer is bound by
+kernel launches rather than arithmetic, so on CUDA the model runs in bf16 and its whole forward
+is captured once in a CUDA graph (``torch.cuda.CUDAGraph``) and replayed for every window: one
+launch instead of hundreds. On the CPU it runs eagerly in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from bci_dream.models.eeg_model import EegModel
+
+log = logging.getLogger(__name__)
+
+
+class PromptEncoder:
+    """Callable ``(window [C, T] float32, mask [C] bool) → prompt_embeds [1, 77, D]`` on ``device``.
+
+    Args:
+        model: an :class:`EegModel` with a conditioning head (it is moved to ``device`` and put in eval mode;
+            on CUDA it is converted to ``dtype``).
+        device: where the model runs.
+        dtype: CUDA precision (default bf16); the CPU always runs float32.
+        cuda_graph: capture the forward in a CUDA graph on CUDA (falls back to eager, said once, if the
+            capture fails).
+
+    The returned tensor is a fresh copy: callers may keep it while the next window is encoded.
+    """
+
+    def __init__(self, model: EegModel, device: str | torch.device = "cpu", *, dtype: torch.dtype = torch.bfloat16,
+                 cuda_graph: bool = True) -> None:
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.dtype = dtype if self.cuda else torch.float32
+        self.model = model.eval().to(self.device, self.dtype)
+        cfg = model.config.encoder
+        self.shape = (cfg.n_channels, cfg.n_samples)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._x = self._mask = self._out = None
+        if self.cuda and cuda_graph:
+            try:
+                self._capture()
+            except RuntimeError as e:  # (an op that cannot be captured; eager still works)
+                log.warning("CUDA graph capture of the EEG encoder failed (%s); encoding eagerly", e)
+                self._graph = None
+
+    @property
+    def graphed(self) -> bool:
+        """Whether windows are encoded by replaying a CUDA graph."""
+        return self._graph is not None
+
+    @torch.inference_mode()
+    def _capture(self) -> None:
+        self._x = torch.zeros((1, *self.shape), device=self.device, dtype=self.dtype)
+        self._mask = torch.ones((1, self.shape[0]), device=self.device, dtype=self.dtype)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # warm-up off the default stream, as torch.cuda.graphs asks
+            for _ in range(3):
+                self.model.prompt_embeds(self._x, self._mask)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._out = self.model.prompt_embeds(self._x, self._mask)
+        self._graph = graph
+
+    @torch.inference_mode()
+    def __call__(self, window: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        """``window`` [C, T] (normalised, float32) and ``mask`` [C] (bool) → [1, 77, D] in the model's dtype."""
+        if tuple(window.shape) != self.shape:
+            self.model.encoder.check_input(torch.from_numpy(np.asarray(window, np.float32)), None)  # raises, names both
+        x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None]
+        m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None]
+        if self._graph is None:
+            return self.model.prompt_embeds(x.to(self.device, self.dtype), m.to(self.device, self.dtype))
+        self._x.copy_(x)
+        self._mask.copy_(m)
+        self._graph.replay()
+        return self._out.clone()

@@ -1,0 +1,229 @@
+"""The engine with the tiny random-weight SD-Turbo-shaped model (no GPU here: the CPU path runs)."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bci_dream.acquisition.brainflow_source import BrainFlowSource
+from bci_dream.acquisition.live import LiveStream
+from bci_dream.acquisition.xdf_replay import XdfReplaySource
+from bci_dream.devices import get_profile
+from bci_dream.engine import PREVIEW_LABEL, UNTRAINED_CONDITIONING_LABEL, Engine, LatestSlot, eeg_model_for
+from bci_dream.errors import CheckpointError
+from bci_dream.signal.windower import Window
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    from bci_dream.generation.generator import load_generator
+
+    with pytest.MonkeyPatch.context() as mp:  # the tiny model is built into a temporary cache, not ~/.cache
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield load_generator("tiny", device="cpu", seed=0)
+
+
+def _wait(predicate, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not predicate():
+        time.sleep(0.02)
+    return predicate()
+
+
+def _engine(live, generator, **kw):
+    model, untrained = eeg_model_for(generator.cross_attention_dim, None, preset_name="tiny")
+    return Engine(live, model, generator, untrained_conditioning=untrained, **kw)
+
+
+def test_synthetic_board_frames_carry_timestamps_and_timings(generator):
+    live = LiveStream(BrainFlowSource(get_profile("synthetic")))
+    live.open()
+    engine = _engine(live, generator, hop_s=0.25, similarity_threshold=1.1)
+    frames = []
+    engine.add_listener(frames.append)
+    engine.start()
+    live.start()
+    try:
+        assert _wait(lambda: len([f for f in frames if f.image is not None]) >= 3, 30)
+    finally:
+        engine.stop()
+        live.stop()
+    made = [f for f in frames if f.image is not None]
+    for f in made:
+        r = f.record
+        # t_end is the timestamp of the window's last EEG sample, as held in the ring buffer
+        assert r.t_end == live.pipeline.raw.range(r.index_end - 1, r.index_end).timestamps[0]
+        assert r.encode_ms > 0 and r.denoise_ms > 0 and r.decode_ms > 0
+        assert r.latency_ms > r.encode_ms  # from the last sample to the image: at least the encoding
+        assert r.labels == [PREVIEW_LABEL, UNTRAINED_CONDITIONING_LABEL]
+    assert [f.record.index for f in frames] == list(range(len(frames)))
+    assert all(b.record.t_end >= a.record.t_end for a, b in zip(made, made[1:]))
+
+
+def test_real_recording_replay_through_the_engine(generator, shared_data):
+    live = LiveStream(XdfReplaySource(shared_data / "bci-essentials/ssvep_example.xdf", speed=4.0))
+    live.open()
+    engine = _engine(live, generator, hop_s=0.5, similarity_threshold=1.1)
+    frames = []
+    engine.add_listener(frames.append)
+    engine.start()
+    live.start()
+    try:
+        assert _wait(lambda: sum(f.image is not None for f in frames) >= 3, 30)
+    finally:
+        engine.stop()
+        live.stop()
+    assert all(f.image.size == (generator.size, generator.size) for f in frames if f.image is not None)
+
+
+class SlowGenerator:
+    """The real tiny generator made slow, as a big model on a small GPU would be."""
+
+    def __init__(self, inner, delay):
+        self.inner, self.delay = inner, delay
+        self.model_id, self.is_preview = inner.model_id, inner.is_preview
+        self.cross_attention_dim, self.seed = inner.cross_attention_dim, inner.seed
+
+    def generate(self, embeds):
+        time.sleep(self.delay)
+        return self.inner.generate(embeds)
+
+
+def test_latest_wins_drops_stale_windows_under_a_slow_generator(generator):
+    live = LiveStream(BrainFlowSource(get_profile("synthetic")))
+    live.open()
+    engine = _engine(live, SlowGenerator(generator, 0.6), hop_s=0.05, similarity_threshold=1.1)
+    frames = []
+    engine.add_listener(frames.append)
+    engine.start()
+    live.start()
+    try:
+        assert _wait(lambda: len(frames) >= 4, 30)
+    finally:
+        engine.stop()
+        live.stop()
+    assert engine.stats.dropped_stale > 0
+    assert engine.stats.windows > len(frames) + engine.stats.dropped_stale - 2
+    # nothing piles up: each frame starts from a window at most about one generation old
+    assert max(f.record.latency_ms for f in frames) < 3 * 600 + 1000
+
+
+def test_similarity_gate_skips_repeated_input_and_same_seed_gives_same_image(generator, tmp_path):
+    live = LiveStream(XdfReplaySource(_tiny_xdf(tmp_path), speed=0))
+    live.open()
+    window = _window()
+    first, again = _engine(live, generator), _engine(live, generator)
+    a = first.process(window)
+    b = first.process(window)
+    assert a[0].image is not None and b[0].record.skipped and b[0].record.reason == "similar"
+    assert b[0].record.similarity == pytest.approx(1.0)
+    c = again.process(window)  # a fresh engine, same seed, same input
+    assert np.array_equal(np.asarray(a[0].image), np.asarray(c[0].image))
+    other = _window(seed=1)
+    d = again.process(other)
+    assert not d[0].record.skipped and not np.array_equal(np.asarray(a[0].image), np.asarray(d[0].image))
+
+
+def test_non_finite_window_is_skipped_and_counted(generator, tmp_path):
+    live = LiveStream(XdfReplaySource(_tiny_xdf(tmp_path), speed=0))
+    live.open()
+    engine = _engine(live, generator)
+    bad = _window()
+    bad.data[3, 10] = np.nan
+    frames = engine.process(bad)
+    assert frames[0].record.reason == "non_finite" and engine.stats.skipped_nonfinite == 1
+
+
+def test_interpolation_adds_frames_between_embeddings(generator, tmp_path):
+    live = LiveStream(XdfReplaySource(_tiny_xdf(tmp_path), speed=0))
+    live.open()
+    engine = _engine(live, generator, interpolation_steps=2)
+    engine.process(_window())
+    frames = engine.process(_window(seed=3))
+    assert [f.record.interpolated for f in frames] == [True, True, False]
+
+
+def test_checkpoint_for_another_width_is_refused(generator, tmp_path):
+    from bci_dream.models.checkpoint import save_checkpoint
+    from bci_dream.models.eeg_model import EegModel, EegModelConfig
+    from bci_dream.models.encoder import preset
+
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt, EegModel(EegModelConfig(preset("tiny"), cross_attention_dim=768, clip_projection_dim=None)))
+    model, _ = eeg_model_for(generator.cross_attention_dim, ckpt)
+    live = LiveStream(XdfReplaySource(_tiny_xdf(tmp_path), speed=0))
+    live.open()
+    with pytest.raises(CheckpointError, match="width 768.*1024"):
+        Engine(live, model, generator)
+
+
+def test_latest_slot_replaces_the_waiting_item():
+    slot = LatestSlot()
+    assert slot.put(1) is False and slot.put(2) is True
+    assert slot.take(0.1) == 2 and slot.take(0.01) is None
+
+
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_headless_commands_write_images_and_frames(command, tmp_path, shared_data):
+    out = tmp_path / "out"
+    args = (["run", "--device", "synthetic", "--seconds", "4"] if command == "run" else
+            ["replay", str(shared_data / "bci-essentials/ssvep_example.xdf"), "--speed", "2", "--seconds", "4"])
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "bci_dream.cli", *args, "--headless", "--out", str(out),
+                           "--model", "tiny", "--similarity", "1.1"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(x) for x in (out / "frames.jsonl").read_text().splitlines()]
+    made = [r for r in records if not r["skipped"]]
+    assert made and all((out / f"{r['index']:06d}.png").is_file() for r in made)
+    assert all(PREVIEW_LABEL in r["labels"] for r in records)
+    assert "frames/s" in proc.stdout and "latency p50" in proc.stdout and PREVIEW_LABEL in proc.stdout
+
+
+def test_headless_needs_an_output_folder():
+    proc = subprocess.run([sys.executable, "-m", "bci_dream.cli", "run", "--headless"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1 and "--headless needs --out" in proc.stderr
+
+
+def _window(seed: int = 0) -> Window:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(128, bool)
+    mask[:16] = True
+    data = np.where(mask[:, None], rng.standard_normal((128, 512)) * 20, 0).astype(np.float32)
+    return Window(data=data, mask=mask, t_end=1.0, sfreq=256.0, index_end=512,
+                  ch_names=tuple(f"c{i}" for i in range(128)))
+
+
+def _tiny_xdf(tmp_path):
+    from bci_dream.acquisition.xdf_writer import XdfWriter
+
+    path = tmp_path / "tiny.xdf"
+    if not path.exists():
+        with XdfWriter(path) as w:
+            sid = w.add_stream("EEG", "EEG", 2, 250.0, channel_labels=["Fz", "Cz"])
+            w.write_samples(sid, np.zeros((10, 2), np.float32), np.arange(10) / 250.0)
+    return path
+
+
+def test_prompt_encoder_gives_the_models_embeddings_and_names_a_wrong_shape():
+    """On the CPU the PromptEncoder runs the model eagerly (the CUDA-graph path runs in benchmarks/encoder_speed.py
+    on a GPU, where it is checked against eager)."""
+    import torch
+
+    from bci_dream.models.prompt_encoder import PromptEncoder
+
+    model, _ = eeg_model_for(64, None, preset_name="tiny")
+    encoder = PromptEncoder(model, "cpu")
+    assert not encoder.graphed
+    w = _window(seed=2)
+    n_channels, n_samples = encoder.shape
+    data, mask = w.data[:n_channels, :n_samples].copy(), w.mask[:n_channels]
+    with torch.inference_mode():
+        want = model.prompt_embeds(torch.from_numpy(data)[None], torch.from_numpy(mask.astype(np.float32))[None])
+    torch.testing.assert_close(encoder(data, mask), want)
+    with pytest.raises(ValueError, match="takes windows of"):
+        encoder(data[:, :10], mask)
