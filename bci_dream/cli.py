@@ -205,7 +205,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         code = run_engine(live, args)
     else:
         code = _run_live(live, args.seconds, interval=1.0)
-    took = time.monotonic() - started
+    took = time.monotonic() - (live.started_at or started)  # (not counting the loading of models)
     stats = live.pipeline.stats
     speed = stats.samples / info.sfreq / took if took > 0 else 0.0
     line = (f"replayed {stats.samples} samples and {stats.markers} markers in {took:.2f} s "

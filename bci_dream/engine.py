@@ -173,6 +173,7 @@ class Engine:
         self._listeners: list[Callable[[Frame], None]] = []
         self._slot = LatestSlot()
         self._stop = threading.Event()
+        self.ready = threading.Event()  # set once the generation thread takes windows (after any warm-up)
         self._threads: list[threading.Thread] = []
         self._last_embeds: torch.Tensor | None = None
         self._frame_index = 0
@@ -183,6 +184,7 @@ class Engine:
 
     def start(self) -> None:
         self._stop.clear()
+        self.ready.clear()
         self._threads = [threading.Thread(target=self._window_loop, name="engine:windows", daemon=True),
                          threading.Thread(target=self._generation_loop, name="engine:generate", daemon=True)]
         for t in self._threads:
@@ -211,6 +213,12 @@ class Engine:
     # -- generation thread ------------------------------------------------------------------------------
 
     def _generation_loop(self) -> None:
+        if getattr(self.generator, "compiled", False):
+            try:  # (torch.compile's CUDA graphs are recorded per thread: record them before the first window)
+                self.generator.warmup()
+            except Exception:
+                log.exception("warming up the compiled generator failed")
+        self.ready.set()
         while not self._stop.is_set():
             window = self._slot.take(timeout=0.1)
             if window is None:

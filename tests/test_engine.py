@@ -227,3 +227,33 @@ def test_prompt_encoder_gives_the_models_embeddings_and_names_a_wrong_shape():
     torch.testing.assert_close(encoder(data, mask), want)
     with pytest.raises(ValueError, match="takes windows of"):
         encoder(data[:, :10], mask)
+
+
+def test_a_compiled_generator_warms_up_on_the_generation_thread(generator, tmp_path):
+    """torch.compile's CUDA graphs belong to the thread that records them (seen failing on an H100 when the
+    main thread warmed up): the engine warms a compiled generator up on its own thread before any window."""
+    import threading
+
+    calls = []
+
+    class Compiled(SlowGenerator):
+        compiled = True
+
+        def warmup(self):
+            calls.append(("warmup", threading.current_thread().name))
+
+        def generate(self, embeds):
+            calls.append(("generate", threading.current_thread().name))
+            return self.inner.generate(embeds)
+
+    live = LiveStream(XdfReplaySource(_tiny_xdf(tmp_path), speed=0))
+    live.open()
+    engine = _engine(live, Compiled(generator, 0), similarity_threshold=1.1)
+    engine.start()
+    try:
+        assert engine.ready.wait(10)
+        engine._slot.put(_window())
+        assert _wait(lambda: len(calls) >= 2, 10)
+    finally:
+        engine.stop()
+    assert calls[:2] == [("warmup", "engine:generate"), ("generate", "engine:generate")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,7 @@ class LiveStream:
         self.publisher = None
         self.recorder: SessionRecorder | None = None
         self.chunk_error: BciDreamError | None = None
+        self.started_at: float | None = None  # time.monotonic() when acquisition started
         self._rate_history: collections.deque = collections.deque(maxlen=64)
 
     @property
@@ -112,6 +114,7 @@ class LiveStream:
         if self.pipeline is None:
             self.open()
         self._rate_history.append((local_clock(), self.pipeline.raw.total_written))
+        self.started_at = time.monotonic()
         self.source.start(self._on_chunk)
 
     def _on_chunk(self, chunk: Chunk) -> None:

@@ -167,6 +167,7 @@ class Generator:
                               if self.pooled_dim is not None else None)
         self._pooled_notice = False
         self.notice: str | None = None  # why ``auto`` runs the preview model, if it does
+        self.compiled = False  # torch.compile'd (compiled code and CUDA graphs warm up per thread)
         self._allocate(size)
 
     # -- buffers --------------------------------------------------------------------------------------
@@ -535,6 +536,7 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
                           guidance=spec.guidance if guidance is None else guidance, seed=seed,
                           is_preview=resolved.is_preview)
     generator.notice = resolved.fallback
+    generator.compiled = bool(compile)
     if warmup or (warmup is None and (torch_device.type == "cuda" or compile)):
         t0 = time.perf_counter()
         generator.warmup()
