@@ -101,3 +101,37 @@ def test_empty_eeg_stream_and_no_eeg_stream(tmp_path, shared_data):
         XdfReplaySource(only_markers).open()
     with pytest.raises(RecordingError, match="no stream named or typed 'EMG'"):
         XdfReplaySource(shared_data / "xdf-example-files/minimal.xdf", stream="EMG").open()
+
+
+def test_pause_seek_and_speed_keep_timestamps_increasing(shared_data):
+    """Playback controls of the desktop app on a real recording (ssvep_example.xdf, 300 Hz, 110 s)."""
+    source = XdfReplaySource(shared_data / "bci-essentials/ssvep_example.xdf", speed=1.0)
+    source.open()
+    chunks = []
+    source.start(chunks.append)
+    try:
+        time.sleep(0.5)
+        source.pause()
+        time.sleep(0.1)
+        n_paused = sum(len(c.samples) for c in chunks)
+        time.sleep(0.5)
+        assert source.paused and sum(len(c.samples) for c in chunks) == n_paused  # nothing while paused
+        at_pause = source.position
+        assert 0.3 < at_pause < 1.0
+        source.seek(60.0)
+        source.resume()
+        time.sleep(0.5)
+        assert 60.0 <= source.position < 61.0
+        source.set_speed(4.0)
+        before = source.position
+        time.sleep(0.5)
+        assert source.position - before > 1.2  # about 2 s of signal in 0.5 s
+    finally:
+        source.stop()
+    data = np.concatenate([c.samples for c in chunks])
+    ts = np.concatenate([c.timestamps for c in chunks])
+    assert np.all(np.diff(ts) > 0)  # across pause, seek and speed change
+    eeg = source.session.eeg
+    first_after_seek = int(np.searchsorted(eeg.timestamps, eeg.timestamps[0] + 60.0))
+    k = n_paused  # the first sample emitted after the seek is the file's sample at 60 s
+    np.testing.assert_array_equal(data[k], eeg.data[first_after_seek])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import numpy as np
 
@@ -56,6 +57,11 @@ class XdfReplaySource(Source):
         self.time_offset = 0.0
         self._markers: list[Marker] = []
         self._marker_times = np.empty(0)
+        self._control = threading.Lock()
+        self._paused = False
+        self._seek_to: float | None = None
+        self._reanchor = False
+        self._position = 0.0
 
     def open(self) -> StreamInfo:
         if self.session is None:
@@ -76,6 +82,41 @@ class XdfReplaySource(Source):
         eeg = self.session.eeg
         return float(eeg.timestamps[-1] - eeg.timestamps[0]) + 1.0 / eeg.sfreq
 
+    # -- playback controls (any thread) ------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def position(self) -> float:
+        """Seconds from the start of the file of the next sample to be emitted."""
+        return self._position
+
+    def pause(self) -> None:
+        """Stop emitting until :meth:`resume`; the stream's clock goes on, so nothing is stamped in the past."""
+        with self._control:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._control:
+            self._paused = False
+            self._reanchor = True
+
+    def seek(self, seconds: float) -> None:
+        """Go on from ``seconds`` into the file (clamped to the file); timestamps stay increasing."""
+        with self._control:
+            self._seek_to = min(max(float(seconds), 0.0), self.duration if self.session is not None else 0.0)
+            self._reanchor = True
+
+    def set_speed(self, speed: float) -> None:
+        """Change the pace (1 = real time, 0 = as fast as possible) from the next chunk on."""
+        if speed < 0:
+            raise ValueError(f"speed must be 0 (as fast as possible) or positive, not {speed}")
+        with self._control:
+            self.speed = float(speed)
+            self._reanchor = True
+
     def _run(self) -> None:
         from pylsl import local_clock
 
@@ -84,37 +125,58 @@ class XdfReplaySource(Source):
         n = ts.shape[0]
         sched = np.maximum.accumulate(ts)  # sorted even where raw timestamps step back
         t_first = float(ts[0])
-        rate = self.speed or 1.0
-        start_clock = local_clock()
+        period = 1.0 / eeg.sfreq
         self._set_state(SourceState.STREAMING)
-        loop_shift = 0.0  # file seconds added by finished loops
+        # Emitted stamp of file time t: anchor_clock + (t - anchor_file) / rate. The anchor moves on a loop, a
+        # seek, a pause or a speed change, never backwards: stamps keep increasing across all of them.
+        anchor_clock, anchor_file = local_clock(), t_first
+        next_stamp = anchor_clock
+        self.time_offset = anchor_file - anchor_clock
         while True:
-            self.time_offset = t_first - start_clock
-            i = 0
-            m = 0
+            i = m = 0
             while i < n:
                 if self._stop_event.is_set():
                     return
+                with self._control:
+                    paused, seek_to, reanchor = self._paused, self._seek_to, self._reanchor
+                    self._seek_to, self._reanchor = None, False
+                    rate = self.speed or 1.0
+                if seek_to is not None:
+                    i = int(np.searchsorted(sched, t_first + seek_to, side="left"))
+                    m = int(np.searchsorted(self._marker_times, ts[min(i, n - 1)], side="left"))
+                    if i >= n:
+                        break
+                if reanchor or seek_to is not None:
+                    anchor_clock = max(local_clock(), next_stamp) if self.speed > 0 else next_stamp
+                    anchor_file = float(sched[i])
+                self._position = float(sched[i] - t_first)
+                if paused:
+                    self._stop_event.wait(0.02)
+                    with self._control:
+                        self._reanchor = True
+                    continue
                 if self.speed > 0:
-                    file_now = t_first + (local_clock() - start_clock) * rate - loop_shift
+                    file_now = anchor_file + (local_clock() - anchor_clock) * rate
                     # a chunk leaves once chunk_seconds of signal are due (the last one when its end is due)
                     due = min(sched[i] + self.chunk_seconds * rate, sched[-1])
                     if file_now < due:
-                        self._stop_event.wait(max((due - file_now) / rate, 0.0005))
+                        self._stop_event.wait(min(max((due - file_now) / rate, 0.0005), 0.05))
                         continue
-                    j = int(np.searchsorted(sched, file_now, side="right"))
+                    j = max(int(np.searchsorted(sched, file_now, side="right")), i + 1)
                 else:
                     j = min(i + self.fast_chunk, n)
                 # markers up to the last sample of this chunk (all remaining ones with the last chunk)
                 t_limit = ts[j - 1] if j < n else np.inf
                 m_end = int(np.searchsorted(self._marker_times, t_limit, side="right"))
-                stamps = (ts[i:j] - t_first + loop_shift) / rate + start_clock
-                markers = [Marker((mk.timestamp - t_first + loop_shift) / rate + start_clock, mk.text, mk.stream)
+                stamps = (ts[i:j] - anchor_file) / rate + anchor_clock
+                markers = [Marker((mk.timestamp - anchor_file) / rate + anchor_clock, mk.text, mk.stream)
                            for mk in self._markers[m:m_end]]
                 self._emit(Chunk(eeg.data[i:j], stamps, markers))
+                next_stamp = float((sched[j - 1] - anchor_file) / rate + anchor_clock) + period / rate
                 i, m = j, m_end
             self.loops_done += 1
             if not self.loop:
+                self._position = self.duration
                 log.info("%s: replay finished", self.name)
                 return
-            loop_shift += self.duration
+            anchor_clock, anchor_file = next_stamp, t_first  # the next pass follows on seamlessly
