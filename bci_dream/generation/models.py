@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: Bumped whenever :func:`build_tiny_sd_turbo`'s output for the ``tiny`` model changes: older
 #: builds in the user cache are rebuilt.
-TINY_VERSION = 1
+TINY_VERSION = 2
 #: Latent side of the ``tiny`` model built into the cache (256-pixel images).
 TINY_SAMPLE_SIZE = 32
 TINY_MARKER = "bci_dream_tiny.json"

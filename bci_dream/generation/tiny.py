@@ -81,8 +81,33 @@ def build_tiny_sd_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size
     scheduler = EulerDiscreteScheduler(**SD_TURBO_SCHEDULER)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    _calibrate_preview(pipe, sample_size)
     pipe.save_pretrained(folder)
     return folder
+
+
+def _calibrate_preview(pipe, sample_size: int) -> None:
+    """Make the random model's images visible and responsive: the latents one step produces are far larger
+    than the decoder's input clamp (tanh(x / 3) * 3), and its random last convolution gives a near-constant
+    grey. So the vae's ``scaling_factor`` is set to the latents' spread, and the last convolution rescaled
+    to images of mean 0 and std about 0.5 per channel in [-1, 1]."""
+    import torch
+
+    embeds = torch.randn(4, 77, pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        latents = pipe(prompt_embeds=embeds, num_inference_steps=1, guidance_scale=0.0, height=8 * sample_size,
+                       width=8 * sample_size, output_type="latent", return_dict=False,
+                       generator=torch.Generator().manual_seed(0))[0]
+        scale = float(latents.std())
+        pipe.vae.register_to_config(scaling_factor=scale)
+        decoder = pipe.vae.decoder
+        last = decoder.layers[-1]
+        raw = decoder.layers(torch.tanh(latents / scale / 3) * 3)  # (DecoderTiny.forward before its x * 2 - 1)
+        mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        gain = 0.25 / std  # raw in [0, 1]: mean 0.5, std 0.25
+        last.weight.mul_(gain[:, None, None, None])
+        last.bias.sub_(mean).mul_(gain).add_(0.5)
 
 
 def build_tiny_clip_vision(folder: str | os.PathLike, projection_dim: int = 32, seed: int = 0) -> Path:
