@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt tests run without a display
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
