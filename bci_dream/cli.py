@@ -272,9 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+    if args.command is None:  # the main job: the desktop app on the synthetic board with the default model
+        args = parser.parse_args(["app"])
     if hasattr(args, "speed") and args.speed < 0:
         parser.error("--speed must be 0 or positive")
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _is_main_thread() else None

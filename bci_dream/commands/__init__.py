@@ -12,4 +12,5 @@ COMMAND_MODULES = (
     "bci_dream.commands.evaluate",
     "bci_dream.commands.run",
     "bci_dream.commands.models",
+    "bci_dream.commands.app",
 )

@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 
-def add_generation_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``run`` and ``replay --headless``."""
+def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> None:
+    """Options shared by ``run``, ``replay --headless`` and ``app`` (``headless``: add --headless and --out)."""
     g = p.add_argument_group("generation")
-    g.add_argument("--headless", action="store_true", help="no window: write images and frames.jsonl to --out")
-    g.add_argument("--out", type=Path, help="folder for the images and frames.jsonl")
+    if headless:
+        g.add_argument("--headless", action="store_true", help="no window: write images and frames.jsonl to --out")
+        g.add_argument("--out", type=Path, help="folder for the images and frames.jsonl")
     g.add_argument("--model", default="auto", help="diffusion model: auto (SD-Turbo if available, else the tiny "
                    "preview model), a name from 'bci-dream models list', a hub id or a folder")
     g.add_argument("--checkpoint", type=Path, help="EEG model (from 'bci-dream finetune'); without it the "

@@ -1,0 +1,34 @@
+"""``bci-dream app`` (also ``bci-dream`` alone): the desktop app."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from bci_dream.cli import _add_device_args
+    from bci_dream.commands.run import add_generation_args
+
+    p = sub.add_parser("app", help="the desktop app: live traces beside the generated images (the default command)")
+    _add_device_args(p)
+    p.add_argument("--replay", type=Path, metavar="FILE.xdf", help="open a recorded session instead of a device")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
+    p.add_argument("--no-generate", action="store_true", help="only show the traces until Generate is pressed")
+    add_generation_args(p, headless=False)
+    p.set_defaults(func=run_app)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from bci_dream.devices import CONNECTION_PARAMETERS
+    from bci_dream.errors import BciDreamError
+    from bci_dream.gui.app import run
+    from bci_dream.gui.main_window import AppOptions
+
+    if args.replay is not None and not args.replay.is_file():
+        raise BciDreamError(f"{args.replay} does not exist; give the path of a recorded .xdf session")
+    params = {name: getattr(args, name) for name in CONNECTION_PARAMETERS if getattr(args, name) is not None}
+    options = AppOptions(device=args.device, params=params, replay=args.replay, speed=args.speed, model=args.model,
+                         checkpoint=args.checkpoint, gpu=args.gpu, size=args.size, seed=args.seed, hop=args.hop,
+                         similarity=args.similarity, compile=args.compile, generate=not args.no_generate)
+    return run(options)

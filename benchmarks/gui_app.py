@@ -1,0 +1,102 @@
+"""The whole desktop app while it generates: GUI event-loop delay, trace frame rate and CPU.
+
+Opens the real MainWindow offscreen on BrainFlow's synthetic board (16 channels at 250 Hz) with the
+tiny image model generating on the CPU, lets it settle, then for ``--seconds``:
+
+- event-loop delay: a 10 ms QTimer on the GUI thread records how late each tick fires; p50 / p95 /
+  max (goal: p95 <= 30 ms);
+- trace frames drawn per second (the window's 60 Hz trace timer; the view is repainted each time);
+- CPU of the GUI thread (``time.thread_time`` sampled on it) and of the whole process, as % of one core
+  (the whole process includes acquisition, the encoder and the diffusion model on the CPU);
+- images shown per second.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/gui_app.py [--seconds 20] [--no-generate]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse
+import statistics
+import tempfile
+import time
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--settle", type=float, default=5.0, help="seconds before measuring (model load, warm-up)")
+    p.add_argument("--no-generate", action="store_true")
+    p.add_argument("--device", default="synthetic")
+    args = p.parse_args()
+
+    from PySide6 import QtCore, QtWidgets
+
+    from bci_dream.gui.main_window import AppOptions, MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    tmp = tempfile.mkdtemp(prefix="bci-dream-bench-")
+    os.environ.setdefault("XDG_CACHE_HOME", os.path.join(tmp, "cache"))
+    settings = QtCore.QSettings(os.path.join(tmp, "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    window = MainWindow(AppOptions(device=args.device, model="tiny", gpu="cpu", generate=not args.no_generate),
+                        settings=settings)
+    window.resize(1400, 800)
+    window.show()
+
+    def wait(seconds: float, until=None) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not (until and until()):
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 5)
+            time.sleep(0.001)
+
+    wait(60, lambda: window.live is not None and (args.no_generate or window.frames_received > 0))
+    wait(args.settle)
+    delays: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        delays.append(max(0.0, (now - last[0]) * 1000 - 10.0))
+        last[0] = now
+
+    timer = QtCore.QTimer(interval=10, timerType=QtCore.Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(tick)
+    frames0, images0 = window.traces.frames_drawn, window.images.images_shown
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    gui0 = time.thread_time()
+    timer.start()
+    end = time.monotonic() + args.seconds
+    while time.monotonic() < end:
+        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        app.sendPostedEvents()
+        time.sleep(0.0005)  # (exec() would block in the OS wait; this loop does the same between events)
+    timer.stop()
+    elapsed = time.perf_counter() - t0
+    gui_cpu_pct = (time.thread_time() - gui0) / elapsed * 100
+    proc_cpu_pct = (time.process_time() - cpu0) / elapsed * 100
+    fps = (window.traces.frames_drawn - frames0) / elapsed
+    ips = (window.images.images_shown - images0) / elapsed
+    n_ch = window.live.info.n_channels if window.live else 0
+    print(f"window 1400x800 offscreen; {args.device} {n_ch} channels; span {window.traces.span_s:g} s; "
+          f"generation {'off' if args.no_generate else 'tiny model on the CPU'}; {elapsed:.1f} s measured", flush=True)
+    print(f"event-loop delay (10 ms timer): p50 {statistics.median(delays):.1f} ms, p95 {pct(delays, 95):.1f} ms, "
+          f"max {max(delays):.1f} ms (n={len(delays)})", flush=True)
+    print(f"traces: {fps:.1f} frames/s; images: {ips:.2f}/s; CPU: GUI thread {gui_cpu_pct:.1f} % of one core, "
+          f"whole process {proc_cpu_pct:.1f} %", flush=True)
+    print(f"SUMMARY gui_app.py: event-loop delay p95 {pct(delays, 95):.1f} ms (goal <= 30 ms); traces "
+          f"{fps:.1f} frames/s at {gui_cpu_pct:.1f} % of one core on the GUI thread while "
+          f"{'not ' if args.no_generate else ''}generating ({ips:.2f} images/s)", flush=True)
+    window.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The desktop app, offscreen (pytest-qt), on BrainFlow's real synthetic board and real recordings.
+
+The diffusion model is the tiny random-weight one on the CPU (no GPU here).
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6 import QtCore  # noqa: E402
+
+from bci_dream.gui.main_window import AppOptions, MainWindow  # noqa: E402
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    windows = []
+
+    def make(**options) -> MainWindow:
+        options.setdefault("model", "tiny")
+        options.setdefault("gpu", "cpu")
+        settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+        window = MainWindow(AppOptions(**options), settings=settings)
+        qtbot.addWidget(window)
+        window.resize(1200, 700)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def test_window_opens_on_the_synthetic_board_traces_move_and_images_arrive(make_window, qtbot):
+    window = make_window(device="synthetic")
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    qtbot.waitUntil(lambda: window.traces.frames_drawn > 5, timeout=10000)
+    first = window.live.pipeline.raw.total_written
+    drawn = window.traces.frames_drawn
+    qtbot.wait(1000)
+    assert window.live.pipeline.raw.total_written > first and window.traces.frames_drawn > drawn
+    qtbot.waitUntil(lambda: window.frames_received >= 2, timeout=60000)
+    assert window.images.images_shown >= 2 and window.images.current.size == (256, 256)
+    assert "untrained preview model" in window.images.label.text()
+    qtbot.wait(STATUS_WAIT_MS)
+    assert window.state_label.text() == "streaming" and "images/s" in window.image_label.text()
+    assert not window.errors
+
+
+STATUS_WAIT_MS = 700
+
+
+def test_record_then_replay_through_the_controls(make_window, qtbot, tmp_path):
+    import pyxdf
+
+    window = make_window(device="synthetic", generate=False)
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    path = tmp_path / "session.xdf"
+    window.start_recording(path)
+    assert window.record_action.isChecked()
+    qtbot.wait(2000)
+    qtbot.waitUntil(lambda: "REC" in window.record_label.text(), timeout=3000)
+    summary = window.stop_recording()
+    assert summary is not None and summary.samples > 250 and not window.record_action.isChecked()
+    streams, _ = pyxdf.load_xdf(str(path))
+    eeg = next(s for s in streams if s["info"]["type"][0] == "EEG")
+    assert len(eeg["time_stamps"]) == summary.samples
+
+    window.open_replay(path, speed=1.0)
+    qtbot.waitUntil(lambda: window.live is not None and window.options.replay == path
+                    and window.live.pipeline.raw.total_written > 100, timeout=15000)
+    replayed = window.live.pipeline.raw.latest(100).data
+    assert np.isfinite(replayed).all() and replayed.std() > 0
+
+
+def test_a_real_recording_replays_with_its_markers(make_window, qtbot, shared_data):
+    window = make_window(replay=shared_data / "bci-essentials/ssvep_example.xdf", speed=8.0, generate=False)
+    qtbot.waitUntil(lambda: window.live is not None and window.live.pipeline.markers.total_written > 0,
+                    timeout=30000)
+    qtbot.waitUntil(lambda: len(window.traces.visible_markers()) > 0, timeout=5000)
+    assert window.live.info.n_channels == 8 and not window.errors
+
+
+def test_an_unreadable_replay_and_a_checkpoint_for_another_model_are_said_in_one_line(make_window, qtbot,
+                                                                                        tmp_path):
+    bad = tmp_path / "broken.xdf"
+    bad.write_bytes(b"not an xdf file at all")
+    window = make_window(replay=bad, generate=False)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=10000)
+    assert window.live is None and "\n" not in window.errors[0] and "broken.xdf" in window.errors[0]
+
+    from bci_dream.models.checkpoint import save_checkpoint
+    from bci_dream.models.eeg_model import EegModel, EegModelConfig
+    from bci_dream.models.encoder import preset
+
+    ckpt = tmp_path / "other"
+    save_checkpoint(ckpt, EegModel(EegModelConfig(preset("tiny"), cross_attention_dim=768, clip_projection_dim=None)))
+    window.options.replay = None
+    window.connect_source()
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    window.start_generation()
+    qtbot.waitUntil(lambda: window.engine is not None, timeout=60000)
+    window.open_checkpoint(ckpt)
+    assert "768" in window.errors[-1] and "1024" in window.errors[-1]
+    assert window.engine is not None  # still generating with the model it had
+
+
+def test_settings_are_remembered(make_window, qtbot):
+    window = make_window(device="synthetic", generate=False, connect=False)
+    window.span_box.setValue(4)
+    window.scale_box.setValue(250)
+    window.close()
+    again = make_window(device="synthetic", generate=False, connect=False)
+    assert again.span_box.value() == 4 and again.scale_box.value() == 250
+    assert again.traces.span_s == 4
+
+
+def test_the_app_without_a_display_says_so_in_one_line():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "bci_dream.cli"], capture_output=True, text=True, timeout=60,
+                          env=env, check=False)
+    assert proc.returncode == 1 and "no display" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - start < 60
+
+
+def test_a_device_that_stalls_shows_it_and_recovers_while_recording(make_window, qtbot, tmp_path):
+    from bci_dream.acquisition.types import SourceState
+
+    window = make_window(device="synthetic", generate=False,
+                         source_options={"stall_timeout": 0.5, "reconnect_after": 0.3})
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    window.start_recording(tmp_path / "dropout.xdf")
+    qtbot.waitUntil(lambda: window.live.pipeline.raw.total_written > 250, timeout=10000)
+    window.live.source.board.stop_stream()  # the "headset" goes quiet: BrainFlow's real board stops sending
+    qtbot.waitUntil(lambda: SourceState.STALLED.value in window.state_history, timeout=5000)
+    qtbot.waitUntil(lambda: window.live.source.reconnects == 1
+                    and window.state_label.text() == SourceState.STREAMING.value, timeout=15000)
+    n = window.live.pipeline.raw.total_written
+    qtbot.waitUntil(lambda: window.live.pipeline.raw.total_written > n + 100, timeout=10000)
+    summary = window.stop_recording()
+    assert summary.samples >= n + 100  # the recording went on across the dropout
+
+
+def test_replay_controls_pause_seek_and_speed(make_window, qtbot, shared_data):
+    window = make_window(replay=shared_data / "bci-essentials/ssvep_example.xdf", generate=False)
+    qtbot.waitUntil(lambda: window.live is not None and window.live.pipeline.raw.total_written > 0, timeout=30000)
+    qtbot.waitUntil(window.replay_bar.isVisible, timeout=2000)
+    source = window.live.source
+    window.pause_action.trigger()
+    assert source.paused and window.pause_action.isChecked()
+    window.seek(50.0)
+    window.pause_action.trigger()
+    assert not source.paused
+    qtbot.waitUntil(lambda: source.position >= 50.0, timeout=5000)
+    window.speed_box.setCurrentIndex(window.speed_box.findData(4.0))
+    assert source.speed == 4.0
+    qtbot.waitUntil(lambda: window.seek_slider.value() >= 500, timeout=2000)  # tenths of a second
+    assert window.position_label.text().strip().endswith("/ 110.0 s")
+
+
+def test_auto_scale_picks_a_1_2_5_value_from_the_signal(make_window, qtbot):
+    from bci_dream.gui.main_window import nice_scale
+
+    assert [nice_scale(v) for v in (0.7, 1.0, 1.3, 3.0, 7.0, 180.0)] == [1.0, 1.0, 2.0, 5.0, 10.0, 200.0]
+    window = make_window(device="synthetic", generate=False)
+    qtbot.waitUntil(lambda: window.live is not None and window.live.pipeline.raw.total_written > 300, timeout=15000)
+    window.auto_scale()
+    std = np.std(window.live.pipeline.filtered.latest(250).data, axis=0)
+    assert window.scale_box.value() == nice_scale(6 * float(np.median(std))) == window.traces.scale_uv
