@@ -176,3 +176,29 @@ def test_auto_scale_picks_a_1_2_5_value_from_the_signal(make_window, qtbot):
     window.auto_scale()
     std = np.std(window.live.pipeline.filtered.latest(250).data, axis=0)
     assert window.scale_box.value() == nice_scale(6 * float(np.median(std))) == window.traces.scale_uv
+
+
+def test_a_serial_port_that_does_not_exist_is_said_and_the_app_stays_usable(make_window, qtbot):
+    window = make_window(device="cyton", params={"serial_port": "/dev/ttyNOPE42"}, generate=False)
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=20000)
+    assert window.live is None and "/dev/ttyNOPE42" in window.errors[0] and "\n" not in window.errors[0]
+    window.device_box.setCurrentIndex(window.device_box.findText("synthetic"))
+    window.connect_device()
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+
+
+def test_settings_apply_to_the_stream_and_the_engine_and_are_remembered(make_window, qtbot):
+    from bci_dream.gui.settings_dialog import Settings, SettingsDialog
+
+    window = make_window(device="synthetic")
+    qtbot.waitUntil(lambda: window.engine is not None, timeout=60000)
+    new = Settings(bandpass_low=2.0, bandpass_high=30.0, notch=60.0, hop=0.5, seed=7, similarity=0.9,
+                   interpolate=1)
+    assert SettingsDialog(new).settings() == new  # the dialog shows and returns every field
+    window.apply_settings(new)
+    qtbot.waitUntil(lambda: window.engine is not None and window.live is not None
+                    and window.live.pipeline.filter_settings.notch == 60.0, timeout=60000)
+    assert window.live.pipeline.filter_settings.bandpass == (2.0, 30.0)
+    assert window.engine.similarity_threshold == 0.9 and window.engine.interpolation_steps == 1
+    assert window.generator.seed == 7
+    assert Settings.load(window.settings) == new

@@ -19,6 +19,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from bci_dream.gui.image_panel import ImagePanel
+from bci_dream.gui.settings_dialog import Settings, SettingsDialog
 from bci_dream.gui.traces import TraceView
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.options = options or AppOptions()
         self.settings = settings or QtCore.QSettings("bci-dream", "bci-dream")
+        self.prefs = self._initial_prefs()
         self.live = None
         self.engine = None
         self.generator = None
@@ -120,6 +122,16 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.options.connect:
             QtCore.QTimer.singleShot(0, self.connect_source)
 
+    def _initial_prefs(self) -> Settings:
+        """The remembered settings, with what the command line gave explicitly on top."""
+        prefs, given, default = Settings.load(self.settings), self.options, AppOptions()
+        for name in ("hop", "similarity", "seed"):
+            if getattr(given, name) != getattr(default, name):
+                setattr(prefs, name, getattr(given, name))
+        if given.size:
+            prefs.size = given.size
+        return prefs
+
     # -- building ---------------------------------------------------------------------------------
 
     def _action(self, text: str, slot, shortcut: str | None = None, checkable: bool = False) -> QtGui.QAction:
@@ -152,9 +164,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.open_checkpoint_action = self._action("Open checkpoint…", self.choose_checkpoint, "Ctrl+L")
         self.save_image_action = self._action("Save image…", self.choose_image_file, "Ctrl+S")
         self.auto_scale_action = self._action("Auto scale", self.auto_scale, "A")
+        self.settings_action = self._action("Settings…", self.edit_settings, "Ctrl+,")
         for action in (self.connect_action, self.disconnect_action, self.generate_action, self.record_action,
                        self.open_replay_action, self.open_checkpoint_action, self.save_image_action,
-                       self.auto_scale_action):
+                       self.auto_scale_action, self.settings_action):
             bar.addAction(action)
         self._build_replay_bar()
         self.view_controls = QtWidgets.QHBoxLayout()
@@ -276,22 +289,31 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_device_chosen(self) -> None:
         profile = self.device_box.currentData()
         self.connection_box.clear()
-        needed = profile.required if profile is not None else ()
-        if "serial_port" in needed:
+        names = self._connection_names(profile)
+        if "serial_port" in names:
             from serial.tools import list_ports
 
             self.connection_box.addItems([p.device for p in list_ports.comports()])
-        self.connection_box.setEnabled(bool(needed))
-        self.connection_box.lineEdit().setPlaceholderText(", ".join(n.replace("_", " ") for n in needed) or
-                                                          "no connection parameter needed")
+        self.connection_box.setEnabled(bool(names))
+        hint = names[0].replace("_", " ") + ("" if profile is not None and names[0] in profile.required
+                                             else " (optional)") if names else "no connection parameter needed"
+        self.connection_box.lineEdit().setPlaceholderText(hint)
+
+    @staticmethod
+    def _connection_names(profile) -> list[str]:
+        """The parameter the connection box sets: the profile's required one, else its first optional one."""
+        if profile is None:
+            return []
+        return list(profile.required or profile.optional[:1])
 
     def connection_params(self) -> dict[str, Any]:
-        """The chosen profile's required parameter from the connection box (the options' own for others)."""
+        """The chosen profile's parameter from the connection box (plus the options' own for that device)."""
         profile = self.device_box.currentData()
         params = dict(self.options.params) if self.device_box.currentText() == self.options.device else {}
         text = self.connection_box.currentText().strip()
-        if profile is not None and profile.required and text:
-            params[profile.required[0]] = text
+        names = self._connection_names(profile)
+        if names and text:
+            params[names[0]] = text
         return params
 
     def connect_device(self) -> None:
@@ -305,6 +327,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.disconnect_source()
         replay = self.options.replay
         name, params = self.device_box.currentText(), self.connection_params()
+        filters = self.prefs.filters()
         self.state_label.setText(f"connecting to {replay.name if replay else name} …")
 
         def work() -> None:
@@ -315,11 +338,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
             try:
                 if replay is not None:
-                    live = LiveStream(XdfReplaySource(replay, speed=self.options.speed))
+                    live = LiveStream(XdfReplaySource(replay, speed=self.options.speed), filters=filters)
                 else:
                     profile = get_profile(name)
                     live = LiveStream(make_source(profile, params, **self.options.source_options),
-                                      rail_uv=profile.rail_uv)
+                                      filters=filters, rail_uv=profile.rail_uv)
                 live.open()
                 live.start()
             except BciDreamError as e:
@@ -416,8 +439,9 @@ class MainWindow(QtWidgets.QMainWindow):
         from bci_dream.engine import Engine
 
         try:
-            self.engine = Engine(self.live, self.eeg_model, self.generator, hop_s=self.options.hop,
-                                 similarity_threshold=self.options.similarity,
+            self.engine = Engine(self.live, self.eeg_model, self.generator, hop_s=self.prefs.hop,
+                                 similarity_threshold=self.prefs.similarity,
+                                 interpolation_steps=self.prefs.interpolate,
                                  untrained_conditioning=self.untrained, device=self.generator.device)
         except Exception as e:  # noqa: BLE001 - e.g. a checkpoint for another UNet: said, window stays
             self.engine = None
@@ -426,7 +450,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.engine.add_listener(self.bridge.frame.emit)
         self.images.set_labels(self.engine.labels)
-        self.model_label.setText(f"model {self.generator.model_id}")
+        self.model_label.setText(" · ".join([f"model {self.generator.model_id}", *self.engine.labels]))
         self.engine.start()
 
     def _load_models(self) -> None:
@@ -434,17 +458,18 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self._loading_models = True
         self.model_label.setText("loading the models …")
-        opts = self.options
+        opts, prefs = self.options, self.prefs
 
         def work() -> None:
             from bci_dream.engine import eeg_model_for
             from bci_dream.generation.generator import load_generator
 
             try:
-                generator = load_generator(opts.model, device=opts.gpu, size=opts.size, seed=opts.seed,
+                generator = load_generator(opts.model, device=opts.gpu, size=prefs.size or None,
+                                           steps=prefs.steps or None, seed=prefs.seed,
                                            compile=opts.compile or False, warmup=False if opts.compile else None,
                                            progress=False)
-                model, untrained = eeg_model_for(generator.cross_attention_dim, opts.checkpoint, seed=opts.seed)
+                model, untrained = eeg_model_for(generator.cross_attention_dim, opts.checkpoint, seed=prefs.seed)
             except Exception as e:  # noqa: BLE001 - said in one line; the app goes on without images
                 log.debug("loading the models failed", exc_info=True)
                 self.bridge.failed.emit(str(e))
@@ -470,6 +495,30 @@ class MainWindow(QtWidgets.QMainWindow):
         engine, self.engine = self.engine, None
         if engine is not None:
             engine.stop(timeout=5.0)
+
+    def edit_settings(self) -> None:
+        dialog = SettingsDialog(self.prefs, self)
+        if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
+            self.apply_settings(dialog.settings())
+
+    def apply_settings(self, new: Settings) -> None:
+        """Use ``new`` settings now: filters reopen the stream, size or steps reload the diffusion model,
+        the rest restarts generation; they are remembered."""
+        old, self.prefs = self.prefs, new
+        new.save(self.settings)
+        was_generating = self.engine is not None or self._want_generation
+        if (new.size, new.steps) != (old.size, old.steps):
+            self.stop_generation(keep_wanted=True)
+            self.generator = None
+        if self.generator is not None and new.seed != old.seed:
+            self.stop_generation(keep_wanted=True)
+            self.generator.set_seed(new.seed)
+        if (new.hop, new.similarity, new.interpolate) != (old.hop, old.similarity, old.interpolate):
+            self.stop_generation(keep_wanted=True)
+        if new.filters() != old.filters() and self.live is not None:
+            self.connect_source()  # (generation starts again once it is open)
+        elif was_generating and self.engine is None:
+            self.start_generation()
 
     def choose_checkpoint(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open an EEG model or subject checkpoint")
@@ -573,7 +622,9 @@ class MainWindow(QtWidgets.QMainWindow):
             fps = (len(self._frame_times) - 1) / span if len(self._frame_times) > 1 else 0.0
             latency = sorted(self._latencies)[len(self._latencies) // 2]
             self.image_label.setText(f"{fps:.1f} images/s · latency {latency:.0f} ms")
-        self.record_label.setText(f"● REC {status.recording:.0f} s" if status.recording is not None else "")
+        recorder = live.recorder
+        self.record_label.setText(f"● REC {Path(recorder.path).name} {status.recording:.0f} s"
+                                  if recorder is not None and status.recording is not None else "")
 
     def show_error(self, message: str) -> None:
         """One clear sentence in a non-modal dialog and the status bar; the window stays usable."""

@@ -1,0 +1,110 @@
+"""The settings dialog: filters, windowing, and generation (steps, resolution, seed, similarity gate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from PySide6 import QtCore, QtWidgets
+
+
+@dataclass
+class Settings:
+    """What the dialog edits; remembered between runs.
+
+    Attributes:
+        bandpass_low, bandpass_high: band-pass edges in Hz (0 and 0: no band-pass).
+        notch: line-noise notch in Hz (0: none).
+        hop: seconds between windows sent to the encoder.
+        steps: denoising steps (0: the model's own, 1 for SD-Turbo).
+        size: image side in pixels (0: the model's own; 256 on a CPU).
+        seed: the session's noise seed.
+        similarity: skip a window whose embedding has at least this cosine similarity to the last (1.0: never).
+        interpolate: frames generated between successive embeddings.
+    """
+
+    bandpass_low: float = 1.0
+    bandpass_high: float = 45.0
+    notch: float = 50.0
+    hop: float = 0.25
+    steps: int = 0
+    size: int = 0
+    seed: int = 0
+    similarity: float = 0.995
+    interpolate: int = 0
+
+    def filters(self):
+        from bci_dream.acquisition.pipeline import FilterSettings
+
+        band = (self.bandpass_low, self.bandpass_high) if self.bandpass_high > self.bandpass_low > 0 else None
+        return FilterSettings(band, self.notch or None)
+
+    def save(self, store: QtCore.QSettings) -> None:
+        for f in fields(self):
+            store.setValue(f"settings/{f.name}", getattr(self, f.name))
+
+    @classmethod
+    def load(cls, store: QtCore.QSettings) -> "Settings":
+        out = cls()
+        for f in fields(cls):
+            value = store.value(f"settings/{f.name}")
+            if value is not None:
+                try:
+                    setattr(out, f.name, type(getattr(out, f.name))(value))
+                except (TypeError, ValueError):
+                    pass  # (a value from an older version: keep the default)
+        return out
+
+
+class SettingsDialog(QtWidgets.QDialog):
+    """Edits a :class:`Settings`; :meth:`settings` gives the result after ``accept()``."""
+
+    def __init__(self, settings: Settings, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("bci-dream settings")
+        form = QtWidgets.QFormLayout(self)
+
+        def spin(value, lo, hi, step, suffix="", decimals=None):
+            box = QtWidgets.QDoubleSpinBox() if decimals is not None else QtWidgets.QSpinBox()
+            if decimals is not None:
+                box.setDecimals(decimals)
+            box.setRange(lo, hi)
+            box.setSingleStep(step)
+            box.setSuffix(suffix)
+            box.setValue(value)
+            return box
+
+        self.low = spin(settings.bandpass_low, 0, 100, 0.5, " Hz", 1)
+        self.high = spin(settings.bandpass_high, 0, 500, 1, " Hz", 1)
+        self.notch = QtWidgets.QComboBox()
+        for label, value in (("none", 0.0), ("50 Hz", 50.0), ("60 Hz", 60.0)):
+            self.notch.addItem(label, value)
+        self.notch.setCurrentIndex(max(self.notch.findData(float(settings.notch)), 0))
+        self.hop = spin(settings.hop, 0.05, 5, 0.05, " s", 2)
+        self.steps = spin(settings.steps, 0, 50, 1)
+        self.steps.setSpecialValueText("model's own")
+        self.size = spin(settings.size, 0, 1024, 64, " px")
+        self.size.setSpecialValueText("model's own")
+        self.seed = spin(settings.seed, 0, 2**31 - 1, 1)
+        self.similarity = spin(settings.similarity, 0, 1, 0.005, "", 3)
+        self.interpolate = spin(settings.interpolate, 0, 8, 1)
+        form.addRow("band-pass low", self.low)
+        form.addRow("band-pass high (0: off)", self.high)
+        form.addRow("notch", self.notch)
+        form.addRow("hop between windows", self.hop)
+        form.addRow("window", QtWidgets.QLabel("set by the EEG model (2 s)"))
+        form.addRow("denoising steps", self.steps)
+        form.addRow("image size", self.size)
+        form.addRow("noise seed", self.seed)
+        form.addRow("similarity gate (1: off)", self.similarity)
+        form.addRow("interpolated frames", self.interpolate)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def settings(self) -> Settings:
+        return Settings(bandpass_low=self.low.value(), bandpass_high=self.high.value(),
+                        notch=float(self.notch.currentData()), hop=self.hop.value(), steps=self.steps.value(),
+                        size=self.size.value(), seed=self.seed.value(), similarity=self.similarity.value(),
+                        interpolate=self.interpolate.value())
