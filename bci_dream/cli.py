@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -266,6 +267,10 @@ def _setup_logging(verbosity: int) -> None:
                         "bci-dream: %(message)s", stream=sys.stderr)
     if verbosity == 0:
         logging.getLogger("pyxdf").setLevel(logging.ERROR)  # its notes on clock segments are not for users
+        # transformers notes that torchvision is missing each time diffusers imports an image processor class
+        # (generation never uses one); brainflow imports pkg_resources, which warns of its own removal.
+        logging.getLogger("transformers.utils.import_utils").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

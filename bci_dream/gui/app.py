@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from bci_dream.gui.main_window import AppOptions, MainWindow
@@ -18,7 +19,7 @@ def has_display() -> bool:
 def run(options: AppOptions, argv: list[str] | None = None) -> int:
     """Open the window and run Qt's event loop until it is closed; returns the exit status."""
     import pyqtgraph as pg
-    from PySide6 import QtWidgets
+    from PySide6 import QtCore, QtWidgets
 
     from bci_dream.errors import BciDreamError
 
@@ -32,4 +33,11 @@ def run(options: AppOptions, argv: list[str] | None = None) -> int:
     window = MainWindow(options)
     window.resize(1400, 800)
     window.show()
+    # Ctrl-C and SIGTERM close the window (saving settings and closing a recording). Python runs signal
+    # handlers only between bytecodes, so a timer hands control back to it a few times a second.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.close())
+    wake = QtCore.QTimer(interval=200)
+    wake.timeout.connect(lambda: None)
+    wake.start()
     return int(app.exec())
