@@ -203,3 +203,20 @@ def test_settings_apply_to_the_stream_and_the_engine_and_are_remembered(make_win
     assert window.engine.similarity_threshold == 0.9 and window.engine.interpolation_steps == 1
     assert window.generator.seed == 7
     assert Settings.load(window.settings) == new
+
+
+def test_ctrl_c_closes_the_app(tmp_path):
+    import signal
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "bci_dream.cli", "app", "--no-generate"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
