@@ -292,6 +292,17 @@ class Engine:
         return frame
 
 
+def unet_adapter_of(checkpoint) -> str | None:
+    """The checkpoint (or subject folder) whose fine-tuned UNet adapter the generator must apply, or None."""
+    if checkpoint is None:
+        return None
+    from bci_dream.calibrate.subject import checkpoint_of
+    from bci_dream.training.finetune import CROSS_ATTENTION_FILE, LORA_FOLDER
+
+    folder = checkpoint_of(checkpoint)
+    return str(folder) if (folder / LORA_FOLDER).is_dir() or (folder / CROSS_ATTENTION_FILE).is_file() else None
+
+
 def eeg_model_for(cross_attention_dim: int, checkpoint=None, *, preset_name: str = "small",
                   seed: int = 0) -> tuple[EegModel, bool]:
     """The EEG model to condition a UNet of ``cross_attention_dim``: from ``checkpoint`` when given,
@@ -306,6 +317,9 @@ def eeg_model_for(cross_attention_dim: int, checkpoint=None, *, preset_name: str
         log.warning("no EEG checkpoint given: the conditioning is untrained (images do not follow the EEG yet)")
         return EegModel(EegModelConfig(preset(preset_name), cross_attention_dim=cross_attention_dim,
                                        clip_projection_dim=None)), True
+    from bci_dream.calibrate.subject import checkpoint_of
+
+    checkpoint = checkpoint_of(checkpoint)  # (a subject folder names its fine-tuned model)
     model, raw = load_checkpoint(checkpoint)
     if model.conditioning is None:
         raise CheckpointError(f"{checkpoint} has no conditioning head (a pretraining checkpoint?); "

@@ -13,4 +13,5 @@ COMMAND_MODULES = (
     "bci_dream.commands.run",
     "bci_dream.commands.models",
     "bci_dream.commands.app",
+    "bci_dream.commands.calibrate",
 )

@@ -18,6 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "hub ids (downloaded once, e.g. with 'hf download stabilityai/sd-turbo') or local folders.")
     p.add_argument("--pairs", type=Path, required=True, help="pairs manifest (CSV; see 'bci-dream make-pairs')")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder to write")
+    add_training_args(p)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of pairs held out for validation")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --output")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds a checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """The model and training options shared by ``finetune`` and ``calibrate``."""
     p.add_argument("--init", type=Path, help="start from this checkpoint (e.g. from 'bci-dream pretrain')")
     p.add_argument("--preset", help="encoder size without --init: small (default), dreamdiffusion, tiny")
     p.add_argument("--model", default="stabilityai/sd-turbo", help="diffusers pipeline: hub id or folder")
@@ -35,34 +45,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW, warm-up then cosine)")
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--resolution", type=int, default=512, help="image side in pixels (multiple of 8)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of pairs held out for validation")
     p.add_argument("--offset", type=float, default=0.0, help="EEG windows start this many seconds after the onset")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--eval-every", type=int, default=100, help="steps between validations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --output")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds a checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0):
+    """:class:`FinetuneSettings` from the options of :func:`add_training_args`."""
+    from bci_dream.training.finetune import FinetuneSettings
+
+    if args.init and args.preset:
+        log.warning("--preset %s is ignored: the encoder comes from --init %s", args.preset, args.init)
+    return FinetuneSettings(
+        model=str(args.model), clip_model=str(args.clip_model), preset=args.preset or "small", lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha, full_cross_attention=args.full_cross_attention, train_encoder=args.train_encoder,
+        clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, max_steps=args.max_steps,
+        batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
+        val_fraction=val_fraction, offset_s=args.offset, seed=args.seed, device=args.device,
+        checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every))
 
 
 def run(args: argparse.Namespace) -> int:
-    from bci_dream.training.finetune import FinetuneError, FinetuneSettings, finetune
+    from bci_dream.training.finetune import FinetuneError, finetune
 
     if args.resume and args.overwrite:
         raise FinetuneError("--resume and --overwrite exclude each other")
     if args.resume and args.init:
         raise FinetuneError("--resume continues --output; --init is only for a new run")
-    if args.init and args.preset:
-        log.warning("--preset %s is ignored: the encoder comes from --init %s", args.preset, args.init)
-    settings = FinetuneSettings(
-        model=str(args.model), clip_model=str(args.clip_model), preset=args.preset or "small", lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha, full_cross_attention=args.full_cross_attention, train_encoder=args.train_encoder,
-        clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, max_steps=args.max_steps,
-        batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
-        val_fraction=args.val_fraction, offset_s=args.offset, seed=args.seed, device=args.device,
-        checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every))
+    settings = settings_from_args(args, args.val_fraction)
     r = finetune(args.pairs, args.output, settings, init=args.init, resume=args.resume, overwrite=args.overwrite,
                  progress=not args.no_progress)
     val = f"; validation CLIP cosine {r.val_clip_cosine:.3f}" if r.val_clip_cosine is not None else ""

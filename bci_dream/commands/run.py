@@ -60,7 +60,7 @@ def check_headless(args: argparse.Namespace) -> None:
 def run_engine(live, args: argparse.Namespace) -> int:
     """Build generator and EEG model, run the engine over ``live`` until it ends, print the summary."""
     from bci_dream.cli import _run_live
-    from bci_dream.engine import Engine, eeg_model_for
+    from bci_dream.engine import Engine, eeg_model_for, unet_adapter_of
     from bci_dream.generation.generator import load_generator
     from bci_dream.headless import FrameWriter, summary
 
@@ -68,7 +68,8 @@ def run_engine(live, args: argparse.Namespace) -> int:
     # A compiled generator warms up on the engine's generation thread, the only thread that runs it: torch.compile's
     # CUDA graphs belong to the thread that recorded them.
     generator = load_generator(args.model, device=args.gpu, size=args.size, steps=args.steps, seed=args.seed,
-                               compile=args.compile or False, warmup=False if args.compile else None)
+                               compile=args.compile or False, warmup=False if args.compile else None,
+                               adapter=unet_adapter_of(args.checkpoint))
     model, untrained = eeg_model_for(generator.cross_attention_dim, args.checkpoint, seed=args.seed)
     engine = Engine(live, model, generator, hop_s=args.hop, similarity_threshold=args.similarity,
                     interpolation_steps=args.interpolate, untrained_conditioning=untrained,

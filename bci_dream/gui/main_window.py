@@ -461,14 +461,14 @@ class MainWindow(QtWidgets.QMainWindow):
         opts, prefs = self.options, self.prefs
 
         def work() -> None:
-            from bci_dream.engine import eeg_model_for
+            from bci_dream.engine import eeg_model_for, unet_adapter_of
             from bci_dream.generation.generator import load_generator
 
             try:
                 generator = load_generator(opts.model, device=opts.gpu, size=prefs.size or None,
                                            steps=prefs.steps or None, seed=prefs.seed,
                                            compile=opts.compile or False, warmup=False if opts.compile else None,
-                                           progress=False)
+                                           adapter=unet_adapter_of(opts.checkpoint), progress=False)
                 model, untrained = eeg_model_for(generator.cross_attention_dim, opts.checkpoint, seed=prefs.seed)
             except Exception as e:  # noqa: BLE001 - said in one line; the app goes on without images
                 log.debug("loading the models failed", exc_info=True)
@@ -526,10 +526,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_checkpoint(Path(path))
 
     def open_checkpoint(self, path: Path) -> None:
-        """Use the EEG model in ``path`` from now on (a checkpoint for another UNet is refused, in one line)."""
-        from bci_dream.engine import eeg_model_for
+        """Use the EEG model in ``path`` (a checkpoint or a subject folder) from now on; with a fine-tuned UNet
+        adapter the diffusion model is reloaded with it. A checkpoint for another UNet is refused in one line."""
+        from bci_dream.engine import eeg_model_for, unet_adapter_of
 
-        was_running = self.engine is not None
+        was_running = self.engine is not None or self._loading_models
         try:
             if self.generator is None:
                 self.options.checkpoint = Path(path)
@@ -543,6 +544,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.stop_generation(keep_wanted=True)
         self.options.checkpoint, self.eeg_model, self.untrained = Path(path), model, untrained
+        if unet_adapter_of(path) is not None:
+            self.generator = None  # (reloaded with the subject's UNet adapter fused in)
         if was_running:
             self.start_generation()
 

@@ -1,0 +1,193 @@
+"""Calibration from a recorded session, without a window: pairs → fine-tuning → validation → subject profile.
+
+Steps 4–7 of the calibration wizard, for scripts and servers (``bci-dream calibrate --headless``):
+
+1. the session's EEG–image pairs (a manifest, or made from the recording's class markers) are split,
+   per class and seeded, into training and held-out validation trials;
+2. the per-subject parts (conditioning and CLIP heads, UNet cross-attention LoRA; optionally the
+   encoder) are fine-tuned on the training trials with the losses of ``bci-dream finetune``. A run
+   that was interrupted resumes from its last checkpoint;
+3. validation on the held-out trials: n-way identification of the seen image from the EEG in CLIP
+   space, against chance, and a figure of a few held-out stimuli beside the images generated from
+   their EEG;
+4. the subject profile (``profile.json`` + the fine-tuned model) is written to the subject folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bci_dream.calibrate.subject import MODEL_FOLDER, SubjectProfile, check_subject_id, subject_folder
+from bci_dream.errors import BciDreamError
+from bci_dream.training.finetune import FinetuneSettings
+from bci_dream.training.pairs import Pair
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CalibrationResult:
+    """Where everything went and the validation figures."""
+
+    folder: Path
+    profile: SubjectProfile
+    n_train: int
+    n_validation: int
+    figure: Path | None
+
+
+def split_pairs(pairs: Sequence[Pair], validation_fraction: float, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
+    """Hold out ``validation_fraction`` of each class's trials (at least one per class with 2+ trials), seeded."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise BciDreamError(f"--validation-fraction must be between 0 and 1, not {validation_fraction}")
+    by_class: dict[str | None, list[Pair]] = {}
+    for p in pairs:
+        by_class.setdefault(p.label, []).append(p)
+    rng = random.Random(seed)
+    train, held = [], []
+    for label in sorted(by_class, key=str):
+        group = list(by_class[label])
+        rng.shuffle(group)
+        k = max(1, round(len(group) * validation_fraction)) if len(group) > 1 else 0
+        held += group[:k]
+        train += group[k:]
+    if not train or not held:
+        raise BciDreamError(f"{len(pairs)} trials are too few to hold some out for validation; record more trials")
+    return train, held
+
+
+def session_pairs(recording: str | os.PathLike, *, pairs: str | os.PathLike | None = None,
+                  classes: Mapping[str, str | os.PathLike] | None = None, seed: int = 0) -> list[Pair]:
+    """The pairs of one session: the rows of ``pairs`` for ``recording`` (all rows if none name it), or
+    pairs made from its class markers (``classes``: marker text → image folder)."""
+    from bci_dream.io.recording import read_recording
+    from bci_dream.training.pairs import make_pairs, read_pairs
+
+    if (pairs is None) == (not classes):
+        raise BciDreamError("give either --pairs MANIFEST or --class MARKER=FOLDER (one or more), not both")
+    if pairs is not None:
+        rows = read_pairs(pairs)
+        mine = [p for p in rows if Path(p.recording).resolve() == Path(recording).resolve()]
+        return mine or rows
+    return make_pairs(read_recording(recording), {k: Path(v) for k, v in classes.items()}, seed=seed)
+
+
+def calibrate_headless(recording: str | os.PathLike, subject: str, settings: FinetuneSettings, *,
+                       pairs: str | os.PathLike | None = None, classes: Mapping[str, str | os.PathLike] | None = None,
+                       init: str | os.PathLike | None = None, validation_fraction: float = 0.2, n_way: int = 50,
+                       trials: int = 50, figure_rows: int = 4, subjects_dir: str | os.PathLike | None = None,
+                       progress: bool = True) -> CalibrationResult:
+    """Run the calibration of ``subject`` on a recorded session (see the module docstring).
+
+    Args:
+        recording: the session (.xdf or any format the readers take).
+        subject: the subject id (a safe folder name).
+        settings: fine-tuning settings (models, steps, LoRA ...); its ``val_fraction`` is not used: the
+            validation trials are held out here, per class.
+        pairs / classes: the session's EEG-image pairs (a manifest), or its marker → image-folder map.
+        init: a pretrained EEG checkpoint to start from.
+        validation_fraction: share of each class's trials held out.
+        n_way, trials: identification settings (n reduced to the distinct held-out images when fewer).
+        figure_rows: held-out trials shown in ``validation.png`` (0: none).
+        subjects_dir: the subject folder itself (default: ``subjects_root()/subject``).
+
+    Raises:
+        BciDreamError subclasses, each one line: a bad subject id, an unreadable recording or manifest,
+        too few trials, models that cannot be loaded.
+    """
+    from bci_dream.training.evaluate import evaluate
+    from bci_dream.training.finetune import finetune
+    from bci_dream.training.pairs import write_pairs
+
+    check_subject_id(subject)
+    if not Path(recording).is_file():
+        raise BciDreamError(f"recording {recording} does not exist")
+    folder = subject_folder(subject, subjects_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    all_pairs = session_pairs(recording, pairs=pairs, classes=classes, seed=settings.seed)
+    train, held = split_pairs(all_pairs, validation_fraction, settings.seed)
+    write_pairs(folder / "pairs.csv", all_pairs)
+    write_pairs(folder / "train.csv", train)
+    write_pairs(folder / "validation.csv", held)
+    log.info("%s: %d training and %d validation trials", subject, len(train), len(held))
+
+    model_dir = folder / MODEL_FOLDER
+    resume = (model_dir / "config.json").is_file()
+    if resume:
+        log.warning("%s: resuming the fine-tuning in %s", subject, model_dir)
+    finetune(folder / "train.csv", model_dir, replace(settings, val_fraction=0.0), init=init, resume=resume,
+             overwrite=not resume, progress=progress)
+
+    report = evaluate(folder / "validation.csv", model_dir, clip_model=settings.clip_model, classifier=None,
+                      n_way=n_way, trials=trials, seed=settings.seed, offset_s=settings.offset_s,
+                      device=None if settings.device == "auto" else settings.device)
+    validation = report.identification.to_dict() if report.identification else {}
+    validation["notes"] = report.notes
+    figure = None
+    if figure_rows > 0:
+        figure = validation_figure(_round_robin(held, figure_rows), model_dir, settings, folder / "validation.png")
+
+    profile = SubjectProfile(subject=subject, recordings=[str(Path(recording).resolve())], model=settings.model,
+                             clip_model=settings.clip_model, checkpoint=MODEL_FOLDER, validation=validation)
+    old = folder / "profile.json"
+    if old.is_file():
+        from bci_dream.calibrate.subject import load_profile
+
+        previous = load_profile(folder)
+        profile.created = previous.created
+        profile.recordings = list(dict.fromkeys(previous.recordings + profile.recordings))
+    profile.save(folder)
+    return CalibrationResult(folder, profile, len(train), len(held), figure)
+
+
+def _round_robin(pairs: Sequence[Pair], n: int) -> list[Pair]:
+    """Up to ``n`` pairs taking each class in turn (so that the figure shows every class)."""
+    by_class: dict[str | None, list[Pair]] = {}
+    for p in pairs:
+        by_class.setdefault(p.label, []).append(p)
+    queues = [list(v) for _, v in sorted(by_class.items(), key=lambda kv: str(kv[0]))]
+    out: list[Pair] = []
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop(0))
+    return out
+
+
+def validation_figure(pairs: Sequence[Pair], checkpoint: Path, settings: FinetuneSettings, output: Path) -> Path:
+    """A grid: each row a held-out stimulus beside the image generated from its EEG window (PNG at ``output``)."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    from bci_dream.generation.generator import load_generator
+    from bci_dream.models.checkpoint import load_checkpoint
+    from bci_dream.training.evaluate import window_spec_for
+    from bci_dream.training.pairs import pairs_to_arrays
+
+    generator = load_generator(settings.model, device=settings.device, adapter=checkpoint, progress=False,
+                               warmup=False)
+    model, _ = load_checkpoint(checkpoint, map_location="cpu")
+    model = model.eval().to(generator.device)
+    eeg, mask, images, labels = pairs_to_arrays(pairs, window_spec_for(model), offset_s=settings.offset_s)
+    cell = 160
+    grid = Image.new("RGB", (2 * cell + 30, len(images) * (cell + 20) + 10), (30, 30, 30))
+    draw = ImageDraw.Draw(grid)
+    with torch.inference_mode():
+        for row, (window, m, image, label) in enumerate(zip(eeg, mask, images, labels)):
+            embeds = model.prompt_embeds(torch.from_numpy(window)[None].to(generator.device),
+                                         torch.from_numpy(m.astype("float32"))[None].to(generator.device))
+            generated = generator.generate(embeds).image
+            y = 10 + row * (cell + 20)
+            with Image.open(image) as stimulus:
+                grid.paste(stimulus.convert("RGB").resize((cell, cell)), (10, y + 10))
+            grid.paste(generated.resize((cell, cell)), (20 + cell, y + 10))
+            draw.text((10, y - 2), f"stimulus ({label})" if label else "stimulus", fill=(220, 220, 220))
+            draw.text((20 + cell, y - 2), "generated from its EEG", fill=(220, 220, 220))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(output)
+    return output
