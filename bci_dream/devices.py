@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from bci_dream.errors import DeviceError
 

@@ -54,7 +54,8 @@ class FrameRecord:
     """What happened to one window (written as one line of ``frames.jsonl``).
 
     Times are milliseconds except ``t_end`` (LSL clock seconds of the window's last EEG sample).
-    ``latency_ms`` runs from that sample to the moment the image was ready.
+    ``latency_ms`` runs from that sample to the moment the image was ready (None when the stream's stamps
+    run ahead of the clock, as in a replay faster than real time).
     """
 
     index: int
@@ -65,7 +66,7 @@ class FrameRecord:
     encode_ms: float = 0.0
     denoise_ms: float = 0.0
     decode_ms: float = 0.0
-    latency_ms: float = 0.0
+    latency_ms: float | None = 0.0
     similarity: float | None = None
     interpolated: bool = False
     model: str = ""
@@ -123,6 +124,13 @@ class LatestSlot:
             self._cond.notify_all()
 
 
+def _latency_ms(t_end: float) -> float | None:
+    """Milliseconds since the window's last sample; None for a replay faster than real time, whose stamps run
+    ahead of the clock."""
+    latency = (local_clock() - t_end) * 1000
+    return latency if latency >= 0 else None
+
+
 def gate_values(embeds: torch.Tensor, previous: torch.Tensor | None) -> tuple[bool, float | None]:
     """Whether ``embeds`` are all finite, and their cosine similarity (flattened, in [-1, 1]) with ``previous``
     (None without one): both in one read from the device, the only wait for the GPU before generating."""
@@ -146,11 +154,14 @@ class Engine:
             similarity with those of the last generated image (1.0 never skips).
         interpolation_steps: extra frames generated between successive embeddings (0 = none).
         untrained_conditioning: the EEG weights are random (labelled in every frame).
+        encoder: a :class:`PromptEncoder` of ``eeg_model`` built beforehand (e.g. off the GUI thread).
+        max_errors: generation stops after this many failed windows in a row (said to the error listeners).
     """
 
     def __init__(self, live: LiveStream, eeg_model: EegModel, generator: ImageGenerator, *, hop_s: float = 0.25,
                  similarity_threshold: float = 0.995, interpolation_steps: int = 0,
-                 untrained_conditioning: bool = False, device: str | torch.device = "cpu") -> None:
+                 untrained_conditioning: bool = False, device: str | torch.device = "cpu",
+                 encoder: PromptEncoder | None = None, max_errors: int = 5) -> None:
         width = eeg_model.config.cross_attention_dim
         if width != generator.cross_attention_dim:
             from bci_dream.errors import CheckpointError
@@ -160,8 +171,12 @@ class Engine:
                 f"{generator.cross_attention_dim}; fine-tune the EEG model for this generator")
         self.live = live
         self.device = torch.device(device)
-        self.encoder = PromptEncoder(eeg_model, self.device)
+        self.encoder = encoder if encoder is not None and encoder.model is eeg_model else PromptEncoder(eeg_model,
+                                                                                                     self.device)
         self.model = self.encoder.model
+        self.max_errors = max_errors
+        self.error: Exception | None = None  # what stopped generation, after max_errors in a row
+        self._error_listeners: list[Callable[[Exception], None]] = []
         self.generator = generator
         enc = eeg_model.config.encoder
         self.windower = live.windower(window_s=enc.window_seconds, hop_s=hop_s, target_sfreq=enc.sfreq)
@@ -182,52 +197,72 @@ class Engine:
         """Call ``listener(frame)`` for every frame, generated or skipped (on the generation thread)."""
         self._listeners.append(listener)
 
+    def add_error_listener(self, listener: Callable[[Exception], None]) -> None:
+        """Call ``listener(error)`` once when generation stops after ``max_errors`` failures in a row."""
+        self._error_listeners.append(listener)
+
     def start(self) -> None:
-        self._stop.clear()
+        # (fresh stop flag and slot: threads of an earlier start that outlived stop()'s timeout stay stopped)
+        self._stop = threading.Event()
+        self._slot = LatestSlot()
         self.ready.clear()
         self._threads = [threading.Thread(target=self._window_loop, name="engine:windows", daemon=True),
                          threading.Thread(target=self._generation_loop, name="engine:generate", daemon=True)]
         for t in self._threads:
             t.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop both threads; wait up to ``timeout`` s for them (0: do not wait; a frame in progress finishes)."""
         self._stop.set()
         self._slot.close()
-        for t in self._threads:
-            t.join(timeout)
+        if timeout:
+            for t in self._threads:
+                t.join(timeout)
 
     # -- window thread --------------------------------------------------------------------------------
 
     def _window_loop(self) -> None:
+        stop, slot = self._stop, self._slot
         pipeline = self.live.pipeline
         seen = pipeline.raw.total_written
-        while not self._stop.is_set():
+        while not stop.is_set():
             seen = pipeline.wait_for_samples(seen, timeout=0.1)
             window = self.windower.poll()
             if window is None:
                 continue
             self.stats.windows += 1
-            if self._slot.put(window):
+            if slot.put(window):
                 self.stats.dropped_stale += 1
 
     # -- generation thread ------------------------------------------------------------------------------
 
     def _generation_loop(self) -> None:
+        stop, slot = self._stop, self._slot
         if getattr(self.generator, "compiled", False):
             try:  # (torch.compile's CUDA graphs are recorded per thread: record them before the first window)
                 self.generator.warmup()
             except Exception:
                 log.exception("warming up the compiled generator failed")
         self.ready.set()
-        while not self._stop.is_set():
-            window = self._slot.take(timeout=0.1)
-            if window is None:
+        failures = 0
+        while not stop.is_set():
+            window = slot.take(timeout=0.1)
+            if window is None or stop.is_set():
                 continue
             try:
-                self.process(window)
-            except Exception:  # one bad frame must not end the session
+                self.process(window, stop)
+                failures = 0
+            except Exception as e:  # one bad frame must not end the session; a persistent failure does
                 self.stats.errors += 1
-                log.exception("generating a frame failed")
+                failures += 1
+                log.debug("generating a frame failed", exc_info=True)
+                if failures == 1:
+                    log.warning("generating a frame failed: %s", e)
+                if failures >= self.max_errors:
+                    self.error = e
+                    stop.set()
+                    for listener in list(self._error_listeners):
+                        listener(e)
 
     @torch.inference_mode()
     def encode(self, window: Window) -> torch.Tensor | None:
@@ -238,8 +273,9 @@ class Engine:
             return None
         return self.encoder(data, window.mask)
 
-    def process(self, window: Window) -> list[Frame]:
-        """Encode one window and generate its image(s); returns the frames it produced."""
+    def process(self, window: Window, stop: threading.Event | None = None) -> list[Frame]:
+        """Encode one window and generate its image(s); returns the frames it produced (fewer once ``stop``
+        is set: interpolated frames are not generated after a stop)."""
         record = self._record(window)
         t0 = time.perf_counter()
         embeds = self.encode(window)
@@ -255,6 +291,8 @@ class Engine:
         frames = []
         if previous is not None and self.interpolation_steps > 0:
             for k in range(1, self.interpolation_steps + 1):
+                if stop is not None and stop.is_set():
+                    break
                 alpha = k / (self.interpolation_steps + 1)
                 between = self._record(window)
                 between.interpolated = True
@@ -266,7 +304,7 @@ class Engine:
     def _generate(self, embeds: torch.Tensor, record: FrameRecord) -> Frame:
         out = self.generator.generate(embeds)
         record.denoise_ms, record.decode_ms = out.denoise_ms, out.decode_ms
-        record.latency_ms = (local_clock() - record.t_end) * 1000
+        record.latency_ms = _latency_ms(record.t_end)
         self.stats.frames += 1
         return self._emit(Frame(out.image, record))
 
@@ -277,7 +315,7 @@ class Engine:
     @staticmethod
     def _skipped(record: FrameRecord, reason: str) -> FrameRecord:
         record.skipped, record.reason = True, reason
-        record.latency_ms = (local_clock() - record.t_end) * 1000
+        record.latency_ms = _latency_ms(record.t_end)
         return record
 
     def _emit(self, frame: Frame) -> Frame:

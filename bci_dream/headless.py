@@ -64,11 +64,11 @@ def summary(records: list[FrameRecord], seconds: float) -> str:
     made = [r for r in records if not r.skipped]
     skipped = len(records) - len(made)
     fps = len(made) / seconds if seconds > 0 else 0.0
-    if made:
-        lat = np.array([r.latency_ms for r in made])
+    lat = np.array([r.latency_ms for r in made if r.latency_ms is not None])
+    if lat.size:
         latency = f"latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms"
     else:
-        latency = "no latency (no frames)"
+        latency = "no latency (no frames)" if not made else "no latency (the replay ran ahead of the clock)"
     labels = sorted({label for r in records for label in r.labels})
     return (f"{len(made)} frames, {skipped} skipped, {fps:.2f} frames/s, {latency}"
             + (f" [{'; '.join(labels)}]" if labels else ""))

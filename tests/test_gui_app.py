@@ -108,8 +108,11 @@ def test_an_unreadable_replay_and_a_checkpoint_for_another_model_are_said_in_one
     qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
     window.start_generation()
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60000)
-    window.open_checkpoint(ckpt)
+    n_errors = len(window.errors)
+    window.open_checkpoint(ckpt)  # (loaded on a worker thread)
+    qtbot.waitUntil(lambda: len(window.errors) > n_errors, timeout=30000)
     assert "768" in window.errors[-1] and "1024" in window.errors[-1]
+    assert window.options.checkpoint is None  # back to the model it had
     assert window.engine is not None  # still generating with the model it had
 
 
@@ -193,8 +196,8 @@ def test_settings_apply_to_the_stream_and_the_engine_and_are_remembered(make_win
 
     window = make_window(device="synthetic")
     qtbot.waitUntil(lambda: window.engine is not None, timeout=60000)
-    new = Settings(bandpass_low=2.0, bandpass_high=30.0, notch=60.0, hop=0.5, seed=7, similarity=0.9,
-                   interpolate=1)
+    new = Settings(device_filters=False, bandpass_low=2.0, bandpass_high=30.0, notch=60.0, hop=0.5, seed=7,
+                   similarity=0.9, interpolate=1)
     assert SettingsDialog(new).settings() == new  # the dialog shows and returns every field
     window.apply_settings(new)
     qtbot.waitUntil(lambda: window.engine is not None and window.live is not None
@@ -220,3 +223,20 @@ def test_ctrl_c_closes_the_app(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0
+
+
+def test_device_filters_come_from_the_profile_and_reconnecting_twice_leaves_one_stream(make_window, qtbot):
+    import threading
+
+    window = make_window(device="synthetic", generate=False)
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    from bci_dream.devices import get_profile
+
+    profile = get_profile("synthetic")
+    assert window.live.pipeline.filter_settings.notch == profile.notch
+    window.connect_source()
+    window.connect_source()  # twice in a row: the first one's stream must not survive
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    qtbot.wait(1500)
+    sources = [t for t in threading.enumerate() if t.name.startswith("source:")]
+    assert len(sources) == 1, sources

@@ -135,3 +135,22 @@ def test_pause_seek_and_speed_keep_timestamps_increasing(shared_data):
     first_after_seek = int(np.searchsorted(eeg.timestamps, eeg.timestamps[0] + 60.0))
     k = n_paused  # the first sample emitted after the seek is the file's sample at 60 s
     np.testing.assert_array_equal(data[k], eeg.data[first_after_seek])
+
+
+def test_real_time_after_a_pass_at_full_speed_does_not_freeze(shared_data):
+    """Speed 0 stamps run ahead of the clock; switching to real time must go on at once, not wait for it."""
+    source = XdfReplaySource(shared_data / "xdf-example-files/minimal.xdf", speed=0, loop=True)
+    source.open()
+    chunks = []
+    source.start(chunks.append)
+    try:
+        time.sleep(0.3)
+        source.set_speed(1.0)
+        time.sleep(0.1)
+        n = sum(len(c.samples) for c in chunks)
+        time.sleep(1.0)
+        assert sum(len(c.samples) for c in chunks) > n  # still replaying
+    finally:
+        source.stop()
+    ts = np.concatenate([c.timestamps for c in chunks])
+    assert np.all(np.diff(ts) > 0)

@@ -127,9 +127,11 @@ class XdfReplaySource(Source):
         t_first = float(ts[0])
         period = 1.0 / eeg.sfreq
         self._set_state(SourceState.STREAMING)
-        # Emitted stamp of file time t: anchor_clock + (t - anchor_file) / rate. The anchor moves on a loop, a
-        # seek, a pause or a speed change, never backwards: stamps keep increasing across all of them.
+        # Emitted stamp of file time t: anchor_clock + (t - anchor_file) / rate; pacing follows the real clock
+        # from pace_clock. The anchor moves on a loop, a seek, a pause or a speed change, never backwards:
+        # stamps keep increasing across all of them (and stay ahead of the clock after a pass at speed 0).
         anchor_clock, anchor_file = local_clock(), t_first
+        pace_clock = anchor_clock
         next_stamp = anchor_clock
         self.time_offset = anchor_file - anchor_clock
         while True:
@@ -140,14 +142,16 @@ class XdfReplaySource(Source):
                 with self._control:
                     paused, seek_to, reanchor = self._paused, self._seek_to, self._reanchor
                     self._seek_to, self._reanchor = None, False
-                    rate = self.speed or 1.0
+                    speed = self.speed
+                rate = speed or 1.0
                 if seek_to is not None:
                     i = int(np.searchsorted(sched, t_first + seek_to, side="left"))
                     m = int(np.searchsorted(self._marker_times, ts[min(i, n - 1)], side="left"))
                     if i >= n:
                         break
                 if reanchor or seek_to is not None:
-                    anchor_clock = max(local_clock(), next_stamp) if self.speed > 0 else next_stamp
+                    pace_clock = local_clock()
+                    anchor_clock = max(pace_clock, next_stamp)
                     anchor_file = float(sched[i])
                 self._position = float(sched[i] - t_first)
                 if paused:
@@ -155,8 +159,8 @@ class XdfReplaySource(Source):
                     with self._control:
                         self._reanchor = True
                     continue
-                if self.speed > 0:
-                    file_now = anchor_file + (local_clock() - anchor_clock) * rate
+                if speed > 0:
+                    file_now = anchor_file + (local_clock() - pace_clock) * rate
                     # a chunk leaves once chunk_seconds of signal are due (the last one when its end is due)
                     due = min(sched[i] + self.chunk_seconds * rate, sched[-1])
                     if file_now < due:
@@ -179,4 +183,6 @@ class XdfReplaySource(Source):
                 self._position = self.duration
                 log.info("%s: replay finished", self.name)
                 return
-            anchor_clock, anchor_file = next_stamp, t_first  # the next pass follows on seamlessly
+            # the next pass follows on seamlessly
+            anchor_file, anchor_clock = t_first, next_stamp
+            pace_clock = min(local_clock(), next_stamp)

@@ -34,10 +34,9 @@ import math
 import os
 import random
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 from bci_dream.calibrate.stimuli import (
     Stimulus,

@@ -28,7 +28,16 @@ def run_app(args: argparse.Namespace) -> int:
     if args.replay is not None and not args.replay.is_file():
         raise BciDreamError(f"{args.replay} does not exist; give the path of a recorded .xdf session")
     params = {name: getattr(args, name) for name in CONNECTION_PARAMETERS if getattr(args, name) is not None}
+    filters = None
+    if args.no_filter or args.bandpass or args.notch is not None:  # (else: the settings' or the device's)
+        from bci_dream.cli import _filters
+        from bci_dream.devices import get_profile
+
+        filters = _filters(args, None if args.replay else get_profile(args.device))
+    if args.publish:
+        raise BciDreamError("--publish is for the headless commands ('bci-dream stream --publish')")
     options = AppOptions(device=args.device, params=params, replay=args.replay, speed=args.speed, model=args.model,
                          checkpoint=args.checkpoint, gpu=args.gpu, size=args.size, seed=args.seed, hop=args.hop,
-                         similarity=args.similarity, compile=args.compile, generate=not args.no_generate)
+                         similarity=args.similarity, compile=args.compile, steps=args.steps,
+                         interpolate=args.interpolate, filters=filters, generate=not args.no_generate)
     return run(options)

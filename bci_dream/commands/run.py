@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -52,42 +53,55 @@ def check_headless(args: argparse.Namespace) -> None:
     from bci_dream.errors import BciDreamError
 
     if not args.headless:
-        raise BciDreamError("the desktop app is not available yet; add --headless --out DIR")
+        raise BciDreamError("this command writes images headless: add --headless --out DIR (the window is "
+                            "'bci-dream app')")
     if args.out is None:
         raise BciDreamError("--headless needs --out DIR for the images and frames.jsonl")
 
 
 def run_engine(live, args: argparse.Namespace) -> int:
-    """Build generator and EEG model, run the engine over ``live`` until it ends, print the summary."""
+    """Build generator and EEG model, run the engine over ``live`` until it ends, print the summary.
+
+    The stream is stopped whatever happens (a model that cannot be loaded, Ctrl-C while compiling).
+    """
     from bci_dream.cli import _run_live
     from bci_dream.engine import Engine, eeg_model_for, unet_adapter_of
     from bci_dream.generation.generator import load_generator
     from bci_dream.headless import FrameWriter, summary
 
-    writer = FrameWriter(args.out)
-    # A compiled generator warms up on the engine's generation thread, the only thread that runs it: torch.compile's
-    # CUDA graphs belong to the thread that recorded them.
-    generator = load_generator(args.model, device=args.gpu, size=args.size, steps=args.steps, seed=args.seed,
-                               compile=args.compile or False, warmup=False if args.compile else None,
-                               adapter=unet_adapter_of(args.checkpoint))
-    model, untrained = eeg_model_for(generator.cross_attention_dim, args.checkpoint, seed=args.seed)
-    engine = Engine(live, model, generator, hop_s=args.hop, similarity_threshold=args.similarity,
-                    interpolation_steps=args.interpolate, untrained_conditioning=untrained,
-                    device=generator.device)
-    engine.add_listener(writer)
-    if generator.is_preview:
-        print("generating with the untrained preview model 'tiny' (SD-Turbo is not available)", flush=True)
-    engine.start()
-    if generator.compiled:
-        print("compiling the diffusion model for this session (a minute or more the first time) ...", flush=True)
-        while not engine.ready.wait(0.5):
-            pass  # (a wait with a timeout, so that Ctrl-C still ends it)
-    started = time.monotonic()
+    engine = writer = None
     try:
+        writer = FrameWriter(args.out)
+        # A compiled generator warms up on the engine's generation thread, the only thread that runs it:
+        # torch.compile's CUDA graphs belong to the thread that recorded them.
+        generator = load_generator(args.model, device=args.gpu, size=args.size, steps=args.steps, seed=args.seed,
+                                   compile=args.compile or False, warmup=False if args.compile else None,
+                                   adapter=unet_adapter_of(args.checkpoint))
+        model, untrained = eeg_model_for(generator.cross_attention_dim, args.checkpoint, seed=args.seed)
+        engine = Engine(live, model, generator, hop_s=args.hop, similarity_threshold=args.similarity,
+                        interpolation_steps=args.interpolate, untrained_conditioning=untrained,
+                        device=generator.device)
+        engine.add_listener(writer)
+        if generator.is_preview:
+            print("generating with the untrained preview model 'tiny' (SD-Turbo is not available)", flush=True)
+        engine.start()
+        if generator.compiled:
+            print("compiling the diffusion model for this session (a minute or more the first time) ...", flush=True)
+            while not engine.ready.wait(0.5):
+                pass  # (a wait with a timeout, so that Ctrl-C still ends it)
+        started = time.monotonic()
         code = _run_live(live, args.seconds)
+    except BaseException:
+        live.stop()
+        raise
     finally:
-        engine.stop()
-        writer.close()
+        if engine is not None:
+            engine.stop()
+        if writer is not None:
+            writer.close()
+    if engine.error is not None:
+        print(f"bci-dream: error: generation stopped: {engine.error}", file=sys.stderr, flush=True)
+        code = 1
     print(f"{summary(writer.records, time.monotonic() - started)}; images and frames.jsonl in {args.out}",
           flush=True)
     return code

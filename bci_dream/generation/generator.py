@@ -17,8 +17,8 @@ repeated single-image calls:
 :meth:`Generator.generate` runs the pipeline's denoising loop — its scheduler and UNet, called as
 ``pipe.__call__`` calls them, without the per-call input checks and device lookups that cost
 milliseconds of Python per image — then decodes with the vae itself, so that denoising and decoding
-are timed separately. A :class:`Generator` is used
-from one thread at a time (the engine's generation thread).
+are timed separately. Calls are serialised by a lock (an engine being stopped may still finish its
+frame while the next one starts).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import contextlib
 import inspect
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,7 @@ class Generator:
         # The scheduler RNG (ancestral and LCM schedulers draw noise between steps), re-seeded every frame.
         self._rng = torch.Generator(self.device.type if self._cuda else "cpu")
         self._events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if self._cuda else []
+        self._lock = threading.RLock()
         self._pooled_zeros = (torch.zeros(1, self.pooled_dim, device=self.device, dtype=self.dtype)
                               if self.pooled_dim is not None else None)
         self._pooled_notice = False
@@ -188,8 +190,9 @@ class Generator:
 
     def set_seed(self, seed: int) -> None:
         """Start drawing images from another noise seed (new initial latents)."""
-        self.seed = int(seed)
-        self._allocate(self.size)
+        with self._lock:
+            self.seed = int(seed)
+            self._allocate(self.size)
 
     # -- generating -----------------------------------------------------------------------------------
 
@@ -293,6 +296,10 @@ class Generator:
             EmbeddingShapeError: the embeddings do not fit the UNet (both widths named).
             GenerationError: CUDA ran out of memory even at 256 x 256.
         """
+        with self._lock:  # (one image at a time: a stopping engine may still finish its frame)
+            return self._generate(prompt_embeds, pooled_prompt_embeds)
+
+    def _generate(self, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor | None) -> GeneratedImage:
         embeds, pooled = self._inputs(prompt_embeds, pooled_prompt_embeds)
         try:
             return self._run(embeds, pooled)

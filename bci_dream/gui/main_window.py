@@ -44,6 +44,9 @@ class AppOptions:
     hop: float = 0.25
     similarity: float = 0.995
     compile: str | None = None
+    steps: int | None = None
+    interpolate: int = 0
+    filters: Any = None  # FilterSettings from the command line; None: the settings' or the device's
     connect: bool = True
     generate: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)  # e.g. stall_timeout for BrainFlow sources
@@ -58,11 +61,24 @@ def nice_scale(uv: float) -> float:
 class Bridge(QtCore.QObject):
     """Signals that carry results from worker threads to the GUI thread."""
 
-    opened = QtCore.Signal(object)  # LiveStream
-    models_ready = QtCore.Signal(object)  # (generator, eeg model, untrained)
-    frame = QtCore.Signal(object)  # engine Frame
-    state = QtCore.Signal(str, str)  # source state, reason
+    opened = QtCore.Signal(int, object)  # session number, LiveStream
+    models_ready = QtCore.Signal(int, object, str)  # request number, Models or None, error line
+    frame = QtCore.Signal(object, object)  # the Engine that made it, Frame
+    state = QtCore.Signal(int, str, str)  # session number, source state, reason
+    recorded = QtCore.Signal(object)  # RecordingSummary of a recording closed with its stream
+    generation_failed = QtCore.Signal(object, str)  # the Engine that stopped, why
     failed = QtCore.Signal(str)
+
+
+@dataclass
+class Models:
+    """What generation needs, loaded together off the GUI thread."""
+
+    generator: Any
+    eeg_model: Any
+    untrained: bool
+    encoder: Any  # PromptEncoder of eeg_model on the generator's device
+    adapter: str | None  # the fine-tuned UNet adapter fused into the generator
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -79,21 +95,29 @@ class MainWindow(QtWidgets.QMainWindow):
         self.prefs = self._initial_prefs()
         self.live = None
         self.engine = None
-        self.generator = None
-        self.eeg_model = None
-        self.untrained = False
         self.errors: list[str] = []
         self.frames_received = 0
         self._frame_times: list[float] = []
         self._latencies: list[float] = []
+        self.models: Models | None = None
         self._loading_models = False
+        self._checkpoint_in_use = self.options.checkpoint
         self._want_generation = self.options.generate
+        # Results of worker threads carry the number of the request they answer; older ones are dropped.
+        self._session = 0
+        self._models_request = 0
+        # Streams taken out of the window wait here until a worker stops them; workers take turns (one
+        # device can be opened once, so the old stream must be closed before the next one opens).
+        self._to_stop: list = []
+        self._worker_turn = threading.Lock()
         self.bridge = Bridge()
         self.bridge.opened.connect(self._on_opened)
         self.bridge.models_ready.connect(self._on_models_ready)
         self.bridge.frame.connect(self._on_frame)
         self.bridge.failed.connect(self.show_error)
         self.bridge.state.connect(self._on_state)
+        self.bridge.recorded.connect(self._on_recorded)
+        self.bridge.generation_failed.connect(self._on_generation_failed)
         self.state_history: list[str] = []  # every device state shown, in order
 
         self.setWindowTitle("bci-dream")
@@ -130,6 +154,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 setattr(prefs, name, getattr(given, name))
         if given.size:
             prefs.size = given.size
+        if given.steps:
+            prefs.steps = given.steps
+        if given.interpolate:
+            prefs.interpolate = given.interpolate
         return prefs
 
     # -- building ---------------------------------------------------------------------------------
@@ -199,6 +227,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.seek_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.seek_slider.setMinimumWidth(300)
         self.seek_slider.sliderReleased.connect(lambda: self.seek(self.seek_slider.value() / 10))
+        # (a click on the groove or a key moves the slider without dragging it)
+        self.seek_slider.actionTriggered.connect(
+            lambda action: None if self.seek_slider.isSliderDown() else
+            self.seek(self.seek_slider.sliderPosition() / 10))
         bar.addWidget(self.seek_slider)
         self.position_label = QtWidgets.QLabel("")
         bar.addWidget(self.position_label)
@@ -322,43 +354,96 @@ class MainWindow(QtWidgets.QMainWindow):
         self.connect_source()
 
     def connect_source(self) -> None:
-        """Open the replay file of the options, else the chosen device, on a worker thread."""
-        if self.live is not None:
-            self.disconnect_source()
+        """Open the replay file of the options, else the chosen device, on a worker thread (which first stops
+        the stream that was open)."""
+        self._session += 1
+        session = self._session
+        self._retire(*self._detach())
         replay = self.options.replay
         name, params = self.device_box.currentText(), self.connection_params()
-        filters = self.prefs.filters()
+        options = self.options
         self.state_label.setText(f"connecting to {replay.name if replay else name} …")
 
         def work() -> None:
-            from bci_dream.acquisition.live import LiveStream, make_source
-            from bci_dream.acquisition.xdf_replay import XdfReplaySource
-            from bci_dream.devices import get_profile
-            from bci_dream.errors import BciDreamError
-
-            try:
-                if replay is not None:
-                    live = LiveStream(XdfReplaySource(replay, speed=self.options.speed), filters=filters)
-                else:
-                    profile = get_profile(name)
-                    live = LiveStream(make_source(profile, params, **self.options.source_options),
-                                      filters=filters, rail_uv=profile.rail_uv)
-                live.open()
-                live.start()
-            except BciDreamError as e:
-                self.bridge.failed.emit(str(e))
-                return
-            except Exception as e:  # noqa: BLE001 - a bug must not take the window down
-                log.exception("opening the source failed")
-                self.bridge.failed.emit(f"could not open {name}: {type(e).__name__}: {e}")
-                return
-            self.bridge.opened.emit(live)
+            with self._worker_turn:
+                self._stop_retired()
+                if session != self._session:
+                    return  # (superseded before it began)
+                self._open(session, replay, name, params, options)
 
         threading.Thread(target=work, name="gui:open", daemon=True).start()
 
-    def _on_opened(self, live) -> None:
+    def _open(self, session: int, replay, name: str, params: dict, options: AppOptions) -> None:
+        """Open and start a stream (on a worker thread); the result goes to :meth:`_on_opened`."""
+        from bci_dream.acquisition.live import LiveStream, make_source
+        from bci_dream.acquisition.xdf_replay import XdfReplaySource
+        from bci_dream.devices import get_profile
+        from bci_dream.errors import BciDreamError
+
+        try:
+            if replay is not None:
+                live = LiveStream(XdfReplaySource(replay, speed=options.speed), filters=self._filters(None))
+            else:
+                profile = get_profile(name)
+                live = LiveStream(make_source(profile, params, **options.source_options),
+                                  filters=self._filters(profile), rail_uv=profile.rail_uv)
+            live.open()
+            live.source.add_state_listener(lambda state, reason: self.bridge.state.emit(session, state.value,
+                                                                                        reason))
+            live.start()
+        except BciDreamError as e:
+            self.bridge.failed.emit(str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - a bug must not take the window down
+            log.exception("opening the source failed")
+            self.bridge.failed.emit(f"could not open {name}: {type(e).__name__}: {e}")
+            return
+        self.bridge.opened.emit(session, live)
+
+    def _filters(self, profile):
+        """The filters for a stream: the command line's, else the settings' own, else the device profile's."""
+        from bci_dream.acquisition.pipeline import FilterSettings
+
+        if self.options.filters is not None:
+            return self.options.filters
+        if not self.prefs.device_filters:
+            return self.prefs.filters()
+        return FilterSettings(profile.bandpass, profile.notch) if profile is not None else FilterSettings()
+
+    def _detach(self):
+        """Take the engine and the stream out of the window (on the GUI thread, without waiting for them)."""
+        engine, live = self.engine, self.live
+        self.engine, self.live = None, None
+        self.traces.set_pipeline(None)
+        if engine is not None:
+            engine.stop(timeout=0)
+        return engine, live
+
+    def _retire(self, engine, live) -> None:
+        if engine is not None or live is not None:
+            self._to_stop.append((engine, live))
+
+    def _stop_retired(self) -> None:
+        """Stop every stream taken out of the window so far (on a worker thread, in its turn)."""
+        while self._to_stop:
+            self._shutdown(*self._to_stop.pop(0))
+
+    def _shutdown(self, engine, live) -> None:
+        """Stop ``engine`` and ``live`` and wait for them (on a worker thread, or when the window closes)."""
+        if engine is not None:
+            engine.stop(timeout=10.0)
+        if live is not None:
+            summary = live.stop()
+            if summary is not None:
+                self.bridge.recorded.emit(summary)
+
+    def _on_opened(self, session: int, live) -> None:
+        if session != self._session:  # (disconnected or connected elsewhere meanwhile)
+            self._retire(None, live)
+            self._stop_in_turn()
+            return
         self.live = live
-        live.source.add_state_listener(lambda state, reason: self.bridge.state.emit(state.value, reason))
+        self.pause_action.setChecked(False)
         if self._replay_source() is not None:
             index = self.speed_box.findData(self.options.speed)
             if index >= 0:
@@ -387,8 +472,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if std.size:
             self.scale_box.setValue(nice_scale(6.0 * float(np.median(std))))
 
-    def _on_state(self, state: str, reason: str) -> None:
-        if self.live is None:
+    def _on_state(self, session: int, state: str, reason: str) -> None:
+        if session != self._session:
             return
         self.state_history.append(state)
         self.state_label.setText(state)
@@ -396,16 +481,23 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage(f"{state}: {reason}", 10000)
 
     def disconnect_source(self) -> None:
-        """Stop generation and acquisition (a recording is closed and kept)."""
-        self.stop_generation(keep_wanted=True)
-        live, self.live = self.live, None
-        self.traces.set_pipeline(None)
-        if live is not None:
-            summary = live.stop()
-            if summary is not None:
-                self.record_action.setChecked(False)
-                self.statusBar().showMessage(f"recording saved: {summary.path}", 10000)
+        """Stop generation and acquisition, on a worker thread (a recording is closed and kept)."""
+        self._session += 1
+        engine, live = self._detach()
+        self.record_action.setChecked(False)
         self.state_label.setText("disconnected")
+        self._retire(engine, live)
+        self._stop_in_turn()
+
+    def _stop_in_turn(self) -> None:
+        def work() -> None:
+            with self._worker_turn:
+                self._stop_retired()
+
+        threading.Thread(target=work, name="gui:close", daemon=True).start()
+
+    def _on_recorded(self, summary) -> None:
+        self.statusBar().showMessage(f"recording saved: {summary.path} ({summary.seconds:.1f} s)", 10000)
 
     def choose_replay(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a recorded session", "", "XDF (*.xdf)")
@@ -422,7 +514,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- generation -------------------------------------------------------------------------------
 
     def toggle_generation(self, checked: bool | None = None) -> None:
-        if self.engine is not None or self._loading_models:
+        if self.engine is not None or (self._loading_models and self._want_generation):
             self.stop_generation()
         else:
             self.start_generation()
@@ -433,68 +525,99 @@ class MainWindow(QtWidgets.QMainWindow):
         self.generate_action.setChecked(True)
         if self.live is None or self.engine is not None:
             return
-        if self.generator is None:
+        if self.models is None:
             self._load_models()
             return
         from bci_dream.engine import Engine
 
+        m = self.models
         try:
-            self.engine = Engine(self.live, self.eeg_model, self.generator, hop_s=self.prefs.hop,
-                                 similarity_threshold=self.prefs.similarity,
-                                 interpolation_steps=self.prefs.interpolate,
-                                 untrained_conditioning=self.untrained, device=self.generator.device)
-        except Exception as e:  # noqa: BLE001 - e.g. a checkpoint for another UNet: said, window stays
-            self.engine = None
+            engine = Engine(self.live, m.eeg_model, m.generator, hop_s=self.prefs.hop,
+                            similarity_threshold=self.prefs.similarity, interpolation_steps=self.prefs.interpolate,
+                            untrained_conditioning=m.untrained, device=m.generator.device, encoder=m.encoder)
+        except Exception as e:  # noqa: BLE001 - said in one sentence; the window stays usable
+            self._want_generation = False
             self.generate_action.setChecked(False)
             self.show_error(str(e))
             return
-        self.engine.add_listener(self.bridge.frame.emit)
-        self.images.set_labels(self.engine.labels)
-        self.model_label.setText(" · ".join([f"model {self.generator.model_id}", *self.engine.labels]))
-        self.engine.start()
+        engine.add_listener(lambda frame, source=engine: self.bridge.frame.emit(source, frame))
+        engine.add_error_listener(lambda error, source=engine: self.bridge.generation_failed.emit(source, str(error)))
+        self.engine = engine
+        self.images.set_labels(engine.labels)
+        self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *engine.labels]))
+        engine.start()
+
+    @property
+    def generator(self):
+        return self.models.generator if self.models is not None else None
 
     def _load_models(self) -> None:
-        if self._loading_models:
-            return
+        """Load (on a worker thread) what ``self.options`` and ``self.prefs`` ask for, reusing the generator
+        when its model, adapter, size and steps stay the same."""
+        self._models_request += 1
+        request = self._models_request
         self._loading_models = True
         self.model_label.setText("loading the models …")
-        opts, prefs = self.options, self.prefs
+        opts, prefs, current = self.options, self.prefs, self.models
+        checkpoint = opts.checkpoint
 
         def work() -> None:
             from bci_dream.engine import eeg_model_for, unet_adapter_of
+            from bci_dream.errors import CheckpointError
             from bci_dream.generation.generator import load_generator
+            from bci_dream.models.prompt_encoder import PromptEncoder
 
             try:
-                generator = load_generator(opts.model, device=opts.gpu, size=prefs.size or None,
-                                           steps=prefs.steps or None, seed=prefs.seed,
-                                           compile=opts.compile or False, warmup=False if opts.compile else None,
-                                           adapter=unet_adapter_of(opts.checkpoint), progress=False)
-                model, untrained = eeg_model_for(generator.cross_attention_dim, opts.checkpoint, seed=prefs.seed)
-            except Exception as e:  # noqa: BLE001 - said in one line; the app goes on without images
+                adapter = unet_adapter_of(checkpoint)
+                reuse = current is not None and current.adapter == adapter and current.generator is not None
+                generator = current.generator if reuse else load_generator(
+                    opts.model, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None, seed=prefs.seed,
+                    compile=opts.compile or False, warmup=False if opts.compile else None, adapter=adapter,
+                    progress=False)
+                model, untrained = eeg_model_for(generator.cross_attention_dim, checkpoint, seed=prefs.seed)
+                if model.config.cross_attention_dim != generator.cross_attention_dim:
+                    raise CheckpointError(f"{checkpoint} conditions a UNet of width {model.config.cross_attention_dim}"
+                                          f", but {generator.model_id} takes {generator.cross_attention_dim}")
+                encoder = PromptEncoder(model, generator.device)
+            except Exception as e:  # noqa: BLE001 - said in one line; the app goes on with what it had
                 log.debug("loading the models failed", exc_info=True)
-                self.bridge.failed.emit(str(e))
-                self.bridge.models_ready.emit(None)
+                self.bridge.models_ready.emit(request, None, str(e))
                 return
-            self.bridge.models_ready.emit((generator, model, untrained))
+            self.bridge.models_ready.emit(request, Models(generator, model, untrained, encoder, adapter), "")
 
         threading.Thread(target=work, name="gui:models", daemon=True).start()
 
-    def _on_models_ready(self, loaded) -> None:
+    def _on_models_ready(self, request: int, models: Models | None, error: str) -> None:
+        if request != self._models_request:
+            return  # (superseded by a later request)
         self._loading_models = False
-        if loaded is None:
-            self.generate_action.setChecked(False)
-            self.model_label.setText("no model")
+        if models is None:
+            self.options.checkpoint = self._checkpoint_in_use
+            self.show_error(error)
+            if self.engine is None:
+                self._want_generation = False
+                self.generate_action.setChecked(False)
+                self.model_label.setText("no model")
             return
-        self.generator, self.eeg_model, self.untrained = loaded
-        if self._want_generation:
+        restart = self.engine is not None or self._want_generation
+        self.stop_generation(keep_wanted=True)
+        self.models = models
+        self._checkpoint_in_use = self.options.checkpoint
+        if restart:
             self.start_generation()
 
     def stop_generation(self, keep_wanted: bool = False) -> None:
+        """Stop the engine without waiting for it (a frame in progress finishes on its own thread)."""
         self._want_generation = keep_wanted and self._want_generation
         self.generate_action.setChecked(self._want_generation)
         engine, self.engine = self.engine, None
         if engine is not None:
-            engine.stop(timeout=5.0)
+            engine.stop(timeout=0)
+
+    def _on_generation_failed(self, engine, error: str) -> None:
+        if engine is self.engine:
+            self.stop_generation()
+            self.show_error(f"generation stopped: {error}")
 
     def edit_settings(self) -> None:
         dialog = SettingsDialog(self.prefs, self)
@@ -506,19 +629,20 @@ class MainWindow(QtWidgets.QMainWindow):
         the rest restarts generation; they are remembered."""
         old, self.prefs = self.prefs, new
         new.save(self.settings)
-        was_generating = self.engine is not None or self._want_generation
-        if (new.size, new.steps) != (old.size, old.steps):
+        if self.models is not None and new.seed != old.seed:
+            self.models.generator.set_seed(new.seed)
+        if (new.size, new.steps) != (old.size, old.steps) and self.models is not None:
+            self.models = None  # (the generator is loaded again with the new size or steps)
+            if self.engine is not None or self._want_generation:
+                self.stop_generation(keep_wanted=True)
+                self._load_models()
+        elif (new.hop, new.similarity, new.interpolate) != (old.hop, old.similarity, old.interpolate) and \
+                self.engine is not None:
             self.stop_generation(keep_wanted=True)
-            self.generator = None
-        if self.generator is not None and new.seed != old.seed:
-            self.stop_generation(keep_wanted=True)
-            self.generator.set_seed(new.seed)
-        if (new.hop, new.similarity, new.interpolate) != (old.hop, old.similarity, old.interpolate):
-            self.stop_generation(keep_wanted=True)
-        if new.filters() != old.filters() and self.live is not None:
-            self.connect_source()  # (generation starts again once it is open)
-        elif was_generating and self.engine is None:
             self.start_generation()
+        filters_changed = (new.device_filters, new.filters()) != (old.device_filters, old.filters())
+        if filters_changed and self.live is not None and self.options.filters is None:
+            self.connect_source()  # (generation starts again once it is open)
 
     def choose_checkpoint(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open an EEG model or subject checkpoint")
@@ -526,36 +650,21 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_checkpoint(Path(path))
 
     def open_checkpoint(self, path: Path) -> None:
-        """Use the EEG model in ``path`` (a checkpoint or a subject folder) from now on; with a fine-tuned UNet
-        adapter the diffusion model is reloaded with it. A checkpoint for another UNet is refused in one line."""
-        from bci_dream.engine import eeg_model_for, unet_adapter_of
+        """Use the EEG model in ``path`` (a checkpoint or a subject folder) from now on, loaded on a worker
+        thread; with a fine-tuned UNet adapter the diffusion model is reloaded with it. Until it is ready,
+        and if it cannot be used (said in one sentence), generation goes on with the model it had."""
+        self.options.checkpoint = Path(path)
+        if self.models is not None or self._loading_models:
+            self._load_models()
 
-        was_running = self.engine is not None or self._loading_models
-        try:
-            if self.generator is None:
-                self.options.checkpoint = Path(path)
-                return
-            model, untrained = eeg_model_for(self.generator.cross_attention_dim, path)
-            if model.config.cross_attention_dim != self.generator.cross_attention_dim:
-                raise ValueError(f"{path} conditions a UNet of width {model.config.cross_attention_dim}, but "
-                                 f"{self.generator.model_id} takes {self.generator.cross_attention_dim}")
-        except Exception as e:  # noqa: BLE001 - one sentence, the app stays usable
-            self.show_error(f"cannot use {path}: {e}")
-            return
-        self.stop_generation(keep_wanted=True)
-        self.options.checkpoint, self.eeg_model, self.untrained = Path(path), model, untrained
-        if unet_adapter_of(path) is not None:
-            self.generator = None  # (reloaded with the subject's UNet adapter fused in)
-        if was_running:
-            self.start_generation()
-
-    def _on_frame(self, frame) -> None:
-        if frame.image is None:
+    def _on_frame(self, engine, frame) -> None:
+        if frame.image is None or engine is not self.engine:
             return
         self.frames_received += 1
         now = time.monotonic()
         self._frame_times = [t for t in self._frame_times if now - t < 5.0] + [now]
-        self._latencies = (self._latencies + [frame.record.latency_ms])[-50:]
+        if frame.record.latency_ms is not None:
+            self._latencies = (self._latencies + [frame.record.latency_ms])[-50:]
         self.images.show_image(frame.image)
 
     def choose_image_file(self) -> None:
@@ -571,9 +680,9 @@ class MainWindow(QtWidgets.QMainWindow):
         from bci_dream.headless import draw_labels
 
         try:
-            draw_labels(self.images.current, self.engine.labels if self.engine else []).save(path)
-        except OSError as e:
-            self.show_error(f"cannot save {path}: {e.strerror or e}")
+            draw_labels(self.images.current, self.engine.labels if self.engine else []).save(path, format="PNG")
+        except (OSError, ValueError) as e:
+            self.show_error(f"cannot save {path}: {getattr(e, 'strerror', None) or e}")
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -620,7 +729,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.traces.set_quality(status.quality)
         self.state_label.setText(status.state.value)
         self.rate_label.setText(f"{status.measured_rate:.0f}/{status.nominal_rate:g} Hz · dropped {status.dropped}")
-        if self._frame_times:
+        if self._frame_times and self._latencies:
             span = max(self._frame_times[-1] - self._frame_times[0], 1e-9)
             fps = (len(self._frame_times) - 1) / span if len(self._frame_times) > 1 else 0.0
             latency = sorted(self._latencies)[len(self._latencies) // 2]
@@ -643,5 +752,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.save_settings()
         self.trace_timer.stop()
         self.status_timer.stop()
-        self.disconnect_source()
+        self._session += 1
+        self._models_request += 1
+        self._retire(*self._detach())
+        with self._worker_turn:  # (waits: a recording must be closed before the process ends)
+            self._stop_retired()
         super().closeEvent(event)

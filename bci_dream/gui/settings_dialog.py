@@ -12,6 +12,7 @@ class Settings:
     """What the dialog edits; remembered between runs.
 
     Attributes:
+        device_filters: use each device profile's filters (the three below are then not used).
         bandpass_low, bandpass_high: band-pass edges in Hz (0 and 0: no band-pass).
         notch: line-noise notch in Hz (0: none).
         hop: seconds between windows sent to the encoder.
@@ -22,6 +23,7 @@ class Settings:
         interpolate: frames generated between successive embeddings.
     """
 
+    device_filters: bool = True
     bandpass_low: float = 1.0
     bandpass_high: float = 45.0
     notch: float = 50.0
@@ -49,7 +51,8 @@ class Settings:
             value = store.value(f"settings/{f.name}")
             if value is not None:
                 try:
-                    setattr(out, f.name, type(getattr(out, f.name))(value))
+                    kind = type(getattr(out, f.name))
+                    setattr(out, f.name, value in (True, "true", "1", 1) if kind is bool else kind(value))
                 except (TypeError, ValueError):
                     pass  # (a value from an older version: keep the default)
         return out
@@ -73,6 +76,7 @@ class SettingsDialog(QtWidgets.QDialog):
             box.setValue(value)
             return box
 
+        self.device_filters = QtWidgets.QCheckBox("the device profile's filters", checked=settings.device_filters)
         self.low = spin(settings.bandpass_low, 0, 100, 0.5, " Hz", 1)
         self.high = spin(settings.bandpass_high, 0, 500, 1, " Hz", 1)
         self.notch = QtWidgets.QComboBox()
@@ -87,6 +91,10 @@ class SettingsDialog(QtWidgets.QDialog):
         self.seed = spin(settings.seed, 0, 2**31 - 1, 1)
         self.similarity = spin(settings.similarity, 0, 1, 0.005, "", 3)
         self.interpolate = spin(settings.interpolate, 0, 8, 1)
+        form.addRow("filters", self.device_filters)
+        for widget in (self.low, self.high, self.notch):
+            widget.setEnabled(not settings.device_filters)
+            self.device_filters.toggled.connect(lambda on, w=widget: w.setEnabled(not on))
         form.addRow("band-pass low", self.low)
         form.addRow("band-pass high (0: off)", self.high)
         form.addRow("notch", self.notch)
@@ -104,7 +112,8 @@ class SettingsDialog(QtWidgets.QDialog):
         form.addRow(buttons)
 
     def settings(self) -> Settings:
-        return Settings(bandpass_low=self.low.value(), bandpass_high=self.high.value(),
-                        notch=float(self.notch.currentData()), hop=self.hop.value(), steps=self.steps.value(),
+        return Settings(device_filters=self.device_filters.isChecked(), bandpass_low=self.low.value(),
+                        bandpass_high=self.high.value(), notch=float(self.notch.currentData()), hop=self.hop.value(),
+                        steps=self.steps.value(),
                         size=self.size.value(), seed=self.seed.value(), similarity=self.similarity.value(),
                         interpolate=self.interpolate.value())
