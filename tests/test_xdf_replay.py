@@ -154,3 +154,24 @@ def test_real_time_after_a_pass_at_full_speed_does_not_freeze(shared_data):
         source.stop()
     ts = np.concatenate([c.timestamps for c in chunks])
     assert np.all(np.diff(ts) > 0)
+
+
+def test_a_paused_replay_is_not_counted_as_lost_samples(shared_data):
+    from bci_dream.acquisition.live import LiveStream
+
+    source = XdfReplaySource(shared_data / "bci-essentials/ssvep_example.xdf", speed=1.0)
+    live = LiveStream(source)
+    live.open()
+    live.start()
+    try:
+        time.sleep(0.4)
+        source.pause()
+        time.sleep(1.5)  # longer than the pipeline's jump threshold
+        source.resume()
+        time.sleep(0.4)
+        source.seek(30.0)
+        time.sleep(0.3)
+    finally:
+        live.stop()
+    stats = live.pipeline.stats
+    assert stats.samples > 0 and stats.timestamp_jumps == 0 and stats.timestamps_backwards == 0

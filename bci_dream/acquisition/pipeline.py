@@ -123,7 +123,7 @@ class StreamPipeline:
         n = len(chunk)
         stats = self.stats
         if n:
-            self._check_timestamps(chunk.timestamps)
+            self._check_timestamps(chunk.timestamps, chunk.resumed)
             self.raw.write(chunk.samples, chunk.timestamps)
             filtered = self._filtered_microvolts(chunk.samples)
             self.filtered.write(filtered, chunk.timestamps)
@@ -163,11 +163,13 @@ class StreamPipeline:
                             "(check the electrode contacts and the device driver)")
         return np.asarray(out, dtype=np.float32)
 
-    def _check_timestamps(self, ts: np.ndarray) -> None:
+    def _check_timestamps(self, ts: np.ndarray, resumed: bool = False) -> None:
         prev = self.stats.last_timestamp
         period = 1.0 / self.info.sfreq if self.info.sfreq else 0.01
         jump = max(1.0, JUMP_PERIODS * period)
         first = ts[0] - prev if prev is not None else 0.0
+        if resumed:
+            first = min(first, period)  # (a gap after a pause or seek is expected; a step back is not)
         steps = np.diff(ts) if ts.shape[0] > 1 else None
         lo = first if steps is None else min(first, steps.min())
         hi = first if steps is None else max(first, steps.max())

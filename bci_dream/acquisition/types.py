@@ -38,11 +38,14 @@ class Chunk:
         samples: float32 array of shape [n, channels], in the stream's units.
         timestamps: float64 array of shape [n], LSL clock seconds of each sample.
         markers: events that occurred during the chunk (may be empty, and may come without samples).
+        resumed: the stream was paused or moved on purpose before this chunk (a replay paused or seeked), so a
+            gap before its first sample is expected, not lost samples.
     """
 
     samples: np.ndarray
     timestamps: np.ndarray
     markers: list[Marker] = field(default_factory=list)
+    resumed: bool = False
 
     @classmethod
     def empty(cls, n_channels: int, markers: list[Marker] | None = None) -> Chunk:
@@ -65,7 +68,7 @@ class Chunk:
             )
         if timestamps.shape[0] != samples.shape[0]:
             raise ChunkError(f"a chunk has {samples.shape[0]} samples but {timestamps.shape[0]} timestamps")
-        return Chunk(samples, timestamps, self.markers)
+        return Chunk(samples, timestamps, self.markers, self.resumed)
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,7 @@ class XdfReplaySource(Source):
         pace_clock = anchor_clock
         next_stamp = anchor_clock
         self.time_offset = anchor_file - anchor_clock
+        resumed = False
         while True:
             i = m = 0
             while i < n:
@@ -150,6 +151,7 @@ class XdfReplaySource(Source):
                     if i >= n:
                         break
                 if reanchor or seek_to is not None:
+                    resumed = True
                     pace_clock = local_clock()
                     anchor_clock = max(pace_clock, next_stamp)
                     anchor_file = float(sched[i])
@@ -175,7 +177,8 @@ class XdfReplaySource(Source):
                 stamps = (ts[i:j] - anchor_file) / rate + anchor_clock
                 markers = [Marker((mk.timestamp - anchor_file) / rate + anchor_clock, mk.text, mk.stream)
                            for mk in self._markers[m:m_end]]
-                self._emit(Chunk(eeg.data[i:j], stamps, markers))
+                self._emit(Chunk(eeg.data[i:j], stamps, markers, resumed))
+                resumed = False
                 next_stamp = float((sched[j - 1] - anchor_file) / rate + anchor_clock) + period / rate
                 i, m = j, m_end
             self.loops_done += 1
