@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bci_dream.errors import DeviceError
+from bci_dream.io.toml_file import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,7 @@ def shipped_data_folder(name: str) -> Path:
 def load_profile(path: str | os.PathLike) -> DeviceProfile:
     """Read one profile file; raise :class:`DeviceError` naming the file and the problem."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except OSError as e:
-        raise DeviceError(f"cannot read device profile {path}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise DeviceError(f"device profile {path} is not valid TOML: {e}") from e
+    raw = read_toml(path, "device profile", DeviceError)
     try:
         return _profile_from_dict(raw, path)
     except (KeyError, TypeError, ValueError) as e:

@@ -34,7 +34,6 @@ import math
 import os
 import random
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from bci_dream.calibrate.stimuli import (
     shipped_stimulus_sets,
 )
 from bci_dream.errors import BciDreamError
+from bci_dream.io.toml_file import read_toml
 
 __all__ = ["Protocol", "ProtocolError", "Trial", "calibration_root", "list_protocols", "load_protocol"]
 
@@ -268,13 +268,7 @@ def load_protocol(path_or_name: str | os.PathLike) -> Protocol:
         if not path.is_file():
             known = ", ".join(list_protocols()) or "none"
             raise ProtocolError(f"unknown protocol '{text}'; shipped protocols: {known} (or give a .toml file)")
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except OSError as e:
-        raise ProtocolError(f"cannot read protocol {path}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ProtocolError(f"protocol {path} is not valid TOML: {e}") from e
+    raw = read_toml(path, "protocol", ProtocolError)
     protocol = Protocol(**_check_types(raw, path), path=path)
     _ = protocol.stimulus_folder  # raises ProtocolError naming the key and the file if the set is not found
     log.debug("protocol %s loaded from %s", protocol.name, path)
