@@ -119,3 +119,31 @@ def test_record_command_stops_cleanly_on_sigterm(tmp_path):
     streams, _ = pyxdf.load_xdf(str(out))
     assert all("footer" in s for s in streams)
     assert "recorded" in out_text
+
+
+def test_app_markers_from_another_thread_are_recorded_at_their_times(tmp_path):
+    """Stimulus onsets marked by the app (here from the test's thread, as the GUI would at frame time) go into
+    the recording's marker stream with their exact timestamps while BrainFlow's real synthetic board streams."""
+    from pylsl import local_clock
+
+    live = LiveStream(BrainFlowSource(get_profile("synthetic")))
+    live.open()
+    live.start()
+    path = tmp_path / "marked.xdf"
+    try:
+        live.start_recording(path)
+        time.sleep(0.3)
+        marks = []
+        for k in range(5):
+            marks.append(live.mark(str(k % 2 + 1), local_clock()))
+            time.sleep(0.1)
+        time.sleep(0.2)
+        summary = live.stop_recording()
+    finally:
+        live.stop()
+    assert summary.markers == 5
+    assert [m.text for m in live.pipeline.markers.since(0)[0]] == ["1", "2", "1", "2", "1"]
+    streams, _ = pyxdf.load_xdf(str(path))
+    markers = next(s for s in streams if s["info"]["type"][0] == "Markers" and len(s["time_series"]) == 5)
+    assert [x[0] for x in markers["time_series"]] == [m.text for m in marks]
+    np.testing.assert_allclose(markers["time_stamps"], [m.timestamp for m in marks], atol=1e-6)

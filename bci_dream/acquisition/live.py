@@ -14,7 +14,7 @@ from pylsl import local_clock
 from bci_dream.acquisition.pipeline import FilterSettings, StreamPipeline
 from bci_dream.acquisition.recorder import RecordingSummary, SessionRecorder
 from bci_dream.acquisition.source import Source
-from bci_dream.acquisition.types import Chunk, SourceState, StreamInfo
+from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
 from bci_dream.devices import DeviceProfile
 from bci_dream.errors import BciDreamError
 from bci_dream.signal.quality import ChannelQuality
@@ -140,6 +140,24 @@ class LiveStream:
         self.recorder = recorder
         self.pipeline.add_listener(recorder.push)
         return recorder
+
+    def mark(self, text: str, timestamp: float | None = None, stream: str = "bci-dream") -> Marker:
+        """Add a marker of the app's own (e.g. a stimulus onset) at ``timestamp`` (LSL clock s; now by default).
+
+        Safe from any thread (the GUI's, at the moment a frame is shown): it goes to the marker buffer (the
+        traces draw it), the recording's marker stream and the LSL marker outlet, without touching the
+        source thread's sample path.
+        """
+        if self.pipeline is None:
+            raise BciDreamError("open the stream before adding markers")
+        marker = Marker(local_clock() if timestamp is None else float(timestamp), str(text), stream)
+        self.pipeline.markers.extend([marker])
+        chunk = Chunk.empty(self.info.n_channels, [marker])
+        if self.recorder is not None:
+            self.recorder.push(chunk)
+        if self.publisher is not None:
+            self.publisher.push(chunk)
+        return marker
 
     def stop_recording(self) -> RecordingSummary | None:
         recorder, self.recorder = self.recorder, None
