@@ -38,19 +38,27 @@ def _engine(live, generator, **kw):
     return Engine(live, model, generator, untrained_conditioning=untrained, **kw)
 
 
-def test_synthetic_board_frames_carry_timestamps_and_timings(generator):
-    live = LiveStream(BrainFlowSource(get_profile("synthetic")))
+def _run_until(source, generator, enough, **engine_options):
+    """Stream ``source`` through an engine until ``enough(frames)``; returns (live, engine, frames)."""
+    live = LiveStream(source)
     live.open()
-    engine = _engine(live, generator, hop_s=0.25, similarity_threshold=1.1)
+    engine = _engine(live, generator, **engine_options)
     frames = []
     engine.add_listener(frames.append)
     engine.start()
     live.start()
     try:
-        assert _wait(lambda: len([f for f in frames if f.image is not None]) >= 3, 30)
+        assert _wait(lambda: enough(frames), 30)
     finally:
         engine.stop()
         live.stop()
+    return live, engine, frames
+
+
+def test_synthetic_board_frames_carry_timestamps_and_timings(generator):
+    live, _, frames = _run_until(BrainFlowSource(get_profile("synthetic")), generator,
+                                 lambda frames: sum(f.image is not None for f in frames) >= 3,
+                                 hop_s=0.25, similarity_threshold=1.1)
     made = [f for f in frames if f.image is not None]
     for f in made:
         r = f.record
@@ -64,18 +72,9 @@ def test_synthetic_board_frames_carry_timestamps_and_timings(generator):
 
 
 def test_real_recording_replay_through_the_engine(generator, shared_data):
-    live = LiveStream(XdfReplaySource(shared_data / "bci-essentials/ssvep_example.xdf", speed=4.0))
-    live.open()
-    engine = _engine(live, generator, hop_s=0.5, similarity_threshold=1.1)
-    frames = []
-    engine.add_listener(frames.append)
-    engine.start()
-    live.start()
-    try:
-        assert _wait(lambda: sum(f.image is not None for f in frames) >= 3, 30)
-    finally:
-        engine.stop()
-        live.stop()
+    _, _, frames = _run_until(XdfReplaySource(shared_data / "bci-essentials/ssvep_example.xdf", speed=4.0),
+                              generator, lambda frames: sum(f.image is not None for f in frames) >= 3,
+                              hop_s=0.5, similarity_threshold=1.1)
     assert all(f.image.size == (generator.size, generator.size) for f in frames if f.image is not None)
 
 
@@ -93,18 +92,8 @@ class SlowGenerator:
 
 
 def test_latest_wins_drops_stale_windows_under_a_slow_generator(generator):
-    live = LiveStream(BrainFlowSource(get_profile("synthetic")))
-    live.open()
-    engine = _engine(live, SlowGenerator(generator, 0.6), hop_s=0.05, similarity_threshold=1.1)
-    frames = []
-    engine.add_listener(frames.append)
-    engine.start()
-    live.start()
-    try:
-        assert _wait(lambda: len(frames) >= 4, 30)
-    finally:
-        engine.stop()
-        live.stop()
+    _, engine, frames = _run_until(BrainFlowSource(get_profile("synthetic")), SlowGenerator(generator, 0.6),
+                                   lambda frames: len(frames) >= 4, hop_s=0.05, similarity_threshold=1.1)
     assert engine.stats.dropped_stale > 0
     assert engine.stats.windows > len(frames) + engine.stats.dropped_stale - 2
     # nothing piles up: each frame starts from a window at most about one generation old
