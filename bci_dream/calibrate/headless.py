@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def split_pairs(pairs: Sequence[Pair], validation_fraction: float, seed: int = 0
     return train, held
 
 
-def session_pairs(recording: str | os.PathLike, *, pairs: str | os.PathLike | None = None,
+def session_pairs(recording: str | os.PathLike | None, *, pairs: str | os.PathLike | None = None,
                   classes: Mapping[str, str | os.PathLike] | None = None, seed: int = 0) -> list[Pair]:
     """The pairs of one session: the rows of ``pairs`` for ``recording`` (all rows if none name it), or
     pairs made from its class markers (``classes``: marker text → image folder)."""
@@ -72,20 +73,25 @@ def session_pairs(recording: str | os.PathLike, *, pairs: str | os.PathLike | No
         raise BciDreamError("give either --pairs MANIFEST or --class MARKER=FOLDER (one or more), not both")
     if pairs is not None:
         rows = read_pairs(pairs)
+        if recording is None:
+            return rows
         mine = [p for p in rows if Path(p.recording).resolve() == Path(recording).resolve()]
         return mine or rows
     return make_pairs(read_recording(recording), {k: Path(v) for k, v in classes.items()}, seed=seed)
 
 
-def calibrate_headless(recording: str | os.PathLike, subject: str, settings: FinetuneSettings, *,
+def calibrate_headless(recording: str | os.PathLike | None, subject: str, settings: FinetuneSettings, *,
                        pairs: str | os.PathLike | None = None, classes: Mapping[str, str | os.PathLike] | None = None,
                        init: str | os.PathLike | None = None, validation_fraction: float = 0.2, n_way: int = 50,
                        trials: int = 50, figure_rows: int = 4, subjects_dir: str | os.PathLike | None = None,
-                       progress: bool = True) -> CalibrationResult:
+                       progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None,
+                       on_phase: Callable[[str], None] | None = None,
+                       cancel: threading.Event | None = None) -> CalibrationResult:
     """Run the calibration of ``subject`` on a recorded session (see the module docstring).
 
     Args:
-        recording: the session (.xdf or any format the readers take).
+        recording: the session (.xdf or any format the readers take); None with ``pairs``: every recording
+            the manifest names (a session recorded in several parts).
         subject: the subject id (a safe folder name).
         settings: fine-tuning settings (models, steps, LoRA ...); its ``val_fraction`` is not used: the
             validation trials are held out here, per class.
@@ -95,18 +101,23 @@ def calibrate_headless(recording: str | os.PathLike, subject: str, settings: Fin
         n_way, trials: identification settings (n reduced to the distinct held-out images when fewer).
         figure_rows: held-out trials shown in ``validation.png`` (0: none).
         subjects_dir: the subject folder itself (default: ``subjects_root()/subject``).
+        on_step, cancel: fine-tuning progress and cancellation (see :meth:`Finetuner.train`).
+        on_phase: told ``"fine-tuning"``, ``"validating"``, ``"drawing"`` and ``"saving"`` as each begins.
 
     Raises:
         BciDreamError subclasses, each one line: a bad subject id, an unreadable recording or manifest,
-        too few trials, models that cannot be loaded.
+        too few trials, models that cannot be loaded; :class:`FinetuneCancelled` when ``cancel`` is set.
     """
     from bci_dream.training.evaluate import evaluate
     from bci_dream.training.finetune import finetune
     from bci_dream.training.pairs import write_pairs
 
     check_subject_id(subject)
-    if not Path(recording).is_file():
+    if recording is None and pairs is None:
+        raise BciDreamError("give the session's recording, or a pairs manifest that names its recordings")
+    if recording is not None and not Path(recording).is_file():
         raise BciDreamError(f"recording {recording} does not exist")
+    phase = on_phase or (lambda name: None)
     folder = subject_folder(subject, subjects_dir)
     folder.mkdir(parents=True, exist_ok=True)
     all_pairs = session_pairs(recording, pairs=pairs, classes=classes, seed=settings.seed)
@@ -120,8 +131,11 @@ def calibrate_headless(recording: str | os.PathLike, subject: str, settings: Fin
     resume = (model_dir / "config.json").is_file()
     if resume:
         log.warning("%s: resuming the fine-tuning in %s", subject, model_dir)
+    phase("fine-tuning")
     finetune(folder / "train.csv", model_dir, replace(settings, val_fraction=0.0), init=init, resume=resume,
-             overwrite=not resume, progress=progress)
+             overwrite=not resume, progress=progress, on_step=on_step, cancel=cancel)
+
+    phase("validating")
 
     report = evaluate(folder / "validation.csv", model_dir, clip_model=settings.clip_model, classifier=None,
                       n_way=n_way, trials=trials, seed=settings.seed, offset_s=settings.offset_s,
@@ -130,9 +144,13 @@ def calibrate_headless(recording: str | os.PathLike, subject: str, settings: Fin
     validation["notes"] = report.notes
     figure = None
     if figure_rows > 0:
+        phase("drawing")
         figure = validation_figure(_round_robin(held, figure_rows), model_dir, settings, folder / "validation.png")
 
-    profile = SubjectProfile(subject=subject, recordings=[str(Path(recording).resolve())], model=settings.model,
+    phase("saving")
+    recordings = [str(Path(recording).resolve())] if recording is not None else \
+        list(dict.fromkeys(str(p.recording.resolve()) for p in all_pairs))
+    profile = SubjectProfile(subject=subject, recordings=recordings, model=settings.model,
                              clip_model=settings.clip_model, checkpoint=MODEL_FOLDER, validation=validation)
     old = folder / "profile.json"
     if old.is_file():

@@ -1,4 +1,4 @@
-"""``bci-dream calibrate``: per-subject calibration (headless from a recorded session; the wizard comes later)."""
+"""``bci-dream calibrate``: per-subject calibration, in the wizard or headless from a recorded session."""
 
 from __future__ import annotations
 
@@ -7,17 +7,31 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from bci_dream.cli import _PARAM_HELP, CONNECTION_PARAMETERS, _add_filter_args
     from bci_dream.commands.finetune import add_training_args
 
     p = sub.add_parser(
         "calibrate", help="fine-tune the EEG model for one subject from a calibration session",
-        description="With --headless: from a recorded session, split its EEG-image trials into training and "
+        description="Without --headless: open the calibration wizard on --device (subject, signal check, a "
+                    "full-screen stimulus session recorded to .xdf with a marker at each frame, fine-tuning, "
+                    "validation, the saved profile); an interrupted session can be resumed from the wizard. "
+                    "With --headless: from a recorded session, split its EEG-image trials into training and "
                     "held-out validation trials, fine-tune the per-subject parts, report n-way identification of "
                     "the held-out images in CLIP space against chance, draw held-out stimuli beside the images "
                     "generated from their EEG, and save the subject profile (use it with 'bci-dream app "
                     "--checkpoint SUBJECT_FOLDER'). Running it again resumes an interrupted fine-tuning.")
-    p.add_argument("--subject", required=True, help="subject id (letters, digits, '_', '-', '.')")
+    p.add_argument("--subject", help="subject id (letters, digits, '_', '-', '.'); needed with --headless")
     p.add_argument("--headless", action="store_true", help="no wizard: calibrate from --recording")
+    w = p.add_argument_group("wizard")
+    w.add_argument("--device", "-d", default="synthetic",
+                   help="headset profile name (see 'bci-dream devices') or a .toml profile file")
+    for name in CONNECTION_PARAMETERS:
+        kind = int if name in ("ip_port",) else float if name == "timeout" else str
+        w.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=_PARAM_HELP[name])
+    w.add_argument("--protocol", default="default",
+                   help="calibration protocol: a shipped one (default, quick) or a .toml file")
+    w.add_argument("--windowed", action="store_true", help="present the stimuli in a window, not full screen")
+    _add_filter_args(p)
     p.add_argument("--recording", type=Path, help="the calibration session (.xdf)")
     p.add_argument("--pairs", type=Path, help="its EEG-image pairs manifest (see 'bci-dream make-pairs')")
     p.add_argument("--class", dest="classes", action="append", default=[], metavar="MARKER=FOLDER",
@@ -25,9 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation-fraction", type=float, default=0.2, help="share of each class's trials held out")
     p.add_argument("--n-way", type=int, default=50, help="identification: n-way (reduced to the held-out images)")
     p.add_argument("--figure-rows", type=int, default=4, help="held-out trials drawn in validation.png")
-    p.add_argument("--subjects-dir", type=Path, help="the subject's folder (default: the user data folder)")
+    p.add_argument("--subjects-dir", type=Path,
+                   help="where subject folders live (default: $BCI_DREAM_SUBJECTS, else the user data folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_training_args(p)
+    add_training_args(p, compute_flag="--gpu")
     p.set_defaults(func=run)
 
 
@@ -38,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from bci_dream.commands.pairs import _pairs_arg
     from bci_dream.errors import BciDreamError
 
-    check_subject_id(args.subject)
     if not args.headless:
-        raise BciDreamError("the calibration wizard is not available yet; record a session with 'bci-dream record' "
-                            "and run 'bci-dream calibrate --headless --recording FILE.xdf --class MARKER=FOLDER ...'")
+        return run_wizard(args)
+    if args.subject is None:
+        raise BciDreamError("--headless needs --subject ID")
+    check_subject_id(args.subject)
     if args.recording is None:
         raise BciDreamError("--headless needs --recording FILE.xdf, the calibration session")
     classes = _pairs_arg(args.classes, "--class") if args.classes else None
@@ -49,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     settings.check()
     result = calibrate_headless(args.recording, args.subject, settings, pairs=args.pairs, classes=classes,
                                 init=args.init, validation_fraction=args.validation_fraction, n_way=args.n_way,
-                                figure_rows=args.figure_rows, subjects_dir=args.subjects_dir,
+                                figure_rows=args.figure_rows,
+                                subjects_dir=args.subjects_dir / args.subject if args.subjects_dir else None,
                                 progress=not args.no_progress)
     v = result.profile.validation
     if v.get("accuracy") is not None:
@@ -59,4 +76,39 @@ def run(args: argparse.Namespace) -> int:
         line = "no identification (see the notes in profile.json)"
     print(f"calibrated subject {args.subject} on {result.n_train} trials ({result.n_validation} held out); {line}; "
           f"profile in {result.folder}" + (f", figure {result.figure}" if result.figure else ""), flush=True)
+    return 0
+
+
+def run_wizard(args: argparse.Namespace) -> int:
+    """Open the calibration wizard; exit status 0 when a profile was saved, 1 (one line) when it was closed before."""
+    from bci_dream.calibrate.protocol import load_protocol
+    from bci_dream.calibrate.subject import check_subject_id
+    from bci_dream.cli import CONNECTION_PARAMETERS, _filters
+    from bci_dream.commands.finetune import settings_from_args
+    from bci_dream.devices import get_profile
+    from bci_dream.errors import BciDreamError
+
+    if args.recording is not None or args.pairs is not None or args.classes:
+        raise BciDreamError("--recording, --pairs and --class are for --headless; the wizard records its own session")
+    if args.subject:
+        check_subject_id(args.subject)
+    profile = get_profile(args.device)  # an unknown device is said here, before a window opens
+    load_protocol(args.protocol)
+    settings = settings_from_args(args)
+    settings.check()
+    params = {name: getattr(args, name) for name in CONNECTION_PARAMETERS if getattr(args, name) is not None}
+    filters = _filters(args, profile) if (args.no_filter or args.bandpass or args.notch is not None) else None
+
+    from bci_dream.gui.app import run_calibration
+    from bci_dream.gui.calibration_wizard import WizardOptions
+
+    options = WizardOptions(subject=args.subject or "", device=args.device, params=params, protocol=args.protocol,
+                            settings=settings, init=args.init, validation_fraction=args.validation_fraction,
+                            n_way=args.n_way, figure_rows=args.figure_rows, subjects_dir=args.subjects_dir,
+                            fullscreen=not args.windowed, filters=filters)
+    wizard = run_calibration(options)
+    if wizard.result is None:
+        kept = f"; the session is kept in {wizard.session.folder} and can be resumed" if wizard.session else ""
+        raise BciDreamError(f"the calibration wizard was closed before a profile was saved{kept}")
+    print(f"calibrated subject {wizard.subject}: profile in {wizard.result.folder}", flush=True)
     return 0

@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_training_args(p: argparse.ArgumentParser) -> None:
-    """The model and training options shared by ``finetune`` and ``calibrate``."""
+def add_training_args(p: argparse.ArgumentParser, compute_flag: str = "--device") -> None:
+    """The model and training options shared by ``finetune`` and ``calibrate`` (where ``--device`` is the
+    headset, so the compute device is ``compute_flag="--gpu"``)."""
     p.add_argument("--init", type=Path, help="start from this checkpoint (e.g. from 'bci-dream pretrain')")
     p.add_argument("--preset", help="encoder size without --init: small (default), dreamdiffusion, tiny")
     p.add_argument("--model", default="stabilityai/sd-turbo", help="diffusers pipeline: hub id or folder")
@@ -49,7 +50,7 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--eval-every", type=int, default=100, help="steps between validations")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument(compute_flag, dest="compute_device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
 def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0):
@@ -63,7 +64,7 @@ def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0):
         lora_alpha=args.lora_alpha, full_cross_attention=args.full_cross_attention, train_encoder=args.train_encoder,
         clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, max_steps=args.max_steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
-        val_fraction=val_fraction, offset_s=args.offset, seed=args.seed, device=args.device,
+        val_fraction=val_fraction, offset_s=args.offset, seed=args.seed, device=args.compute_device,
         checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every))
 
 

@@ -16,28 +16,52 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def run(options: AppOptions, argv: list[str] | None = None) -> int:
-    """Open the window and run Qt's event loop until it is closed; returns the exit status."""
+def _application(what: str, headless_hint: str, argv: list[str] | None):
+    """The QApplication (made once), after checking that there is a display to open ``what`` on."""
     import pyqtgraph as pg
-    from PySide6 import QtCore, QtWidgets
+    from PySide6 import QtWidgets
 
     from bci_dream.errors import BciDreamError
 
     if not has_display():
-        raise BciDreamError("no display to open the desktop app on (DISPLAY is not set); run it in a desktop "
-                            "session, or use 'bci-dream run --headless --out DIR'")
+        raise BciDreamError(f"no display to open {what} on (DISPLAY is not set); run it in a desktop session, "
+                            f"or use {headless_hint}")
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(argv or sys.argv[:1])
     app.setApplicationName("bci-dream")
     app.setOrganizationName("bci-dream")
     pg.setConfigOptions(antialias=False, background="k", foreground="w")
-    window = MainWindow(options)
-    window.resize(1400, 800)
-    window.show()
-    # Ctrl-C and SIGTERM close the window (saving settings and closing a recording). Python runs signal
-    # handlers only between bytecodes, so a timer hands control back to it a few times a second.
+    return app
+
+
+def _exec(app, window) -> int:
+    """Run Qt's event loop; Ctrl-C and SIGTERM close ``window`` (closing its recording) rather than kill it."""
+    from PySide6 import QtCore
+
+    # Python runs signal handlers only between bytecodes, so a timer hands control back to it a few times a second.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: window.close())
     wake = QtCore.QTimer(interval=200)
     wake.timeout.connect(lambda: None)
     wake.start()
     return int(app.exec())
+
+
+def run(options: AppOptions, argv: list[str] | None = None) -> int:
+    """Open the window and run Qt's event loop until it is closed; returns the exit status."""
+    app = _application("the desktop app", "'bci-dream run --headless --out DIR'", argv)
+    window = MainWindow(options)
+    window.resize(1400, 800)
+    window.show()
+    return _exec(app, window)
+
+
+def run_calibration(options, argv: list[str] | None = None):
+    """Open the calibration wizard (:class:`~bci_dream.gui.calibration_wizard.WizardOptions`) until it closes;
+    returns it (its ``result`` is None when it closed before a profile was saved)."""
+    from bci_dream.gui.calibration_wizard import CalibrationWizard
+
+    app = _application("the calibration wizard", "'bci-dream calibrate --headless --recording FILE.xdf ...'", argv)
+    wizard = CalibrationWizard(options)
+    wizard.show()
+    _exec(app, wizard)
+    return wizard

@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -78,6 +79,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 class ModelLoadError(BciDreamError):
     """A base model (diffusion pipeline or CLIP) is missing, incomplete or cannot be downloaded."""
+
+
+class FinetuneCancelled(BciDreamError):
+    """Fine-tuning was cancelled; the run was checkpointed and resumes when started again."""
 
 
 class FinetuneError(BciDreamError):
@@ -869,11 +874,20 @@ class Finetuner:
 
     # -- the loop -------------------------------------------------------------------------------------
 
-    def train(self, progress: bool = True) -> FinetuneResult:
+    def train(self, progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None,
+              cancel: threading.Event | None = None) -> FinetuneResult:
         """Run until ``max_steps``; checkpoints every ``checkpoint_every`` steps and at the end.
+
+        Args:
+            progress: show a progress bar.
+            on_step: called after every step with that step's metrics record (``step``, ``max_steps``,
+                ``loss``, ``pairs_per_s``, ``seconds_left`` ...), on the training thread.
+            cancel: when set, the run saves a checkpoint after the current step and raises
+                :class:`FinetuneCancelled` (starting again with ``resume`` continues from there).
 
         Raises:
             NonFiniteLossError: a loss became NaN/infinite (nothing is saved; the last checkpoint stays).
+            FinetuneCancelled: ``cancel`` was set.
         """
         from tqdm.auto import tqdm
 
@@ -883,7 +897,7 @@ class Finetuner:
         scores: dict[str, float] = {}
         loss_v = diff_v = clip_v = float("nan")
         bar = tqdm(total=s.max_steps, initial=self.step, desc="finetune", unit="step", disable=not progress)
-        started, seen = time.perf_counter(), 0
+        started, seen, first_step = time.perf_counter(), 0, self.step
         with open(self.output / METRICS_FILE, "a") as metrics:
             if self.step == 0:
                 scores = self.validate()
@@ -917,6 +931,14 @@ class Finetuner:
                     record.update(scores)
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
+                if on_step is not None:
+                    per_step = elapsed / (self.step - first_step)
+                    on_step({**record, "max_steps": s.max_steps, "seconds_left": per_step * (s.max_steps - self.step)})
+                if cancel is not None and cancel.is_set() and not last:
+                    bar.close()
+                    self.save(scores)
+                    raise FinetuneCancelled(f"fine-tuning cancelled at step {self.step} of {s.max_steps}; it was "
+                                            f"saved in {self.output} and resumes from there when started again")
                 bar.update(1)
                 postfix = {"loss": f"{loss_v:.4f}"}
                 if "val_clip_cosine" in scores:
@@ -948,6 +970,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def finetune(pairs: str | os.PathLike, output: str | os.PathLike, settings: FinetuneSettings, *,
              init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-             progress: bool = True) -> FinetuneResult:
-    """Fine-tune on the pairs manifest ``pairs`` and save to the folder ``output`` (see the module docstring)."""
-    return Finetuner(pairs, output, settings, init=init, resume=resume, overwrite=overwrite).train(progress)
+             progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None,
+             cancel: threading.Event | None = None) -> FinetuneResult:
+    """Fine-tune on the pairs manifest ``pairs`` and save to the folder ``output`` (see the module docstring).
+
+    ``on_step`` and ``cancel``: see :meth:`Finetuner.train`.
+    """
+    finetuner = Finetuner(pairs, output, settings, init=init, resume=resume, overwrite=overwrite)
+    return finetuner.train(progress, on_step=on_step, cancel=cancel)

@@ -1,0 +1,232 @@
+"""The calibration wizard (``bci-dream calibrate --device NAME --subject ID``).
+
+Five pages (:mod:`bci_dream.gui.calibration_pages`): subject and device; signal check; the stimulus
+session, presented full screen and recorded to .xdf with a marker at each frame; fine-tuning of the
+subject's parts with progress and cancel; validation on held-out trials and the saved profile.
+
+The wizard owns the live stream (opened and stopped on worker threads that take turns, as in the main
+window), the session on disk (:class:`~bci_dream.calibrate.session.CalibrationSession`) and the
+fine-tuning thread. Results of worker threads reach the GUI thread as Qt signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+log = logging.getLogger(__name__)
+
+#: EEG after an onset that a trial's pair may use (s): a trial whose onset is less than this before the
+#: signal was lost is marked affected. 2.048 s is the small preset's window (512 samples at 250 Hz).
+AFFECTED_WINDOW_S = 2.048
+
+
+@dataclass
+class WizardOptions:
+    """What the wizard starts with (from the command line).
+
+    Attributes:
+        subject: the subject id to propose (the user may change it).
+        device, params: the headset profile and its connection parameters.
+        protocol: a shipped protocol's name or a .toml file.
+        settings: fine-tuning settings (:class:`~bci_dream.training.finetune.FinetuneSettings`).
+        init: pretrained EEG checkpoint to start from.
+        validation_fraction, n_way, figure_rows: validation on held-out trials.
+        subjects_dir: where subject folders live (default: the user data folder).
+        fullscreen: show the stimuli full screen (tests use a window).
+        filters: FilterSettings, or None for the device profile's.
+        source_options: extra options for the source (e.g. ``stall_timeout``).
+        check_seconds: seconds of quality assessments the signal check looks at.
+    """
+
+    subject: str = ""
+    device: str = "synthetic"
+    params: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "default"
+    settings: Any = None
+    init: Path | None = None
+    validation_fraction: float = 0.2
+    n_way: int = 50
+    figure_rows: int = 4
+    subjects_dir: Path | None = None
+    fullscreen: bool = True
+    filters: Any = None
+    source_options: dict[str, Any] = field(default_factory=dict)
+    check_seconds: int = 5
+
+
+class WizardBridge(QtCore.QObject):
+    """Signals from worker threads to the GUI thread."""
+
+    opened = QtCore.Signal(int, object)  # connection number, LiveStream
+    open_failed = QtCore.Signal(int, str)
+    state = QtCore.Signal(int, str, str)  # connection number, source state, reason
+    step = QtCore.Signal(object)  # fine-tuning metrics record
+    phase = QtCore.Signal(str)
+    trained = QtCore.Signal(object)  # CalibrationResult
+    training_failed = QtCore.Signal(str, bool)  # one line, cancelled
+    timing = QtCore.Signal(object)  # TimingReport read back from the recording
+
+
+class CalibrationWizard(QtWidgets.QWizard):
+    """See the module docstring. Attributes for tests and scripts: ``live``, ``session``, ``presenter``,
+    ``result`` (the CalibrationResult), ``timing`` (the TimingReport), ``errors`` (every error line shown)."""
+
+    def __init__(self, options: WizardOptions | None = None, parent: QtWidgets.QWidget | None = None) -> None:
+        from bci_dream.gui.calibration_pages import (
+            ResultPage,
+            SessionPage,
+            SignalCheckPage,
+            SubjectPage,
+            TrainingPage,
+        )
+
+        super().__init__(parent)
+        self.options = options or WizardOptions()
+        self.setWindowTitle("bci-dream calibration")
+        self.setWizardStyle(QtWidgets.QWizard.WizardStyle.ClassicStyle)
+        self.setOption(QtWidgets.QWizard.WizardOption.NoBackButtonOnLastPage)
+        self.live = None
+        self.live_key: tuple | None = None
+        self.session = None
+        self.presenter = None
+        self.result = None
+        self.timing = None
+        self.errors: list[str] = []
+        self.subject = ""
+        self.protocol = None
+        self.stimuli = None
+        self.schedule: list = []
+        self.resume_session = None  # an unfinished session of the subject, to go on with
+        self.device_profile = None
+        self._connection = 0
+        self._worker_turn = threading.Lock()
+        self._to_stop: list = []
+        self.bridge = WizardBridge()
+        self.bridge.opened.connect(self._on_opened)
+        self.bridge.open_failed.connect(self._on_open_failed)
+        self.subject_page = SubjectPage(self)
+        self.signal_page = SignalCheckPage(self)
+        self.session_page = SessionPage(self)
+        self.training_page = TrainingPage(self)
+        self.result_page = ResultPage(self)
+        for page in (self.subject_page, self.signal_page, self.session_page, self.training_page, self.result_page):
+            self.addPage(page)
+        self.resize(980, 720)
+
+    # -- the subject -----------------------------------------------------------------------------------
+
+    @property
+    def subjects_root(self) -> Path:
+        from bci_dream.calibrate.subject import subjects_root
+
+        return self.options.subjects_dir or subjects_root()
+
+    @property
+    def subject_folder(self) -> Path:
+        return self.subjects_root / self.subject
+
+    # -- the live stream -------------------------------------------------------------------------------
+
+    def connect_device(self, name: str, params: dict[str, Any]) -> None:
+        """Open ``name`` with ``params`` on a worker thread (after stopping any stream open before)."""
+        self._connection += 1
+        number = self._connection
+        self.live_key = (name, tuple(sorted(params.items())))
+        self._retire()
+        options = self.options
+
+        def work() -> None:
+            with self._worker_turn:
+                self._stop_retired()
+                if number != self._connection:
+                    return
+                self._open(number, name, params, options)
+
+        threading.Thread(target=work, name="wizard:open", daemon=True).start()
+
+    def _open(self, number: int, name: str, params: dict, options: WizardOptions) -> None:
+        from bci_dream.acquisition.live import LiveStream, make_source
+        from bci_dream.acquisition.pipeline import FilterSettings
+        from bci_dream.devices import get_profile
+        from bci_dream.errors import BciDreamError
+
+        try:
+            profile = get_profile(name)
+            filters = options.filters or FilterSettings(profile.bandpass, profile.notch)
+            live = LiveStream(make_source(profile, params, **options.source_options), filters=filters,
+                              rail_uv=profile.rail_uv)
+            live.open()
+            live.source.add_state_listener(lambda state, reason: self.bridge.state.emit(number, state.value, reason))
+            live.start()
+        except BciDreamError as e:
+            self.bridge.open_failed.emit(number, str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - a bug must not take the wizard down
+            log.exception("opening the device failed")
+            self.bridge.open_failed.emit(number, f"could not open {name}: {type(e).__name__}: {e}")
+            return
+        self.bridge.opened.emit(number, live)
+
+    def _on_opened(self, number: int, live) -> None:
+        if number != self._connection:
+            self._to_stop.append(live)
+            self.stop_stream()
+            return
+        self.live = live
+        self.signal_page.on_opened(live)
+
+    def _on_open_failed(self, number: int, error: str) -> None:
+        if number == self._connection:
+            self.live_key = None
+            self.show_error(error)
+            self.signal_page.on_open_failed(error)
+
+    def _retire(self) -> None:
+        if self.live is not None:
+            self._to_stop.append(self.live)
+        self.live = None
+        self.signal_page.on_closed()
+
+    def _stop_retired(self) -> None:
+        while self._to_stop:
+            live = self._to_stop.pop(0)
+            try:
+                live.stop()
+            except Exception:  # noqa: BLE001 - closing must go on for the others
+                log.exception("stopping a stream failed")
+
+    def stop_stream(self, wait: bool = False) -> None:
+        """Stop the live stream (a recording is closed and kept), on a worker thread or, with ``wait``, here."""
+        self._connection += 1
+        self.live_key = None
+        self._retire()
+        if wait:
+            with self._worker_turn:
+                self._stop_retired()
+            return
+
+        def work() -> None:
+            with self._worker_turn:
+                self._stop_retired()
+
+        threading.Thread(target=work, name="wizard:close", daemon=True).start()
+
+    # -- messages and closing --------------------------------------------------------------------------
+
+    def show_error(self, message: str) -> None:
+        """One sentence, logged and kept in ``errors``; the page that asked shows it in its own label."""
+        self.errors.append(message)
+        log.warning("%s", message)
+
+    def done(self, result: int) -> None:  # noqa: D401 - Qt's name
+        """Closing (Finish or Cancel): the session is ended and kept, training cancelled, the stream stopped."""
+        self.session_page.end_session("stopped")
+        self.training_page.cancel_training(wait=True)
+        self.stop_stream(wait=True)
+        super().done(result)
