@@ -32,7 +32,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def calibrate_args(shared_data, models, folder, *extra):
-    return ["calibrate", "--headless", "--subject", "s01", "--recording", str(shared_data / MUSE),
+    return ["calibrate", "--headless", "--subject", folder.name, "--recording", str(shared_data / MUSE),
             "--class", f"2={shared_data / STIM / 'faces'}", "--class", f"1={shared_data / STIM / 'houses'}",
             "--model", str(models["sd"]), "--clip-model", str(models["clip"]), "--init", str(models["init"]),
             "--resolution", "64", "--batch-size", "4", "--max-steps", "4", "--checkpoint-every", "2",
@@ -98,3 +98,51 @@ def test_the_subject_profile_drives_headless_generation(shared_data, models, tmp
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(x) for x in (out / "frames.jsonl").read_text().splitlines()]
     assert records and all("untrained conditioning" not in r["labels"] for r in records)
+
+
+def test_fine_tuning_reports_progress_can_be_cancelled_and_goes_on_from_there(shared_data, models, tmp_path,
+                                                                               monkeypatch):
+    import threading
+
+    from bci_dream.calibrate.headless import calibrate_headless
+    from bci_dream.training.finetune import FinetuneCancelled, FinetuneSettings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    settings = FinetuneSettings(model=str(models["sd"]), clip_model=str(models["clip"]), resolution=64, batch_size=4,
+                                max_steps=4, checkpoint_every=10, eval_every=10, device="cpu")
+    classes = {"2": shared_data / STIM / "faces", "1": shared_data / STIM / "houses"}
+    steps, phases, cancel = [], [], threading.Event()
+
+    def on_step(record):
+        steps.append(record)
+        if record["step"] == 2:
+            cancel.set()
+
+    kwargs = dict(classes=classes, init=models["init"], figure_rows=0, subjects_dir=tmp_path / "s04", progress=False,
+                  on_phase=phases.append)
+    with pytest.raises(FinetuneCancelled, match="cancelled at step 2 of 4"):
+        calibrate_headless(shared_data / MUSE, "s04", settings, on_step=on_step, cancel=cancel, **kwargs)
+    assert [r["step"] for r in steps] == [1, 2] and steps[-1]["max_steps"] == 4 and steps[-1]["seconds_left"] > 0
+    assert phases == ["fine-tuning"]
+    result = calibrate_headless(shared_data / MUSE, "s04", settings, on_step=on_step, **kwargs)
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]  # went on from the checkpoint saved at the cancel
+    assert phases == ["fine-tuning", "fine-tuning", "validating", "saving"]
+    assert result.profile.validation["n_items"] > 0
+
+
+def test_a_new_session_of_a_calibrated_subject_trains_afresh(shared_data, models, tmp_path, monkeypatch):
+    """Only a run on the very same training trials is resumed; other trials (a new session) start over."""
+    from bci_dream.calibrate.headless import calibrate_headless
+    from bci_dream.training.finetune import FinetuneSettings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    settings = FinetuneSettings(model=str(models["sd"]), clip_model=str(models["clip"]), resolution=64, batch_size=4,
+                                max_steps=2, checkpoint_every=10, eval_every=10, device="cpu")
+    classes = {"2": shared_data / STIM / "faces", "1": shared_data / STIM / "houses"}
+    steps = []
+    kwargs = dict(classes=classes, init=models["init"], figure_rows=0, subjects_dir=tmp_path / "s05", progress=False,
+                  on_step=lambda r: steps.append(r["step"]))
+    calibrate_headless(shared_data / MUSE, "s05", settings, validation_fraction=0.2, **kwargs)
+    calibrate_headless(shared_data / MUSE, "s05", settings, validation_fraction=0.3, **kwargs)  # other trials
+    calibrate_headless(shared_data / MUSE, "s05", settings, validation_fraction=0.3, **kwargs)  # the same again
+    assert steps == [1, 2, 1, 2]

@@ -20,6 +20,7 @@ from bci_dream.calibrate.session import CalibrationSession  # noqa: E402
 from bci_dream.calibrate.subject import load_profile  # noqa: E402
 from bci_dream.generation.tiny import build_tiny_clip_vision, build_tiny_sd_turbo  # noqa: E402
 from bci_dream.gui.calibration_wizard import CalibrationWizard, WizardOptions  # noqa: E402
+from bci_dream.gui.stimulus_presenter import RESUME_LEAD_S  # noqa: E402
 from bci_dream.models.checkpoint import save_checkpoint  # noqa: E402
 from bci_dream.models.eeg_model import EegModel, EegModelConfig  # noqa: E402
 from bci_dream.models.encoder import preset  # noqa: E402
@@ -168,7 +169,7 @@ def test_an_interrupted_session_is_offered_again_and_goes_on(make_wizard, qtbot,
 
 
 def test_a_headset_lost_during_the_session_pauses_it_and_its_trials_are_shown_again(make_wizard, qtbot):
-    wizard = make_wizard(source_options={"stall_timeout": 0.5, "reconnect_after": 0.3})
+    wizard = make_wizard(source_options={"stall_timeout": 0.5, "reconnect_after": 3.0})
     through_signal_check(wizard, qtbot)
     wizard.session_page.start_button.click()
     qtbot.waitUntil(lambda: len(wizard.session.trials) >= 5, timeout=20000)
@@ -177,8 +178,11 @@ def test_a_headset_lost_during_the_session_pauses_it_and_its_trials_are_shown_ag
     session = wizard.session
     assert session.affected and all("headset" in why or "pause" in why for why in session.affected.values())
     assert "headset" in wizard.presenter.message
+    shown = len(session.trials)
     wizard.presenter.resume()  # the participant presses Space too early: it stays paused until the signal is back
     assert wizard.presenter.state == "paused" and "No signal" in wizard.presenter.message
+    qtbot.wait(int((RESUME_LEAD_S + 0.5) * 1000))
+    assert len(session.trials) == shown and wizard.presenter.state == "paused"  # nothing shown without EEG
     qtbot.waitUntil(lambda: wizard.live.source.reconnects == 1 and wizard.live.source.state.value == "streaming"
                     and "signal is back" in wizard.session_page.status_label.text(), timeout=15000)
     wizard.session_page.pause_button.click()  # Resume
@@ -190,6 +194,32 @@ def test_a_headset_lost_during_the_session_pauses_it_and_its_trials_are_shown_ag
     streams, _ = pyxdf.load_xdf(str(session.folder / "part-01.xdf"))
     texts = [t[0] for s in streams if s["info"]["type"][0] == "Markers" for t in s["time_series"]]
     assert any(t.startswith("affected: trials") for t in texts)
+
+
+def test_back_from_a_running_session_keeps_it_and_next_goes_on_with_it(make_wizard, qtbot):
+    wizard = make_wizard()
+    through_signal_check(wizard, qtbot)
+    wizard.session_page.start_button.click()
+    qtbot.waitUntil(lambda: len(wizard.session.trials) >= 3, timeout=20000)
+    session = wizard.session
+    wizard.back()  # to the signal check: the session ends here (kept) and the signal is checked afresh
+    assert wizard.currentPage() is wizard.signal_page and wizard.presenter is None
+    assert session.status == "stopped" and wizard.signal_page.timer.isActive()
+    qtbot.waitUntil(lambda: wizard.signal_page.isComplete() or wizard.signal_page.check.ready, timeout=10000)
+    wizard.signal_page.anyway_box.setChecked(True)
+    wizard.next()
+    assert wizard.session_page.start_button.text().startswith("Go on at trial")
+    run_session(wizard, qtbot)
+    assert wizard.session is session and len(session.usable_trials()) == 24 and len(session.parts) == 2
+
+    wizard.back()  # after a complete session, Back and another subject: a new session in that subject's folder
+    wizard.back()
+    wizard.subject_page.subject_box.setEditText("s02")
+    through_signal_check(wizard, qtbot)
+    assert wizard.session is None
+    wizard.session_page.start_button.click()
+    qtbot.waitUntil(lambda: wizard.session is not None and len(wizard.session.trials) >= 1, timeout=20000)
+    assert wizard.session.folder.parent.parent.name == "s02"
 
 
 def test_bad_stimuli_and_subject_ids_are_said_on_the_first_page(make_wizard, qtbot, tmp_path):

@@ -15,6 +15,8 @@ Steps 4–7 of the calibration wizard, for scripts and servers (``bci-dream cali
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
@@ -29,6 +31,9 @@ from bci_dream.training.finetune import FinetuneSettings
 from bci_dream.training.pairs import Pair
 
 log = logging.getLogger(__name__)
+
+#: In the subject folder: which training trials the model folder's run is on (so that only that run is resumed).
+TRAINING_STATE = "training.json"
 
 
 @dataclass
@@ -128,13 +133,24 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
     log.info("%s: %d training and %d validation trials", subject, len(train), len(held))
 
     model_dir = folder / MODEL_FOLDER
-    resume = (model_dir / "config.json").is_file()
+    # Resume only a run on these very training trials (one that was cancelled, or asked for more steps); a new
+    # session of a known subject trains afresh rather than "resuming" a finished run on other data.
+    digest = hashlib.sha256((folder / "train.csv").read_bytes()).hexdigest()
+    state_file = folder / TRAINING_STATE
+    try:
+        previous = json.loads(state_file.read_text(encoding="utf-8")).get("train_sha256")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    resume = (model_dir / "config.json").is_file() and previous == digest
     if resume:
         log.warning("%s: resuming the fine-tuning in %s", subject, model_dir)
+    else:
+        state_file.write_text(json.dumps({"train_sha256": digest}) + "\n", encoding="utf-8")
     phase("fine-tuning")
     finetune(folder / "train.csv", model_dir, replace(settings, val_fraction=0.0), init=init, resume=resume,
              overwrite=not resume, progress=progress, on_step=on_step, cancel=cancel)
 
+    _check_cancel(cancel)
     phase("validating")
 
     report = evaluate(folder / "validation.csv", model_dir, clip_model=settings.clip_model, classifier=None,
@@ -144,9 +160,11 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
     validation["notes"] = report.notes
     figure = None
     if figure_rows > 0:
+        _check_cancel(cancel)
         phase("drawing")
         figure = validation_figure(_round_robin(held, figure_rows), model_dir, settings, folder / "validation.png")
 
+    _check_cancel(cancel)
     phase("saving")
     recordings = [str(Path(recording).resolve())] if recording is not None else \
         list(dict.fromkeys(str(p.recording.resolve()) for p in all_pairs))
@@ -161,6 +179,14 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
         profile.recordings = list(dict.fromkeys(previous.recordings + profile.recordings))
     profile.save(folder)
     return CalibrationResult(folder, profile, len(train), len(held), figure)
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    from bci_dream.training.finetune import FinetuneCancelled
+
+    if cancel is not None and cancel.is_set():
+        raise FinetuneCancelled("calibration cancelled after the fine-tuning (which was saved); start it again to "
+                                "validate and save the profile")
 
 
 def _round_robin(pairs: Sequence[Pair], n: int) -> list[Pair]:

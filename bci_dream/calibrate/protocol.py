@@ -14,6 +14,7 @@ A protocol is a flat TOML file (all keys optional except ``stimuli``; durations 
     randomise = true             # shuffle each block (seeded); else the set's order, repeated
     seed = 0                     # seeds the order and the jitter
     background = "#808080"       # screen colour between (and around) images
+    photodiode = false           # a corner square, white while an image is on, for a photodiode (true onsets)
 
 Timeline (``t = 0`` is the session start): ``lead_in_s``; then per block, per trial, a blank of
 ``isi_s ± jitter_s`` (its last ``fixation_s`` with a fixation cross) followed by the image for ``image_s``;
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 
 _SECONDS_KEYS = ("image_s", "isi_s", "jitter_s", "fixation_s", "rest_s", "lead_in_s")
 _INT_KEYS = ("blocks", "repetitions", "seed")
-_BOOL_KEYS = ("randomise",)
+_BOOL_KEYS = ("randomise", "photodiode")
 _STR_KEYS = ("name", "description", "stimuli", "background")
 #: Every key a protocol file may contain.
 KEYS = _STR_KEYS + _SECONDS_KEYS + _INT_KEYS + _BOOL_KEYS
@@ -121,6 +122,7 @@ class Protocol:
     randomise: bool = True
     seed: int = 0
     background: str = "#808080"
+    photodiode: bool = False
     path: Path | None = None
 
     def __post_init__(self) -> None:

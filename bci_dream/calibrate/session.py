@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,10 @@ class TimingReport:
         lateness_ms: frame time − intended onset (timer precision + drawing) per trial.
         draw_ms: frame time − drawing start per trial.
         missing: trials whose marker was not found in the recording.
+        photodiode_ms: light onset − marker time per trial, from a photodiode channel (NaN: no edge found;
+            empty: no photodiode). This is the true marker-to-display offset.
+        refresh_hz: the screen's refresh rate: without a photodiode, the display shows a frame up to
+            1/refresh_hz after its frame time (plus the monitor's own lag).
     """
 
     trials: int
@@ -87,6 +91,8 @@ class TimingReport:
     lateness_ms: np.ndarray
     draw_ms: np.ndarray
     missing: int = 0
+    photodiode_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    refresh_hz: float | None = None
 
     def summary(self) -> str:
         """One line: marker-vs-frame offset, onset lateness and drawing time (p50 / p95 / max)."""
@@ -98,8 +104,16 @@ class TimingReport:
                     f"max {np.max(a):.3f} ms")
 
         found = f"{self.marker_offset_ms.size} of {self.trials} markers read back"
-        return (f"marker vs frame time |offset| {stats(self.marker_offset_ms, True)} ({found}); onset lateness "
-                f"{stats(self.lateness_ms)}; drawing {stats(self.draw_ms)}")
+        text = (f"recorded marker vs frame time |offset| {stats(self.marker_offset_ms, True)} ({found}); onset "
+                f"lateness {stats(self.lateness_ms)}; drawing {stats(self.draw_ms)}")
+        light = self.photodiode_ms[np.isfinite(self.photodiode_ms)]
+        if self.photodiode_ms.size:
+            text += (f"; photodiode: light {stats(light)} after the marker ({light.size} of "
+                     f"{self.photodiode_ms.size} onsets seen)")
+        elif self.refresh_hz:
+            text += (f"; the display adds up to {1000 / self.refresh_hz:.1f} ms (one refresh at {self.refresh_hz:g} Hz)"
+                     " plus its own lag, which a photodiode measures")
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         def s(x: np.ndarray) -> dict[str, float] | None:
@@ -107,9 +121,11 @@ class TimingReport:
                 return None
             return {"p50": float(np.percentile(x, 50)), "p95": float(np.percentile(x, 95)),
                     "max": float(np.max(x)), "mean": float(np.mean(x))}
+        light = self.photodiode_ms[np.isfinite(self.photodiode_ms)]
         return {"trials": self.trials, "missing": self.missing,
                 "marker_offset_abs_ms": s(np.abs(self.marker_offset_ms)), "lateness_ms": s(self.lateness_ms),
-                "draw_ms": s(self.draw_ms)}
+                "draw_ms": s(self.draw_ms), "photodiode_ms": s(light) if self.photodiode_ms.size else None,
+                "refresh_hz": self.refresh_hz}
 
 
 @dataclass
@@ -209,13 +225,21 @@ class CalibrationSession:
 
     # -- while recording -------------------------------------------------------------------------------
 
-    def new_part(self) -> Path:
-        """The file for the next recording part (``part-01.xdf``, ``part-02.xdf`` ...), registered in the session."""
-        name = f"part-{len(self.parts) + 1:02d}.xdf"
-        self.parts.append(name)
+    def part_path(self) -> Path:
+        """The file for the next recording part (``part-01.xdf``, ``part-02.xdf`` ...); see :meth:`add_part`."""
+        return self.folder / f"part-{len(self.parts) + 1:02d}.xdf"
+
+    def add_part(self, path: str | os.PathLike) -> None:
+        """Register a recording part once it is being recorded (the session is ``recording`` again)."""
+        self.parts.append(Path(path).name)
         self.status = "recording"
         self._save_meta()
-        return self.folder / name
+
+    def new_part(self) -> Path:
+        """:meth:`part_path`, registered at once."""
+        path = self.part_path()
+        self.add_part(path)
+        return path
 
     def _append(self, row: dict) -> None:
         with open(self.folder / TRIALS_FILE, "a", encoding="utf-8") as f:
@@ -249,6 +273,10 @@ class CalibrationSession:
 
     # -- reading ---------------------------------------------------------------------------------------
 
+    def snapshot(self) -> CalibrationSession:
+        """A copy of the session as it is now (its lists copied), for reading on another thread."""
+        return replace(self, parts=list(self.parts), trials=list(self.trials), affected=dict(self.affected))
+
     def latest_showings(self) -> list[ShownTrial]:
         """Each shown trial index once, at its latest showing, in schedule order."""
         latest: dict[int, ShownTrial] = {}
@@ -279,9 +307,15 @@ class CalibrationSession:
         write_pairs(path, self.pairs())
         return path
 
-    def timing(self, read_back: bool = True) -> TimingReport:
+    def timing(self, read_back: bool = True, *, photodiode: str | None = None,
+               refresh_hz: float | None = None) -> TimingReport:
         """The timing of the trials shown; with ``read_back``, each trial's marker is looked up in the recording
         (the nearest marker with the trial's text in its marker stream) and compared to its frame time.
+
+        Args:
+            photodiode: the recording's channel with a photodiode on the presenter's corner square: the light
+                onsets after each frame time are measured (:mod:`bci_dream.calibrate.photodiode`).
+            refresh_hz: the screen's refresh rate, reported as the bound without a photodiode.
         """
         shown = self.trials
         lateness = np.array([(t.frame_time - t.intended_time) * 1e3 for t in shown])
@@ -300,7 +334,19 @@ class CalibrationSession:
                     missing += 1
                     continue
                 offsets.append((nearest - t.frame_time) * 1e3)
-        return TimingReport(len(shown), np.array(offsets), lateness, draw, missing)
+        light = np.zeros(0)
+        if photodiode:
+            from bci_dream.calibrate.photodiode import recorded_photodiode_offsets
+
+            light = np.full(len(shown), np.nan)
+            for part in range(1, len(self.parts) + 1):
+                rows = [k for k, t in enumerate(shown) if t.part == part]
+                try:
+                    light[rows] = recorded_photodiode_offsets(self.folder / self.parts[part - 1], photodiode,
+                                                              [shown[k].frame_time for k in rows])
+                except BciDreamError as e:
+                    log.warning("photodiode: %s", e)
+        return TimingReport(len(shown), np.array(offsets), lateness, draw, missing, light, refresh_hz)
 
     def _recorded_markers(self, part: int) -> dict[str, np.ndarray]:
         from bci_dream.io.xdf import read_xdf

@@ -74,9 +74,11 @@ class SignalCheck:
         self._history: collections.deque[list[ChannelQuality]] = collections.deque(maxlen=seconds)
 
     def update(self, quality: Sequence[ChannelQuality]) -> None:
-        """Add one assessment (one :class:`ChannelQuality` per channel, as ``StreamStatus.quality`` holds)."""
-        if len(quality) == len(self.ch_names):
-            self._history.append(list(quality))
+        """Add one assessment (one :class:`ChannelQuality` per channel, as ``StreamStatus.quality`` holds); one equal
+        to the last one added is not counted again (the pipeline assesses once a second; callers may poll faster)."""
+        if len(quality) != len(self.ch_names) or (self._history and list(quality) == self._history[-1]):
+            return  # (another stream's, or the same assessment again: no new second came in)
+        self._history.append(list(quality))
 
     @property
     def ready(self) -> bool:

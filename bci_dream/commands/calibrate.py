@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--protocol", default="default",
                    help="calibration protocol: a shipped one (default, quick) or a .toml file")
     w.add_argument("--windowed", action="store_true", help="present the stimuli in a window, not full screen")
+    w.add_argument("--photodiode", metavar="CHANNEL",
+                   help="a photodiode on the screen's bottom-left square is recorded on this channel: true onsets "
+                        "are measured against the markers")
     _add_filter_args(p)
     p.add_argument("--recording", type=Path, help="the calibration session (.xdf)")
     p.add_argument("--pairs", type=Path, help="its EEG-image pairs manifest (see 'bci-dream make-pairs')")
@@ -105,7 +108,7 @@ def run_wizard(args: argparse.Namespace) -> int:
     options = WizardOptions(subject=args.subject or "", device=args.device, params=params, protocol=args.protocol,
                             settings=settings, init=args.init, validation_fraction=args.validation_fraction,
                             n_way=args.n_way, figure_rows=args.figure_rows, subjects_dir=args.subjects_dir,
-                            fullscreen=not args.windowed, filters=filters)
+                            fullscreen=not args.windowed, filters=filters, photodiode=args.photodiode)
     wizard = run_calibration(options)
     if wizard.result is None:
         kept = f"; the session is kept in {wizard.session.folder} and can be resumed" if wizard.session else ""

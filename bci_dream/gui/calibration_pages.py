@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTACT_COLOURS = {"good": "#2e9d49", "fair": "#d9a400", "poor": "#c8322d"}
-LOST_STATES = ("stalled", "reconnecting", "stopped")
+LOST_STATES = ("stalled", "reconnecting", "stopped", "failed")
 #: Usable trials below which fine-tuning is not offered.
 MIN_TRIALS = 4
 
@@ -160,6 +160,8 @@ class SubjectPage(QtWidgets.QWizardPage):
             _error(self.error_label, str(e))
             w.show_error(str(e))
             return False
+        if w.session is not None and w.session is not w.resume_session:
+            w.session = None  # (came Back after a session: the next one is new, for whoever is chosen now)
         w.device_profile = self.device_box.currentData()
         w.device_name = self.device_box.currentText()
         w.device_params = self.connection_params()
@@ -169,7 +171,7 @@ class SubjectPage(QtWidgets.QWizardPage):
 class SignalCheckPage(QtWidgets.QWizardPage):
     """Step 2: live traces and a pass/fail table per channel against the stated thresholds."""
 
-    COLUMNS = ("channel", "contact", "status", "good", "advice")
+    COLUMNS = ("channel", "contact (from the signal)", "status", "good", "advice")
 
     def __init__(self, wizard: CalibrationWizard) -> None:
         super().__init__()
@@ -203,7 +205,8 @@ class SignalCheckPage(QtWidgets.QWizardPage):
     def initializePage(self) -> None:  # noqa: N802 - Qt's name
         w = self.w
         key = (w.device_name, tuple(sorted(w.device_params.items())))
-        if w.live is None or w.live_key != key:
+        dead = w.live is not None and w.live.source.state.value in ("stopped", "failed")
+        if w.live is None or w.live_key != key or dead:
             self.verdict_label.setText(f"connecting to {w.device_name} …")
             w.connect_device(w.device_name, w.device_params)
         else:
@@ -227,6 +230,11 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.verdict_label.setText(f"{live.info.name}: {live.info.n_channels} channels at {live.info.sfreq:g} Hz; "
                                    f"checking the signal for {self.check.seconds} s …")
         self.completeChanged.emit()
+
+    def resume_checking(self) -> None:
+        """Back on this page from the session: check afresh."""
+        if self.w.live is not None:
+            self.on_opened(self.w.live)
 
     def on_open_failed(self, error: str) -> None:
         _error(self.verdict_label, f"{error} (go Back to choose another headset or connection)")
@@ -268,7 +276,8 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.completeChanged.emit()
 
     def isComplete(self) -> bool:  # noqa: N802 - Qt's name
-        if self.w.live is None or self.check is None:
+        live = self.w.live
+        if live is None or self.check is None or live.source.state.value in LOST_STATES:
             return False
         return self.check.passed or self.anyway_box.isChecked()
 
@@ -315,9 +324,15 @@ class SessionPage(QtWidgets.QWizardPage):
         self.w.bridge.state.connect(self._on_device_state)
         self.w.bridge.timing.connect(self._on_timing)
         self._ended = False
+        self._timing_request = 0
 
     def initializePage(self) -> None:  # noqa: N802 - Qt's name
         w = self.w
+        self._ended = False
+        self.status_label.setText("not started")
+        self.timing_label.setText("")
+        self.start_button.setText("Start")
+        self.progress.setValue(0)
         self.protocol_label.setText(w.protocol.describe(w.stimuli))
         self.progress.setRange(0, len(w.schedule))
         if w.resume_session is not None:
@@ -343,18 +358,21 @@ class SessionPage(QtWidgets.QWizardPage):
                 w.session = CalibrationSession.create(w.subject_folder, w.subject, w.device_name,
                                                       w.protocol.path or w.protocol.name, w.protocol.stimulus_folder,
                                                       len(w.schedule))
-            path = w.session.new_part()
+            path = w.session.part_path()
             w.live.start_recording(path)
+            w.session.add_part(path)
         except (BciDreamError, OSError) as e:
             _error(self.status_label, f"cannot record the session: {e}")
             w.show_error(str(e))
             return
         self._ended = False
         live, part = w.live, len(w.session.parts)
-        presenter = StimulusPresenter(w.protocol, w.schedule, mark=lambda text, t: live.mark(text, t))
+        presenter = StimulusPresenter(w.protocol, w.schedule, mark=lambda text, t: live.mark(text, t),
+                                      photodiode=w.protocol.photodiode or bool(w.options.photodiode))
         presenter.shown.connect(lambda onset: self._on_shown(onset, part))
         presenter.interrupted.connect(lambda index: w.session.mark_affected([index], "cut short by a pause or stop"))
         presenter.state_changed.connect(self._on_presenter_state)
+        presenter.gate = self._no_signal
         w.presenter = presenter
         presenter.resize(1024, 768)
         if w.options.fullscreen:
@@ -363,9 +381,16 @@ class SessionPage(QtWidgets.QWizardPage):
             presenter.show()
         presenter.activateWindow()
         presenter.setFocus()
-        index = w.session.next_index()
-        presenter.start(index) if index == 0 else presenter.start(index, lead_s=None)
+        presenter.start(w.session.next_index())
         self._update_buttons()
+
+    def _no_signal(self) -> str:
+        """Why the presenter may not (re)start now: "" when the headset is streaming."""
+        live = self.w.live
+        if live is None:
+            return "The headset is not connected."
+        state = live.source.state.value
+        return f"No signal from the headset ({state}): wait for it to come back." if state in LOST_STATES else ""
 
     def toggle_pause(self) -> None:
         p = self.w.presenter
@@ -377,6 +402,8 @@ class SessionPage(QtWidgets.QWizardPage):
             p.setFocus()
         else:
             p.pause("paused by the experimenter")
+            p.activateWindow()
+            p.setFocus()  # (the participant's Escape and Space go to the presenter, not to the wizard)
 
     def _on_shown(self, onset, part: int) -> None:
         from bci_dream.calibrate.session import ShownTrial
@@ -387,10 +414,7 @@ class SessionPage(QtWidgets.QWizardPage):
         self.progress.setValue(len(self.w.session.latest_showings()))
 
     def _on_presenter_state(self, state: str, message: str) -> None:
-        s, live = self.w.session, self.w.live
-        if state == "running" and live is not None and live.source.state.value in LOST_STATES:
-            self.w.presenter.pause(f"No signal from the headset ({live.source.state.value}): wait for it to come back.")
-            return
+        s = self.w.session
         shown = f"{len(s.latest_showings())} of {s.n_trials} trials shown, {len(s.affected)} to show again"
         self.status_label.setText(f"{state}{': ' + message if message else ''} · {shown}")
         if state in ("finished", "stopped"):
@@ -402,17 +426,17 @@ class SessionPage(QtWidgets.QWizardPage):
         w, p = self.w, self.w.presenter
         if number != w._connection or p is None or w.session is None:
             return
-        if state in LOST_STATES and p.state in ("running", "rest"):
+        if state in LOST_STATES and p.state in ("running", "rest", "paused"):
             p.pause(f"The headset signal was lost ({state}{': ' + reason if reason else ''}).")
             data = w.live.pipeline.raw.latest(1) if w.live is not None else None
             last_good = float(data.timestamps[-1]) if data is not None and len(data.timestamps) else 0.0
-            affected = w.session.trials_after(last_good - _window_s(w))
+            affected = [i for i in w.session.trials_after(last_good - _window_s(w)) if i not in w.session.affected]
             if affected:
                 w.session.mark_affected(affected, f"headset {state}")
                 w.live.mark(f"affected: trials {affected[0] + 1}-{affected[-1] + 1} (headset {state})")
                 p.go_on_at(min(affected[0], p.index))
-            self.status_label.setText(f"paused: headset {state}; {len(affected)} trials will be shown again. "
-                                      "Press Resume (or Space) when the signal is back.")
+            self.status_label.setText(f"paused: headset {state}; {len(w.session.affected)} trials will be shown "
+                                      "again. Press Resume (or Space) when the signal is back.")
         elif state == "streaming" and p.state == "paused":
             self.status_label.setText("the headset signal is back: press Resume (or Space) to go on")
 
@@ -423,6 +447,8 @@ class SessionPage(QtWidgets.QWizardPage):
             return
         self._ended = True
         presenter, w.presenter = w.presenter, None
+        screen = presenter.screen()
+        refresh = screen.refreshRate() if screen is not None else None
         if presenter.state not in ("stopped", "finished"):
             presenter.stop()
         presenter.close()
@@ -430,16 +456,21 @@ class SessionPage(QtWidgets.QWizardPage):
         if w.live is not None:
             w.live.stop_recording()
         w.session.finish(status)
-        session = w.session
+        snapshot = w.session.snapshot()
+        self._timing_request += 1
+        request = self._timing_request
 
         def read_back() -> None:
-            w.bridge.timing.emit(session.timing())
+            w.bridge.timing.emit((request, snapshot.timing(photodiode=w.options.photodiode, refresh_hz=refresh)))
 
         threading.Thread(target=read_back, name="wizard:timing", daemon=True).start()
         self._update_buttons()
         self.completeChanged.emit()
 
-    def _on_timing(self, report) -> None:
+    def _on_timing(self, answer) -> None:
+        request, report = answer
+        if request != self._timing_request:
+            return
         self.w.timing = report
         self.timing_label.setText("Timing: " + report.summary())
         log.info("calibration session timing: %s", report.summary())
@@ -454,6 +485,13 @@ class SessionPage(QtWidgets.QWizardPage):
         self.pause_button.setEnabled(running)
         self.pause_button.setText("Resume" if p is not None and p.state == "paused" else "Pause")
         self.stop_button.setEnabled(running)
+
+    def cleanupPage(self) -> None:  # noqa: N802 - Qt's name  (Back to the signal check)
+        """Leaving by Back ends the session here (kept, and offered to go on with) and checks the signal again."""
+        self.end_session("stopped")
+        self.w.resume_session = self.w.session if self.w.session is not None and \
+            self.w.session.status != "complete" else None
+        self.w.signal_page.resume_checking()
 
     def isComplete(self) -> bool:  # noqa: N802 - Qt's name
         s, p = self.w.session, self.w.presenter

@@ -42,6 +42,8 @@ class WizardOptions:
         filters: FilterSettings, or None for the device profile's.
         source_options: extra options for the source (e.g. ``stall_timeout``).
         check_seconds: seconds of quality assessments the signal check looks at.
+        photodiode: the headset channel a photodiode on the presenter's corner square is recorded on: the
+            square is drawn and the true onsets are measured against the markers.
     """
 
     subject: str = ""
@@ -58,6 +60,7 @@ class WizardOptions:
     filters: Any = None
     source_options: dict[str, Any] = field(default_factory=dict)
     check_seconds: int = 5
+    photodiode: str | None = None
 
 
 class WizardBridge(QtCore.QObject):
@@ -104,6 +107,8 @@ class CalibrationWizard(QtWidgets.QWizard):
         self.schedule: list = []
         self.resume_session = None  # an unfinished session of the subject, to go on with
         self.device_profile = None
+        self.device_name = self.options.device
+        self.device_params: dict[str, Any] = dict(self.options.params)
         self._connection = 0
         self._worker_turn = threading.Lock()
         self._to_stop: list = []
@@ -156,6 +161,7 @@ class CalibrationWizard(QtWidgets.QWizard):
         from bci_dream.devices import get_profile
         from bci_dream.errors import BciDreamError
 
+        live = None
         try:
             profile = get_profile(name)
             filters = options.filters or FilterSettings(profile.bandpass, profile.notch)
@@ -164,19 +170,21 @@ class CalibrationWizard(QtWidgets.QWizard):
             live.open()
             live.source.add_state_listener(lambda state, reason: self.bridge.state.emit(number, state.value, reason))
             live.start()
-        except BciDreamError as e:
-            self.bridge.open_failed.emit(number, str(e))
-            return
-        except Exception as e:  # noqa: BLE001 - a bug must not take the wizard down
-            log.exception("opening the device failed")
-            self.bridge.open_failed.emit(number, f"could not open {name}: {type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - a bug must not take the wizard down either
+            if not isinstance(e, BciDreamError):
+                log.exception("opening the device failed")
+            if live is not None and live.pipeline is not None:
+                self._to_stop.append(live)  # (opened but did not start: close the device)
+                self._stop_retired()
+            self.bridge.open_failed.emit(number, str(e) if isinstance(e, BciDreamError)
+                                         else f"could not open {name}: {type(e).__name__}: {e}")
             return
         self.bridge.opened.emit(number, live)
 
     def _on_opened(self, number: int, live) -> None:
-        if number != self._connection:
+        if number != self._connection:  # (superseded while it opened: close it, in turn, and nothing else)
             self._to_stop.append(live)
-            self.stop_stream()
+            threading.Thread(target=self._stop_in_turn, name="wizard:close", daemon=True).start()
             return
         self.live = live
         self.signal_page.on_opened(live)
@@ -211,11 +219,11 @@ class CalibrationWizard(QtWidgets.QWizard):
                 self._stop_retired()
             return
 
-        def work() -> None:
-            with self._worker_turn:
-                self._stop_retired()
+        threading.Thread(target=self._stop_in_turn, name="wizard:close", daemon=True).start()
 
-        threading.Thread(target=work, name="wizard:close", daemon=True).start()
+    def _stop_in_turn(self) -> None:
+        with self._worker_turn:
+            self._stop_retired()
 
     # -- messages and closing --------------------------------------------------------------------------
 
@@ -223,6 +231,11 @@ class CalibrationWizard(QtWidgets.QWizard):
         """One sentence, logged and kept in ``errors``; the page that asked shows it in its own label."""
         self.errors.append(message)
         log.warning("%s", message)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Escape does not close the wizard (a participant's Escape is meant for the stimulus session)."""
+        if event.key() != QtCore.Qt.Key.Key_Escape:
+            super().keyPressEvent(event)
 
     def done(self, result: int) -> None:  # noqa: D401 - Qt's name
         """Closing (Finish or Cancel): the session is ended and kept, training cancelled, the stream stopped."""

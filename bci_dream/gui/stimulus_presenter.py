@@ -3,10 +3,14 @@
 The presenter walks a protocol's schedule (:meth:`bci_dream.calibrate.protocol.Protocol.schedule`) on the
 GUI thread. Each event (image on, image off, fixation cross, rest) is a single-shot precise timer aimed
 2 ms early, then a short spin until the exact time, so onsets do not drift and are not late by the
-timer's millisecond granularity. An onset draws the frame with ``repaint()`` (painted and handed to the
-window system before it returns); the time it returns is the frame time, and the marker is sent with that
-timestamp. The display shows the frame at its next refresh (up to one refresh interval later, plus the
-monitor's own lag), which only a photodiode can measure.
+timer's millisecond granularity. An onset draws the frame with ``repaint()`` of the image's square (painted
+and handed to the window system before it returns); the time it returns is the frame time, and the marker
+is sent with that timestamp. Drawing is started early by the median of the last drawing times, so that
+frames land on the schedule rather than one drawing time after it. The display shows the frame at its next
+refresh (up to one refresh interval later, plus the monitor's own lag): software cannot see that, a
+photodiode can. With the protocol's ``photodiode = true`` a square in the bottom-left corner turns white
+while an image is on (black otherwise); a photodiode taped there on an AUX channel records the true onsets
+(:mod:`bci_dream.calibrate.photodiode` measures them against the markers).
 
 Keys for the participant: Space pauses and resumes, Escape stops. A trial cut short by a pause is
 reported (``interrupted``) so that it can be shown again.
@@ -15,10 +19,12 @@ reported (``interrupted``) so that it can be shown again.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from pylsl import local_clock
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -28,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Timers are aimed this early, then the last stretch is spun, for sub-millisecond onsets.
 SPIN_S = 0.002
+#: Drawing times (s) remembered to aim onsets early by their median.
+DRAW_HISTORY = 15
 #: Blank before the first trial after a resume, so that the participant is ready.
 RESUME_LEAD_S = 2.0
 
@@ -50,6 +58,10 @@ class StimulusPresenter(QtWidgets.QWidget):
         schedule: the protocol's trials (all of them; ``start`` says where to begin).
         mark: called as ``mark(text, timestamp)`` at each onset, with the trial's marker and its detail marker.
         clock: the marker clock (LSL seconds).
+        photodiode: draw the photodiode square (default: the protocol's ``photodiode``).
+
+    Attributes:
+        gate: called before starting or resuming; a non-empty reason keeps the presenter paused, saying it.
 
     Signals:
         shown(Onset): an image is on screen and marked.
@@ -63,12 +75,16 @@ class StimulusPresenter(QtWidgets.QWidget):
     state_changed = QtCore.Signal(str, str)
 
     def __init__(self, protocol: Protocol, schedule: Sequence[Trial], mark: Callable[[str, float], object], *,
-                 clock: Callable[[], float] = local_clock, parent: QtWidgets.QWidget | None = None) -> None:
+                 clock: Callable[[], float] = local_clock, photodiode: bool | None = None,
+                 parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.protocol = protocol
+        self.photodiode = protocol.photodiode if photodiode is None else photodiode
         self.schedule = list(schedule)
         self._mark = mark
         self._clock = clock
+        #: Asked before (re)starting: a non-empty reason keeps the presenter paused (e.g. no signal).
+        self.gate: Callable[[], str] = lambda: ""
         self.state = "idle"
         self.message = ""
         self.index = 0  # the next trial to show (or the one on screen)
@@ -77,6 +93,7 @@ class StimulusPresenter(QtWidgets.QWidget):
         self._fixation = False
         self._text = ""
         self._events: list[tuple[float, Callable[[], None]]] = []
+        self._draw_s: list[float] = []
         self._images: dict[str, QtGui.QImage] = {}
         self._scaled: dict[str, QtGui.QPixmap] = {}
         self._timer = QtCore.QTimer(self, singleShot=True, timerType=QtCore.Qt.TimerType.PreciseTimer)
@@ -94,7 +111,13 @@ class StimulusPresenter(QtWidgets.QWidget):
 
     def start(self, index: int = 0, lead_s: float | None = None) -> None:
         """Begin at trial ``index``: from the start, the protocol's timeline as it is (its lead-in first); further
-        on, after a blank of ``lead_s`` (default :data:`RESUME_LEAD_S`) and that trial's own blank."""
+        on, after a blank of ``lead_s`` (default :data:`RESUME_LEAD_S`), then the rest if a block begins there,
+        then that trial's own blank. Refused (the presenter stays paused, saying why) while :attr:`gate` objects.
+        """
+        refusal = self.gate()
+        if refusal:
+            self._paused(refusal)
+            return
         self.index = index
         self._on_screen = None
         if index >= len(self.schedule):
@@ -103,10 +126,7 @@ class StimulusPresenter(QtWidgets.QWidget):
         if index == 0 and lead_s is None:
             self._origin = self._clock()
         else:
-            # the clock is set so that the blank before trial `index` (not a rest) starts after `lead`
             blank_start = self.schedule[index - 1].offset_s if index > 0 else self.protocol.lead_in_s
-            if index > 0 and self.schedule[index].block != self.schedule[index - 1].block:
-                blank_start += self.protocol.rest_s
             self._origin = self._clock() + (RESUME_LEAD_S if lead_s is None else lead_s) - blank_start
         self._text = ""
         self._set_state("running", "")
@@ -115,8 +135,10 @@ class StimulusPresenter(QtWidgets.QWidget):
 
     def pause(self, reason: str = "") -> None:
         """Stop showing: an image on screen is taken off (its trial is reported ``interrupted``)."""
-        if self.state not in ("running", "rest"):
-            return
+        if self.state in ("running", "rest"):
+            self._paused(reason)
+
+    def _paused(self, reason: str) -> None:
         self._timer.stop()
         self._events = []
         if self._on_screen is not None:
@@ -163,13 +185,13 @@ class StimulusPresenter(QtWidgets.QWidget):
         previous = self.schedule[self.index - 1] if self.index > 0 else None
         if previous is not None and previous.block != trial.block and p.rest_s > 0:
             rest_from, rest_to = self._origin + previous.offset_s, self._origin + previous.offset_s + p.rest_s
-            if rest_from >= self._clock() - 0.001:
-                events += [(rest_from + k, lambda: self._rest(trial.block, rest_to)) for k in range(int(p.rest_s))]
-                events.append((rest_to, self._blank))
+            events += [(rest_from + k, lambda: self._rest(trial.block, rest_to)) for k in range(math.ceil(p.rest_s))]
+            events.append((rest_to, self._blank))
         if p.fixation_s > 0:
             events.append((onset - p.fixation_s, self._fixate))
-        events.append((onset, lambda: self._show(trial, onset)))
-        events.append((onset + trial.duration_s, lambda: self._hide(trial)))
+        lead = float(np.median(self._draw_s)) if self._draw_s else 0.0
+        events.append((onset - lead, lambda: self._show(trial, onset)))
+        events.append((onset + trial.duration_s - lead, lambda: self._hide(trial)))
         self._events = events
         self._arm()
 
@@ -204,24 +226,42 @@ class StimulusPresenter(QtWidgets.QWidget):
         self.repaint()
 
     def _fixate(self) -> None:
-        self._text = ""
         self._fixation = True
-        self.repaint()
+        self._repaint_centre()
+
+    def _image_rect(self) -> QtCore.QRect:
+        side = max(16, min(self.width(), self.height()) // 2)
+        return QtCore.QRect((self.width() - side) // 2, (self.height() - side) // 2, side, side)
+
+    def _photodiode_rect(self) -> QtCore.QRect:
+        side = max(20, min(self.width(), self.height()) // 20)
+        return QtCore.QRect(0, self.height() - side, side, side)
+
+    def _repaint_centre(self) -> None:
+        """Repaint only the image's square (where images and the fixation cross are) and the photodiode square,
+        or everything when text is up."""
+        if self._text:
+            self._text = ""
+            self.repaint()
+        elif self.photodiode:
+            self.repaint(QtGui.QRegion(self._image_rect()) + QtGui.QRegion(self._photodiode_rect()))
+        else:
+            self.repaint(self._image_rect())
 
     def _show(self, trial: Trial, intended: float) -> None:
         self._fixation = False
-        self._text = ""
         self._on_screen = trial
         requested = self._clock()
-        self.repaint()
+        self._repaint_centre()
         frame = self._clock()
+        self._draw_s = [*self._draw_s[-(DRAW_HISTORY - 1):], frame - requested]
         self._mark(trial.marker, frame)
         self._mark(trial.detail_marker, frame)
         self.shown.emit(Onset(trial, intended, requested, frame))
 
     def _hide(self, trial: Trial) -> None:
         self._on_screen = None
-        self.repaint()
+        self._repaint_centre()
         self.index = trial.index + 1
         if self.index >= len(self.schedule):
             end = self._origin + trial.offset_s + self.protocol.isi_s
@@ -237,8 +277,8 @@ class StimulusPresenter(QtWidgets.QWidget):
     # -- drawing and keys ----------------------------------------------------------------------------
 
     def _pixmap(self, trial: Trial) -> QtGui.QPixmap:
-        """The trial's image scaled to half the shorter side of the widget (cached per size)."""
-        side = max(16, min(self.width(), self.height()) // 2)
+        """The trial's image scaled to fit :meth:`_image_rect` (cached per size)."""
+        side = self._image_rect().width()
         key = f"{trial.image}@{side}"
         if key not in self._scaled:
             image = self._images[str(trial.image)]
@@ -247,17 +287,26 @@ class StimulusPresenter(QtWidgets.QWidget):
                 QtCore.Qt.TransformationMode.SmoothTransformation))
         return self._scaled[key]
 
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt's name
+        """Scale every image for the new size now, so that no onset pays for it."""
+        super().resizeEvent(event)
+        for trial in {str(t.image): t for t in self.schedule}.values():
+            self._pixmap(trial)
+
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt's name
         painter = QtGui.QPainter(self)
         painter.fillRect(self.rect(), QtGui.QColor(self.protocol.background))
         if self._on_screen is not None:
-            pixmap = self._pixmap(self._on_screen)
-            painter.drawPixmap((self.width() - pixmap.width()) // 2, (self.height() - pixmap.height()) // 2, pixmap)
+            pixmap, box = self._pixmap(self._on_screen), self._image_rect()
+            painter.drawPixmap(box.x() + (box.width() - pixmap.width()) // 2,
+                               box.y() + (box.height() - pixmap.height()) // 2, pixmap)
         elif self._fixation:
             painter.setPen(QtGui.QPen(QtGui.QColor("black"), 3))
             c, r = self.rect().center(), max(8, min(self.width(), self.height()) // 40)
             painter.drawLine(c.x() - r, c.y(), c.x() + r, c.y())
             painter.drawLine(c.x(), c.y() - r, c.x(), c.y() + r)
+        if self.photodiode:
+            painter.fillRect(self._photodiode_rect(), QtGui.QColor("white" if self._on_screen is not None else "black"))
         if self._text:
             painter.setPen(QtGui.QColor("white"))
             font = painter.font()
@@ -268,6 +317,8 @@ class StimulusPresenter(QtWidgets.QWidget):
 
     def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:  # noqa: N802 - Qt's name
         key = event.key()
+        if event.isAutoRepeat():
+            return
         if key == QtCore.Qt.Key.Key_Escape:
             self.stop()
         elif key == QtCore.Qt.Key.Key_Space:
