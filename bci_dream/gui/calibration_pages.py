@@ -153,9 +153,11 @@ class SubjectPage(QtWidgets.QWizardPage):
             w.protocol = load_protocol(protocol_name)
             w.stimuli = w.protocol.load_stimuli(check_images=True)
             w.schedule = w.protocol.schedule(w.stimuli)
-            if w.resume_session is not None and w.resume_session.n_trials != len(w.schedule):
-                raise BciDreamError(f"the unfinished session has {w.resume_session.n_trials} trials but its "
-                                    f"protocol now has {len(w.schedule)}; start a new session")
+            unfinished = w.resume_session
+            if unfinished is not None and (unfinished.n_trials != len(w.schedule)
+                                           or Path(unfinished.stimuli).resolve() != w.stimuli.folder.resolve()):
+                raise BciDreamError(f"the unfinished session's protocol ({protocol_name}) has changed since it was "
+                                    "recorded; untick 'Go on with the unfinished session' to start a new one")
         except BciDreamError as e:
             _error(self.error_label, str(e))
             w.show_error(str(e))

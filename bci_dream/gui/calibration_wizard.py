@@ -22,8 +22,8 @@ from PySide6 import QtCore, QtWidgets
 log = logging.getLogger(__name__)
 
 #: EEG after an onset that a trial's pair may use (s): a trial whose onset is less than this before the
-#: signal was lost is marked affected. 2.048 s is the small preset's window (512 samples at 250 Hz).
-AFFECTED_WINDOW_S = 2.048
+#: signal was lost is marked affected: the encoders' 2-s window (512 samples at 256 Hz).
+AFFECTED_WINDOW_S = 2.0
 
 
 @dataclass

@@ -897,12 +897,12 @@ class Finetuner:
         scores: dict[str, float] = {}
         loss_v = diff_v = clip_v = float("nan")
         bar = tqdm(total=s.max_steps, initial=self.step, desc="finetune", unit="step", disable=not progress)
-        started, seen, first_step = time.perf_counter(), 0, self.step
         with open(self.output / METRICS_FILE, "a") as metrics:
             if self.step == 0:
                 scores = self.validate()
                 if scores:
                     metrics.write(json.dumps({"step": 0, **scores}) + "\n")
+            started, seen, first_step = time.perf_counter(), 0, self.step
             while self.step < s.max_steps:
                 index = self.batch_indices(self.step)
                 generator = torch.Generator().manual_seed(s.seed * 1_000_003 + 7919 * (self.step + 1))
