@@ -22,3 +22,21 @@ def shared_data() -> Path:
             pytest.fail(message)  # CI must test against the real recordings, never skip them
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def calibration_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-weight models for calibration tests, saved in the real formats: ``sd`` (an SD-Turbo-shaped
+    diffusers pipeline), ``clip`` (a CLIP vision model) and ``init`` (a pretraining-style tiny EEG checkpoint)."""
+    import torch
+
+    from bci_dream.generation.tiny import build_tiny_clip_vision, build_tiny_sd_turbo
+    from bci_dream.models.checkpoint import save_checkpoint
+    from bci_dream.models.eeg_model import EegModel, EegModelConfig
+    from bci_dream.models.encoder import preset
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    torch.manual_seed(1)
+    init = EegModel(EegModelConfig(encoder=preset("tiny"), cross_attention_dim=None, clip_projection_dim=None))
+    return {"sd": build_tiny_sd_turbo(root / "sd", seed=0), "clip": build_tiny_clip_vision(root / "clip", seed=0),
+            "init": save_checkpoint(root / "pretrained", init, meta={"stage": "pretrain"})}

@@ -6,29 +6,19 @@ what is checked is that every step runs on the real session and writes what a us
 """
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
 
 from bci_dream.calibrate.subject import SubjectError, check_subject_id, checkpoint_of, load_profile
 from bci_dream.cli import main
-from bci_dream.generation.tiny import build_tiny_clip_vision, build_tiny_sd_turbo
-from bci_dream.models.checkpoint import save_checkpoint
-from bci_dream.models.eeg_model import EegModel, EegModelConfig
-from bci_dream.models.encoder import preset
 
 MUSE = "muse-lsl/N170/data_2017-09-13-15.30.01.csv"
 STIM = "muse-lsl/stim_face_house"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny-models")
-    torch.manual_seed(1)
-    init = EegModel(EegModelConfig(encoder=preset("tiny"), cross_attention_dim=None, clip_projection_dim=None))
-    return {"sd": build_tiny_sd_turbo(root / "sd", seed=0), "clip": build_tiny_clip_vision(root / "clip", seed=0),
-            "init": save_checkpoint(root / "pretrained", init, meta={"stage": "pretrain"})}
+@pytest.fixture
+def models(calibration_models):
+    return calibration_models
 
 
 def calibrate_args(shared_data, models, folder, *extra):

@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("PySide6")
 
@@ -18,24 +17,16 @@ from PySide6 import QtCore  # noqa: E402
 
 from bci_dream.calibrate.session import CalibrationSession  # noqa: E402
 from bci_dream.calibrate.subject import load_profile  # noqa: E402
-from bci_dream.generation.tiny import build_tiny_clip_vision, build_tiny_sd_turbo  # noqa: E402
 from bci_dream.gui.calibration_wizard import CalibrationWizard, WizardOptions  # noqa: E402
 from bci_dream.gui.stimulus_presenter import RESUME_LEAD_S  # noqa: E402
-from bci_dream.models.checkpoint import save_checkpoint  # noqa: E402
-from bci_dream.models.eeg_model import EegModel, EegModelConfig  # noqa: E402
-from bci_dream.models.encoder import preset  # noqa: E402
 from bci_dream.training.finetune import FinetuneSettings  # noqa: E402
 
 COLOURS = {"red": (220, 40, 40), "green": (30, 170, 60), "blue": (40, 90, 230)}
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-models")
-    torch.manual_seed(1)
-    init = EegModel(EegModelConfig(encoder=preset("tiny"), cross_attention_dim=None, clip_projection_dim=None))
-    return {"sd": build_tiny_sd_turbo(root / "sd", seed=0), "clip": build_tiny_clip_vision(root / "clip", seed=0),
-            "init": save_checkpoint(root / "pretrained", init, meta={"stage": "pretrain"})}
+@pytest.fixture
+def models(calibration_models):
+    return calibration_models
 
 
 def write_protocol(folder, **overrides):
