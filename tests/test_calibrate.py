@@ -44,8 +44,9 @@ def test_headless_calibration_of_the_muse_n170_session(shared_data, models, tmp_
     assert len(train) + len(held) == 197 and 30 <= len(held) <= 50  # 108 house + 89 face trials, 20 % held out
     assert not set(train) & set(held)
     assert (folder / "validation.png").is_file()
-    assert checkpoint_of(folder) == folder / "model" and (folder / "model" / "config.json").is_file()
-    meta = json.loads((folder / "model" / "config.json").read_text())
+    model = checkpoint_of(folder)
+    assert model.parent == folder and model.name.startswith("model-") and (model / "config.json").is_file()
+    meta = json.loads((model / "config.json").read_text())
     assert meta  # a checkpoint the app and 'bci-dream run --checkpoint' load
 
     # running it again resumes the fine-tuning instead of starting over, and keeps the profile's history

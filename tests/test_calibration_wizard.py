@@ -96,7 +96,8 @@ def test_a_full_wizard_pass_on_the_synthetic_board(make_wizard, qtbot, tmp_path)
     timing = wizard.timing
     assert timing.missing == 0 and timing.marker_offset_ms.size == 24
     assert np.max(np.abs(timing.marker_offset_ms)) < 1e-3
-    assert np.all(timing.lateness_ms > -0.5) and np.all(timing.draw_ms >= 0)
+    # (drawing is aimed early by its median duration, so a frame may land a little before its intended time)
+    assert np.all(np.abs(timing.lateness_ms) < 100) and np.all(timing.draw_ms >= 0)
     print("offscreen marker timing:", timing.summary())
 
     import pyxdf
@@ -202,6 +203,13 @@ def test_back_from_a_running_session_keeps_it_and_next_goes_on_with_it(make_wiza
     assert wizard.session_page.start_button.text().startswith("Go on at trial")
     run_session(wizard, qtbot)
     assert wizard.session is session and len(session.usable_trials()) == 24 and len(session.parts) == 2
+
+    wizard.back()  # Back to the signal check and Next again: the complete session is kept, and Next goes on
+    qtbot.waitUntil(lambda: wizard.signal_page.check is not None and wizard.signal_page.check.ready, timeout=10000)
+    wizard.signal_page.anyway_box.setChecked(True)
+    wizard.next()
+    assert wizard.session is session and wizard.session_page.isComplete()
+    assert not wizard.session_page.start_button.isEnabled()
 
     wizard.back()  # after a complete session, Back and another subject: a new session in that subject's folder
     wizard.back()

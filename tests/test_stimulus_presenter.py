@@ -48,19 +48,19 @@ def test_a_gate_keeps_it_paused_and_a_pause_shows_the_cut_trial_again(make_prese
     presenter, marks, log = make_presenter()
     why = ["no signal from the headset"]
     presenter.gate = lambda: why[0]
-    presenter.start()
+    presenter.start(2)  # going on with a session at trial 3, while the headset is lost
     assert presenter.state == "paused" and "no signal" in presenter.message and not marks
     why[0] = ""
     interrupted, onsets = [], []
     presenter.interrupted.connect(interrupted.append)
     presenter.shown.connect(onsets.append)
     presenter.resume()
-    qtbot.waitUntil(lambda: len(onsets) == 2, timeout=5000)
+    qtbot.waitUntil(lambda: len(onsets) == 2, timeout=8000)
     presenter.pause("test")  # the second image is on screen
-    assert interrupted == [1] and presenter.index == 1
+    assert [o.trial.index for o in onsets] == [2, 3] and interrupted == [3] and presenter.index == 3
     presenter.resume()
     qtbot.waitUntil(lambda: len(onsets) == 3, timeout=8000)
-    assert onsets[2].trial.index == 1
+    assert onsets[2].trial.index == 3
 
 
 def test_the_photodiode_square_is_white_only_while_an_image_is_on(make_presenter, qtbot):

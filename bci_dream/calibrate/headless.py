@@ -16,24 +16,29 @@ Steps 4–7 of the calibration wizard, for scripts and servers (``bci-dream cali
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import random
+import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bci_dream.calibrate.subject import MODEL_FOLDER, SubjectProfile, check_subject_id, subject_folder
+from bci_dream.calibrate.subject import (
+    MODEL_FOLDER,
+    PROFILE,
+    SubjectError,
+    SubjectProfile,
+    check_subject_id,
+    load_profile,
+    subject_folder,
+)
 from bci_dream.errors import BciDreamError
 from bci_dream.training.finetune import FinetuneSettings
 from bci_dream.training.pairs import Pair
 
 log = logging.getLogger(__name__)
-
-#: In the subject folder: which training trials the model folder's run is on (so that only that run is resumed).
-TRAINING_STATE = "training.json"
 
 
 @dataclass
@@ -132,20 +137,14 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
     write_pairs(folder / "validation.csv", held)
     log.info("%s: %d training and %d validation trials", subject, len(train), len(held))
 
-    model_dir = folder / MODEL_FOLDER
-    # Resume only a run on these very training trials (one that was cancelled, or asked for more steps); a new
-    # session of a known subject trains afresh rather than "resuming" a finished run on other data.
-    digest = hashlib.sha256((folder / "train.csv").read_bytes()).hexdigest()
-    state_file = folder / TRAINING_STATE
-    try:
-        previous = json.loads(state_file.read_text(encoding="utf-8")).get("train_sha256")
-    except (OSError, ValueError, AttributeError):
-        previous = None
-    resume = (model_dir / "config.json").is_file() and previous == digest
+    # Each set of training trials trains in its own folder (model-<digest>): an interrupted or cancelled run on
+    # these very trials goes on where it stopped, other trials (a new session) train afresh, and the profile keeps
+    # pointing at the last finished model until the new one is done.
+    digest = hashlib.sha256((folder / "train.csv").read_bytes()).hexdigest()[:12]
+    model_dir = folder / f"{MODEL_FOLDER}-{digest}"
+    resume = (model_dir / "config.json").is_file()
     if resume:
         log.warning("%s: resuming the fine-tuning in %s", subject, model_dir)
-    else:
-        state_file.write_text(json.dumps({"train_sha256": digest}) + "\n", encoding="utf-8")
     phase("fine-tuning")
     finetune(folder / "train.csv", model_dir, replace(settings, val_fraction=0.0), init=init, resume=resume,
              overwrite=not resume, progress=progress, on_step=on_step, cancel=cancel)
@@ -169,15 +168,16 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
     recordings = [str(Path(recording).resolve())] if recording is not None else \
         list(dict.fromkeys(str(p.recording.resolve()) for p in all_pairs))
     profile = SubjectProfile(subject=subject, recordings=recordings, model=settings.model,
-                             clip_model=settings.clip_model, checkpoint=MODEL_FOLDER, validation=validation)
-    old = folder / "profile.json"
-    if old.is_file():
-        from bci_dream.calibrate.subject import load_profile
-
-        previous = load_profile(folder)
-        profile.created = previous.created
-        profile.recordings = list(dict.fromkeys(previous.recordings + profile.recordings))
+                             clip_model=settings.clip_model, checkpoint=model_dir.name, validation=validation)
+    if (folder / PROFILE).is_file():
+        try:
+            profile.created = load_profile(folder).created
+        except SubjectError as e:
+            log.warning("the previous profile is replaced: %s", e)
     profile.save(folder)
+    for other in folder.glob(f"{MODEL_FOLDER}*"):  # models of earlier calibrations, no longer in the profile
+        if other.is_dir() and other != model_dir and (other / "config.json").is_file():
+            shutil.rmtree(other, ignore_errors=True)
     return CalibrationResult(folder, profile, len(train), len(held), figure)
 
 

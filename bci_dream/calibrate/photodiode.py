@@ -27,12 +27,12 @@ def photodiode_offsets(times: np.ndarray, signal: np.ndarray, markers: Sequence[
         markers: marker times (s).
         search_s: where to look for the edge, relative to each marker (s).
 
-    The threshold is halfway between the signal's 5th and 95th percentiles; the crossing time is interpolated
+    The threshold is halfway between the signal's 1st and 99th percentiles; the crossing time is interpolated
     linearly between the two samples around it.
     """
     times = np.asarray(times, dtype=np.float64)
     x = np.asarray(signal, dtype=np.float64)
-    low, high = np.nanpercentile(x, [5, 95])
+    low, high = np.nanpercentile(x, [1, 99])
     if not high > low:
         return np.full(len(markers), np.nan)
     threshold = (low + high) / 2

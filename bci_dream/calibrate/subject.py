@@ -5,7 +5,9 @@ A subject's folder (``$XDG_DATA_HOME/bci-dream/subjects/ID``, default ``~/.local
     profile.json      who, when, from which recording, with which models, the validation figures
     pairs.csv         all EEG-image pairs of the calibration session(s)
     train.csv, validation.csv    the split used
-    model/            the fine-tuned EEG model and UNet adapter (safetensors + JSON; a training checkpoint)
+    model-<digest>/   the fine-tuned EEG model and UNet adapter (safetensors + JSON; a training checkpoint),
+                      named after the training trials it was trained on (``profile.json`` names it)
+    sessions/         calibration sessions recorded by the wizard (see bci_dream.calibrate.session)
     validation.png    held-out stimuli beside the images generated from their EEG
 """
 

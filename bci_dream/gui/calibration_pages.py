@@ -76,6 +76,10 @@ class SubjectPage(QtWidgets.QWizardPage):
         self._on_subject(self.subject_box.currentText())
         self._describe_protocol()
 
+    def refresh(self) -> None:
+        """Look again for the subject's unfinished session (one may have been stopped since)."""
+        self._on_subject(self.subject_box.currentText())
+
     def _known_subjects(self) -> list[str]:
         root = self.w.subjects_root
         return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -154,6 +158,9 @@ class SubjectPage(QtWidgets.QWizardPage):
             w.stimuli = w.protocol.load_stimuli(check_images=True)
             w.schedule = w.protocol.schedule(w.stimuli)
             unfinished = w.resume_session
+            if unfinished is not None and unfinished.device != self.device_box.currentText():
+                raise BciDreamError(f"the unfinished session was recorded with {unfinished.device}: choose that "
+                                    "headset, or untick 'Go on with the unfinished session' to start a new one")
             if unfinished is not None and (unfinished.n_trials != len(w.schedule)
                                            or Path(unfinished.stimuli).resolve() != w.stimuli.folder.resolve()):
                 raise BciDreamError(f"the unfinished session's protocol ({protocol_name}) has changed since it was "
@@ -234,9 +241,9 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.completeChanged.emit()
 
     def resume_checking(self) -> None:
-        """Back on this page from the session: check afresh."""
-        if self.w.live is not None:
-            self.on_opened(self.w.live)
+        """Back on this page from the session: check afresh (reconnecting a headset that stopped or failed)."""
+        self.anyway_box.setChecked(False)
+        self.initializePage()
 
     def on_open_failed(self, error: str) -> None:
         _error(self.verdict_label, f"{error} (go Back to choose another headset or connection)")
@@ -330,18 +337,19 @@ class SessionPage(QtWidgets.QWizardPage):
 
     def initializePage(self) -> None:  # noqa: N802 - Qt's name
         w = self.w
-        self._ended = False
-        self.status_label.setText("not started")
-        self.timing_label.setText("")
-        self.start_button.setText("Start")
-        self.progress.setValue(0)
-        self.protocol_label.setText(w.protocol.describe(w.stimuli))
-        self.progress.setRange(0, len(w.schedule))
         if w.resume_session is not None:
             w.session = w.resume_session
-            self.start_button.setText(f"Go on at trial {w.session.next_index() + 1}")
-            self.progress.setValue(len(w.session.latest_showings()))
+        s = w.session
+        self._ended = s is not None  # (a session from before is not running: Start goes on with it)
+        self.protocol_label.setText(w.protocol.describe(w.stimuli))
+        self.progress.setRange(0, len(w.schedule))
+        self.progress.setValue(len(s.latest_showings()) if s is not None else 0)
+        self.status_label.setText(s.describe() if s is not None else "not started")
+        self.start_button.setText("Start")
+        if s is None:
+            self.timing_label.setText("")
         self._update_buttons()
+        self.completeChanged.emit()
 
     # -- running -----------------------------------------------------------------------------------------
 
@@ -355,6 +363,12 @@ class SessionPage(QtWidgets.QWizardPage):
         if w.live is None:
             self.status_label.setText("the headset is not connected: go Back to the signal check")
             return
+        if w.options.photodiode and w.options.photodiode not in w.live.info.ch_names:
+            error = (f"the stream has no channel '{w.options.photodiode}' for the photodiode (channels: "
+                     f"{', '.join(w.live.info.ch_names)})")
+            _error(self.status_label, error)
+            w.show_error(error)
+            return
         try:
             if w.session is None:
                 w.session = CalibrationSession.create(w.subject_folder, w.subject, w.device_name,
@@ -362,7 +376,11 @@ class SessionPage(QtWidgets.QWizardPage):
                                                       len(w.schedule))
             path = w.session.part_path()
             w.live.start_recording(path)
-            w.session.add_part(path)
+            try:
+                w.session.add_part(path)
+            except OSError:
+                w.live.stop_recording()
+                raise
         except (BciDreamError, OSError) as e:
             _error(self.status_label, f"cannot record the session: {e}")
             w.show_error(str(e))
@@ -448,6 +466,7 @@ class SessionPage(QtWidgets.QWizardPage):
         if self._ended or w.session is None or w.presenter is None:
             return
         self._ended = True
+        w.timing = None
         presenter, w.presenter = w.presenter, None
         screen = presenter.screen()
         refresh = screen.refreshRate() if screen is not None else None
@@ -491,6 +510,8 @@ class SessionPage(QtWidgets.QWizardPage):
     def cleanupPage(self) -> None:  # noqa: N802 - Qt's name  (Back to the signal check)
         """Leaving by Back ends the session here (kept, and offered to go on with) and checks the signal again."""
         self.end_session("stopped")
+        if self.w.closing:
+            return
         self.w.resume_session = self.w.session if self.w.session is not None and \
             self.w.session.status != "complete" else None
         self.w.signal_page.resume_checking()

@@ -101,6 +101,7 @@ class CalibrationWizard(QtWidgets.QWizard):
         self.result = None
         self.timing = None
         self.errors: list[str] = []
+        self.closing = False
         self.subject = ""
         self.protocol = None
         self.stimuli = None
@@ -115,6 +116,7 @@ class CalibrationWizard(QtWidgets.QWizard):
         self.bridge = WizardBridge()
         self.bridge.opened.connect(self._on_opened)
         self.bridge.open_failed.connect(self._on_open_failed)
+        self.currentIdChanged.connect(self._on_page)
         self.subject_page = SubjectPage(self)
         self.signal_page = SignalCheckPage(self)
         self.session_page = SessionPage(self)
@@ -123,6 +125,10 @@ class CalibrationWizard(QtWidgets.QWizard):
         for page in (self.subject_page, self.signal_page, self.session_page, self.training_page, self.result_page):
             self.addPage(page)
         self.resize(980, 720)
+
+    def _on_page(self, page_id: int) -> None:
+        if self.page(page_id) is self.subject_page:  # (back on it: an unfinished session may exist now)
+            self.subject_page.refresh()
 
     # -- the subject -----------------------------------------------------------------------------------
 
@@ -170,6 +176,9 @@ class CalibrationWizard(QtWidgets.QWizard):
             live.open()
             live.source.add_state_listener(lambda state, reason: self.bridge.state.emit(number, state.value, reason))
             live.start()
+            if number != self._connection:  # superseded while it opened: closed here, before the next open
+                live.stop()
+                return
         except Exception as e:  # noqa: BLE001 - a bug must not take the wizard down either
             if not isinstance(e, BciDreamError):
                 log.exception("opening the device failed")
@@ -239,6 +248,7 @@ class CalibrationWizard(QtWidgets.QWizard):
 
     def done(self, result: int) -> None:  # noqa: D401 - Qt's name
         """Closing (Finish or Cancel): the session is ended and kept, training cancelled, the stream stopped."""
+        self.closing = True  # (QWizard.done cleans up every page it went through: nothing may reconnect then)
         self.session_page.end_session("stopped")
         self.training_page.cancel_training(wait=True)
         self.stop_stream(wait=True)

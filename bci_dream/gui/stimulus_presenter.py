@@ -114,12 +114,12 @@ class StimulusPresenter(QtWidgets.QWidget):
         on, after a blank of ``lead_s`` (default :data:`RESUME_LEAD_S`), then the rest if a block begins there,
         then that trial's own blank. Refused (the presenter stays paused, saying why) while :attr:`gate` objects.
         """
+        self.index = index
+        self._on_screen = None
         refusal = self.gate()
         if refusal:
             self._paused(refusal)
             return
-        self.index = index
-        self._on_screen = None
         if index >= len(self.schedule):
             self._finish()
             return
@@ -180,6 +180,7 @@ class StimulusPresenter(QtWidgets.QWidget):
     def _plan(self) -> None:
         """Queue the events of the next trial: rest text, fixation, onset, offset."""
         p, trial = self.protocol, self.schedule[self.index]
+        self._pixmap(trial)  # scaled now, in the blank, so that its onset does not pay for it
         onset = self._origin + trial.onset_s
         events: list[tuple[float, Callable[[], None]]] = []
         previous = self.schedule[self.index - 1] if self.index > 0 else None
@@ -217,7 +218,7 @@ class StimulusPresenter(QtWidgets.QWidget):
     def _rest(self, block: int, until: float) -> None:
         self._set_state("rest", f"rest before block {block}")
         left = max(0.0, until - self._clock())
-        self._text = f"Rest. Block {block} of {self.protocol.blocks} begins in {left:.0f} s."
+        self._text = f"Rest. Block {block} of {self.protocol.blocks} begins in {math.ceil(left - 1e-3)} s."
         self.repaint()
 
     def _blank(self) -> None:
@@ -288,10 +289,8 @@ class StimulusPresenter(QtWidgets.QWidget):
         return self._scaled[key]
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt's name
-        """Scale every image for the new size now, so that no onset pays for it."""
         super().resizeEvent(event)
-        for trial in {str(t.image): t for t in self.schedule}.values():
-            self._pixmap(trial)
+        self._scaled.clear()  # (images are scaled again for the new size, each in the blank before it shows)
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt's name
         painter = QtGui.QPainter(self)
