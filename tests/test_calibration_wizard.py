@@ -83,8 +83,10 @@ def run_session(wizard, qtbot, timeout=30000):
     qtbot.waitUntil(lambda: wizard.timing is not None, timeout=10000)
 
 
-def test_a_full_wizard_pass_on_the_synthetic_board(make_wizard, qtbot, tmp_path):
-    wizard = make_wizard()
+def test_a_full_wizard_pass_on_the_synthetic_board(make_wizard, qtbot, tmp_path, models):
+    settings = FinetuneSettings(model=str(models["sd"]), clip_model=str(models["clip"]), resolution=64, batch_size=4,
+                                max_steps=12, checkpoint_every=100, eval_every=100, device="cpu")
+    wizard = make_wizard(settings=settings)
     through_signal_check(wizard, qtbot)
     # the signal check names its thresholds and gives one verdict per synthetic channel
     assert "µV" in wizard.signal_page.thresholds_label.text()
@@ -107,10 +109,19 @@ def test_a_full_wizard_pass_on_the_synthetic_board(make_wizard, qtbot, tmp_path)
     assert sum(t in ("1", "2", "3") for t in texts) == 24 and sum(t.startswith("stim:") for t in texts) == 24
     assert (session.folder / "pairs.csv").read_text().count("\n") == 25
 
-    wizard.next()  # fine-tuning starts by itself
-    assert wizard.currentPage() is wizard.training_page
+    wizard.next()  # fine-tuning starts by itself; it is cancelled after a step, then goes on from there
+    page = wizard.training_page
+    assert wizard.currentPage() is page
+    qtbot.waitUntil(lambda: page.progress.value() >= 1, timeout=60000)
+    assert "left" in page.time_label.text()
+    page.cancel_button.click()
+    qtbot.waitUntil(lambda: page.start_button.isEnabled(), timeout=60000)
+    assert page.start_button.text() == "Go on" and "cancelled at step" in page.error_label.text()
+    assert wizard.result is None and not wizard.training_page.isComplete()
+    cancelled_at = page.progress.value()
+    page.start_button.click()
     qtbot.waitUntil(lambda: wizard.result is not None, timeout=120000)
-    assert wizard.training_page.progress.value() == 4
+    assert page.progress.value() == 12 and cancelled_at < 12
     wizard.next()
     assert wizard.currentPage() is wizard.result_page
     text = wizard.result_page.summary_label.text()

@@ -172,7 +172,7 @@ def test_replay_controls_pause_seek_and_speed(make_window, qtbot, shared_data):
 
 
 def test_auto_scale_picks_a_1_2_5_value_from_the_signal(make_window, qtbot):
-    from bci_dream.gui.main_window import nice_scale
+    from bci_dream.gui.traces import nice_scale
 
     assert [nice_scale(v) for v in (0.7, 1.0, 1.3, 3.0, 7.0, 180.0)] == [1.0, 1.0, 2.0, 5.0, 10.0, 200.0]
     window = make_window(device="synthetic", generate=False)

@@ -180,7 +180,7 @@ class SubjectPage(QtWidgets.QWizardPage):
 class SignalCheckPage(QtWidgets.QWizardPage):
     """Step 2: live traces and a pass/fail table per channel against the stated thresholds."""
 
-    COLUMNS = ("channel", "contact (from the signal)", "status", "good", "advice")
+    COLUMNS = ("channel", "contact", "status", "good", "advice")
 
     def __init__(self, wizard: CalibrationWizard) -> None:
         super().__init__()
@@ -192,6 +192,8 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.traces.setMinimumHeight(220)
         self.table = QtWidgets.QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.horizontalHeaderItem(1).setToolTip("judged from the signal's quality over the last seconds (not "
+                                                      "from a contact sensor of the headset)")
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -236,6 +238,7 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.traces.set_pipeline(live.pipeline)
         self.timer.start()
         self.trace_timer.start()
+        QtCore.QTimer.singleShot(1500, self.traces.auto_scale)  # once a second of signal is in
         self.verdict_label.setText(f"{live.info.name}: {live.info.n_channels} channels at {live.info.sfreq:g} Hz; "
                                    f"checking the signal for {self.check.seconds} s …")
         self.completeChanged.emit()
@@ -264,9 +267,10 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.traces.set_quality(status.quality)
         from bci_dream.calibrate.signal_check import MUSE_SENSORS
 
-        for row, v in enumerate(self.check.verdicts()):
+        # failing channels first, so that their advice is in view
+        for row, v in enumerate(sorted(self.check.verdicts(), key=lambda v: v.passed)):
             name = f"{v.name} ({MUSE_SENSORS[v.name][0]})" if self.check.muse and v.name in MUSE_SENSORS else v.name
-            cells = (name, v.contact, v.problem or v.status, f"{v.good_share:.0%}", v.advice)
+            cells = (name, v.contact, (v.problem or v.status).replace("_", " "), f"{v.good_share:.0%}", v.advice)
             for col, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
                 if col == 1:

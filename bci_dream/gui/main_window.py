@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from bci_dream.gui.image_panel import ImagePanel
@@ -50,12 +49,6 @@ class AppOptions:
     connect: bool = True
     generate: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)  # e.g. stall_timeout for BrainFlow sources
-
-
-def nice_scale(uv: float) -> float:
-    """The 1-2-5 value (µV) at or above ``uv``."""
-    decade = 10.0 ** np.floor(np.log10(max(uv, 1e-3)))
-    return float(next(m * decade for m in (1, 2, 5, 10) if m * decade >= uv))
 
 
 class Bridge(QtCore.QObject):
@@ -459,18 +452,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def auto_scale(self) -> None:
         """Set the vertical scale so that a typical channel's swing fills its row (a 1-2-5 value)."""
-        if self.live is None:
-            return
-        pipeline = self.live.pipeline
-        buffer = pipeline.filtered if self.filtered_box.isChecked() else pipeline.raw
-        data = buffer.latest(int(pipeline.info.sfreq)).data
-        if len(data) < 10:
-            return
-        with np.errstate(all="ignore"):
-            std = np.nanstd(data * (1.0 if buffer is pipeline.filtered else pipeline.info.to_microvolts), axis=0)
-        std = std[np.isfinite(std) & (std > 0)]
-        if std.size:
-            self.scale_box.setValue(nice_scale(6.0 * float(np.median(std))))
+        if self.live is not None:
+            self.traces.auto_scale()  # (its scale_changed signal sets the scale box)
 
     def _on_state(self, session: int, state: str, reason: str) -> None:
         if session != self._session:

@@ -289,6 +289,12 @@ class _TraceCanvas(QtWidgets.QGraphicsItem):
                         QtCore.QRectF(src, 0, n, self.height))
 
 
+
+def nice_scale(uv: float) -> float:
+    """The 1-2-5 value (µV) at or above ``uv``."""
+    decade = 10.0 ** np.floor(np.log10(max(uv, 1e-3)))
+    return float(next(m * decade for m in (1, 2, 5, 10) if m * decade >= uv))
+
 class TraceView(QtWidgets.QWidget):
     """Scrolling EEG traces of a :class:`StreamPipeline`, one row per channel, newest sample on the right.
 
@@ -437,6 +443,22 @@ class TraceView(QtWidgets.QWidget):
         self._dirty = True
         self._update_axis_label()
         self.scale_changed.emit(uv)
+
+    def auto_scale(self) -> None:
+        """Set the vertical scale so that a typical channel's swing over the last second fills its row (a 1-2-5
+        value); nothing happens before a second of signal is in."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        buffer = pipeline.filtered if self.show_filtered else pipeline.raw
+        data = buffer.latest(int(pipeline.info.sfreq)).data
+        if len(data) < 10:
+            return
+        with np.errstate(all="ignore"):
+            std = np.nanstd(data * (1.0 if buffer is pipeline.filtered else pipeline.info.to_microvolts), axis=0)
+        std = std[np.isfinite(std) & (std > 0)]
+        if std.size:
+            self.set_scale(nice_scale(6.0 * float(np.median(std))))
 
     @property
     def show_filtered(self) -> bool:
