@@ -253,7 +253,7 @@ def test_finetune_end_to_end_writes_a_checkpoint_that_reloads(trained, init_chec
     torch.testing.assert_close(adapted, ours)
 
 
-def test_training_the_heads_leaves_encoder_and_unet_base_weights(manifest, tiny, tmp_path):
+def test_training_the_heads_and_adapters_leaves_encoder_and_unet_base_weights(manifest, tiny, tmp_path):
     settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=2,
                                    batch_size=4, resolution=int(RESOLUTION), eval_every=2)
     run = ft.Finetuner(manifest, tmp_path / "heads", settings)
@@ -266,7 +266,7 @@ def test_training_the_heads_leaves_encoder_and_unet_base_weights(manifest, tiny,
     assert any(v.abs().max() > 0 for k, v in unet_after.items() if "lora_B" in k)  # B starts at zero
     eeg_after = run.eeg_model.state_dict()
     changed = {k for k, v in eeg_before.items() if not torch.equal(v, eeg_after[k])}
-    assert changed and all(k.startswith(("conditioning.", "clip.")) for k in changed)
+    assert changed and all(k.startswith(("conditioning.", "clip.", "channel_adapter.")) for k in changed)
     assert any(k.startswith("conditioning.") for k in changed) and any(k.startswith("clip.") for k in changed)
 
 
@@ -355,3 +355,30 @@ def test_missing_or_incomplete_model_folder_gives_one_line(manifest, tiny, tmp_p
     assert main([*args, "--clip-model", str(tmp_path / "no-clip")]) == 1
     assert "CLIP model folder" in one_error_line(capsys)
     assert not (out / "config.json").exists()
+
+
+def test_the_channel_adapter_starts_as_the_identity_and_learns(trained, init_checkpoint):
+    """A per-subject channel adapter: identity at the start, absent channels stay zero, trained by finetune."""
+    from bci_dream.models.eeg_model import ChannelAdapter
+
+    adapter = ChannelAdapter(4)
+    x = torch.randn(2, 4, 16)
+    mask = torch.tensor([[True, True, False, True], [True, True, True, True]])
+    assert torch.allclose(adapter(x, mask), x * mask[:, :, None])
+    with torch.no_grad():
+        adapter.delta.fill_(0.5)
+    out = adapter(x, mask)
+    assert torch.all(out[0, 2] == 0) and not torch.allclose(out, x)
+
+    model, _ = load_checkpoint(trained)  # fine-tuned from a checkpoint without one: added, trained, saved
+    assert model.config.channel_adapter and model.channel_adapter is not None
+    assert model.channel_adapter.delta.abs().sum() > 0
+    init, _ = load_checkpoint(init_checkpoint)
+    assert init.channel_adapter is None  # (old checkpoints load as before)
+
+
+def test_no_channel_adapter_on_request(manifest, tiny, tmp_path):
+    out = tmp_path / "plain"
+    assert main(finetune_args(manifest, tiny, out, "--preset", "tiny", "--max-steps", "1",
+                              "--no-channel-adapter")) == 0
+    assert load_checkpoint(out)[0].channel_adapter is None

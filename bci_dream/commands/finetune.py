@@ -39,6 +39,8 @@ def add_training_args(p: argparse.ArgumentParser, compute_flag: str = "--device"
                    help="train the UNet's cross-attention weights themselves instead of a LoRA adapter")
     p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank)")
     p.add_argument("--train-encoder", action="store_true", help="also train the EEG encoder (default: frozen)")
+    p.add_argument("--no-channel-adapter", action="store_true",
+                   help="no per-subject channel adapter in front of the encoder (default: one is trained)")
     p.add_argument("--clip-weight", type=float, default=1.0, help="weight of the CLIP alignment loss (0: off)")
     p.add_argument("--diffusion-weight", type=float, default=1.0, help="weight of the denoising loss (0: off)")
     p.add_argument("--max-steps", type=int, default=2000, help="optimizer steps")
@@ -62,6 +64,7 @@ def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0):
     return FinetuneSettings(
         model=str(args.model), clip_model=str(args.clip_model), preset=args.preset or "small", lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha, full_cross_attention=args.full_cross_attention, train_encoder=args.train_encoder,
+        channel_adapter=not args.no_channel_adapter,
         clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, max_steps=args.max_steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
         val_fraction=val_fraction, offset_s=args.offset, seed=args.seed, device=args.compute_device,

@@ -37,6 +37,7 @@ class EegModelConfig:
     clip_projection_dim: int | None = 768
     out_tokens: int = 77
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    channel_adapter: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -52,11 +53,35 @@ class EegModelConfig:
                    cross_attention_dim=d.get("cross_attention_dim"),
                    clip_projection_dim=d.get("clip_projection_dim"),
                    out_tokens=int(d.get("out_tokens", 77)),
-                   preprocessing=Preprocessing(**pre))
+                   preprocessing=Preprocessing(**pre),
+                   channel_adapter=bool(d.get("channel_adapter", False)))
+
+
+class ChannelAdapter(nn.Module):
+    """A per-subject spatial remix of the montage's channels before the encoder: ``x' = (I + D) x + b``.
+
+    ``D`` [C, C] and ``b`` [C] start at zero (the adapter starts as the identity, and weight decay pulls it back
+    there). Only channels present in the window's mask are mixed, and absent channels stay zero, so a headset's
+    missing channels never leak in. It learns what a subject's electrode placement and contact change.
+    """
+
+    def __init__(self, n_channels: int) -> None:
+        super().__init__()
+        self.delta = nn.Parameter(torch.zeros(n_channels, n_channels))
+        self.bias = nn.Parameter(torch.zeros(n_channels))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Windows [B, C, T] (and mask [B, C], True = present) → adapted windows [B, C, T]."""
+        m = torch.ones(x.shape[:2], device=x.device, dtype=x.dtype) if mask is None else mask.to(x.dtype)
+        present = x * m[:, :, None]
+        mixed = present + torch.einsum("oc,bct->bot", self.delta.to(x.dtype), present) + \
+            self.bias.to(x.dtype)[None, :, None]
+        return mixed * m[:, :, None]
 
 
 class EegModel(nn.Module):
-    """Encoder plus the heads named in ``config`` (a head is absent when its width is None)."""
+    """Encoder plus the heads named in ``config`` (a head is absent when its width is None), and the per-subject
+    :class:`ChannelAdapter` in front of the encoder when ``config.channel_adapter``."""
 
     def __init__(self, config: EegModelConfig) -> None:
         super().__init__()
@@ -67,15 +92,22 @@ class EegModel(nn.Module):
                                               config.out_tokens) if config.cross_attention_dim else None)
         self.clip = ClipHead(enc.num_patches, enc.embed_dim, config.clip_projection_dim) \
             if config.clip_projection_dim else None
+        self.channel_adapter = ChannelAdapter(enc.n_channels) if config.channel_adapter else None
+
+    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Windows [B, C, T] (through the channel adapter, if any) → encoder tokens [B, L, D]."""
+        if self.channel_adapter is not None:
+            x = self.channel_adapter(x, mask)
+        return self.encoder.embed(x, mask)
 
     def prompt_embeds(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Windows [B, C, T] → Stable Diffusion ``prompt_embeds`` [B, 77, cross_attention_dim]."""
         if self.conditioning is None:
             raise ValueError("this model has no conditioning head")
-        return self.conditioning(self.encoder.embed(x, mask))
+        return self.conditioning(self.embed(x, mask))
 
     def clip_embeds(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Windows [B, C, T] → vectors [B, projection_dim] in CLIP image-embedding space."""
         if self.clip is None:
             raise ValueError("this model has no CLIP head")
-        return self.clip(self.encoder.embed(x, mask))
+        return self.clip(self.embed(x, mask))

@@ -9,7 +9,8 @@ UNet's config) that replace the text in the UNet's cross-attention. Two losses:
 - CLIP alignment: ``1 - cosine`` between the EEG model's CLIP head and the frozen CLIP image
   embedding (``CLIPVisionModelWithProjection(...).image_embeds``) of the image shown.
 
-Trained: the conditioning and CLIP heads always; the UNet's cross-attention (``attn2``) through a
+Trained: the conditioning and CLIP heads always; a per-subject channel adapter in front of the encoder
+(identity at the start) unless ``channel_adapter`` is off; the UNet's cross-attention (``attn2``) through a
 LoRA adapter (peft) or, with ``full_cross_attention``, its full weights; the encoder only with
 ``train_encoder``. The VAE, CLIP and the rest of the UNet stay frozen.
 
@@ -101,7 +102,9 @@ class FinetuneSettings:
         preset: encoder preset when no ``init`` checkpoint is given.
         lora_rank, lora_alpha: LoRA on the cross-attention projections (alpha defaults to the rank).
         full_cross_attention: train the ``attn2`` weights themselves instead of a LoRA adapter.
-        train_encoder: also train the EEG encoder (else only the heads and the UNet adapter).
+        train_encoder: also train the EEG encoder (else only the heads, the channel adapter and the UNet adapter).
+        channel_adapter: add (if the model has none) and train a per-subject channel adapter in front of the
+            encoder (:class:`~bci_dream.models.eeg_model.ChannelAdapter`).
         clip_weight, diffusion_weight: weights of the two losses (0 skips that loss's computation).
         resolution: image side in pixels for the VAE (images are resized and centre-cropped).
         val_fraction: share of the pairs held out to report the validation CLIP cosine.
@@ -117,6 +120,7 @@ class FinetuneSettings:
     lora_alpha: float | None = None
     full_cross_attention: bool = False
     train_encoder: bool = False
+    channel_adapter: bool = True
     clip_weight: float = 1.0
     diffusion_weight: float = 1.0
     max_steps: int = 2000
@@ -486,20 +490,26 @@ def _atomic(path: Path, write) -> None:
 # -- the EEG model ----------------------------------------------------------------------------------
 
 def build_eeg_model(cross_attention_dim: int, clip_projection_dim: int, *, init: str | os.PathLike | None = None,
-                    preset: str = "small") -> EegModel:
+                    preset: str = "small", channel_adapter: bool = False) -> EegModel:
     """The EEG model to fine-tune: the ``init`` checkpoint's (encoder kept; a head whose width does
-    not match ``cross_attention_dim``/``clip_projection_dim`` is created afresh) or a fresh ``preset``."""
+    not match ``cross_attention_dim``/``clip_projection_dim`` is created afresh, and a channel adapter added as
+    the identity when asked for) or a fresh ``preset``."""
     if init is None:
         return EegModel(EegModelConfig(encoder=encoder_preset(preset), cross_attention_dim=cross_attention_dim,
-                                       clip_projection_dim=clip_projection_dim))
+                                       clip_projection_dim=clip_projection_dim, channel_adapter=channel_adapter))
     loaded, _ = load_checkpoint(init)
     old = loaded.config
-    if old.cross_attention_dim == cross_attention_dim and old.clip_projection_dim == clip_projection_dim:
+    adapter = channel_adapter or old.channel_adapter
+    if old.cross_attention_dim == cross_attention_dim and old.clip_projection_dim == clip_projection_dim and \
+            old.channel_adapter == adapter:
         return loaded
-    config = dataclasses.replace(old, cross_attention_dim=cross_attention_dim, clip_projection_dim=clip_projection_dim)
+    config = dataclasses.replace(old, cross_attention_dim=cross_attention_dim, clip_projection_dim=clip_projection_dim,
+                                 channel_adapter=adapter)
     model = EegModel(config)
     fresh = [name for name, before, now in (("conditioning", old.cross_attention_dim, cross_attention_dim),
                                            ("clip", old.clip_projection_dim, clip_projection_dim)) if before != now]
+    if adapter and not old.channel_adapter:
+        fresh.append("channel_adapter")
     keep = {k: v for k, v in loaded.state_dict().items() if not k.startswith(tuple(f + "." for f in fresh))}
     model.load_state_dict(keep, strict=False)
     log.info("%s: new %s head(s) for cross-attention width %d and CLIP width %d", init, " and ".join(fresh),
@@ -685,7 +695,8 @@ class Finetuner:
         if resume:
             self.eeg_model, _ = load_checkpoint(self.output)
         else:
-            self.eeg_model = build_eeg_model(cross_dim, clip_dim, init=self.init, preset=settings.preset)
+            self.eeg_model = build_eeg_model(cross_dim, clip_dim, init=self.init, preset=settings.preset,
+                                             channel_adapter=settings.channel_adapter)
         cfg = self.eeg_model.config
         if cfg.cross_attention_dim != cross_dim or cfg.clip_projection_dim != clip_dim:
             raise CheckpointError(f"{self.output} conditions a UNet of width {cfg.cross_attention_dim} and CLIP width "
@@ -817,8 +828,10 @@ class Finetuner:
         images = self.data.image_index[index].to(self.device)
         zero = torch.zeros((), device=self.device)
         with self._autocast():
-            with torch.set_grad_enabled(s.train_encoder and torch.is_grad_enabled()):
-                tokens = self.eeg_model.encoder.embed(x, mask)
+            # (the frozen encoder is back-propagated through only when the encoder or a channel adapter learns)
+            learns_input = s.train_encoder or self.eeg_model.channel_adapter is not None
+            with torch.set_grad_enabled(learns_input and torch.is_grad_enabled()):
+                tokens = self.eeg_model.embed(x, mask)
             diffusion = clip = zero
             if s.diffusion_weight > 0:
                 prompt_embeds = self.eeg_model.conditioning(tokens)
