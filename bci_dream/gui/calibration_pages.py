@@ -566,6 +566,7 @@ class TrainingPage(QtWidgets.QWizardPage):
         layout.addStretch(1)
         self._cancel: threading.Event | None = None
         self._thread: threading.Thread | None = None
+        self._running = False
         wizard.bridge.step.connect(self._on_step)
         wizard.bridge.phase.connect(self._on_phase)
         wizard.bridge.trained.connect(self._on_trained)
@@ -579,7 +580,9 @@ class TrainingPage(QtWidgets.QWizardPage):
 
     @property
     def training(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """True from :meth:`start` until its result or failure has reached this page (the worker thread may still
+        be unwinding after that; a new run may start then)."""
+        return self._running
 
     def start(self) -> None:
         """Fine-tune, validate and save the profile on a worker thread (a cancelled run goes on from its checkpoint)."""
@@ -615,6 +618,7 @@ class TrainingPage(QtWidgets.QWizardPage):
             else:
                 w.bridge.trained.emit(result)
 
+        self._running = True
         self._thread = threading.Thread(target=work, name="wizard:finetune", daemon=True)
         self._thread.start()
         self.start_button.setEnabled(False)
@@ -640,6 +644,7 @@ class TrainingPage(QtWidgets.QWizardPage):
         self.phase_label.setText(text)
 
     def _on_trained(self, result) -> None:
+        self._running = False
         self.w.result = result
         self.phase_label.setText(f"Done: trained on {result.n_train} trials, {result.n_validation} held out.")
         self.time_label.setText("")
@@ -648,6 +653,7 @@ class TrainingPage(QtWidgets.QWizardPage):
         self.completeChanged.emit()
 
     def _on_failed(self, error: str, cancelled: bool) -> None:
+        self._running = False
         self.w.show_error(error)
         _error(self.error_label, error)
         self.start_button.setText("Go on" if cancelled else "Try again")
