@@ -57,12 +57,21 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised through subproce
 def _add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", "-d", default="synthetic",
                    help="device profile name (see 'bci-dream devices') or a .toml profile file")
-    g = p.add_argument_group("connection (what each device needs: 'bci-dream devices')")
+    _add_connection_args(p.add_argument_group("connection (what each device needs: 'bci-dream devices')"))
+    _add_filter_args(p)
+    p.add_argument("--publish", action="store_true", help="re-publish the EEG and markers as LSL streams")
+
+
+def _add_connection_args(g) -> None:
+    """``--serial-port``, ``--mac-address`` ...: one option per connection parameter, on a parser or group ``g``."""
     for name in CONNECTION_PARAMETERS:
         kind = int if name in ("ip_port",) else float if name == "timeout" else str
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=_PARAM_HELP[name])
-    _add_filter_args(p)
-    p.add_argument("--publish", action="store_true", help="re-publish the EEG and markers as LSL streams")
+
+
+def _connection_params(args: argparse.Namespace) -> dict:
+    """The connection parameters given on the command line (those left out are not in the dict)."""
+    return {name: getattr(args, name) for name in CONNECTION_PARAMETERS if getattr(args, name) is not None}
 
 
 def _add_filter_args(p: argparse.ArgumentParser) -> None:

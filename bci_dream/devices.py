@@ -73,6 +73,20 @@ class DeviceProfile:
     path: Path | None = None
 
     @property
+    def main_parameter(self) -> str | None:
+        """The parameter a connection box sets: the first required one, else the first optional one (None: none)."""
+        names = self.required or self.optional
+        return names[0] if names else None
+
+    @property
+    def main_parameter_hint(self) -> str:
+        """Placeholder text for that box, e.g. ``"serial port"`` or ``"mac address (optional)"``."""
+        name = self.main_parameter
+        if name is None:
+            return "no connection parameter needed"
+        return name.replace("_", " ") + ("" if name in self.required else " (optional)")
+
+    @property
     def parameters(self) -> tuple[str, ...]:
         """All connection parameters the profile accepts."""
         return self.required + self.optional

@@ -95,7 +95,7 @@ def test_the_signal_check_passes_a_channel_good_in_most_seconds_and_advises_muse
     text = check.describe_thresholds()
     assert "0.5 µV" in text and "100 µV" in text and "50 ± 1 Hz" in text and "80%" in text
     check.update([quality("TP9", "good")])  # a snapshot with the wrong channel count is ignored
-    assert len(check._history) == 5
+    assert check.seconds_seen == 5
 
 
 def test_quality_of_the_real_synthetic_board_feeds_the_check():

@@ -21,7 +21,6 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -114,18 +113,6 @@ class TimingReport:
             text += (f"; the display adds up to {1000 / self.refresh_hz:.1f} ms (one refresh at {self.refresh_hz:g} Hz)"
                      " plus its own lag, which a photodiode measures")
         return text
-
-    def to_dict(self) -> dict[str, Any]:
-        def s(x: np.ndarray) -> dict[str, float] | None:
-            if not x.size:
-                return None
-            return {"p50": float(np.percentile(x, 50)), "p95": float(np.percentile(x, 95)),
-                    "max": float(np.max(x)), "mean": float(np.mean(x))}
-        light = self.photodiode_ms[np.isfinite(self.photodiode_ms)]
-        return {"trials": self.trials, "missing": self.missing,
-                "marker_offset_abs_ms": s(np.abs(self.marker_offset_ms)), "lateness_ms": s(self.lateness_ms),
-                "draw_ms": s(self.draw_ms), "photodiode_ms": s(light) if self.photodiode_ms.size else None,
-                "refresh_hz": self.refresh_hz}
 
 
 @dataclass

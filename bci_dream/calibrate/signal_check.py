@@ -81,9 +81,14 @@ class SignalCheck:
         self._history.append(list(quality))
 
     @property
+    def seconds_seen(self) -> int:
+        """Assessments (seconds) looked at so far, up to ``seconds``."""
+        return len(self._history)
+
+    @property
     def ready(self) -> bool:
         """True once ``seconds`` assessments have come in."""
-        return len(self._history) >= self.seconds
+        return self.seconds_seen >= self.seconds
 
     def verdicts(self) -> list[ChannelVerdict]:
         """One verdict per channel (all failing with "no signal yet" before the first assessment)."""

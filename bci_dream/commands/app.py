@@ -20,14 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from bci_dream.devices import CONNECTION_PARAMETERS
+    from bci_dream.cli import _connection_params
     from bci_dream.errors import BciDreamError
     from bci_dream.gui.app import run
     from bci_dream.gui.main_window import AppOptions
 
     if args.replay is not None and not args.replay.is_file():
         raise BciDreamError(f"{args.replay} does not exist; give the path of a recorded .xdf session")
-    params = {name: getattr(args, name) for name in CONNECTION_PARAMETERS if getattr(args, name) is not None}
+    params = _connection_params(args)
     filters = None
     if args.no_filter or args.bandpass or args.notch is not None:  # (else: the settings' or the device's)
         from bci_dream.cli import _filters

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bci_dream.cli import _PARAM_HELP, CONNECTION_PARAMETERS, _add_filter_args
+    from bci_dream.cli import _add_connection_args, _add_filter_args
     from bci_dream.commands.finetune import add_training_args
 
     p = sub.add_parser(
@@ -25,9 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w = p.add_argument_group("wizard")
     w.add_argument("--device", "-d", default="synthetic",
                    help="headset profile name (see 'bci-dream devices') or a .toml profile file")
-    for name in CONNECTION_PARAMETERS:
-        kind = int if name in ("ip_port",) else float if name == "timeout" else str
-        w.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=_PARAM_HELP[name])
+    _add_connection_args(w)
     w.add_argument("--protocol", default="default",
                    help="calibration protocol: a shipped one (default, quick) or a .toml file")
     w.add_argument("--windowed", action="store_true", help="present the stimuli in a window, not full screen")
@@ -86,7 +84,7 @@ def run_wizard(args: argparse.Namespace) -> int:
     """Open the calibration wizard; exit status 0 when a profile was saved, 1 (one line) when it was closed before."""
     from bci_dream.calibrate.protocol import load_protocol
     from bci_dream.calibrate.subject import check_subject_id
-    from bci_dream.cli import CONNECTION_PARAMETERS, _filters
+    from bci_dream.cli import _connection_params, _filters
     from bci_dream.commands.finetune import settings_from_args
     from bci_dream.devices import get_profile
     from bci_dream.errors import BciDreamError
@@ -99,7 +97,7 @@ def run_wizard(args: argparse.Namespace) -> int:
     load_protocol(args.protocol)
     settings = settings_from_args(args)
     settings.check()
-    params = {name: getattr(args, name) for name in CONNECTION_PARAMETERS if getattr(args, name) is not None}
+    params = _connection_params(args)
     filters = _filters(args, profile) if (args.no_filter or args.bandpass or args.notch is not None) else None
 
     from bci_dream.gui.app import run_calibration

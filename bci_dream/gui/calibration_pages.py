@@ -86,22 +86,19 @@ class SubjectPage(QtWidgets.QWizardPage):
 
     def _on_device(self) -> None:
         profile = self.device_box.currentData()
-        names = list(profile.required or profile.optional[:1]) if profile is not None else []
-        self.connection_edit.setEnabled(bool(names))
-        self.connection_edit.setPlaceholderText(
-            (names[0].replace("_", " ") + ("" if names[0] in profile.required else " (optional)"))
-            if names else "no connection parameter needed")
-        if self.device_box.currentText() == self.w.options.device and names:
-            self.connection_edit.setText(str(self.w.options.params.get(names[0], "")))
+        name = profile.main_parameter
+        self.connection_edit.setEnabled(name is not None)
+        self.connection_edit.setPlaceholderText(profile.main_parameter_hint)
+        if self.device_box.currentText() == self.w.options.device and name is not None:
+            self.connection_edit.setText(str(self.w.options.params.get(name, "")))
         else:
             self.connection_edit.clear()
 
     def connection_params(self) -> dict:
         profile = self.device_box.currentData()
         params = dict(self.w.options.params) if self.device_box.currentText() == self.w.options.device else {}
-        names = list(profile.required or profile.optional[:1]) if profile is not None else []
-        if names and self.connection_edit.text().strip():
-            params[names[0]] = self.connection_edit.text().strip()
+        if profile.main_parameter and self.connection_edit.text().strip():
+            params[profile.main_parameter] = self.connection_edit.text().strip()
         return params
 
     def _on_subject(self, text: str) -> None:
@@ -171,7 +168,6 @@ class SubjectPage(QtWidgets.QWizardPage):
             return False
         if w.session is not None and w.session is not w.resume_session:
             w.session = None  # (came Back after a session: the next one is new, for whoever is chosen now)
-        w.device_profile = self.device_box.currentData()
         w.device_name = self.device_box.currentText()
         w.device_params = self.connection_params()
         return True
@@ -279,7 +275,7 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         if status.state.value in LOST_STATES:
             _error(self.verdict_label, f"the headset is {status.state.value}: check that it is on and in range")
         elif not self.check.ready:
-            self.verdict_label.setText(f"checking the signal … ({len(self.check._history)} of {self.check.seconds} s)")
+            self.verdict_label.setText(f"checking the signal … ({self.check.seconds_seen} of {self.check.seconds} s)")
         elif self.check.passed:
             self.verdict_label.setText("All channels pass.")
         else:

@@ -107,7 +107,6 @@ class CalibrationWizard(QtWidgets.QWizard):
         self.stimuli = None
         self.schedule: list = []
         self.resume_session = None  # an unfinished session of the subject, to go on with
-        self.device_profile = None
         self.device_name = self.options.device
         self.device_params: dict[str, Any] = dict(self.options.params)
         self._connection = 0

@@ -314,31 +314,22 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_device_chosen(self) -> None:
         profile = self.device_box.currentData()
         self.connection_box.clear()
-        names = self._connection_names(profile)
-        if "serial_port" in names:
+        name = profile.main_parameter if profile is not None else None
+        if name == "serial_port":
             from serial.tools import list_ports
 
             self.connection_box.addItems([p.device for p in list_ports.comports()])
-        self.connection_box.setEnabled(bool(names))
-        hint = names[0].replace("_", " ") + ("" if profile is not None and names[0] in profile.required
-                                             else " (optional)") if names else "no connection parameter needed"
-        self.connection_box.lineEdit().setPlaceholderText(hint)
-
-    @staticmethod
-    def _connection_names(profile) -> list[str]:
-        """The parameter the connection box sets: the profile's required one, else its first optional one."""
-        if profile is None:
-            return []
-        return list(profile.required or profile.optional[:1])
+        self.connection_box.setEnabled(name is not None)
+        self.connection_box.lineEdit().setPlaceholderText(profile.main_parameter_hint if profile is not None
+                                                          else "no connection parameter needed")
 
     def connection_params(self) -> dict[str, Any]:
         """The chosen profile's parameter from the connection box (plus the options' own for that device)."""
         profile = self.device_box.currentData()
         params = dict(self.options.params) if self.device_box.currentText() == self.options.device else {}
         text = self.connection_box.currentText().strip()
-        names = self._connection_names(profile)
-        if names and text:
-            params[names[0]] = text
+        if profile is not None and profile.main_parameter and text:
+            params[profile.main_parameter] = text
         return params
 
     def connect_device(self) -> None:
