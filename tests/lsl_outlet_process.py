@@ -4,7 +4,7 @@ Run::
 
     python tests/lsl_outlet_process.py --name X --source-id Y --channels 8 --rate 250 --seconds 5 \
         [--type EEG] [--start-index K] [--markers NAME] [--marker-interval 0.2] \
-        [--pause-after S --pause-for P]
+        [--pause-after S --pause-for P] [--deduced-first K]
 
 It creates an EEG outlet (float32, channel labels Fp1, Fp2, ... or Ch1, Ch2, ..., unit
 microvolts) and pushes chunks in real time. Channel 0 holds the running sample index (exact in
@@ -14,7 +14,9 @@ check every sample it gets. Each sample's timestamp is ``t0 + (index - start_ind
 With ``--markers NAME`` it also creates a string marker outlet and pushes ``"m<i>@<timestamp>"``
 every ``--marker-interval`` seconds, stamped with that same timestamp. With ``--pause-after`` it
 stops pushing for ``--pause-for`` seconds (outlet and connection stay up; those samples are never
-sent, so the counter jumps).
+sent, so the counter jumps). With ``--deduced-first K`` it waits for an inlet and first sends K samples
+without a timestamp ("deduced", as the tail of a chunk whose first sample went before the inlet
+connected), so the inlet's first samples are stamped by liblsl from nothing.
 
 It prints ``ready`` (flushed) once the outlets exist. The outlets live in this process because
 destroying an outlet before an inlet of the same process can crash liblsl.
@@ -29,6 +31,9 @@ import time
 import numpy as np
 
 #: Labels used when the stream has at most this many channels.
+#: liblsl's marker of a sample sent without a timestamp (``DEDUCED_TIMESTAMP`` in lsl_c.h).
+DEDUCED_TIMESTAMP = -1.0
+
 LABELS_1020 = ("Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8", "T3", "T4", "T5", "T6")
 
 
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop pushing after this many seconds (0: never) for --pause-for seconds; the samples "
                    "of the pause are never sent (the counter jumps), the connection stays up")
     p.add_argument("--pause-for", type=float, default=0.0)
+    p.add_argument("--deduced-first", type=int, default=0,
+                   help="wait for an inlet, then send this many samples without a timestamp first")
     p.add_argument("--markers", default=None, help="name of an additional string marker stream")
     p.add_argument("--marker-interval", type=float, default=0.2)
     args = p.parse_args(argv)
@@ -91,8 +98,16 @@ def main(argv: list[str] | None = None) -> int:
 
     print("ready", flush=True)
 
-    t0 = pylsl.local_clock()
     next_index = args.start_index
+    if args.deduced_first:
+        if not outlet.wait_for_consumers(10.0):
+            return 1
+        idx = np.arange(next_index, next_index + args.deduced_first, dtype=np.int64)
+        for sample in expected_samples(idx, args.channels):
+            outlet.push_sample(sample, DEDUCED_TIMESTAMP)
+        next_index += args.deduced_first
+    # Sample i is stamped t0 + (i - start_index) / rate; the deduced ones, if any, were due already.
+    t0 = pylsl.local_clock() - (next_index - args.start_index) / args.rate
     next_marker_t = t0 + args.marker_interval
     marker_i = 0
     period = args.chunk_ms / 1000.0

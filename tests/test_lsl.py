@@ -25,6 +25,7 @@ import pytest
 
 from bci_dream.acquisition.lsl_publisher import LslPublisher
 from bci_dream.acquisition.lsl_source import LslSource, build_predicate, xpath_literal
+from bci_dream.acquisition.lsl_stamps import MAX_HELD_S, StampSettler
 from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
 from bci_dream.errors import DeviceError, StreamNotFoundError
 
@@ -203,6 +204,65 @@ def test_resolve_by_name_type_and_source_id_sample_exact(outlets) -> None:
         assert samples.dtype == np.float32 and samples.flags.c_contiguous
         check_samples_exact(samples)
         check_timestamps(collector, RATE)
+
+
+@pytest.mark.timeout(30)
+def test_samples_stamped_from_nothing_are_restamped(outlets) -> None:
+    """An inlet that connects while a chunk is on its way gets the chunk's other samples stamped by
+    liblsl as 1/sfreq, 2/sfreq, ... from zero (seen as a rare CI failure of the test above). The
+    source stamps them back from the first sample the outlet stamped: none is lost, all are on the
+    outlet's time grid."""
+    name = unique("bcid-eeg")
+    outlets(name, unique("sid"), deduced_first=25)
+    source = LslSource(stream_name=name, timeout=5.0)
+    collector = Collector()
+    source.open()
+    source.start(collector)
+    try:
+        wait_until(lambda: len(collector.counter()) >= 200, 10, "200 samples")
+    finally:
+        source.stop()
+    samples, ts = collector.samples()
+    counter = check_samples_exact(samples)
+    assert counter[0] == 0
+    check_timestamps(collector, RATE)
+    # The outlet stamps sample i with t0 + i / rate.
+    offset = ts - counter / RATE
+    assert np.ptp(offset) < 2e-3, f"timestamps off by up to {np.ptp(offset):.3f} s"
+
+
+def test_stamp_settler_holds_until_a_stamped_sample() -> None:
+    settler = StampSettler(RATE)
+    settler.begin()
+    offset, sender_now = 1000.0, 5000.0  # our clock is 1000 s ahead of the sender's
+    deduced = (np.arange(1, 4) / RATE) + offset
+    out, out_ts = settler.settle(np.ones((3, 2), np.float32), deduced, offset, now=6000.0)
+    assert len(out) == 0 and settler.settling
+    stamped = sender_now + offset + np.arange(4) / RATE
+    chunk = np.vstack([np.full((2, 2), 2, np.float32), np.full((4, 2), 3, np.float32)])
+    out, out_ts = settler.settle(chunk, np.concatenate([deduced[-1] + np.arange(1, 3) / RATE, stamped]), offset, 6000.1)
+    assert not settler.settling
+    np.testing.assert_array_equal(out[:, 0], [1, 1, 1, 2, 2, 3, 3, 3, 3])
+    np.testing.assert_allclose(out_ts, stamped[0] + np.arange(-5, 4) / RATE, rtol=0, atol=1e-9)
+    # Settled: a stream already stamped passes through untouched.
+    settler.begin()
+    out, out_ts = settler.settle(chunk, stamped[0] + np.arange(6) / RATE, offset, 6000.2)
+    assert out is chunk and not settler.settling
+
+
+def test_stamp_settler_gives_up_and_flushes() -> None:
+    settler = StampSettler(RATE)
+    settler.begin()
+    out, _ = settler.settle(np.zeros((10, 1), np.float32), np.arange(1, 11) / RATE, 0.0, now=50.0)
+    assert len(out) == 0
+    held, held_ts = settler.flush()  # e.g. the stream stalled
+    assert held.shape == (10, 1)
+    np.testing.assert_allclose(held_ts, 50.0 - np.arange(9, -1, -1) / RATE)
+    assert len(settler.flush()[0]) == 0
+    # A stream whose own clock stays near zero: after MAX_HELD_S its samples go out with arrival times.
+    n = int(RATE * MAX_HELD_S) + 1
+    out, out_ts = settler.settle(np.zeros((n, 1), np.float32), np.arange(n) / RATE, 0.0, now=80.0)
+    assert len(out) == n and out_ts[-1] == 80.0 and not settler.settling
 
 
 @pytest.mark.timeout(30)

@@ -12,8 +12,12 @@ Timestamp post-processing (the choice, documented):
 * ``proc_dejitter``: network and OS jitter is smoothed away for regular-rate streams, so the
   timestamps of consecutive samples are ``1/sfreq`` apart. liblsl's dejitterer regresses
   timestamps on the count of samples received and does not notice a gap in the data; after a stall
-  its estimates would lag real time by the length of the gap for minutes. This source therefore
-  resets the dejitterer whenever the stream stalls (see :meth:`LslSource._reset_dejitter`).
+  its estimates would lag real time by the length of the gap for minutes. And on every new
+  connection liblsl stamps the samples left of a chunk that was on its way from nothing
+  (:mod:`bci_dream.acquisition.lsl_stamps`); a dejitterer started on those is off for minutes.
+  This source therefore turns dejittering off whenever a connection starts or the stream stalls,
+  re-stamps such samples from the first one the sender stamped, and turns it on again from there
+  (see :meth:`LslSource._begin_settling`).
 * ``proc_monotonize`` is *not* used: it clamps a timestamp that goes backwards to the previous one,
   which would turn a clock reset or a replaced outlet into a run of identical timestamps and hide
   it. Samples are addressed by absolute index downstream, not by timestamp, so a backwards jump is
@@ -37,6 +41,7 @@ from typing import Any
 import numpy as np
 import pylsl
 
+from bci_dream.acquisition.lsl_stamps import StampSettler
 from bci_dream.acquisition.source import Source
 from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
 from bci_dream.errors import DeviceError, StreamNotFoundError
@@ -337,6 +342,8 @@ class LslSource(Source):
         # At most one second (bounded) per pull; liblsl writes straight into this C-contiguous buffer.
         max_samples = int(min(max(32, round(info.sfreq)), 65536))
         buffer = np.zeros((max_samples, n_channels), dtype=self._dtype)
+        settler = StampSettler(info.sfreq, self.name)
+        self._begin_settling(settler)
         last_data = time.monotonic()
         self._last_timestamp = -np.inf
         self._set_state(SourceState.CONNECTING, "waiting for samples")
@@ -345,12 +352,14 @@ class LslSource(Source):
             if self._inlet is None:
                 if not self._reconnect():
                     break
+                self._begin_settling(settler)
                 last_data = time.monotonic()
                 continue
             try:
                 n, timestamps = self._pull(self._inlet, buffer)
             except LostError:
                 self._set_state(SourceState.RECONNECTING, f"stream {info.name!r} lost; waiting for it to return")
+                self._emit_held(settler)
                 self._close_inlet(self._inlet)
                 self._inlet = None
                 continue
@@ -360,21 +369,32 @@ class LslSource(Source):
                 last_data = now
                 if self._state != SourceState.STREAMING:
                     self._set_state(SourceState.STREAMING)
-                if timestamps[0] < self._last_timestamp:
+                # A copy: the sink keeps references to the chunk while this buffer is reused.
+                samples = buffer[:n].astype(np.float32)
+                if timestamps[0] < self._last_timestamp and not settler.settling:
                     log.warning(
                         "%s: timestamps went back by %.3f s (clock reset or a new outlet)",
                         self.name, self._last_timestamp - timestamps[0],
                     )
-                self._last_timestamp = float(timestamps[-1])
-                # A copy: the sink keeps references to the chunk while this buffer is reused.
-                self._emit(Chunk(buffer[:n].astype(np.float32), timestamps, markers))
+                    self._begin_settling(settler)
+                if settler.settling:
+                    samples, timestamps = self._settle(settler, samples, timestamps)
+                if len(samples):
+                    self._last_timestamp = float(timestamps[-1])
+                    self._emit(Chunk(samples, timestamps, markers))
+                elif markers:
+                    self._emit(Chunk.empty(n_channels, markers))
             else:
                 if markers:
                     self._emit(Chunk.empty(n_channels, markers))
                 silent = now - last_data
                 if silent > self.stall_timeout and self._state in (SourceState.STREAMING, SourceState.CONNECTING):
                     self._set_state(SourceState.STALLED, f"no samples for {self.stall_timeout:.1f} s")
-                    self._reset_dejitter(self._inlet)
+                    # liblsl's dejitterer does not notice the gap, and a connection liblsl restores
+                    # meanwhile starts with samples stamped from nothing: settle again.
+                    self._emit_held(settler)
+                    self._begin_settling(settler)
+        self._emit_held(settler)
 
     def _pull(self, inlet: pylsl.StreamInlet, buffer: np.ndarray) -> tuple[int, np.ndarray]:
         """Pull up to ``len(buffer)`` samples into ``buffer``; return their count and timestamps float64 [n].
@@ -447,18 +467,58 @@ class LslSource(Source):
                 return True
         return False
 
-    def _reset_dejitter(self, inlet: pylsl.StreamInlet | None) -> None:
-        """Restart liblsl's timestamp smoothing so that samples after a gap get correct timestamps.
+    def _begin_settling(self, settler: StampSettler) -> None:
+        """Check the next samples for timestamps counted from nothing (see :mod:`.lsl_stamps`),
+        with liblsl's dejitterer off until a stamped sample arrives."""
+        settler.begin()
+        self._set_dejitter(False)
 
-        liblsl resets the dejitterer when the dejitter flag changes, so turn it off and on again.
-        """
-        if inlet is None or _liblsl is None or not self.processing_flags & pylsl.proc_dejitter:
-            return
+    def _settle(
+        self, settler: StampSettler, samples: np.ndarray, timestamps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``settler.settle`` with the clock offset liblsl applied; dejittering back on once settled."""
+        offset = self._clock_offset()
+        if offset is None:
+            settler.settling = False
+            held, held_ts = settler.flush()
+            if len(held):
+                samples, timestamps = np.concatenate([held, samples]), np.concatenate([held_ts, timestamps])
+        else:
+            samples, timestamps = settler.settle(samples, timestamps, offset, pylsl.local_clock())
+        if not settler.settling:
+            self._set_dejitter(True)
+        return samples, timestamps
+
+    def _emit_held(self, settler: StampSettler) -> None:
+        """Emit the samples the settler still holds (stamped from when they arrived)."""
+        samples, timestamps = settler.flush()
+        if len(samples):
+            self._last_timestamp = float(timestamps[-1])
+            self._emit(Chunk(samples, timestamps, []))
+
+    def _clock_offset(self) -> float | None:
+        """Seconds liblsl adds to the sender's timestamps (0 without clocksync); ``None`` if unknown."""
+        if not self.processing_flags & pylsl.proc_clocksync:
+            return 0.0
+        if self._inlet is None:
+            return None
         try:
-            _liblsl.lsl_set_postprocessing(inlet.obj, self.processing_flags & ~pylsl.proc_dejitter)
-            _liblsl.lsl_set_postprocessing(inlet.obj, self.processing_flags)
+            return float(self._inlet.time_correction(timeout=1.0))
+        except (LslTimeoutError, LostError):
+            return None
+
+    def _set_dejitter(self, on: bool) -> None:
+        """Turn liblsl's timestamp smoothing of the EEG inlet on or off (if :attr:`processing_flags` has it).
+
+        liblsl restarts the dejitterer whenever this flag changes; it starts on the next sample pulled.
+        """
+        if self._inlet is None or _liblsl is None or not self.processing_flags & pylsl.proc_dejitter:
+            return
+        flags = self.processing_flags if on else self.processing_flags & ~pylsl.proc_dejitter
+        try:
+            _liblsl.lsl_set_postprocessing(self._inlet.obj, flags)
         except Exception:  # pragma: no cover - defensive; smoothing then recovers by itself, slowly
-            log.debug("could not reset the dejitterer", exc_info=True)
+            log.debug("could not set the inlet's post-processing", exc_info=True)
 
     # ------------------------------------------------------------------ closing
 
