@@ -133,6 +133,18 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.02)
 
 
+def collect_until(source: LslSource, condition: Callable[[Collector], bool], what: str) -> Collector:
+    """Open and start ``source`` into a new :class:`Collector` until ``condition`` holds (10 s), then stop it."""
+    collector = Collector()
+    source.open()
+    source.start(collector)
+    try:
+        wait_until(lambda: condition(collector), 10, what)
+    finally:
+        source.stop()
+    return collector
+
+
 def check_samples_exact(samples: np.ndarray) -> np.ndarray:
     """Assert the counter in channel 0 is contiguous and the other channels match; return the counter."""
     counter = samples[:, 0].astype(np.int64)
@@ -215,13 +227,7 @@ def test_samples_stamped_from_nothing_are_restamped(outlets) -> None:
     name = unique("bcid-eeg")
     outlets(name, unique("sid"), deduced_first=25)
     source = LslSource(stream_name=name, timeout=5.0)
-    collector = Collector()
-    source.open()
-    source.start(collector)
-    try:
-        wait_until(lambda: len(collector.counter()) >= 200, 10, "200 samples")
-    finally:
-        source.stop()
+    collector = collect_until(source, lambda c: len(c.counter()) >= 200, "200 samples")
     samples, ts = collector.samples()
     counter = check_samples_exact(samples)
     assert counter[0] == 0
@@ -385,13 +391,7 @@ def test_marker_stream_reaches_the_sink(outlets) -> None:
     name, marker_name = unique("bcid-eeg"), unique("bcid-markers")
     outlets(name, unique("sid"), markers=marker_name, marker_interval=0.1)
     source = LslSource(stream_name=name, marker_stream=marker_name, timeout=5.0)
-    collector = Collector()
-    source.open()
-    source.start(collector)
-    try:
-        wait_until(lambda: len(collector.markers()) >= 8, 10, "8 markers")
-    finally:
-        source.stop()
+    collector = collect_until(source, lambda c: len(c.markers()) >= 8, "8 markers")
     markers = collector.markers()
     indices = []
     for marker in markers:

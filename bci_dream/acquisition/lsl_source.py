@@ -380,8 +380,7 @@ class LslSource(Source):
                 if settler.settling:
                     samples, timestamps = self._settle(settler, samples, timestamps)
                 if len(samples):
-                    self._last_timestamp = float(timestamps[-1])
-                    self._emit(Chunk(samples, timestamps, markers))
+                    self._emit_samples(samples, timestamps, markers)
                 elif markers:
                     self._emit(Chunk.empty(n_channels, markers))
             else:
@@ -479,8 +478,7 @@ class LslSource(Source):
         """``settler.settle`` with the clock offset liblsl applied; dejittering back on once settled."""
         offset = self._clock_offset()
         if offset is None:
-            settler.settling = False
-            held, held_ts = settler.flush()
+            held, held_ts = settler.end()
             if len(held):
                 samples, timestamps = np.concatenate([held, samples]), np.concatenate([held_ts, timestamps])
         else:
@@ -489,12 +487,16 @@ class LslSource(Source):
             self._set_dejitter(True)
         return samples, timestamps
 
+    def _emit_samples(self, samples: np.ndarray, timestamps: np.ndarray, markers: list[Marker]) -> None:
+        """Emit samples float32 [n, n_channels] (n > 0) stamped ``timestamps`` [n], with ``markers``."""
+        self._last_timestamp = float(timestamps[-1])
+        self._emit(Chunk(samples, timestamps, markers))
+
     def _emit_held(self, settler: StampSettler) -> None:
         """Emit the samples the settler still holds (stamped from when they arrived)."""
         samples, timestamps = settler.flush()
         if len(samples):
-            self._last_timestamp = float(timestamps[-1])
-            self._emit(Chunk(samples, timestamps, []))
+            self._emit_samples(samples, timestamps, [])
 
     def _clock_offset(self) -> float | None:
         """Seconds liblsl adds to the sender's timestamps (0 without clocksync); ``None`` if unknown."""

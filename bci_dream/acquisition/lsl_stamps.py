@@ -79,8 +79,7 @@ class StampSettler:
                     "%s: the stream's timestamps stay near its clock's zero (%.3f s); using arrival times instead",
                     self.name, float(timestamps[-1] - clock_offset),
                 )
-                self.settling = False
-                return self.flush()
+                return self.end()
             return samples[:0], timestamps[:0]
         held = [*self._held, samples[:run]]
         count = self._held_count + run
@@ -91,6 +90,11 @@ class StampSettler:
         log.info("%s: %d sample(s) opening the connection re-stamped from the first stamped one", self.name, count)
         restamped = timestamps[run] - np.arange(count, 0, -1) / self.sfreq
         return np.concatenate([*held, samples[run:]]), np.concatenate([restamped, timestamps[run:]])
+
+    def end(self) -> tuple[np.ndarray, np.ndarray]:
+        """Stop settling without a stamped sample (e.g. the clock offset is unknown): :meth:`flush`."""
+        self.settling = False
+        return self.flush()
 
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
         """The held samples (float32 [m, n_channels], may be m = 0) stamped back from when the last arrived.
