@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bci_dream.errors import DeviceError
-from bci_dream.io.toml_file import read_toml
+from bci_dream.core import defaults
+from bci_dream.core.errors import DeviceError
+from bci_dream.core.toml_file import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ class DeviceProfile:
     channels: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
-    bandpass: tuple[float, float] | None = (1.0, 45.0)
-    notch: float | None = 50.0
+    bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ
+    notch: float | None = defaults.NOTCH_HZ
     rail_uv: float | None = None
     package_counter_modulo: int | None = None
     master_board: str = ""

@@ -19,7 +19,7 @@ import time
 import torch
 
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
-from bci_dream.models.encoder import preset
+from bci_dream.models.encoder_config import preset
 
 
 def sync(device: torch.device) -> None:

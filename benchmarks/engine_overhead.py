@@ -117,9 +117,10 @@ def main() -> None:
 
     from bci_dream.acquisition.live import LiveStream
     from bci_dream.acquisition.xdf_replay import XdfReplaySource
-    from bci_dream.acquisition.xdf_writer import XdfWriter
-    from bci_dream.engine import Engine, eeg_model_for
-    from bci_dream.training.finetune import resolve_device
+    from bci_dream.generation.session_models import eeg_model_for
+    from bci_dream.io.xdf_writer import XdfWriter
+    from bci_dream.loading.compute_device import resolve_device
+    from bci_dream.runtime.engine import Engine
 
     device = resolve_device(args.device)
     args.model = args.model or ("full" if device.type == "cuda" else "tiny")

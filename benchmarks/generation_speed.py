@@ -97,10 +97,10 @@ def build_full_pipeline(device: torch.device, dtype: torch.dtype, seed: int = 0)
     from diffusers import AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     from bci_dream.generation.tiny import SD_TURBO_SCHEDULER
-    from bci_dream.training.finetune import _quiet
+    from bci_dream.loading.hub import quiet
 
     torch.manual_seed(seed)
-    with torch.device(device), _quiet("diffusers.models.modeling_utils"):  # (no modules to keep in fp32 here)
+    with torch.device(device), quiet("diffusers.models.modeling_utils"):  # (no modules to keep in fp32 here)
         unet = UNet2DConditionModel(**SD_TURBO_UNET).to(dtype)
         vae = AutoencoderTiny(**TAESD).to(dtype)
     return StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet,
@@ -278,7 +278,7 @@ def main() -> None:
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args()
 
-    from bci_dream.training.finetune import resolve_device
+    from bci_dream.loading.compute_device import resolve_device
 
     device = resolve_device(args.device)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype] if device.type == "cuda" else torch.float32

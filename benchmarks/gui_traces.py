@@ -42,7 +42,7 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from bci_dream.acquisition.pipeline import StreamPipeline
-from bci_dream.acquisition.types import Chunk, Marker, StreamInfo
+from bci_dream.core.types import Chunk, Marker, StreamInfo
 from bci_dream.gui.traces import TraceView
 
 GOAL_FPS = 60.0

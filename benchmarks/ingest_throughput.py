@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from bci_dream.acquisition.pipeline import FilterSettings, StreamPipeline
-from bci_dream.acquisition.ring_buffer import RingBuffer
-from bci_dream.acquisition.types import Chunk, StreamInfo
+from bci_dream.acquisition.filter_settings import FilterSettings
+from bci_dream.acquisition.pipeline import StreamPipeline
+from bci_dream.core.ring_buffer import RingBuffer
+from bci_dream.core.types import Chunk, StreamInfo
 from bci_dream.signal.filters import OnlineFilter, design_filter
 from bci_dream.signal.quality import assess_quality
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.io.recording import read_recording
+from bci_dream.io.readers import read_recording
 from bci_dream.models.checkpoint import load_checkpoint
 from bci_dream.training.probe import bandpower_features, chance_level, cross_validated_accuracy, embedding_features
 from bci_dream.training.windows import WindowSpec, extract_epochs

@@ -1,7 +1,7 @@
 """Sample-exact replay: write a long .xdf with XdfWriter, replay it at full speed, count every sample.
 
 The recording (default 10 minutes, 16 channels at 250 Hz, float32) is written into a temporary folder
-with ``bci_dream.acquisition.xdf_writer.XdfWriter``: channel 0 holds the sample index (exact in float32
+with ``bci_dream.io.xdf_writer.XdfWriter``: channel 0 holds the sample index (exact in float32
 up to 2**24), the other channels noise, and a string marker stream holds one marker per second
 (``"second <k>"`` at the time of sample ``k * 250``). It is replayed with ``XdfReplaySource(speed=0)``
 through ``LiveStream`` (filters and quality on) with a chunk listener that checks that channel 0 is
@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bci_dream.acquisition.live import LiveStream
-from bci_dream.acquisition.types import Chunk
 from bci_dream.acquisition.xdf_replay import XdfReplaySource
-from bci_dream.acquisition.xdf_writer import XdfWriter
+from bci_dream.core.types import Chunk
+from bci_dream.io.xdf_writer import XdfWriter
 
 LABELS = ("Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8", "T7", "T8", "P7", "P8")
 

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from bci_dream.acquisition.filter_settings import FilterSettings
 from bci_dream.acquisition.live import LiveStream
-from bci_dream.acquisition.pipeline import FilterSettings
 
 GOAL_PERCENT = 3.0
 LABELS = ("Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8", "T7", "T8", "P7", "P8")
@@ -118,7 +118,7 @@ def report(label: str, u: Usage, extra: str = "") -> None:
 
 
 def write_xdf(path: Path, seconds: float, sfreq: float = 250.0, n_ch: int = 16) -> None:
-    from bci_dream.acquisition.xdf_writer import XdfWriter
+    from bci_dream.io.xdf_writer import XdfWriter
 
     rng = np.random.default_rng(0)
     n = int(seconds * sfreq)
@@ -202,7 +202,7 @@ def paced_loop(seconds: float, period: float, n: int | None) -> tuple[float, int
     Returns (thread CPU s, iterations, median µs of one push when paced, median µs of one push back to back).
     """
     from bci_dream.acquisition.pipeline import StreamPipeline
-    from bci_dream.acquisition.types import Chunk, StreamInfo
+    from bci_dream.core.types import Chunk, StreamInfo
 
     pipe = StreamPipeline(StreamInfo("paced", LABELS, 250.0), filters=FilterSettings((1.0, 45.0), 50.0))
     data = (np.random.default_rng(0).standard_normal((max(n or 1, 1), 16)) * 10).astype(np.float32)

@@ -33,7 +33,7 @@ def calibration_models(tmp_path_factory) -> dict[str, Path]:
     from bci_dream.generation.tiny import build_tiny_clip_vision, build_tiny_sd_turbo
     from bci_dream.models.checkpoint import save_checkpoint
     from bci_dream.models.eeg_model import EegModel, EegModelConfig
-    from bci_dream.models.encoder import preset
+    from bci_dream.models.encoder_config import preset
 
     root = tmp_path_factory.mktemp("tiny-models")
     torch.manual_seed(1)

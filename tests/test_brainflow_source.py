@@ -8,9 +8,9 @@ from pylsl import local_clock
 
 from bci_dream.acquisition.brainflow_source import BrainFlowSource
 from bci_dream.acquisition.live import LiveStream
-from bci_dream.acquisition.types import SourceState
+from bci_dream.core.errors import DeviceError
+from bci_dream.core.types import SourceState
 from bci_dream.devices import get_profile, load_profile
-from bci_dream.errors import DeviceError
 
 
 def _wait(predicate, timeout: float) -> bool:

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from bci_dream.calibrate.subject import SubjectError, check_subject_id, checkpoint_of, load_profile
 from bci_dream.cli import main
+from bci_dream.models.subject_profile import SubjectError, check_subject_id, checkpoint_of, load_profile
 
 MUSE = "muse-lsl/N170/data_2017-09-13-15.30.01.csv"
 STIM = "muse-lsl/stim_face_house"

@@ -20,7 +20,7 @@ from bci_dream.calibrate.stimuli import (
     shapes_colours_classes,
     shipped_stimulus_sets,
 )
-from bci_dream.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_SET = calibration_root() / "stimuli" / "shapes-colours"
@@ -242,7 +242,7 @@ def test_protocol_with_a_folder_relative_to_its_file(tmp_path):
 
 
 def test_schedule_markers_feed_make_pairs(shipped, tmp_path):
-    from bci_dream.acquisition.types import Marker
+    from bci_dream.core.types import Marker
     from bci_dream.io.recording import Recording
     from bci_dream.training.pairs import make_pairs
 

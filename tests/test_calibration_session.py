@@ -102,8 +102,8 @@ def test_quality_of_the_real_synthetic_board_feeds_the_check():
     """BrainFlow's synthetic board through the real pipeline: every channel gets a verdict within a few seconds."""
     import time
 
+    from bci_dream.acquisition.filter_settings import FilterSettings
     from bci_dream.acquisition.live import LiveStream, make_source
-    from bci_dream.acquisition.pipeline import FilterSettings
     from bci_dream.devices import get_profile
 
     profile = get_profile("synthetic")

@@ -16,9 +16,9 @@ from PIL import Image  # noqa: E402
 from PySide6 import QtCore  # noqa: E402
 
 from bci_dream.calibrate.session import CalibrationSession  # noqa: E402
-from bci_dream.calibrate.subject import load_profile  # noqa: E402
 from bci_dream.gui.calibration_wizard import CalibrationWizard, WizardOptions  # noqa: E402
 from bci_dream.gui.stimulus_presenter import RESUME_LEAD_S  # noqa: E402
+from bci_dream.models.subject_profile import load_profile  # noqa: E402
 from bci_dream.training.finetune import FinetuneSettings  # noqa: E402
 
 COLOURS = {"red": (220, 40, 40), "green": (30, 170, 60), "blue": (40, 90, 230)}

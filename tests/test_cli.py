@@ -109,7 +109,7 @@ def test_every_shared_recording_replays_without_a_traceback(shared_data):
 def test_nan_and_timestamp_jumps_are_reported_and_give_exit_status_3(tmp_path):
     import numpy as np
 
-    from bci_dream.acquisition.xdf_writer import XdfWriter
+    from bci_dream.io.xdf_writer import XdfWriter
 
     path = tmp_path / "bad.xdf"
     n = 2500

@@ -2,29 +2,52 @@
 
 import pytest
 
-from bci_dream.devices import get_profile, list_profiles, load_profile, shipped_data_folder
-from bci_dream.errors import DeviceError
+from bci_dream.core.errors import DeviceError
+from bci_dream.devices import (
+    CONNECTION_PARAMETERS,
+    SOURCE_KINDS,
+    get_profile,
+    list_profiles,
+    load_profile,
+    shipped_data_folder,
+)
+from bci_dream.signal.montage import Montage
 
 SHIPPED = {"synthetic", "cyton", "cyton-daisy", "ganglion", "muse-2", "muse-s", "playback", "lsl"}
 
 
-def test_all_profiles_ship_and_load():
-    assert {p.stem for p in shipped_data_folder("devices").glob("*.toml")} >= SHIPPED
-    profiles = list_profiles()
-    assert set(profiles) >= SHIPPED
-    for name in SHIPPED - {"lsl"}:
-        p = profiles[name]
-        assert p.source == "brainflow" and p.board and p.channels and p.sampling_rate > 0
+SHIPPED_FILES = sorted(shipped_data_folder("devices").glob("*.toml"))
 
 
-def test_profiles_match_brainflow_board_descriptions():
+def test_the_headsets_users_expect_are_shipped():
+    assert {p.stem for p in SHIPPED_FILES} >= SHIPPED and set(list_profiles()) >= SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED_FILES, ids=lambda p: p.stem)
+def test_every_shipped_profile_is_complete_and_matches_its_board(path):
+    """Each profile in devices/ (a new headset is one TOML file there, and lands in this test by itself): it
+    loads, names itself after its file, has known parameters and sane filters, maps its channels into the
+    canonical montage, and agrees with BrainFlow's description of its board."""
+    p = load_profile(path)
+    assert p.name == path.stem and p.description and p.source in SOURCE_KINDS and p.units
+    assert set(p.parameters) <= set(CONNECTION_PARAMETERS) and not set(p.required) & set(p.optional)
+    if p.bandpass is not None:
+        low, high = p.bandpass
+        assert 0 < low < high and (not p.sampling_rate or high < p.sampling_rate / 2)
+    assert p.notch in (None, 50.0, 60.0)
+    assert p.rail_uv is None or p.rail_uv > 0
+    mapped = Montage.canonical().map(p.channels) if p.channels else None
+    assert mapped is None or mapped.n_mapped == len(p.channels), f"{p.name}: channels outside the montage"
+    if p.source == "lsl":
+        assert not p.board and p.lsl
+        return
     from brainflow.board_shim import BoardIds, BoardShim
 
-    for name in SHIPPED - {"lsl", "playback"}:
-        p = get_profile(name)
-        descr = BoardShim.get_board_descr(BoardIds[p.board].value)
-        assert len(descr["eeg_channels"]) == len(p.channels), name
-        assert descr["sampling_rate"] == p.sampling_rate, name
+    board = p.master_board or p.board
+    descr = BoardShim.get_board_descr(BoardIds[board].value)
+    assert len(descr["eeg_channels"]) == len(p.channels) and descr["sampling_rate"] == p.sampling_rate
+    if p.board not in ("PLAYBACK_FILE_BOARD",):
+        assert not p.master_board
 
 
 def test_unknown_device_names_the_known_ones():

@@ -11,9 +11,10 @@ import pytest
 from bci_dream.acquisition.brainflow_source import BrainFlowSource
 from bci_dream.acquisition.live import LiveStream
 from bci_dream.acquisition.xdf_replay import XdfReplaySource
+from bci_dream.core.errors import CheckpointError
 from bci_dream.devices import get_profile
-from bci_dream.engine import PREVIEW_LABEL, UNTRAINED_CONDITIONING_LABEL, Engine, LatestSlot, eeg_model_for
-from bci_dream.errors import CheckpointError
+from bci_dream.generation.session_models import eeg_model_for
+from bci_dream.runtime.engine import PREVIEW_LABEL, UNTRAINED_CONDITIONING_LABEL, Engine, LatestSlot
 from bci_dream.signal.windower import Window
 
 
@@ -138,7 +139,7 @@ def test_interpolation_adds_frames_between_embeddings(generator, tmp_path):
 def test_checkpoint_for_another_width_is_refused(generator, tmp_path):
     from bci_dream.models.checkpoint import save_checkpoint
     from bci_dream.models.eeg_model import EegModel, EegModelConfig
-    from bci_dream.models.encoder import preset
+    from bci_dream.models.encoder_config import preset
 
     ckpt = tmp_path / "ckpt"
     save_checkpoint(ckpt, EegModel(EegModelConfig(preset("tiny"), cross_attention_dim=768, clip_projection_dim=None)))
@@ -188,7 +189,7 @@ def _window(seed: int = 0) -> Window:
 
 
 def _tiny_xdf(tmp_path):
-    from bci_dream.acquisition.xdf_writer import XdfWriter
+    from bci_dream.io.xdf_writer import XdfWriter
 
     path = tmp_path / "tiny.xdf"
     if not path.exists():

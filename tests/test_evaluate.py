@@ -110,7 +110,7 @@ def tiny_models(tmp_path_factory):
     from bci_dream.generation.tiny import build_tiny_clip_vision
     from bci_dream.models.checkpoint import save_checkpoint
     from bci_dream.models.eeg_model import EegModel, EegModelConfig
-    from bci_dream.models.encoder import preset
+    from bci_dream.models.encoder_config import preset
 
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
@@ -133,7 +133,7 @@ def tiny_models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def manifest(shared_data, tmp_path_factory):
     """N_PAIRS face/house pairs of a real Muse N170 recording (marker 1 = house, 2 = face)."""
-    from bci_dream.io.recording import read_recording
+    from bci_dream.io.readers import read_recording
     from bci_dream.training.pairs import make_pairs, write_pairs
 
     stim = shared_data / "muse-lsl/stim_face_house"

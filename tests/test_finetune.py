@@ -21,9 +21,13 @@ from safetensors.torch import load_file
 
 from bci_dream.cli import main
 from bci_dream.generation.tiny import build_tiny_clip_vision, build_tiny_sd_turbo
+from bci_dream.io.image_file import read_image
+from bci_dream.loading.diffusion_parts import load_diffusion_parts
+from bci_dream.loading.unet_adapter import load_unet_adapter
+from bci_dream.loading.vision_models import load_clip_vision
 from bci_dream.models.checkpoint import load_checkpoint, save_checkpoint
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
-from bci_dream.models.encoder import preset
+from bci_dream.models.encoder_config import preset
 from bci_dream.training import finetune as ft
 from bci_dream.training.pairs import read_pairs
 
@@ -123,9 +127,9 @@ def test_tiny_sd_turbo_round_trips_through_from_pretrained(tiny, tmp_path):
 def test_tiny_clip_round_trips_through_from_pretrained(tiny, shared_data, tmp_path):
     from transformers import CLIPVisionModelWithProjection
 
-    model, processor = ft.load_clip(tiny["clip"])  # the production loader
+    model, processor = load_clip_vision(tiny["clip"])  # the production loader
     assert isinstance(model, CLIPVisionModelWithProjection)
-    image = ft.load_image(min((shared_data / STIM / "faces").glob("*.jpg")))
+    image = read_image(min((shared_data / STIM / "faces").glob("*.jpg")))
     pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
     assert pixels.shape == (1, 3, 32, 32)
     with torch.no_grad():
@@ -234,8 +238,8 @@ def test_finetune_end_to_end_writes_a_checkpoint_that_reloads(trained, init_chec
     lora = load_file(str(trained / "unet_lora" / "adapter_model.safetensors"))
     assert lora and all("lora_" in k and ".attn2." in k for k in lora)
     assert any(k.endswith("lora_B.weight") and v.abs().max() > 0 for k, v in lora.items())
-    parts = ft.load_diffusion_parts(tiny["sd"])
-    assert ft.load_unet_adapter(parts.unet, trained) == "lora"
+    parts = load_diffusion_parts(tiny["sd"])
+    assert load_unet_adapter(parts.unet, trained) == "lora"
 
     from diffusers import StableDiffusionPipeline
 
@@ -286,8 +290,8 @@ def test_full_cross_attention_and_encoder_training(manifest, tiny, tmp_path):
     assert any(not torch.equal(v, run.eeg_model.encoder.state_dict()[k]) for k, v in enc_before.items())
     saved = load_file(str(out / "unet_cross_attention.safetensors"))
     assert saved and all(".attn2." in k for k in saved) and not (out / "unet_lora").exists()
-    fresh = ft.load_diffusion_parts(tiny["sd"])
-    assert ft.load_unet_adapter(fresh.unet, out) == "full-cross-attention"
+    fresh = load_diffusion_parts(tiny["sd"])
+    assert load_unet_adapter(fresh.unet, out) == "full-cross-attention"
     assert all(torch.equal(fresh.unet.state_dict()[k], after[k].cpu()) for k in saved)
 
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from bci_dream.cli import main
-from bci_dream.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError
 from bci_dream.generation import generator as gen
 from bci_dream.generation import models
 from bci_dream.generation.generator import EmbeddingShapeError, GenerationError, load_generator
-from bci_dream.generation.tiny import build_tiny_sd_turbo
+from bci_dream.generation.tiny import build_tiny_sd_turbo, build_tiny_sdxl_turbo
 
 SIZE = 64  # 8 x 8 latents: fast
 
@@ -87,7 +87,7 @@ def cache_pipeline_with_taesd(repo_id: str, tiny_folder: Path) -> None:
 
 def random_lora(unet, seed: int = 0) -> None:
     """A LoRA on the cross-attention with non-zero weights (a fresh one is the identity)."""
-    from bci_dream.training.finetune import add_lora
+    from bci_dream.loading.unet_adapter import add_lora
 
     params = add_lora(unet, rank=4)
     g = torch.Generator().manual_seed(seed)
@@ -221,7 +221,7 @@ def test_auto_uses_a_cached_sd_turbo_with_taesd(tiny_folder, caplog):
 def test_lcm_sd15_fuses_its_lora_and_uses_the_lcm_scheduler(tiny_folder, tmp_path):
     from diffusers import UNet2DConditionModel
 
-    from bci_dream.training.finetune import LORA_FOLDER, save_unet_adapter
+    from bci_dream.loading.unet_adapter import LORA_FOLDER, save_unet_adapter
 
     unet = UNet2DConditionModel.from_pretrained(tiny_folder, subfolder="unet")
     base_q = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_q.weight.detach().clone()
@@ -244,7 +244,7 @@ def test_lcm_sd15_fuses_its_lora_and_uses_the_lcm_scheduler(tiny_folder, tmp_pat
 def test_a_fine_tuned_adapter_is_applied_and_fused(tiny_folder, tmp_path):
     from diffusers import UNet2DConditionModel
 
-    from bci_dream.training.finetune import load_unet_adapter, save_unet_adapter
+    from bci_dream.loading.unet_adapter import load_unet_adapter, save_unet_adapter
 
     unet = UNet2DConditionModel.from_pretrained(tiny_folder, subfolder="unet")
     random_lora(unet, seed=1)
@@ -264,24 +264,7 @@ def test_a_fine_tuned_adapter_is_applied_and_fused(tiny_folder, tmp_path):
 
 
 def test_sdxl_type_pipelines_take_pooled_embeddings(tmp_path):
-    from diffusers import AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-
-    from bci_dream.generation.tiny import SD_TURBO_SCHEDULER
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=6 * 8 + 32,
-        cross_attention_dim=64, norm_num_groups=16)
-    vae = AutoencoderTiny(encoder_block_out_channels=(16,) * 4, decoder_block_out_channels=(16,) * 4,
-                          num_encoder_blocks=(1,) * 4, num_decoder_blocks=(1,) * 4)
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None,
-                                     unet=unet, scheduler=EulerDiscreteScheduler(**SD_TURBO_SCHEDULER))
-    logging.getLogger("diffusers.pipelines.pipeline_utils").setLevel(logging.ERROR)
-    pipe.save_pretrained(tmp_path / "sdxl")
+    build_tiny_sdxl_turbo(tmp_path / "sdxl")
     g = load_generator(str(tmp_path / "sdxl"), size=SIZE)
     assert (g.kind, g.cross_attention_dim, g.pooled_dim) == ("sdxl", 64, 32)
     zeros_default = g.generate(embeds(0, 64))
@@ -291,6 +274,52 @@ def test_sdxl_type_pipelines_take_pooled_embeddings(tmp_path):
     assert_loop_matches_the_pipeline(g, embeds(0, 64), torch.ones(1, 32) * 3)
     with pytest.raises(EmbeddingShapeError, match=r"expected \[1, 32\]"):
         g.generate(embeds(0, 64), torch.zeros(1, 1280))
+
+
+# -- every registry entry -------------------------------------------------------------------------
+
+def cache_registry_model(spec: models.ModelSpec, folder: Path) -> None:
+    """What downloading ``spec`` puts into the Hugging Face cache, made from a tiny pipeline of its kind."""
+    from diffusers import UNet2DConditionModel
+
+    from bci_dream.loading.unet_adapter import LORA_FOLDER, save_unet_adapter
+
+    tiny = (build_tiny_sdxl_turbo if spec.kind == "sdxl" else build_tiny_sd_turbo)(folder / "pipeline")
+    fake_hub_repo(spec.repo_id, tiny, drop=("vae",) if spec.vae_repo_id else ())
+    if spec.vae_repo_id:
+        fake_hub_repo(spec.vae_repo_id, tiny / "vae")
+    if spec.lora_repo_id:
+        unet = UNet2DConditionModel.from_pretrained(tiny, subfolder="unet")
+        random_lora(unet)
+        save_unet_adapter(unet, folder / "lora", full_cross_attention=False)
+        fake_hub_repo(spec.lora_repo_id, folder / "lora" / LORA_FOLDER)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_registry_model_is_refused_in_one_line_until_cached_then_generates_with_its_settings(name, tmp_path):
+    """Each entry of the model registry: offline and not cached, one line saying how to get it; in the cache
+    (as 'bci-dream models download' leaves it, built from a tiny pipeline of its kind), it loads with its own
+    steps, guidance, scheduler and decoder and makes an image."""
+    spec = models.MODELS[name]
+    assert spec.name == name and spec.kind in ("sd", "sdxl") and spec.size % 8 == 0 and spec.steps >= 1
+    assert spec.guidance <= 1.0 and spec.description
+    if spec.repo_id is None:
+        assert spec.is_preview  # only the locally built preview model has no hub repo
+    else:
+        assert not spec.is_preview and "text_encoder" not in " ".join(models._pipeline_patterns(spec))
+        with pytest.raises(BciDreamError) as refused:
+            load_generator(name)
+        assert f"bci-dream models download {name}" in str(refused.value) and "\n" not in str(refused.value)
+        cache_registry_model(spec, tmp_path)
+        assert models.is_cached(spec)
+    g = load_generator(name, size=SIZE)
+    assert (g.model_id, g.kind, g.steps, g.guidance, g.is_preview) == (name, spec.kind, spec.steps, spec.guidance,
+                                                                       spec.is_preview)
+    if spec.scheduler:
+        assert type(g.pipe.scheduler).__name__ == spec.scheduler
+    if spec.vae_repo_id:
+        assert type(g.pipe.vae).__name__ == "AutoencoderTiny"
+    assert g.generate(embeds(0, g.cross_attention_dim)).image.size == (SIZE, SIZE)
 
 
 # -- bad folders and names ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ pytest.importorskip("PySide6")
 from PySide6 import QtCore  # noqa: E402
 
 from bci_dream.gui.main_window import AppOptions, MainWindow  # noqa: E402
+from bci_dream.gui.trace_panel import TracePanel  # noqa: E402
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def test_an_unreadable_replay_and_a_checkpoint_for_another_model_are_said_in_one
 
     from bci_dream.models.checkpoint import save_checkpoint
     from bci_dream.models.eeg_model import EegModel, EegModelConfig
-    from bci_dream.models.encoder import preset
+    from bci_dream.models.encoder_config import preset
 
     ckpt = tmp_path / "other"
     save_checkpoint(ckpt, EegModel(EegModelConfig(preset("tiny"), cross_attention_dim=768, clip_projection_dim=None)))
@@ -118,11 +119,11 @@ def test_an_unreadable_replay_and_a_checkpoint_for_another_model_are_said_in_one
 
 def test_settings_are_remembered(make_window, qtbot):
     window = make_window(device="synthetic", generate=False, connect=False)
-    window.span_box.setValue(4)
-    window.scale_box.setValue(250)
+    window.panel(TracePanel).span_box.setValue(4)
+    window.panel(TracePanel).scale_box.setValue(250)
     window.close()
     again = make_window(device="synthetic", generate=False, connect=False)
-    assert again.span_box.value() == 4 and again.scale_box.value() == 250
+    assert again.panel(TracePanel).span_box.value() == 4 and again.panel(TracePanel).scale_box.value() == 250
     assert again.traces.span_s == 4
 
 
@@ -136,7 +137,7 @@ def test_the_app_without_a_display_says_so_in_one_line():
 
 
 def test_a_device_that_stalls_shows_it_and_recovers_while_recording(make_window, qtbot, tmp_path):
-    from bci_dream.acquisition.types import SourceState
+    from bci_dream.core.types import SourceState
 
     window = make_window(device="synthetic", generate=False,
                          source_options={"stall_timeout": 0.5, "reconnect_after": 0.3})
@@ -179,7 +180,7 @@ def test_auto_scale_picks_a_1_2_5_value_from_the_signal(make_window, qtbot):
     qtbot.waitUntil(lambda: window.live is not None and window.live.pipeline.raw.total_written > 300, timeout=15000)
     window.auto_scale()
     std = np.std(window.live.pipeline.filtered.latest(250).data, axis=0)
-    assert window.scale_box.value() == nice_scale(6 * float(np.median(std))) == window.traces.scale_uv
+    assert window.panel(TracePanel).scale_box.value() == nice_scale(6 * float(np.median(std))) == window.traces.scale_uv
 
 
 def test_a_serial_port_that_does_not_exist_is_said_and_the_app_stays_usable(make_window, qtbot):

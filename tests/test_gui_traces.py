@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from bci_dream.acquisition.live import LiveStream
 from bci_dream.acquisition.pipeline import StreamPipeline
-from bci_dream.acquisition.types import Chunk, Marker, StreamInfo
+from bci_dream.core.types import Chunk, Marker, StreamInfo
 from bci_dream.gui.traces import BANDS, TraceView, band_power, peak_decimate
 from bci_dream.signal.quality import ChannelQuality
 

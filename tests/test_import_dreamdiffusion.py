@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from bci_dream.cli import main
-from bci_dream.errors import CheckpointError
+from bci_dream.core.errors import CheckpointError
 from bci_dream.models.checkpoint import load_checkpoint
 from bci_dream.models.dreamdiffusion_import import (
     DEFAULT_SFREQ,

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bci_dream.errors import RecordingError
-from bci_dream.io.recording import Recording, read_recording, sniff_format
+from bci_dream.core.errors import RecordingError
+from bci_dream.io.readers import read_recording, sniff_format
+from bci_dream.io.recording import Recording
 
 OPENBCI = "openbci-gui/"
 SAME_RECORDING = [

@@ -26,8 +26,8 @@ import pytest
 from bci_dream.acquisition.lsl_publisher import LslPublisher
 from bci_dream.acquisition.lsl_source import LslSource, build_predicate, xpath_literal
 from bci_dream.acquisition.lsl_stamps import MAX_HELD_S, StampSettler
-from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
-from bci_dream.errors import DeviceError, StreamNotFoundError
+from bci_dream.core.errors import DeviceError, StreamNotFoundError
+from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 
 OUTLET_SCRIPT = Path(__file__).with_name("lsl_outlet_process.py")
 _spec = importlib.util.spec_from_file_location("lsl_outlet_process", OUTLET_SCRIPT)

@@ -5,8 +5,8 @@ import pytest
 from scipy import signal
 
 from bci_dream.acquisition.pipeline import StreamPipeline
-from bci_dream.acquisition.types import Chunk, Marker, StreamInfo
-from bci_dream.errors import ChunkError
+from bci_dream.core.errors import ChunkError
+from bci_dream.core.types import Chunk, Marker, StreamInfo
 from bci_dream.signal.filters import design_filter
 
 INFO = StreamInfo("test", ("Fz", "Cz", "Pz"), 250.0, "uV")

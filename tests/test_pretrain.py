@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from bci_dream.cli import main
-from bci_dream.errors import CheckpointError
+from bci_dream.core.errors import CheckpointError
 from bci_dream.models.checkpoint import load_checkpoint, load_training_state
-from bci_dream.models.encoder import EegEncoder, preset
+from bci_dream.models.encoder import EegEncoder
+from bci_dream.models.encoder_config import PRESETS, preset
 from bci_dream.training.pretrain import NonFiniteLossError, PretrainSettings, lr_factor, pretrain
 from bci_dream.training.reconstruction import interpolate_hidden, reconstruction_scores
 
@@ -96,3 +97,34 @@ def test_encoder_rejects_windows_of_the_wrong_shape():
     enc = EegEncoder(preset("tiny"))
     with pytest.raises(ValueError, match="128 channels x 512 samples.*got shape"):
         enc.embed(torch.zeros(1, 64, 512))
+
+
+#: Encoder parameters of each preset (without the MAE decoder), as documented in the README.
+PRESET_ENCODER_PARAMETERS = {"dreamdiffusion": (151.0e6, 153.0e6), "small": (7.0e6, 8.0e6), "tiny": (1e3, 1e5)}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_encoder_preset_builds_embeds_learns_and_checks_its_input(name):
+    """Each entry of the preset registry (a new preset lands in this test by itself): its window is the
+    configured length at its rate, ``embed`` gives [B, L, D] tokens, one MAE step gives a finite loss whose
+    gradient reaches the encoder, and a window of the wrong shape is refused
+    in one line naming the expected shape."""
+    config = preset(name)
+    assert config.preset == name and config.n_samples % config.patch_size == 0
+    assert config.window_seconds == config.n_samples / config.sfreq
+    low, high = PRESET_ENCODER_PARAMETERS.get(name, (1, float("inf")))
+    torch.manual_seed(0)
+    enc = EegEncoder(config)
+    assert low <= sum(p.numel() for p in enc.encoder_parameters()) <= high
+    x = torch.randn(2, config.n_channels, config.n_samples)
+    mask = torch.zeros(2, config.n_channels)
+    mask[:, :8] = 1
+    with torch.no_grad():
+        tokens = enc.embed(x, mask)
+    assert tokens.shape == (2, config.num_patches, config.embed_dim) and torch.isfinite(tokens).all()
+    loss, pred, patch_mask = enc(x, mask, mask_ratio=0.75, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and pred.shape[:2] == patch_mask.shape == (2, config.num_patches)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.encoder_parameters())
+    with pytest.raises(ValueError, match=f"{config.n_channels} channels x {config.n_samples} samples"):
+        enc.embed(torch.zeros(1, config.n_channels - 1, config.n_samples))

@@ -12,8 +12,8 @@ import pyxdf
 from bci_dream.acquisition.brainflow_source import BrainFlowSource
 from bci_dream.acquisition.live import LiveStream
 from bci_dream.acquisition.xdf_replay import XdfReplaySource
+from bci_dream.core.errors import RecordingError
 from bci_dream.devices import get_profile
-from bci_dream.errors import RecordingError
 
 
 def _streams_by_type(path):

@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import pytest
 
-from bci_dream.acquisition.ring_buffer import MarkerBuffer, RingBuffer
-from bci_dream.acquisition.types import Marker
-from bci_dream.errors import ChunkError
+from bci_dream.core.errors import ChunkError
+from bci_dream.core.ring_buffer import MarkerBuffer, RingBuffer
+from bci_dream.core.types import Marker
 
 
 def _block(start: int, n: int, ch: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bci_dream.acquisition.pipeline import FilterSettings, StreamPipeline
-from bci_dream.acquisition.ring_buffer import RingBuffer
-from bci_dream.acquisition.types import Chunk, StreamInfo
-from bci_dream.io.recording import read_recording
+from bci_dream.acquisition.filter_settings import FilterSettings
+from bci_dream.acquisition.pipeline import StreamPipeline
+from bci_dream.core.ring_buffer import RingBuffer
+from bci_dream.core.types import Chunk, StreamInfo
+from bci_dream.io.readers import read_recording
 from bci_dream.signal.montage import CANONICAL_128
 from bci_dream.signal.normalize import CLIP, normalize_window
 from bci_dream.signal.windower import Windower

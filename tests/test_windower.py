@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bci_dream.acquisition.ring_buffer import RingBuffer
+from bci_dream.core.ring_buffer import RingBuffer
 from bci_dream.signal.montage import CANONICAL_128, Montage
 from bci_dream.signal.resample import resample, resampled_length
 from bci_dream.signal.windower import Window, Windower

@@ -7,8 +7,8 @@ import pytest
 import pyxdf
 
 from bci_dream.acquisition.xdf_replay import XdfReplaySource
-from bci_dream.acquisition.xdf_writer import XdfWriter
-from bci_dream.errors import RecordingError
+from bci_dream.core.errors import RecordingError
+from bci_dream.io.xdf_writer import XdfWriter
 
 REAL_FILES = [
     ("bci-essentials/ssvep_example.xdf", "DSI7", 258),

@@ -17,9 +17,9 @@ import pytest
 
 pyxdf = pytest.importorskip("pyxdf")
 
-from bci_dream.acquisition import xdf_writer  # noqa: E402
-from bci_dream.acquisition.xdf_writer import BOUNDARY_UUID, XdfWriter, trim_to_whole_chunks  # noqa: E402
-from bci_dream.errors import ChunkError, RecordingError  # noqa: E402
+from bci_dream.core.errors import ChunkError, RecordingError  # noqa: E402
+from bci_dream.io import xdf_writer  # noqa: E402
+from bci_dream.io.xdf_writer import BOUNDARY_UUID, XdfWriter, trim_to_whole_chunks  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,7 +298,7 @@ def test_concurrent_writers(tmp_path: Path) -> None:
 CHILD = r"""
 import sys, time
 import numpy as np
-from bci_dream.acquisition.xdf_writer import XdfWriter
+from bci_dream.io.xdf_writer import XdfWriter
 
 w = XdfWriter(sys.argv[1], boundary_interval_s=0.25, fsync_interval_s=0.2)
 eeg = w.add_stream("KilledEEG", "EEG", 16, 250.0, channel_labels=[f"ch{i}" for i in range(16)],

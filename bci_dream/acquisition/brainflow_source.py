@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from bci_dream.acquisition.source import Source
-from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
+from bci_dream.core.errors import DeviceError
+from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 from bci_dream.devices import DeviceProfile
-from bci_dream.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

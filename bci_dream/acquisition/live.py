@@ -11,12 +11,16 @@ from typing import Any
 
 from pylsl import local_clock
 
-from bci_dream.acquisition.pipeline import FilterSettings, StreamPipeline
+from bci_dream.acquisition.brainflow_source import BrainFlowSource
+from bci_dream.acquisition.filter_settings import FilterSettings
+from bci_dream.acquisition.lsl_publisher import LslPublisher
+from bci_dream.acquisition.lsl_source import LslSource
+from bci_dream.acquisition.pipeline import StreamPipeline
 from bci_dream.acquisition.recorder import RecordingSummary, SessionRecorder
 from bci_dream.acquisition.source import Source
-from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
+from bci_dream.core.errors import BciDreamError
+from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 from bci_dream.devices import DeviceProfile
-from bci_dream.errors import BciDreamError
 from bci_dream.signal.quality import ChannelQuality
 from bci_dream.signal.windower import Windower
 
@@ -27,15 +31,11 @@ def make_source(profile: DeviceProfile, params: dict[str, Any] | None = None, **
     """The source for ``profile``: BrainFlow boards or an LSL stream; ``options`` go to its constructor."""
     params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
     if profile.source == "lsl":
-        from bci_dream.acquisition.lsl_source import LslSource
-
         profile.check_parameters(params)
         lsl = {**profile.lsl, **params}
         return LslSource(stream_name=lsl.get("stream_name"), stream_type=lsl.get("stream_type"),
                          source_id=lsl.get("source_id"), marker_stream=lsl.get("marker_stream"),
                          timeout=float(lsl.get("timeout", 5.0)), **options)
-    from bci_dream.acquisition.brainflow_source import BrainFlowSource
-
     return BrainFlowSource(profile, params, **options)
 
 
@@ -53,7 +53,6 @@ class StreamStatus:
         quality: per-channel quality, updated every second.
         recording: seconds recorded so far, or None when not recording.
     """
-
     state: SourceState
     nominal_rate: float
     measured_rate: float
@@ -77,7 +76,6 @@ class LiveStream:
         publish: re-publish the EEG and markers as LSL outlets.
         buffer_seconds: history kept in the ring buffers.
     """
-
     def __init__(self, source: Source, *, filters: FilterSettings = FilterSettings(), rail_uv: float | None = None,
                  publish: bool = False, buffer_seconds: float = 60.0) -> None:
         self.source = source
@@ -102,8 +100,6 @@ class LiveStream:
         self.pipeline = StreamPipeline(info, buffer_seconds=self.buffer_seconds, filters=self.filters,
                                        rail_uv=self.rail_uv, clock=local_clock)
         if self.publish:
-            from bci_dream.acquisition.lsl_publisher import LslPublisher
-
             self.publisher = LslPublisher(info)
             self.pipeline.add_listener(self.publisher.push)
         self.source.add_state_listener(self._on_state)

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import pylsl
 
-from bci_dream.acquisition.types import Chunk, StreamInfo
+from bci_dream.core.types import Chunk, StreamInfo
 
 log = logging.getLogger(__name__)
 

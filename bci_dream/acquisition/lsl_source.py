@@ -2,7 +2,7 @@
 
 :class:`LslSource` resolves one numeric LSL stream by name, type and/or source_id, opens an inlet
 on it and, on its acquisition thread, pulls chunks into a preallocated numpy buffer and emits them
-as :class:`~bci_dream.acquisition.types.Chunk` objects whose timestamps are in the local
+as :class:`~bci_dream.core.types.Chunk` objects whose timestamps are in the local
 ``pylsl.local_clock()`` domain. An optional string marker stream is read in the same loop.
 
 Timestamp post-processing (the choice, documented):
@@ -43,8 +43,8 @@ import pylsl
 
 from bci_dream.acquisition.lsl_stamps import StampSettler
 from bci_dream.acquisition.source import Source
-from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
-from bci_dream.errors import DeviceError, StreamNotFoundError
+from bci_dream.core.errors import DeviceError, StreamNotFoundError
+from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 
 log = logging.getLogger(__name__)
 

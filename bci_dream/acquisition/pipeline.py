@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bci_dream.acquisition.ring_buffer import MarkerBuffer, RingBuffer
-from bci_dream.acquisition.types import Chunk, StreamInfo
-from bci_dream.errors import ChunkError
+from bci_dream.acquisition.filter_settings import FilterSettings
+from bci_dream.core import defaults
+from bci_dream.core.errors import ChunkError
+from bci_dream.core.ring_buffer import MarkerBuffer, RingBuffer
+from bci_dream.core.types import Chunk, StreamInfo
 from bci_dream.signal.filters import OnlineFilter, design_filter
 from bci_dream.signal.quality import ChannelQuality, assess_quality
 
@@ -46,14 +48,6 @@ class StreamStats:
     first_timestamp: float | None = None
     last_timestamp: float | None = None
     last_arrival: float | None = None  # local_clock() when the newest chunk arrived
-
-
-@dataclass(frozen=True)
-class FilterSettings:
-    """Online filter settings: band-pass edges in Hz (or None), notch frequency in Hz (or None)."""
-
-    bandpass: tuple[float, float] | None = (1.0, 45.0)
-    notch: float | None = 50.0
 
 
 class StreamPipeline:
@@ -95,7 +89,7 @@ class StreamPipeline:
         self._filter = OnlineFilter(sos, n_ch) if sos is not None and len(sos) else None
         self._to_uv = np.float32(info.to_microvolts)
         self.rail_uv = rail_uv
-        self.line_freq = filters.notch or 50.0
+        self.line_freq = filters.notch or defaults.NOTCH_HZ
         self.quality_interval = quality_interval
         self.quality: list[ChannelQuality] = []
         self._next_quality_index = int(info.sfreq * quality_interval) if info.sfreq else 0

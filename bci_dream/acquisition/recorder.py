@@ -17,9 +17,9 @@ from pathlib import Path
 
 from pylsl import local_clock
 
-from bci_dream.acquisition.types import Chunk, Marker, StreamInfo
-from bci_dream.acquisition.xdf_writer import XdfWriter
-from bci_dream.errors import BciDreamError, RecordingError
+from bci_dream.core.errors import BciDreamError, RecordingError
+from bci_dream.core.types import Chunk, Marker, StreamInfo
+from bci_dream.io.xdf_writer import XdfWriter
 
 log = logging.getLogger(__name__)
 

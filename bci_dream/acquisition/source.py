@@ -7,8 +7,8 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from bci_dream.acquisition.types import Chunk, SourceState, StreamInfo
-from bci_dream.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError
+from bci_dream.core.types import Chunk, SourceState, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ StateListener = Callable[[SourceState, str], None]
 class Source(ABC):
     """Base class of the BrainFlow, LSL and XDF-replay sources.
 
-    Use: ``info = source.open()`` (blocking; raises :class:`~bci_dream.errors.BciDreamError` with
+    Use: ``info = source.open()`` (blocking; raises :class:`~bci_dream.core.errors.BciDreamError` with
     a one-line message if the device cannot be opened), then ``source.start(sink)`` runs the
     acquisition on a thread of its own that calls ``sink(chunk)`` for every chunk, and
     ``source.stop()`` ends it. ``state`` tells where it is; ``error`` holds the reason it failed.

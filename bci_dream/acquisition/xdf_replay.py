@@ -9,8 +9,8 @@ import threading
 import numpy as np
 
 from bci_dream.acquisition.source import Source
-from bci_dream.acquisition.types import Chunk, Marker, SourceState, StreamInfo
-from bci_dream.io.xdf import XdfSession, read_xdf
+from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
+from bci_dream.io.xdf_reader import XdfSession, read_xdf
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class XdfReplaySource(Source):
         path: the recording.
         speed: 1 = real time, 2 = twice as fast, 0 = as fast as the consumers take it.
         loop: start again at the end instead of stopping.
-        stream: name or type of the EEG stream to replay (see :func:`bci_dream.io.xdf.read_xdf`).
+        stream: name or type of the EEG stream to replay (see :func:`bci_dream.io.xdf_reader.read_xdf`).
         chunk_seconds: how much signal each real-time chunk holds.
         fast_chunk: samples per chunk at speed 0.
     """

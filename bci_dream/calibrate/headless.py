@@ -25,7 +25,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bci_dream.calibrate.subject import (
+import torch
+
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError
+from bci_dream.generation.generator import load_generator
+from bci_dream.io.readers import read_recording
+from bci_dream.models.checkpoint import load_checkpoint
+from bci_dream.models.subject_profile import (
     MODEL_FOLDER,
     PROFILE,
     SubjectError,
@@ -34,9 +41,10 @@ from bci_dream.calibrate.subject import (
     load_profile,
     subject_folder,
 )
-from bci_dream.errors import BciDreamError
-from bci_dream.training.finetune import FinetuneSettings
-from bci_dream.training.pairs import Pair
+from bci_dream.training.evaluate import evaluate
+from bci_dream.training.finetune import FinetuneCancelled, FinetuneSettings, finetune
+from bci_dream.training.pairs import Pair, make_pairs, pairs_to_arrays, read_pairs, write_pairs
+from bci_dream.training.windows import window_spec_for
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +52,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class CalibrationResult:
     """Where everything went and the validation figures."""
-
     folder: Path
     profile: SubjectProfile
     n_train: int
@@ -76,9 +83,6 @@ def session_pairs(recording: str | os.PathLike | None, *, pairs: str | os.PathLi
                   classes: Mapping[str, str | os.PathLike] | None = None, seed: int = 0) -> list[Pair]:
     """The pairs of one session: the rows of ``pairs`` for ``recording`` (all rows if none name it), or
     pairs made from its class markers (``classes``: marker text → image folder)."""
-    from bci_dream.io.recording import read_recording
-    from bci_dream.training.pairs import make_pairs, read_pairs
-
     if (pairs is None) == (not classes):
         raise BciDreamError("give either --pairs MANIFEST or --class MARKER=FOLDER (one or more), not both")
     if pairs is not None:
@@ -92,8 +96,8 @@ def session_pairs(recording: str | os.PathLike | None, *, pairs: str | os.PathLi
 
 def calibrate_headless(recording: str | os.PathLike | None, subject: str, settings: FinetuneSettings, *,
                        pairs: str | os.PathLike | None = None, classes: Mapping[str, str | os.PathLike] | None = None,
-                       init: str | os.PathLike | None = None, validation_fraction: float = 0.2, n_way: int = 50,
-                       trials: int = 50, figure_rows: int = 4, subjects_dir: str | os.PathLike | None = None,
+                       init: str | os.PathLike | None = None, validation_fraction: float = defaults.VALIDATION_FRACTION, n_way: int = defaults.N_WAY,
+                       trials: int = defaults.N_WAY_TRIALS, figure_rows: int = defaults.VALIDATION_FIGURE_ROWS, subjects_dir: str | os.PathLike | None = None,
                        progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None,
                        on_phase: Callable[[str], None] | None = None,
                        cancel: threading.Event | None = None) -> CalibrationResult:
@@ -118,10 +122,6 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
         BciDreamError subclasses, each one line: a bad subject id, an unreadable recording or manifest,
         too few trials, models that cannot be loaded; :class:`FinetuneCancelled` when ``cancel`` is set.
     """
-    from bci_dream.training.evaluate import evaluate
-    from bci_dream.training.finetune import finetune
-    from bci_dream.training.pairs import write_pairs
-
     check_subject_id(subject)
     if recording is None and pairs is None:
         raise BciDreamError("give the session's recording, or a pairs manifest that names its recordings")
@@ -182,8 +182,6 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
 
 
 def _check_cancel(cancel: threading.Event | None) -> None:
-    from bci_dream.training.finetune import FinetuneCancelled
-
     if cancel is not None and cancel.is_set():
         raise FinetuneCancelled("calibration cancelled after the fine-tuning (which was saved); start it again to "
                                 "validate and save the profile")
@@ -205,19 +203,13 @@ def _round_robin(pairs: Sequence[Pair], n: int) -> list[Pair]:
 
 def validation_figure(pairs: Sequence[Pair], checkpoint: Path, settings: FinetuneSettings, output: Path) -> Path:
     """A grid: each row a held-out stimulus beside the image generated from its EEG window (PNG at ``output``)."""
-    import torch
     from PIL import Image, ImageDraw
-
-    from bci_dream.generation.generator import load_generator
-    from bci_dream.models.checkpoint import load_checkpoint
-    from bci_dream.training.evaluate import window_spec_for
-    from bci_dream.training.pairs import pairs_to_arrays
 
     generator = load_generator(settings.model, device=settings.device, adapter=checkpoint, progress=False,
                                warmup=False)
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     model = model.eval().to(generator.device)
-    eeg, mask, images, labels = pairs_to_arrays(pairs, window_spec_for(model), offset_s=settings.offset_s)
+    eeg, mask, images, labels = pairs_to_arrays(pairs, window_spec_for(model.config), offset_s=settings.offset_s)
     cell = 160
     grid = Image.new("RGB", (2 * cell + 30, len(images) * (cell + 20) + 10), (30, 30, 30))
     draw = ImageDraw.Draw(grid)

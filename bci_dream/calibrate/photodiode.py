@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bci_dream.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError
+from bci_dream.io.readers import read_recording
 
 
 def photodiode_offsets(times: np.ndarray, signal: np.ndarray, markers: Sequence[float], *,
@@ -54,8 +55,6 @@ def recorded_photodiode_offsets(recording: str | os.PathLike, channel: str, mark
     Raises:
         BciDreamError: the recording has no such channel (the line names the channels it has).
     """
-    from bci_dream.io.recording import read_recording
-
     rec = read_recording(recording)
     if channel not in rec.ch_names:
         raise BciDreamError(f"{recording} has no channel '{channel}' for the photodiode (channels: "

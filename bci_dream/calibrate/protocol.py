@@ -46,8 +46,8 @@ from bci_dream.calibrate.stimuli import (
     load_stimulus_set,
     shipped_stimulus_sets,
 )
-from bci_dream.errors import BciDreamError
-from bci_dream.io.toml_file import read_toml
+from bci_dream.core.errors import BciDreamError
+from bci_dream.core.toml_file import read_toml
 
 __all__ = ["Protocol", "ProtocolError", "Trial", "calibration_root", "list_protocols", "load_protocol"]
 

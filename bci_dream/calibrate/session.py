@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.errors import BciDreamError
-from bci_dream.training.pairs import Pair
+from bci_dream.calibrate.photodiode import recorded_photodiode_offsets
+from bci_dream.core.errors import BciDreamError
+from bci_dream.io.xdf_reader import read_xdf
+from bci_dream.training.pairs import Pair, write_pairs
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,6 @@ class ShownTrial:
         requested_time: when the presenter started drawing it (LSL s).
         frame_time: when the drawn frame had been handed to the window system (LSL s); the marker's timestamp.
     """
-
     index: int
     part: int
     marker: str
@@ -84,7 +85,6 @@ class TimingReport:
         refresh_hz: the screen's refresh rate: without a photodiode, the display shows a frame up to
             1/refresh_hz after its frame time (plus the monitor's own lag).
     """
-
     trials: int
     marker_offset_ms: np.ndarray
     lateness_ms: np.ndarray
@@ -128,7 +128,6 @@ class CalibrationSession:
         trials: trials shown, in order (a trial shown again after its first showing was affected comes twice).
         affected: trial index → why its EEG cannot be used (the latest showing of that index is meant).
     """
-
     folder: Path
     subject: str
     device: str
@@ -288,8 +287,6 @@ class CalibrationSession:
 
     def write_pairs(self) -> Path:
         """Write :meth:`pairs` to ``pairs.csv`` in the session folder (paths relative to it)."""
-        from bci_dream.training.pairs import write_pairs
-
         path = self.folder / PAIRS_FILE
         write_pairs(path, self.pairs())
         return path
@@ -323,8 +320,6 @@ class CalibrationSession:
                 offsets.append((nearest - t.frame_time) * 1e3)
         light = np.zeros(0)
         if photodiode:
-            from bci_dream.calibrate.photodiode import recorded_photodiode_offsets
-
             light = np.full(len(shown), np.nan)
             for part in range(1, len(self.parts) + 1):
                 rows = [k for k, t in enumerate(shown) if t.part == part]
@@ -336,8 +331,6 @@ class CalibrationSession:
         return TimingReport(len(shown), np.array(offsets), lateness, draw, missing, light, refresh_hz)
 
     def _recorded_markers(self, part: int) -> dict[str, np.ndarray]:
-        from bci_dream.io.xdf import read_xdf
-
         path = self.folder / self.parts[part - 1]
         try:
             session = read_xdf(path, dejitter=False)

@@ -13,6 +13,7 @@ import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bci_dream.core import defaults
 from bci_dream.signal.quality import ADVICE, ChannelQuality, QualityThresholds
 
 #: Where each Muse sensor sits, and what helps it touch the skin.
@@ -64,7 +65,7 @@ class SignalCheck:
     """
 
     def __init__(self, ch_names: Sequence[str], *, seconds: int = 5, pass_share: float = 0.8,
-                 thresholds: QualityThresholds | None = None, line_freq: float = 50.0) -> None:
+                 thresholds: QualityThresholds | None = None, line_freq: float = defaults.NOTCH_HZ) -> None:
         self.ch_names = list(ch_names)
         self.seconds = seconds
         self.pass_share = pass_share

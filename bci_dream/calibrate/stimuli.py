@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw
 
+from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import shipped_data_folder
-from bci_dream.errors import BciDreamError
 from bci_dream.training.pairs import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)

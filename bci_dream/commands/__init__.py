@@ -1,10 +1,13 @@
-"""Subcommands beyond streaming, one module each; every module has ``register(subparsers)``.
+"""The subcommands, one module each; every module has ``register(subparsers)``. Shared helpers are in
+:mod:`bci_dream.commands.common`.
 
-Modules here import only argparse at load time and the heavy libraries (torch, diffusers) inside
-their handlers, so that ``bci-dream devices`` stays instant.
+Modules here import only argparse and light bci_dream modules at load time and the heavy libraries (torch,
+diffusers, Qt) inside their handlers, so that ``bci-dream devices`` stays instant.
 """
 
+#: In the order ``bci-dream --help`` lists them.
 COMMAND_MODULES = (
+    "bci_dream.commands.streaming",
     "bci_dream.commands.pretrain",
     "bci_dream.commands.pairs",
     "bci_dream.commands.finetune",

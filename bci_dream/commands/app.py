@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bci_dream.commands.common import (
+    add_device_args,
+    add_generation_args,
+    connection_params,
+    filters_from_args,
+    filters_given,
+)
+from bci_dream.core.errors import BciDreamError
+from bci_dream.devices import get_profile
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bci_dream.cli import _add_device_args
-    from bci_dream.commands.run import add_generation_args
-
     p = sub.add_parser("app", help="the desktop app: live traces beside the generated images (the default command)")
-    _add_device_args(p)
+    add_device_args(p)
     p.add_argument("--replay", type=Path, metavar="FILE.xdf", help="open a recorded session instead of a device")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     p.add_argument("--no-generate", action="store_true", help="only show the traces until Generate is pressed")
@@ -20,20 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from bci_dream.cli import _connection_params
-    from bci_dream.errors import BciDreamError
     from bci_dream.gui.app import run
     from bci_dream.gui.main_window import AppOptions
 
     if args.replay is not None and not args.replay.is_file():
         raise BciDreamError(f"{args.replay} does not exist; give the path of a recorded .xdf session")
-    params = _connection_params(args)
-    filters = None
-    if args.no_filter or args.bandpass or args.notch is not None:  # (else: the settings' or the device's)
-        from bci_dream.cli import _filters
-        from bci_dream.devices import get_profile
-
-        filters = _filters(args, None if args.replay else get_profile(args.device))
+    params = connection_params(args)
+    filters = None  # (the settings' or the device's)
+    if filters_given(args):
+        filters = filters_from_args(args, None if args.replay else get_profile(args.device))
     if args.publish:
         raise BciDreamError("--publish is for the headless commands ('bci-dream stream --publish')")
     options = AppOptions(device=args.device, params=params, replay=args.replay, speed=args.speed, model=args.model,

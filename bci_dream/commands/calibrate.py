@@ -5,11 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bci_dream.commands.common import (
+    add_connection_args,
+    add_filter_args,
+    connection_params,
+    filters_from_args,
+    filters_given,
+)
+from bci_dream.commands.finetune import add_training_args, settings_from_args
+from bci_dream.commands.pairs import parse_pairs_arg
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError
+from bci_dream.devices import get_profile
+from bci_dream.models.subject_profile import check_subject_id
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from bci_dream.cli import _add_connection_args, _add_filter_args
-    from bci_dream.commands.finetune import add_training_args
-
     p = sub.add_parser(
         "calibrate", help="fine-tune the EEG model for one subject from a calibration session",
         description="Without --headless: open the calibration wizard on --device (subject, signal check, a "
@@ -25,34 +36,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     w = p.add_argument_group("wizard")
     w.add_argument("--device", "-d", default="synthetic",
                    help="headset profile name (see 'bci-dream devices') or a .toml profile file")
-    _add_connection_args(w)
+    add_connection_args(w)
     w.add_argument("--protocol", default="default",
                    help="calibration protocol: a shipped one (default, quick) or a .toml file")
     w.add_argument("--windowed", action="store_true", help="present the stimuli in a window, not full screen")
     w.add_argument("--photodiode", metavar="CHANNEL",
                    help="a photodiode on the screen's bottom-left square is recorded on this channel: true onsets "
                         "are measured against the markers")
-    _add_filter_args(p)
+    add_filter_args(p)
     p.add_argument("--recording", type=Path, help="the calibration session (.xdf)")
     p.add_argument("--pairs", type=Path, help="its EEG-image pairs manifest (see 'bci-dream make-pairs')")
     p.add_argument("--class", dest="classes", action="append", default=[], metavar="MARKER=FOLDER",
                    help="instead of --pairs: a marker text and the folder of that class's images (repeat)")
-    p.add_argument("--validation-fraction", type=float, default=0.2, help="share of each class's trials held out")
-    p.add_argument("--n-way", type=int, default=50, help="identification: n-way (reduced to the held-out images)")
-    p.add_argument("--figure-rows", type=int, default=4, help="held-out trials drawn in validation.png")
+    p.add_argument("--validation-fraction", type=float, default=defaults.VALIDATION_FRACTION, help="share of each class's trials held out")
+    p.add_argument("--n-way", type=int, default=defaults.N_WAY, help="identification: n-way (reduced to the held-out images)")
+    p.add_argument("--figure-rows", type=int, default=defaults.VALIDATION_FIGURE_ROWS, help="held-out trials drawn in validation.png")
     p.add_argument("--subjects-dir", type=Path,
                    help="where subject folders live (default: $BCI_DREAM_SUBJECTS, else the user data folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_training_args(p, compute_flag="--gpu")
+    add_training_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bci_dream.calibrate.headless import calibrate_headless
-    from bci_dream.calibrate.subject import check_subject_id
-    from bci_dream.commands.finetune import settings_from_args
-    from bci_dream.commands.pairs import _pairs_arg
-    from bci_dream.errors import BciDreamError
 
     if not args.headless:
         return run_wizard(args)
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     check_subject_id(args.subject)
     if args.recording is None:
         raise BciDreamError("--headless needs --recording FILE.xdf, the calibration session")
-    classes = _pairs_arg(args.classes, "--class") if args.classes else None
+    classes = parse_pairs_arg(args.classes, "--class") if args.classes else None
     settings = settings_from_args(args)
     settings.check()
     result = calibrate_headless(args.recording, args.subject, settings, pairs=args.pairs, classes=classes,
@@ -83,11 +90,6 @@ def run(args: argparse.Namespace) -> int:
 def run_wizard(args: argparse.Namespace) -> int:
     """Open the calibration wizard; exit status 0 when a profile was saved, 1 (one line) when it was closed before."""
     from bci_dream.calibrate.protocol import load_protocol
-    from bci_dream.calibrate.subject import check_subject_id
-    from bci_dream.cli import _connection_params, _filters
-    from bci_dream.commands.finetune import settings_from_args
-    from bci_dream.devices import get_profile
-    from bci_dream.errors import BciDreamError
 
     if args.recording is not None or args.pairs is not None or args.classes:
         raise BciDreamError("--recording, --pairs and --class are for --headless; the wizard records its own session")
@@ -97,8 +99,8 @@ def run_wizard(args: argparse.Namespace) -> int:
     load_protocol(args.protocol)
     settings = settings_from_args(args)
     settings.check()
-    params = _connection_params(args)
-    filters = _filters(args, profile) if (args.no_filter or args.bandpass or args.notch is not None) else None
+    params = connection_params(args)
+    filters = filters_from_args(args, profile) if filters_given(args) else None
 
     from bci_dream.gui.app import run_calibration
     from bci_dream.gui.calibration_wizard import WizardOptions

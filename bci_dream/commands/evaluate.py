@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-# Kept in sync with bci_dream.training.evaluate (which imports numpy; this module stays light).
-_DEFAULT_CLASSIFIER = "google/vit-base-patch16-224"
-_DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
+from bci_dream.commands.common import add_compute_device_arg
+from bci_dream.core import defaults
 
 
 def register(subparsers) -> None:
@@ -23,30 +23,28 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="bci-dream checkpoint folder")
     p.add_argument("--generated", type=Path, metavar="DIR",
                    help="folder of generated images named {row:05d}.png after the manifest row (0-based)")
-    p.add_argument("--classifier", default=_DEFAULT_CLASSIFIER, metavar="MODEL",
+    p.add_argument("--classifier", default=defaults.CLASSIFIER, metavar="MODEL",
                    help="image classifier for --generated (hub id or local folder; default %(default)s)")
-    p.add_argument("--clip-model", default=_DEFAULT_CLIP_MODEL, metavar="MODEL",
+    p.add_argument("--clip-model", default=defaults.CLIP_MODEL, metavar="MODEL",
                    help="CLIPVisionModelWithProjection for identification (hub id or local folder; default "
                         "%(default)s); 'none' to skip identification")
-    p.add_argument("--n-way", type=int, default=50, help="n of the n-way tests (default %(default)s)")
-    p.add_argument("--trials", type=int, default=50, help="random draws of distractors per item (default %(default)s)")
+    p.add_argument("--n-way", type=int, default=defaults.N_WAY, help="n of the n-way tests (default %(default)s)")
+    p.add_argument("--trials", type=int, default=defaults.N_WAY_TRIALS, help="random draws of distractors per item (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the distractor draws")
     p.add_argument("--offset", type=float, default=0.0, metavar="S",
                    help="seconds from image onset to window start (as used for fine-tuning; default 0)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_compute_device_arg(p)
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     p.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
-    import json
-
     from bci_dream.training.evaluate import evaluate
 
     clip_model = None if str(args.clip_model).lower() == "none" else args.clip_model
     report = evaluate(args.pairs, args.checkpoint, generated=args.generated, classifier=args.classifier,
                       clip_model=clip_model, n_way=args.n_way, trials=args.trials, seed=args.seed,
-                      offset_s=args.offset, device=args.device)
+                      offset_s=args.offset, device=args.gpu)
     for line in report.lines():
         print(line, flush=True)
     if args.json is not None:

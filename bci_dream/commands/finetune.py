@@ -6,6 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from bci_dream.commands.common import add_compute_device_arg
+from bci_dream.models.encoder_config import PRESETS
+from bci_dream.training.settings import FinetuneError, FinetuneSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -19,60 +23,62 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=Path, required=True, help="pairs manifest (CSV; see 'bci-dream make-pairs')")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder to write")
     add_training_args(p)
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of pairs held out for validation")
+    p.add_argument("--val-fraction", type=float, default=FinetuneSettings.val_fraction,
+                   help="share of pairs held out for validation")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --output")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def add_training_args(p: argparse.ArgumentParser, compute_flag: str = "--device") -> None:
-    """The model and training options shared by ``finetune`` and ``calibrate`` (where ``--device`` is the
-    headset, so the compute device is ``compute_flag="--gpu"``)."""
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """The model and training options shared by ``finetune`` and ``calibrate``; defaults from
+    :class:`~bci_dream.training.settings.FinetuneSettings`."""
+    d = FinetuneSettings
     p.add_argument("--init", type=Path, help="start from this checkpoint (e.g. from 'bci-dream pretrain')")
-    p.add_argument("--preset", help="encoder size without --init: small (default), dreamdiffusion, tiny")
-    p.add_argument("--model", default="stabilityai/sd-turbo", help="diffusers pipeline: hub id or folder")
-    p.add_argument("--clip-model", default="openai/clip-vit-large-patch14", help="CLIP vision model: hub id or folder")
+    p.add_argument("--preset", choices=tuple(PRESETS),
+                   help=f"encoder size without --init (default {d.preset})")
+    p.add_argument("--model", default=d.model, help="diffusers pipeline: hub id or folder")
+    p.add_argument("--clip-model", default=d.clip_model, help="CLIP vision model: hub id or folder")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--lora-rank", type=int, default=8, help="rank of the LoRA adapter on the cross-attention")
+    g.add_argument("--lora-rank", type=int, default=d.lora_rank, help="rank of the LoRA adapter on the cross-attention")
     g.add_argument("--full-cross-attention", action="store_true",
                    help="train the UNet's cross-attention weights themselves instead of a LoRA adapter")
     p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank)")
     p.add_argument("--train-encoder", action="store_true", help="also train the EEG encoder (default: frozen)")
     p.add_argument("--no-channel-adapter", action="store_true",
                    help="no per-subject channel adapter in front of the encoder (default: one is trained)")
-    p.add_argument("--clip-weight", type=float, default=1.0, help="weight of the CLIP alignment loss (0: off)")
-    p.add_argument("--diffusion-weight", type=float, default=1.0, help="weight of the denoising loss (0: off)")
-    p.add_argument("--max-steps", type=int, default=2000, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW, warm-up then cosine)")
-    p.add_argument("--warmup-steps", type=int, default=100)
-    p.add_argument("--resolution", type=int, default=512, help="image side in pixels (multiple of 8)")
-    p.add_argument("--offset", type=float, default=0.0, help="EEG windows start this many seconds after the onset")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--eval-every", type=int, default=100, help="steps between validations")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(compute_flag, dest="compute_device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--clip-weight", type=float, default=d.clip_weight, help="weight of the CLIP alignment loss (0: off)")
+    p.add_argument("--diffusion-weight", type=float, default=d.diffusion_weight,
+                   help="weight of the denoising loss (0: off)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW, warm-up then cosine)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--resolution", type=int, default=d.resolution, help="image side in pixels (multiple of 8)")
+    p.add_argument("--offset", type=float, default=d.offset_s, help="EEG windows start this many seconds after the onset")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations")
+    p.add_argument("--seed", type=int, default=d.seed)
+    add_compute_device_arg(p)
 
 
-def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0):
+def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0) -> FinetuneSettings:
     """:class:`FinetuneSettings` from the options of :func:`add_training_args`."""
-    from bci_dream.training.finetune import FinetuneSettings
-
     if args.init and args.preset:
         log.warning("--preset %s is ignored: the encoder comes from --init %s", args.preset, args.init)
     return FinetuneSettings(
-        model=str(args.model), clip_model=str(args.clip_model), preset=args.preset or "small", lora_rank=args.lora_rank,
+        model=str(args.model), clip_model=str(args.clip_model), preset=args.preset or FinetuneSettings.preset, lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha, full_cross_attention=args.full_cross_attention, train_encoder=args.train_encoder,
         channel_adapter=not args.no_channel_adapter,
         clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, max_steps=args.max_steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
-        val_fraction=val_fraction, offset_s=args.offset, seed=args.seed, device=args.compute_device,
+        val_fraction=val_fraction, offset_s=args.offset, seed=args.seed, device=args.gpu,
         checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every))
 
 
 def run(args: argparse.Namespace) -> int:
-    from bci_dream.training.finetune import FinetuneError, finetune
+    from bci_dream.training.finetune import finetune
 
     if args.resume and args.overwrite:
         raise FinetuneError("--resume and --overwrite exclude each other")

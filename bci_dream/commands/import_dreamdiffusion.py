@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bci_dream.core.errors import BciDreamError
+
 # DreamDiffusion's windows: 440 samples at 1 kHz stretched to 512 (kept in sync with
 # bci_dream.models.dreamdiffusion_import.DEFAULT_SFREQ, which needs torch to import).
 _DEFAULT_SFREQ = 1000.0 * 512 / 440
@@ -31,7 +33,6 @@ def register(subparsers) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from bci_dream.errors import BciDreamError
     from bci_dream.models.dreamdiffusion_import import import_dreamdiffusion
 
     if not args.sfreq > 0:

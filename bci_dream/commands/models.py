@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bci_dream.core.errors import BciDreamError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="list or download the diffusion models used for generation",
@@ -41,7 +43,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from bci_dream.errors import BciDreamError
     from bci_dream.generation.models import MODELS, download, is_cached, resolve_model, spec_for_repo
 
     name = args.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _pairs_arg(values: list[str], option: str) -> dict[str, str]:
+def parse_pairs_arg(values: list[str], option: str) -> dict[str, str]:
     from bci_dream.training.pairs import PairsError
 
     out: dict[str, str] = {}
@@ -38,13 +39,11 @@ def _pairs_arg(values: list[str], option: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collections import Counter
-
-    from bci_dream.io.recording import read_recording
+    from bci_dream.io.readers import read_recording
     from bci_dream.training.pairs import make_pairs, write_pairs
 
-    classes = _pairs_arg(args.classes, "--class")
-    labels = _pairs_arg(args.labels, "--label")
+    classes = parse_pairs_arg(args.classes, "--class")
+    labels = parse_pairs_arg(args.labels, "--label")
     recording = read_recording(args.recording)
     pairs = make_pairs(recording, {k: Path(v) for k, v in classes.items()}, labels, seed=args.seed)
     write_pairs(args.output, pairs)

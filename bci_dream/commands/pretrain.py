@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bci_dream.core.errors import BciDreamError
+from bci_dream.models.encoder_config import PRESETS
+from bci_dream.training.settings import PretrainSettings
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,18 +19,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "pretrain ...' or 'torchrun --nproc-per-node N -m bci_dream.cli pretrain ...'.")
     p.add_argument("data", nargs="+", type=Path, help="recordings or folders of recordings")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder (resumed if it exists)")
-    p.add_argument("--preset", default="small", choices=("small", "dreamdiffusion", "tiny"), help="encoder size")
-    p.add_argument("--max-steps", type=int, default=10_000, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2.5e-4, help="peak learning rate (AdamW)")
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--mask-ratio", type=float, default=0.75, help="share of time patches hidden")
-    p.add_argument("--hop", type=float, default=1.0, help="seconds between training windows")
-    p.add_argument("--notch", type=float, default=50.0, help="line-noise notch in Hz (0: none)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    d = PretrainSettings
+    p.add_argument("--preset", default=d.preset, choices=tuple(PRESETS), help="encoder size")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--mask-ratio", type=float, default=d.mask_ratio, help="share of time patches hidden")
+    p.add_argument("--hop", type=float, default=d.hop_s, help="seconds between training windows")
+    p.add_argument("--notch", type=float, default=d.notch, help="line-noise notch in Hz (0: none)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--holdout", nargs="*", type=Path, default=[],
                    help="recordings never trained on: report reconstruction error vs zero and interpolation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--restart", action="store_true", help="overwrite a checkpoint in --output instead of resuming")
     p.set_defaults(func=run)
 
@@ -46,8 +51,7 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bci_dream.errors import BciDreamError
-    from bci_dream.training.pretrain import PretrainSettings, pretrain
+    from bci_dream.training.pretrain import pretrain
 
     if not 0.0 < args.mask_ratio < 1.0:
         raise BciDreamError(f"--mask-ratio must be between 0 and 1, not {args.mask_ratio}")

@@ -35,22 +35,12 @@ from typing import Any
 
 import torch
 
-from bci_dream.errors import BciDreamError
-from bci_dream.generation.models import (
-    AUTO,
-    ModelSpec,
-    ResolvedModel,
-    resolve_model,
-    validate_model_folder,
-    weights_variant,
-)
-from bci_dream.training.finetune import (
-    ModelLoadError,
-    _first_line,
-    _quiet,
-    load_unet_adapter,
-    resolve_device,
-)
+from bci_dream.core.errors import BciDreamError
+from bci_dream.generation.models import AUTO, ModelSpec, ResolvedModel, resolve_model
+from bci_dream.loading.compute_device import resolve_device
+from bci_dream.loading.hub import ModelLoadError, first_line, quiet
+from bci_dream.loading.pipeline_folder import check_pipeline_folder, weights_variant
+from bci_dream.loading.unet_adapter import DIFFUSERS_LORA_WEIGHTS, load_unet_adapter
 
 log = logging.getLogger(__name__)
 
@@ -356,13 +346,13 @@ def _load_pipeline(resolved: ResolvedModel, dtype: torch.dtype):
     from diffusers import AutoencoderTiny, UNet2DConditionModel
 
     spec, folder = resolved.spec, resolved.folder
-    validate_model_folder(folder, need_vae=resolved.vae_folder is None)
+    check_pipeline_folder(folder, need_vae=resolved.vae_folder is None)
     pipeline_class = _pipeline_class(spec.kind)
     where = resolved.model_id if resolved.model_id == str(folder) else f"{resolved.model_id} ({folder})"
     try:
         # (Each component with the weights variant its folder holds; configs with keys these diffusers
         # classes do not take, and a vae that is not the AutoencoderKL the type hints name, are expected.)
-        with _quiet("diffusers.configuration_utils", "diffusers.pipelines.pipeline_utils",
+        with quiet("diffusers.configuration_utils", "diffusers.pipelines.pipeline_utils",
                     "diffusers.models.modeling_utils"), _no_diffusers_progress_bar():
             unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", dtype=dtype,
                                                         variant=weights_variant(folder, "unet"),
@@ -387,7 +377,7 @@ def _load_pipeline(resolved: ResolvedModel, dtype: torch.dtype):
     except ModelLoadError:
         raise
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise ModelLoadError(f"cannot load the diffusion model {where}: {_first_line(e)}") from e
+        raise ModelLoadError(f"cannot load the diffusion model {where}: {first_line(e)}") from e
     if spec.scheduler:
         pipe.scheduler = getattr(diffusers, spec.scheduler).from_config(pipe.scheduler.config)
     return pipe
@@ -409,15 +399,13 @@ def _no_diffusers_progress_bar():
 
 def _fuse_lora_folder(pipe, folder: Path, model_id: str) -> None:
     """Fuse the diffusers-format LoRA in ``folder`` (e.g. LCM-LoRA) into the UNet's weights."""
-    from bci_dream.generation.models import LORA_WEIGHTS
-
     try:
-        with _quiet("diffusers.loaders.lora_pipeline", "diffusers.loaders.peft"):
-            pipe.load_lora_weights(str(folder), weight_name=LORA_WEIGHTS, adapter_name="distillation")
+        with quiet("diffusers.loaders.lora_pipeline", "diffusers.loaders.peft"):
+            pipe.load_lora_weights(str(folder), weight_name=DIFFUSERS_LORA_WEIGHTS, adapter_name="distillation")
             pipe.fuse_lora()
             pipe.unload_lora_weights()
     except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"cannot apply the LoRA in {folder} to {model_id}: {_first_line(e)}") from e
+        raise ModelLoadError(f"cannot apply the LoRA in {folder} to {model_id}: {first_line(e)}") from e
 
 
 def _apply_adapter(unet, adapter: str | os.PathLike) -> str:

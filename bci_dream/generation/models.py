@@ -31,7 +31,17 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bci_dream.errors import BciDreamError
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError
+from bci_dream.generation.tiny import build_tiny_sd_turbo
+from bci_dream.loading.hub import first_line, hub_reachable, is_local, quiet
+from bci_dream.loading.pipeline_folder import (
+    DIFFUSERS_WEIGHTS_STEM,
+    check_pipeline_folder,
+    missing_pipeline_files,
+    pipeline_kind,
+)
+from bci_dream.loading.unet_adapter import DIFFUSERS_LORA_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +51,6 @@ TINY_VERSION = 2
 #: Latent side of the ``tiny`` model built into the cache (256-pixel images).
 TINY_SAMPLE_SIZE = 32
 TINY_MARKER = "bci_dream_tiny.json"
-UNET_WEIGHTS = "diffusion_pytorch_model"
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,6 @@ class ModelSpec:
         description: one line for ``bci-dream models list``.
         is_preview: random weights (``tiny``): images carry the "untrained preview model" label.
     """
-
     name: str
     repo_id: str | None
     vae_repo_id: str | None
@@ -80,7 +87,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "sd-turbo": ModelSpec(
-        "sd-turbo", "stabilityai/sd-turbo", "madebyollin/taesd", "sd", 512, 1, 0.0,
+        "sd-turbo", defaults.DIFFUSION_MODEL, "madebyollin/taesd", "sd", 512, 1, 0.0,
         description="SD-Turbo (SD 2.1 distilled), 1 step, TAESD decoder; the default"),
     "sdxl-turbo": ModelSpec(
         "sdxl-turbo", "stabilityai/sdxl-turbo", "madebyollin/taesdxl", "sdxl", 512, 1, 0.0,
@@ -102,7 +109,6 @@ class ModelNotAvailableError(BciDreamError):
 
     ``reason`` is the short cause (e.g. "the Hugging Face hub cannot be reached from here").
     """
-
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason or message
@@ -121,7 +127,6 @@ class ResolvedModel:
         model_id: what the frames name as their model (registry name, hub id or folder).
         fallback: the one-line reason when ``auto`` fell back to ``tiny``, else None.
     """
-
     spec: ModelSpec
     folder: Path
     vae_folder: Path | None = None
@@ -155,7 +160,7 @@ def _tiny_ok(folder: Path) -> bool:
         marker = json.loads((folder / TINY_MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return marker == _tiny_marker() and not missing_files(folder)
+    return marker == _tiny_marker() and not missing_pipeline_files(folder)
 
 
 def ensure_tiny() -> Path:
@@ -163,14 +168,11 @@ def ensure_tiny() -> Path:
     folder = tiny_folder()
     if _tiny_ok(folder):
         return folder
-    from bci_dream.generation.tiny import build_tiny_sd_turbo
-    from bci_dream.training.finetune import _quiet
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Built beside its final place and renamed, so that a half-written build is never loaded.
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=folder.parent))
     try:
-        with _quiet("diffusers.pipelines.pipeline_utils"):  # ("text_encoder=None ... cannot be saved": by design)
+        with quiet("diffusers.pipelines.pipeline_utils"):  # ("text_encoder=None ... cannot be saved": by design)
             build_tiny_sd_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE)
         (tmp / TINY_MARKER).write_text(json.dumps(_tiny_marker()))
         if folder.exists():
@@ -185,77 +187,19 @@ def ensure_tiny() -> Path:
     return folder
 
 
-# -- checking folders -----------------------------------------------------------------------------
-
-def _has_weights(folder: Path, sub: str, stem: str = UNET_WEIGHTS) -> bool:
-    d = folder / sub if sub else folder
-    return any((d / f"{stem}{v}{ext}").is_file() for v in ("", ".fp16") for ext in (".safetensors", ".bin")) or \
-        any(d.glob(f"{stem}*.index.json"))
-
-
-def missing_files(folder: str | os.PathLike, *, need_vae: bool = True) -> list[str]:
-    """The files a diffusers pipeline folder lacks for generation (empty when complete)."""
-    folder = Path(folder)
-    needed = ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json"]
-    if need_vae:
-        needed.append("vae/config.json")
-    missing = [f for f in needed if not (folder / f).is_file()]
-    if not _has_weights(folder, "unet"):
-        missing.append(f"unet/{UNET_WEIGHTS}.safetensors")
-    if need_vae and not _has_weights(folder, "vae"):
-        missing.append(f"vae/{UNET_WEIGHTS}.safetensors")
-    return missing
-
-
-def validate_model_folder(folder: str | os.PathLike, *, need_vae: bool = True) -> str | None:
-    """Check a local diffusers pipeline folder; returns the UNet weights variant (None or ``"fp16"``).
-
-    Raises:
-        ModelLoadError: the folder does not exist or lacks files, all of them named in one line.
-    """
-    from bci_dream.training.finetune import ModelLoadError
-
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise ModelLoadError(f"model folder {folder} does not exist; pass a diffusers pipeline folder (with "
-                             "model_index.json, unet/, vae/, scheduler/), a hub id, or a name from "
-                             "'bci-dream models list'")
-    missing = missing_files(folder, need_vae=need_vae)
-    if missing:
-        raise ModelLoadError(f"model folder {folder} lacks {', '.join(missing)}; it must be a diffusers pipeline "
-                             "folder (as written by save_pretrained or 'hf download')")
-    return weights_variant(folder, "unet")
-
-
-def weights_variant(folder: Path, sub: str) -> str | None:
-    """None when ``folder/sub`` holds the plain weights file, ``"fp16"`` when only the fp16 variant."""
-    from bci_dream.training.finetune import _weights_variant
-
-    return _weights_variant(Path(folder), sub, UNET_WEIGHTS)
-
-
-def pipeline_kind(folder: Path) -> str:
-    """``"sdxl"`` or ``"sd"`` from the folder's ``model_index.json``."""
-    try:
-        name = json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name", "")
-    except (OSError, ValueError):
-        name = ""
-    return "sdxl" if "XL" in name else "sd"
-
-
 # -- the Hugging Face cache -----------------------------------------------------------------------
 
 def _pipeline_patterns(spec: ModelSpec) -> list[str]:
     suffix = f".{spec.variant}" if spec.variant else ""
     patterns = ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json",
-                f"unet/{UNET_WEIGHTS}{suffix}.safetensors"]
+                f"unet/{DIFFUSERS_WEIGHTS_STEM}{suffix}.safetensors"]
     if spec.vae_repo_id is None:
-        patterns += ["vae/config.json", f"vae/{UNET_WEIGHTS}{suffix}.safetensors"]
+        patterns += ["vae/config.json", f"vae/{DIFFUSERS_WEIGHTS_STEM}{suffix}.safetensors"]
     return patterns
 
 
 def _vae_patterns() -> list[str]:
-    return ["config.json", f"{UNET_WEIGHTS}.safetensors"]
+    return ["config.json", f"{DIFFUSERS_WEIGHTS_STEM}.safetensors"]
 
 
 def _cached(repo_id: str, filename: str) -> bool:
@@ -272,7 +216,7 @@ def _cached_any(repo_id: str, filenames: list[str]) -> bool:
 
 
 def _weight_names(prefix: str) -> list[str]:
-    return [f"{prefix}{UNET_WEIGHTS}{v}.safetensors" for v in ("", ".fp16")]
+    return [f"{prefix}{DIFFUSERS_WEIGHTS_STEM}{v}.safetensors" for v in ("", ".fp16")]
 
 
 def is_cached(spec: ModelSpec) -> bool:
@@ -289,7 +233,7 @@ def is_cached(spec: ModelSpec) -> bool:
             return False
     elif not all(_cached(spec.vae_repo_id, f) for f in _vae_patterns()):
         return False
-    return spec.lora_repo_id is None or _cached(spec.lora_repo_id, LORA_WEIGHTS)
+    return spec.lora_repo_id is None or _cached(spec.lora_repo_id, DIFFUSERS_LORA_WEIGHTS)
 
 
 def _snapshot(repo_id: str, patterns: list[str] | None = None, *, local_files_only: bool,
@@ -316,7 +260,7 @@ def _resolved(spec: ModelSpec, *, local_files_only: bool, progress: bool = True,
     if spec.vae_repo_id:
         vae = _snapshot(spec.vae_repo_id, _vae_patterns(), local_files_only=local_files_only, progress=progress)
     if spec.lora_repo_id:
-        lora = _snapshot(spec.lora_repo_id, [LORA_WEIGHTS], local_files_only=local_files_only, progress=progress)
+        lora = _snapshot(spec.lora_repo_id, [DIFFUSERS_LORA_WEIGHTS], local_files_only=local_files_only, progress=progress)
     return ResolvedModel(spec, folder, vae, lora, model_id or spec.name)
 
 
@@ -328,16 +272,14 @@ def download(spec: ModelSpec, progress: bool = True) -> ResolvedModel:
     """
     if spec.repo_id is None:
         return ResolvedModel(spec, ensure_tiny(), model_id=spec.name)
-    from bci_dream.training.finetune import _first_line, hub_reachable
-
     if not hub_reachable():
         reason = "the Hugging Face hub cannot be reached from here"
         raise ModelNotAvailableError(f"cannot download {spec.name} ({spec.repo_id}): {reason}", reason)
     try:
         resolved = _resolved(spec, local_files_only=False, progress=progress)
     except Exception as e:
-        reason = f"the download failed: {_first_line(e)}"
-        raise ModelNotAvailableError(f"downloading {spec.name} ({spec.repo_id}) failed: {_first_line(e)}",
+        reason = f"the download failed: {first_line(e)}"
+        raise ModelNotAvailableError(f"downloading {spec.name} ({spec.repo_id}) failed: {first_line(e)}",
                                      reason) from e
     if not is_cached(spec):
         reason = "the hub did not provide every file it needs"
@@ -369,11 +311,9 @@ def _resolve_hub(spec: ModelSpec, *, progress: bool) -> ResolvedModel:
 
 def _resolve_other_hub_id(repo_id: str, *, progress: bool) -> ResolvedModel:
     """A hub id outside the registry: its cached snapshot, else a download of the parts generation needs."""
-    from bci_dream.training.finetune import _first_line, hub_reachable
-
     try:
         folder = _snapshot(repo_id, local_files_only=True)
-        if not missing_files(folder):
+        if not missing_pipeline_files(folder):
             return ResolvedModel(_generic_spec(repo_id, pipeline_kind(folder)), folder, model_id=repo_id)
     except Exception as e:  # noqa: BLE001 - not cached
         log.debug("%s is not in the Hugging Face cache: %s", repo_id, e)
@@ -385,12 +325,12 @@ def _resolve_other_hub_id(repo_id: str, *, progress: bool) -> ResolvedModel:
         from huggingface_hub import HfApi
 
         files = set(HfApi().list_repo_files(repo_id))
-        variant = "fp16" if f"unet/{UNET_WEIGHTS}.fp16.safetensors" in files else None
+        variant = "fp16" if f"unet/{DIFFUSERS_WEIGHTS_STEM}.fp16.safetensors" in files else None
         probe = replace(_generic_spec(repo_id, "sd"), repo_id=repo_id, variant=variant)
         folder = _snapshot(repo_id, _pipeline_patterns(probe), local_files_only=False, progress=progress)
     except Exception as e:
-        raise ModelNotAvailableError(f"cannot download '{repo_id}' from the Hugging Face hub: {_first_line(e)}") from e
-    validate_model_folder(folder)
+        raise ModelNotAvailableError(f"cannot download '{repo_id}' from the Hugging Face hub: {first_line(e)}") from e
+    check_pipeline_folder(folder)
     return ResolvedModel(_generic_spec(repo_id, pipeline_kind(folder)), folder, model_id=repo_id)
 
 
@@ -408,8 +348,6 @@ def resolve_model(name_or_folder: str | os.PathLike = AUTO, *, progress: bool = 
     Raises:
         ModelNotAvailableError, ModelLoadError: one line naming the model and what is missing.
     """
-    from bci_dream.training.finetune import is_local
-
     text = str(name_or_folder)
     if text == AUTO:
         spec = MODELS[DEFAULT_MODEL]
@@ -435,7 +373,7 @@ def resolve_model(name_or_folder: str | os.PathLike = AUTO, *, progress: bool = 
         folder = Path(text).expanduser()
         if not folder.exists() and "/" not in text and os.sep not in text:
             raise _unknown(text)
-        validate_model_folder(folder)
+        check_pipeline_folder(folder)
         spec = _generic_spec(str(folder), pipeline_kind(folder))
         if (folder / TINY_MARKER).is_file():  # a copy of the tiny build: still random weights
             spec = replace(MODELS["tiny"], name=str(folder))

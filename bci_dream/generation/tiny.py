@@ -8,11 +8,14 @@ folder like ``stabilityai/sd-turbo``, a transformers CLIP vision folder like
 - :func:`build_tiny_sd_turbo`: an SD-Turbo-shaped ``StableDiffusionPipeline`` (same block types,
   linear projections, cross-attention width 1024, Euler "trailing" scheduler) with small widths and
   an ``AutoencoderTiny`` (TAESD-shaped) vae; no text encoder, tokenizer or safety checker.
+- :func:`build_tiny_sdxl_turbo`: the same for SDXL-Turbo (pooled embeddings, ``StableDiffusionXLPipeline``).
 - :func:`build_tiny_clip_vision`: ``CLIPVisionModelWithProjection`` + ``CLIPImageProcessor``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from pathlib import Path
 
@@ -87,6 +90,39 @@ def build_tiny_sd_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size
     return folder
 
 
+def build_tiny_sdxl_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size: int = 8) -> Path:
+    """Write a tiny SDXL-Turbo-shaped pipeline with random weights to ``folder``; returns the folder.
+
+    A ``StableDiffusionXLPipeline`` whose UNet adds SDXL's pooled text embedding and size/crop ids to its time
+    embedding (``addition_embed_type="text_time"``: pooled width 32 here, 1280 in SDXL), cross-attention width
+    64 (2048 in SDXL), an ``AutoencoderTiny`` vae and SD-Turbo's Euler "trailing" scheduler; no text encoders.
+    """
+    import torch
+    from diffusers import AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64, norm_num_groups=16)
+    vae = AutoencoderTiny(encoder_block_out_channels=(16,) * 4, decoder_block_out_channels=(16,) * 4,
+                          num_encoder_blocks=(1,) * 4, num_decoder_blocks=(1,) * 4)
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None,
+                                     unet=unet, scheduler=EulerDiscreteScheduler(**SD_TURBO_SCHEDULER))
+    pipe.set_progress_bar_config(disable=True)
+    saving = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    level = saving.level
+    saving.setLevel(logging.ERROR)  # ("text_encoder=None ... cannot be saved": by design)
+    try:
+        pipe.save_pretrained(folder)
+    finally:
+        saving.setLevel(level)
+    return folder
+
+
 def _calibrate_preview(pipe, sample_size: int) -> None:
     """Make the random model's images visible and responsive: the latents one step produces are far larger
     than the decoder's input clamp (tanh(x / 3) * 3), and its random last convolution gives a near-constant
@@ -133,8 +169,6 @@ def build_tiny_clip_vision(folder: str | os.PathLike, projection_dim: int = 32, 
 
 def clip_image_processor_class():
     """transformers' CLIP image processor class that works without torchvision (no warning)."""
-    import importlib.util
-
     import transformers
 
     if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):

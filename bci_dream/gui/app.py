@@ -6,6 +6,11 @@ import os
 import signal
 import sys
 
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from bci_dream.core.errors import BciDreamError
+from bci_dream.gui.calibration_wizard import CalibrationWizard
 from bci_dream.gui.main_window import AppOptions, MainWindow
 
 
@@ -18,11 +23,6 @@ def has_display() -> bool:
 
 def _application(what: str, headless_hint: str, argv: list[str] | None):
     """The QApplication (made once), after checking that there is a display to open ``what`` on."""
-    import pyqtgraph as pg
-    from PySide6 import QtWidgets
-
-    from bci_dream.errors import BciDreamError
-
     if not has_display():
         raise BciDreamError(f"no display to open {what} on (DISPLAY is not set); run it in a desktop session, "
                             f"or use {headless_hint}")
@@ -35,8 +35,6 @@ def _application(what: str, headless_hint: str, argv: list[str] | None):
 
 def _exec(app, window) -> int:
     """Run Qt's event loop; Ctrl-C and SIGTERM close ``window`` (closing its recording) rather than kill it."""
-    from PySide6 import QtCore
-
     # Python runs signal handlers only between bytecodes, so a timer hands control back to it a few times a second.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: window.close())
@@ -58,8 +56,6 @@ def run(options: AppOptions, argv: list[str] | None = None) -> int:
 def run_calibration(options, argv: list[str] | None = None):
     """Open the calibration wizard (:class:`~bci_dream.gui.calibration_wizard.WizardOptions`) until it closes;
     returns it (its ``result`` is None when it closed before a profile was saved)."""
-    from bci_dream.gui.calibration_wizard import CalibrationWizard
-
     app = _application("the calibration wizard", "'bci-dream calibrate --headless --recording FILE.xdf ...'", argv)
     wizard = CalibrationWizard(options)
     wizard.show()

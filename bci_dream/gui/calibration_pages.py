@@ -10,9 +10,15 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from bci_dream.calibrate.session import CalibrationSession, ShownTrial
+from bci_dream.calibrate.signal_check import MUSE_SENSORS, SignalCheck
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError
+from bci_dream.devices import list_profiles
 from bci_dream.gui.traces import TraceView
+from bci_dream.models.subject_profile import SubjectError, check_subject_id
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from bci_dream.gui.calibration_wizard import CalibrationWizard
 
 log = logging.getLogger(__name__)
@@ -21,6 +27,9 @@ CONTACT_COLOURS = {"good": "#2e9d49", "fair": "#d9a400", "poor": "#c8322d"}
 LOST_STATES = ("stalled", "reconnecting", "stopped", "failed")
 #: Usable trials below which fine-tuning is not offered.
 MIN_TRIALS = 4
+#: EEG after an onset that a trial's pair may use (s): a trial whose onset is less than this before the
+#: signal was lost is marked affected: the encoders' window.
+AFFECTED_WINDOW_S = defaults.WINDOW_S
 
 
 def _label(text: str = "", wrap: bool = True) -> QtWidgets.QLabel:
@@ -36,10 +45,8 @@ def _error(label: QtWidgets.QLabel, text: str) -> None:
 
 class SubjectPage(QtWidgets.QWizardPage):
     """Step 1: who (a new or known subject), on which headset, with which protocol."""
-
     def __init__(self, wizard: CalibrationWizard) -> None:
         from bci_dream.calibrate.protocol import list_protocols
-        from bci_dream.devices import list_profiles
 
         super().__init__()
         self.w = wizard
@@ -102,9 +109,6 @@ class SubjectPage(QtWidgets.QWizardPage):
         return params
 
     def _on_subject(self, text: str) -> None:
-        from bci_dream.calibrate.session import CalibrationSession
-        from bci_dream.calibrate.subject import SubjectError, check_subject_id
-
         self.resume_box.hide()
         self.w.resume_session = None
         try:
@@ -123,7 +127,6 @@ class SubjectPage(QtWidgets.QWizardPage):
 
     def _describe_protocol(self) -> None:
         from bci_dream.calibrate.protocol import load_protocol
-        from bci_dream.errors import BciDreamError
 
         try:
             self.protocol_label.setText(load_protocol(self.protocol_box.currentText().strip()).describe())
@@ -131,8 +134,6 @@ class SubjectPage(QtWidgets.QWizardPage):
             self.protocol_label.setText(str(e))
 
     def isComplete(self) -> bool:  # noqa: N802 - Qt's name
-        from bci_dream.calibrate.subject import SubjectError, check_subject_id
-
         try:
             check_subject_id(self.subject_box.currentText().strip())
         except SubjectError:
@@ -142,7 +143,6 @@ class SubjectPage(QtWidgets.QWizardPage):
     def validatePage(self) -> bool:  # noqa: N802 - Qt's name
         """Load the protocol and its stimulus set (a bad one is named here, before anything is recorded)."""
         from bci_dream.calibrate.protocol import load_protocol
-        from bci_dream.errors import BciDreamError
 
         w = self.w
         w.subject = self.subject_box.currentText().strip()
@@ -175,7 +175,6 @@ class SubjectPage(QtWidgets.QWizardPage):
 
 class SignalCheckPage(QtWidgets.QWizardPage):
     """Step 2: live traces and a pass/fail table per channel against the stated thresholds."""
-
     COLUMNS = ("channel", "contact", "status", "good", "advice")
 
     def __init__(self, wizard: CalibrationWizard) -> None:
@@ -224,11 +223,9 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.trace_timer.stop()
 
     def on_opened(self, live) -> None:
-        from bci_dream.calibrate.signal_check import SignalCheck
-
         notch = live.filters.notch if live.filters is not None else None
         self.check = SignalCheck(live.info.ch_names, seconds=self.w.options.check_seconds,
-                                 line_freq=float(notch or 50.0))
+                                 line_freq=float(notch or defaults.NOTCH_HZ))
         self.thresholds_label.setText(self.check.describe_thresholds())
         self.table.setRowCount(len(live.info.ch_names))
         self.traces.set_pipeline(live.pipeline)
@@ -261,8 +258,6 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         status = live.status()
         self.check.update(status.quality)
         self.traces.set_quality(status.quality)
-        from bci_dream.calibrate.signal_check import MUSE_SENSORS
-
         # failing channels first, so that their advice is in view
         for row, v in enumerate(sorted(self.check.verdicts(), key=lambda v: v.passed)):
             name = f"{v.name} ({MUSE_SENSORS[v.name][0]})" if self.check.muse and v.name in MUSE_SENSORS else v.name
@@ -298,7 +293,6 @@ class SignalCheckPage(QtWidgets.QWizardPage):
 
 class SessionPage(QtWidgets.QWizardPage):
     """Step 3: the stimulus session, recorded, with pause/resume/stop and headset-loss handling."""
-
     def __init__(self, wizard: CalibrationWizard) -> None:
         super().__init__()
         self.w = wizard
@@ -330,7 +324,7 @@ class SessionPage(QtWidgets.QWizardPage):
         layout.addWidget(self.status_label)
         layout.addWidget(self.timing_label)
         layout.addStretch(1)
-        self.w.bridge.state.connect(self._on_device_state)
+        self.w.streams.state.connect(self._on_device_state)
         self.w.bridge.timing.connect(self._on_timing)
         self._ended = False
         self._timing_request = 0
@@ -355,8 +349,6 @@ class SessionPage(QtWidgets.QWizardPage):
 
     def start(self) -> None:
         """Record a new part of the session and present from its next trial."""
-        from bci_dream.calibrate.session import CalibrationSession
-        from bci_dream.errors import BciDreamError
         from bci_dream.gui.stimulus_presenter import StimulusPresenter
 
         w = self.w
@@ -426,8 +418,6 @@ class SessionPage(QtWidgets.QWizardPage):
             p.setFocus()  # (the participant's Escape and Space go to the presenter, not to the wizard)
 
     def _on_shown(self, onset, part: int) -> None:
-        from bci_dream.calibrate.session import ShownTrial
-
         t = onset.trial
         self.w.session.add_trial(ShownTrial(t.index, part, t.marker, t.class_name, str(t.image), t.onset_s,
                                             onset.intended_time, onset.requested_time, onset.frame_time))
@@ -444,7 +434,7 @@ class SessionPage(QtWidgets.QWizardPage):
     def _on_device_state(self, number: int, state: str, reason: str) -> None:
         """The headset was lost: pause, and mark the trials whose EEG window it cut into (they are shown again)."""
         w, p = self.w, self.w.presenter
-        if number != w._connection or p is None or w.session is None:
+        if not w.streams.controller.is_current(number) or p is None or w.session is None:
             return
         if state in LOST_STATES and p.state in ("running", "rest", "paused"):
             p.pause(f"The headset signal was lost ({state}{': ' + reason if reason else ''}).")
@@ -526,14 +516,11 @@ class SessionPage(QtWidgets.QWizardPage):
 
 
 def _window_s(wizard: CalibrationWizard) -> float:
-    from bci_dream.gui.calibration_wizard import AFFECTED_WINDOW_S
-
     return AFFECTED_WINDOW_S + (wizard.options.settings.offset_s if wizard.options.settings is not None else 0.0)
 
 
 class TrainingPage(QtWidgets.QWizardPage):
     """Step 4: fine-tuning of the subject's parts, with progress, time left and cancel (resumable)."""
-
     def __init__(self, wizard: CalibrationWizard) -> None:
         super().__init__()
         self.w = wizard
@@ -583,7 +570,6 @@ class TrainingPage(QtWidgets.QWizardPage):
     def start(self) -> None:
         """Fine-tune, validate and save the profile on a worker thread (a cancelled run goes on from its checkpoint)."""
         from bci_dream.calibrate.headless import calibrate_headless
-        from bci_dream.errors import BciDreamError
         from bci_dream.training.finetune import FinetuneCancelled, FinetuneSettings
 
         if self.training:
@@ -667,7 +653,6 @@ def _duration(seconds: float) -> str:
 
 class ResultPage(QtWidgets.QWizardPage):
     """Step 5: validation against chance, held-out stimuli beside their generated images, the saved profile."""
-
     def __init__(self, wizard: CalibrationWizard) -> None:
         super().__init__()
         self.w = wizard

@@ -4,26 +4,30 @@ Five pages (:mod:`bci_dream.gui.calibration_pages`): subject and device; signal 
 session, presented full screen and recorded to .xdf with a marker at each frame; fine-tuning of the
 subject's parts with progress and cancel; validation on held-out trials and the saved profile.
 
-The wizard owns the live stream (opened and stopped on worker threads that take turns, as in the main
-window), the session on disk (:class:`~bci_dream.calibrate.session.CalibrationSession`) and the
+The wizard owns the live stream (opened and stopped through the same Qt-free
+:class:`~bci_dream.runtime.stream_controller.StreamController` as the main window), the session on disk (:class:`~bci_dream.calibrate.session.CalibrationSession`) and the
 fine-tuning thread. Results of worker threads reach the GUI thread as Qt signals.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
+from bci_dream.acquisition.filter_settings import choose_filters
+from bci_dream.acquisition.live import LiveStream, make_source
+from bci_dream.core import defaults
+from bci_dream.devices import get_profile
+from bci_dream.gui.calibration_pages import ResultPage, SessionPage, SignalCheckPage, SubjectPage, TrainingPage
+from bci_dream.gui.stream_adapter import QtStreamController
+from bci_dream.models.subject_profile import subjects_root
+
 log = logging.getLogger(__name__)
 
-#: EEG after an onset that a trial's pair may use (s): a trial whose onset is less than this before the
-#: signal was lost is marked affected: the encoders' 2-s window (512 samples at 256 Hz).
-AFFECTED_WINDOW_S = 2.0
 
 
 @dataclass
@@ -52,9 +56,9 @@ class WizardOptions:
     protocol: str = "default"
     settings: Any = None
     init: Path | None = None
-    validation_fraction: float = 0.2
-    n_way: int = 50
-    figure_rows: int = 4
+    validation_fraction: float = defaults.VALIDATION_FRACTION
+    n_way: int = defaults.N_WAY
+    figure_rows: int = defaults.VALIDATION_FIGURE_ROWS
     subjects_dir: Path | None = None
     fullscreen: bool = True
     filters: Any = None
@@ -64,11 +68,8 @@ class WizardOptions:
 
 
 class WizardBridge(QtCore.QObject):
-    """Signals from worker threads to the GUI thread."""
+    """Signals from the fine-tuning and read-back threads to the GUI thread (streams: ``wizard.streams``)."""
 
-    opened = QtCore.Signal(int, object)  # connection number, LiveStream
-    open_failed = QtCore.Signal(int, str)
-    state = QtCore.Signal(int, str, str)  # connection number, source state, reason
     step = QtCore.Signal(object)  # fine-tuning metrics record
     phase = QtCore.Signal(str)
     trained = QtCore.Signal(object)  # CalibrationResult
@@ -81,20 +82,11 @@ class CalibrationWizard(QtWidgets.QWizard):
     ``result`` (the CalibrationResult), ``timing`` (the TimingReport), ``errors`` (every error line shown)."""
 
     def __init__(self, options: WizardOptions | None = None, parent: QtWidgets.QWidget | None = None) -> None:
-        from bci_dream.gui.calibration_pages import (
-            ResultPage,
-            SessionPage,
-            SignalCheckPage,
-            SubjectPage,
-            TrainingPage,
-        )
-
         super().__init__(parent)
         self.options = options or WizardOptions()
         self.setWindowTitle("bci-dream calibration")
         self.setWizardStyle(QtWidgets.QWizard.WizardStyle.ClassicStyle)
         self.setOption(QtWidgets.QWizard.WizardOption.NoBackButtonOnLastPage)
-        self.live = None
         self.live_key: tuple | None = None
         self.session = None
         self.presenter = None
@@ -109,12 +101,10 @@ class CalibrationWizard(QtWidgets.QWizard):
         self.resume_session = None  # an unfinished session of the subject, to go on with
         self.device_name = self.options.device
         self.device_params: dict[str, Any] = dict(self.options.params)
-        self._connection = 0
-        self._worker_turn = threading.Lock()
-        self._to_stop: list = []
+        self.streams = QtStreamController(self, name="wizard")
+        self.streams.opened.connect(self._on_opened)
+        self.streams.failed.connect(self._on_open_failed)
         self.bridge = WizardBridge()
-        self.bridge.opened.connect(self._on_opened)
-        self.bridge.open_failed.connect(self._on_open_failed)
         self.currentIdChanged.connect(self._on_page)
         self.subject_page = SubjectPage(self)
         self.signal_page = SignalCheckPage(self)
@@ -133,8 +123,6 @@ class CalibrationWizard(QtWidgets.QWizard):
 
     @property
     def subjects_root(self) -> Path:
-        from bci_dream.calibrate.subject import subjects_root
-
         return self.options.subjects_dir or subjects_root()
 
     @property
@@ -143,95 +131,39 @@ class CalibrationWizard(QtWidgets.QWizard):
 
     # -- the live stream -------------------------------------------------------------------------------
 
+    @property
+    def live(self) -> LiveStream | None:
+        """The open stream, or None."""
+        return self.streams.controller.live
+
     def connect_device(self, name: str, params: dict[str, Any]) -> None:
         """Open ``name`` with ``params`` on a worker thread (after stopping any stream open before)."""
-        self._connection += 1
-        number = self._connection
         self.live_key = (name, tuple(sorted(params.items())))
-        self._retire()
+        self.signal_page.on_closed()
         options = self.options
 
-        def work() -> None:
-            with self._worker_turn:
-                self._stop_retired()
-                if number != self._connection:
-                    return
-                self._open(number, name, params, options)
-
-        threading.Thread(target=work, name="wizard:open", daemon=True).start()
-
-    def _open(self, number: int, name: str, params: dict, options: WizardOptions) -> None:
-        from bci_dream.acquisition.live import LiveStream, make_source
-        from bci_dream.acquisition.pipeline import FilterSettings
-        from bci_dream.devices import get_profile
-        from bci_dream.errors import BciDreamError
-
-        live = None
-        try:
+        def make_live() -> LiveStream:
             profile = get_profile(name)
-            filters = options.filters or FilterSettings(profile.bandpass, profile.notch)
-            live = LiveStream(make_source(profile, params, **options.source_options), filters=filters,
-                              rail_uv=profile.rail_uv)
-            live.open()
-            live.source.add_state_listener(lambda state, reason: self.bridge.state.emit(number, state.value, reason))
-            live.start()
-            if number != self._connection:  # superseded while it opened: closed here, before the next open
-                live.stop()
-                return
-        except Exception as e:  # noqa: BLE001 - a bug must not take the wizard down either
-            if not isinstance(e, BciDreamError):
-                log.exception("opening the device failed")
-            if live is not None and live.pipeline is not None:
-                self._to_stop.append(live)  # (opened but did not start: close the device)
-                self._stop_retired()
-            self.bridge.open_failed.emit(number, str(e) if isinstance(e, BciDreamError)
-                                         else f"could not open {name}: {type(e).__name__}: {e}")
-            return
-        self.bridge.opened.emit(number, live)
+            return LiveStream(make_source(profile, params, **options.source_options),
+                              filters=choose_filters(profile, options.filters), rail_uv=profile.rail_uv)
 
-    def _on_opened(self, number: int, live) -> None:
-        if number != self._connection:  # (superseded while it opened: close it, in turn, and nothing else)
-            self._to_stop.append(live)
-            threading.Thread(target=self._stop_in_turn, name="wizard:close", daemon=True).start()
-            return
-        self.live = live
-        self.signal_page.on_opened(live)
+        self.streams.controller.open(make_live, what=name)
+
+    def _on_opened(self, number: int, live: LiveStream) -> None:
+        if self.streams.controller.accept(number, live):
+            self.signal_page.on_opened(live)
 
     def _on_open_failed(self, number: int, error: str) -> None:
-        if number == self._connection:
+        if self.streams.controller.is_current(number):
             self.live_key = None
             self.show_error(error)
             self.signal_page.on_open_failed(error)
 
-    def _retire(self) -> None:
-        if self.live is not None:
-            self._to_stop.append(self.live)
-        self.live = None
-        self.signal_page.on_closed()
-
-    def _stop_retired(self) -> None:
-        while self._to_stop:
-            live = self._to_stop.pop(0)
-            try:
-                live.stop()
-            except Exception:  # noqa: BLE001 - closing must go on for the others
-                log.exception("stopping a stream failed")
-
     def stop_stream(self, wait: bool = False) -> None:
         """Stop the live stream (a recording is closed and kept), on a worker thread or, with ``wait``, here."""
-        self._connection += 1
         self.live_key = None
-        self._retire()
-        if wait:
-            with self._worker_turn:
-                self._stop_retired()
-            return
-
-        threading.Thread(target=self._stop_in_turn, name="wizard:close", daemon=True).start()
-
-    def _stop_in_turn(self) -> None:
-        with self._worker_turn:
-            self._stop_retired()
+        self.signal_page.on_closed()
+        self.streams.controller.close(wait=wait)
 
     # -- messages and closing --------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from bci_dream.gui.panel import Panel
+
 
 def to_qimage(image) -> QtGui.QImage:
     """A PIL RGB image → a QImage that owns a copy of its pixels."""
@@ -13,13 +15,16 @@ def to_qimage(image) -> QtGui.QImage:
     return qimage.copy()  # (the bytes object is not kept alive by QImage)
 
 
-class ImagePanel(QtWidgets.QWidget):
+class ImagePanel(Panel):
     """Shows the newest image scaled to the panel, the ``labels`` over it, and the last ``history`` images.
 
     Attributes:
         images_shown: how many images were shown since the start.
         current: the newest PIL image (None before the first).
     """
+
+    title = "images"
+    area = "right"
 
     def __init__(self, history: int = 8, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -53,6 +58,9 @@ class ImagePanel(QtWidgets.QWidget):
         """The persistent labels ("untrained preview model", ...) shown above the image."""
         self.label.setText(" · ".join(labels))
         self.label.setVisible(bool(labels))
+
+    def show_frame(self, frame) -> None:
+        self.show_image(frame.image)
 
     def show_image(self, image) -> None:
         """Show a PIL image as the newest one and push the previous one into the strip."""

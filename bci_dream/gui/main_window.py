@@ -1,9 +1,9 @@
-"""The main window: live traces on the left, generated images on the right, controls and a status bar.
+"""The main window: its panels (live traces on the left, generated images on the right), controls, a status bar.
 
-Everything slow happens off the GUI thread: opening a device and loading models run on short-lived
-worker threads, acquisition and generation on the streaming core's and the engine's own threads.
-Results come back as Qt signals (queued to the GUI thread); the traces are read from the ring
-buffer by a ~60 Hz timer.
+Everything slow happens off the GUI thread: devices open and close through the Qt-free
+:class:`~bci_dream.runtime.stream_controller.StreamController`, models load on a worker thread, acquisition and
+generation run on the streaming core's and the engine's own threads. Results come back as Qt signals (queued to
+the GUI thread); the panels follow the ring buffer on a ~60 Hz timer.
 """
 
 from __future__ import annotations
@@ -17,14 +17,24 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from bci_dream.acquisition.filter_settings import FilterSettings, choose_filters
+from bci_dream.acquisition.live import LiveStream, make_source
+from bci_dream.acquisition.xdf_replay import XdfReplaySource
+from bci_dream.core import defaults
+from bci_dream.devices import DeviceProfile, get_profile, list_profiles
 from bci_dream.gui.image_panel import ImagePanel
+from bci_dream.gui.panel import Panel
 from bci_dream.gui.settings_dialog import Settings, SettingsDialog
+from bci_dream.gui.stream_adapter import QtStreamController
+from bci_dream.gui.trace_panel import TracePanel
 from bci_dream.gui.traces import TraceView
 
 log = logging.getLogger(__name__)
 
 TRACE_INTERVAL_MS = 16
 STATUS_INTERVAL_MS = 500
+#: The panels the window lays out (a new panel: one file with a :class:`Panel` subclass, one entry here).
+PANELS: tuple[type[Panel], ...] = (TracePanel, ImagePanel)
 
 
 @dataclass
@@ -40,8 +50,8 @@ class AppOptions:
     gpu: str = "auto"
     size: int | None = None
     seed: int = 0
-    hop: float = 0.25
-    similarity: float = 0.995
+    hop: float = defaults.HOP_S
+    similarity: float = defaults.SIMILARITY_THRESHOLD
     compile: str | None = None
     steps: int | None = None
     interpolate: int = 0
@@ -52,33 +62,19 @@ class AppOptions:
 
 
 class Bridge(QtCore.QObject):
-    """Signals that carry results from worker threads to the GUI thread."""
+    """Signals that carry the results of model loading and generation from worker threads to the GUI thread."""
 
-    opened = QtCore.Signal(int, object)  # session number, LiveStream
-    models_ready = QtCore.Signal(int, object, str)  # request number, Models or None, error line
+    models_ready = QtCore.Signal(int, object, str)  # request number, GenerationModels or None, error line
     frame = QtCore.Signal(object, object)  # the Engine that made it, Frame
-    state = QtCore.Signal(int, str, str)  # session number, source state, reason
-    recorded = QtCore.Signal(object)  # RecordingSummary of a recording closed with its stream
     generation_failed = QtCore.Signal(object, str)  # the Engine that stopped, why
-    failed = QtCore.Signal(str)
-
-
-@dataclass
-class Models:
-    """What generation needs, loaded together off the GUI thread."""
-
-    generator: Any
-    eeg_model: Any
-    untrained: bool
-    encoder: Any  # PromptEncoder of eeg_model on the generator's device
-    adapter: str | None  # the fine-tuned UNet adapter fused into the generator
 
 
 class MainWindow(QtWidgets.QMainWindow):
     """The bci-dream window. ``options`` say what to open first; settings are remembered in QSettings.
 
     Attributes (for tests and scripts): ``live`` (the open LiveStream or None), ``engine`` (the running
-    Engine or None), ``traces``, ``images``, ``errors`` (every error line shown), ``frames_received``.
+    Engine or None), ``panels``, ``traces`` and ``images`` (the trace view and the image panel), ``errors``
+    (every error line shown), ``frames_received``.
     """
 
     def __init__(self, options: AppOptions | None = None, settings: QtCore.QSettings | None = None) -> None:
@@ -86,58 +82,81 @@ class MainWindow(QtWidgets.QMainWindow):
         self.options = options or AppOptions()
         self.settings = settings or QtCore.QSettings("bci-dream", "bci-dream")
         self.prefs = self._initial_prefs()
-        self.live = None
         self.engine = None
         self.errors: list[str] = []
         self.frames_received = 0
         self._frame_times: list[float] = []
         self._latencies: list[float] = []
-        self.models: Models | None = None
+        self.models = None  # GenerationModels once loaded
         self._loading_models = False
         self._checkpoint_in_use = self.options.checkpoint
         self._want_generation = self.options.generate
-        # Results of worker threads carry the number of the request they answer; older ones are dropped.
-        self._session = 0
+        # Model loads carry the number of the request they answer; older ones are dropped (streams: the controller).
         self._models_request = 0
-        # Streams taken out of the window wait here until a worker stops them; workers take turns (one
-        # device can be opened once, so the old stream must be closed before the next one opens).
-        self._to_stop: list = []
-        self._worker_turn = threading.Lock()
+        self.streams = QtStreamController(self, name="gui")
+        self.streams.opened.connect(self._on_opened)
+        self.streams.failed.connect(self._on_open_failed)
+        self.streams.state.connect(self._on_state)
+        self.streams.recorded.connect(self._on_recorded)
         self.bridge = Bridge()
-        self.bridge.opened.connect(self._on_opened)
         self.bridge.models_ready.connect(self._on_models_ready)
         self.bridge.frame.connect(self._on_frame)
-        self.bridge.failed.connect(self.show_error)
-        self.bridge.state.connect(self._on_state)
-        self.bridge.recorded.connect(self._on_recorded)
         self.bridge.generation_failed.connect(self._on_generation_failed)
         self.state_history: list[str] = []  # every device state shown, in order
 
         self.setWindowTitle("bci-dream")
-        self.traces = TraceView()
-        self.images = ImagePanel()
+        self.panels: list[Panel] = [panel_class() for panel_class in PANELS]
         self._build_controls()
-        splitter = QtWidgets.QSplitter()
-        left = QtWidgets.QWidget()
-        left_layout = QtWidgets.QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addLayout(self.view_controls)
-        left_layout.addWidget(self.traces, 1)
-        splitter.addWidget(left)
-        splitter.addWidget(self.images)
-        splitter.setSizes([700, 500])
-        self.setCentralWidget(splitter)
+        self.setCentralWidget(self._lay_out_panels())
         self._build_status_bar()
         self._restore_settings()
 
         self.trace_timer = QtCore.QTimer(self, interval=TRACE_INTERVAL_MS)
-        self.trace_timer.timeout.connect(self.traces.refresh)
+        self.trace_timer.timeout.connect(self._refresh_panels)
         self.trace_timer.start()
         self.status_timer = QtCore.QTimer(self, interval=STATUS_INTERVAL_MS)
         self.status_timer.timeout.connect(self.update_status)
         self.status_timer.start()
         if self.options.connect:
             QtCore.QTimer.singleShot(0, self.connect_source)
+
+    # -- panels ---------------------------------------------------------------------------------------
+
+    def panel(self, panel_class: type[Panel]) -> Panel:
+        """The window's panel of ``panel_class``."""
+        return next(p for p in self.panels if isinstance(p, panel_class))
+
+    @property
+    def traces(self) -> TraceView:
+        return self.panel(TracePanel).traces
+
+    @property
+    def images(self) -> ImagePanel:
+        return self.panel(ImagePanel)
+
+    @property
+    def live(self):
+        """The open LiveStream, or None."""
+        return self.streams.controller.live
+
+    def _lay_out_panels(self) -> QtWidgets.QSplitter:
+        """Panels of the same area stacked vertically; the areas side by side, the left one wider."""
+        splitter = QtWidgets.QSplitter()
+        for area in ("left", "right"):
+            members = [p for p in self.panels if p.area == area]
+            if not members:
+                continue
+            column = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+            for p in members:
+                column.addWidget(p)
+                column.setStretchFactor(column.count() - 1, p.stretch)
+            splitter.addWidget(column)
+        splitter.setSizes([700, 500])
+        return splitter
+
+    def _refresh_panels(self) -> None:
+        for p in self.panels:
+            p.refresh()
 
     def _initial_prefs(self) -> Settings:
         """The remembered settings, with what the command line gave explicitly on top."""
@@ -164,8 +183,6 @@ class MainWindow(QtWidgets.QMainWindow):
         return action
 
     def _build_controls(self) -> None:
-        from bci_dream.devices import list_profiles
-
         bar = self.addToolBar("session")
         bar.setObjectName("session")
         self.device_box = QtWidgets.QComboBox()
@@ -184,31 +201,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.open_replay_action = self._action("Open replay…", self.choose_replay, "Ctrl+O")
         self.open_checkpoint_action = self._action("Open checkpoint…", self.choose_checkpoint, "Ctrl+L")
         self.save_image_action = self._action("Save image…", self.choose_image_file, "Ctrl+S")
-        self.auto_scale_action = self._action("Auto scale", self.auto_scale, "A")
         self.settings_action = self._action("Settings…", self.edit_settings, "Ctrl+,")
         for action in (self.connect_action, self.disconnect_action, self.generate_action, self.record_action,
-                       self.open_replay_action, self.open_checkpoint_action, self.save_image_action,
-                       self.auto_scale_action, self.settings_action):
+                       self.open_replay_action, self.open_checkpoint_action, self.save_image_action):
             bar.addAction(action)
+        for p in self.panels:
+            for action in p.toolbar_actions():
+                bar.addAction(action)
+        bar.addAction(self.settings_action)
         self._build_replay_bar()
-        self.view_controls = QtWidgets.QHBoxLayout()
-        self.span_box = QtWidgets.QDoubleSpinBox(minimum=2, maximum=20, singleStep=1, suffix=" s", value=10)
-        self.span_box.valueChanged.connect(self.traces.set_span)
-        self.scale_box = QtWidgets.QDoubleSpinBox(minimum=0.5, maximum=1_000_000, singleStep=10, suffix=" µV",
-                                                  value=100)
-        self.scale_box.valueChanged.connect(self.traces.set_scale)
-        self.traces.scale_changed.connect(self.scale_box.setValue)  # (the view's +/- keys)
-        self.traces.span_changed.connect(self.span_box.setValue)  # ([ and ])
-        self.filtered_box = QtWidgets.QCheckBox("filtered", checked=True)
-        self.filtered_box.toggled.connect(self.traces.set_show_filtered)
-        self.band_box = QtWidgets.QCheckBox("band power")
-        self.band_box.toggled.connect(self.traces.set_band_power_visible)
-        for label, widget in (("span", self.span_box), ("scale", self.scale_box)):
-            self.view_controls.addWidget(QtWidgets.QLabel(label))
-            self.view_controls.addWidget(widget)
-        self.view_controls.addWidget(self.filtered_box)
-        self.view_controls.addWidget(self.band_box)
-        self.view_controls.addStretch(1)
 
     def _build_replay_bar(self) -> None:
         bar = self.replay_bar = QtWidgets.QToolBar("replay")
@@ -237,8 +238,6 @@ class MainWindow(QtWidgets.QMainWindow):
         bar.setVisible(False)
 
     def _replay_source(self):
-        from bci_dream.acquisition.xdf_replay import XdfReplaySource
-
         source = self.live.source if self.live is not None else None
         return source if isinstance(source, XdfReplaySource) else None
 
@@ -293,10 +292,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._on_device_chosen()
         if self.options.params:
             self.connection_box.setEditText(str(next(iter(self.options.params.values()))))
-        for box, key in ((self.span_box, "span_s"), (self.scale_box, "scale_uv")):
-            value = s.value(key)
-            if value is not None:
-                box.setValue(float(value))
+        for p in self.panels:
+            s.beginGroup(p.title)
+            p.restore_state(s)
+            s.endGroup()
         geometry = s.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -304,8 +303,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("device", self.device_box.currentText())
-        s.setValue("span_s", self.span_box.value())
-        s.setValue("scale_uv", self.scale_box.value())
+        for p in self.panels:
+            s.beginGroup(p.title)
+            p.save_state(s)
+            s.endGroup()
         s.setValue("geometry", self.saveGeometry())
         s.sync()
 
@@ -338,95 +339,41 @@ class MainWindow(QtWidgets.QMainWindow):
         self.connect_source()
 
     def connect_source(self) -> None:
-        """Open the replay file of the options, else the chosen device, on a worker thread (which first stops
-        the stream that was open)."""
-        self._session += 1
-        session = self._session
-        self._retire(*self._detach())
+        """Open the replay file of the options, else the chosen device, on a worker thread (after the stream that
+        was open has stopped)."""
         replay = self.options.replay
         name, params = self.device_box.currentText(), self.connection_params()
         options = self.options
         self.state_label.setText(f"connecting to {replay.name if replay else name} …")
 
-        def work() -> None:
-            with self._worker_turn:
-                self._stop_retired()
-                if session != self._session:
-                    return  # (superseded before it began)
-                self._open(session, replay, name, params, options)
-
-        threading.Thread(target=work, name="gui:open", daemon=True).start()
-
-    def _open(self, session: int, replay, name: str, params: dict, options: AppOptions) -> None:
-        """Open and start a stream (on a worker thread); the result goes to :meth:`_on_opened`."""
-        from bci_dream.acquisition.live import LiveStream, make_source
-        from bci_dream.acquisition.xdf_replay import XdfReplaySource
-        from bci_dream.devices import get_profile
-        from bci_dream.errors import BciDreamError
-
-        try:
+        def make_live() -> LiveStream:
             if replay is not None:
-                live = LiveStream(XdfReplaySource(replay, speed=options.speed), filters=self._filters(None))
-            else:
-                profile = get_profile(name)
-                live = LiveStream(make_source(profile, params, **options.source_options),
-                                  filters=self._filters(profile), rail_uv=profile.rail_uv)
-            live.open()
-            live.source.add_state_listener(lambda state, reason: self.bridge.state.emit(session, state.value,
-                                                                                        reason))
-            live.start()
-        except BciDreamError as e:
-            self.bridge.failed.emit(str(e))
-            return
-        except Exception as e:  # noqa: BLE001 - a bug must not take the window down
-            log.exception("opening the source failed")
-            self.bridge.failed.emit(f"could not open {name}: {type(e).__name__}: {e}")
-            return
-        self.bridge.opened.emit(session, live)
+                return LiveStream(XdfReplaySource(replay, speed=options.speed), filters=self._filters(None))
+            profile = get_profile(name)
+            return LiveStream(make_source(profile, params, **options.source_options), filters=self._filters(profile),
+                              rail_uv=profile.rail_uv)
 
-    def _filters(self, profile):
-        """The filters for a stream: the command line's, else the settings' own, else the device profile's."""
-        from bci_dream.acquisition.pipeline import FilterSettings
+        self.streams.controller.open(make_live, what=replay.name if replay else name, retire=self._detach())
 
-        if self.options.filters is not None:
-            return self.options.filters
-        if not self.prefs.device_filters:
-            return self.prefs.filters()
-        return FilterSettings(profile.bandpass, profile.notch) if profile is not None else FilterSettings()
+    def _filters(self, profile: DeviceProfile | None) -> FilterSettings:
+        """The command line's filters, else the settings' own (unless they say "the device's"), else the profile's."""
+        override = self.options.filters or (None if self.prefs.device_filters else self.prefs.filters())
+        return choose_filters(profile, override)
 
-    def _detach(self):
-        """Take the engine and the stream out of the window (on the GUI thread, without waiting for them)."""
-        engine, live = self.engine, self.live
-        self.engine, self.live = None, None
-        self.traces.set_pipeline(None)
-        if engine is not None:
-            engine.stop(timeout=0)
-        return engine, live
+    def _detach(self) -> tuple:
+        """Take the engine out of the window and the stream out of the panels, without waiting for them; returns
+        what a worker must still stop (the engine's threads)."""
+        engine, self.engine = self.engine, None
+        for p in self.panels:
+            p.set_stream(None)
+        if engine is None:
+            return ()
+        engine.stop(timeout=0)
+        return (lambda: engine.stop(timeout=10.0),)
 
-    def _retire(self, engine, live) -> None:
-        if engine is not None or live is not None:
-            self._to_stop.append((engine, live))
-
-    def _stop_retired(self) -> None:
-        """Stop every stream taken out of the window so far (on a worker thread, in its turn)."""
-        while self._to_stop:
-            self._shutdown(*self._to_stop.pop(0))
-
-    def _shutdown(self, engine, live) -> None:
-        """Stop ``engine`` and ``live`` and wait for them (on a worker thread, or when the window closes)."""
-        if engine is not None:
-            engine.stop(timeout=10.0)
-        if live is not None:
-            summary = live.stop()
-            if summary is not None:
-                self.bridge.recorded.emit(summary)
-
-    def _on_opened(self, session: int, live) -> None:
-        if session != self._session:  # (disconnected or connected elsewhere meanwhile)
-            self._retire(None, live)
-            self._stop_in_turn()
-            return
-        self.live = live
+    def _on_opened(self, number: int, live) -> None:
+        if not self.streams.controller.accept(number, live):
+            return  # (disconnected or connected elsewhere meanwhile: stopped in turn)
         self.pause_action.setChecked(False)
         if self._replay_source() is not None:
             index = self.speed_box.findData(self.options.speed)
@@ -435,19 +382,23 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.speed_box.setCurrentIndex(index)
                 self.speed_box.blockSignals(False)
         self._update_replay_bar()
-        self.traces.set_pipeline(live.pipeline)
-        QtCore.QTimer.singleShot(1500, self.auto_scale)  # once a second of signal is in
+        for p in self.panels:
+            p.set_stream(live)
         self.state_label.setText(f"{live.info.name}: {live.info.n_channels} channels, {live.info.sfreq:g} Hz")
         if self._want_generation:
             self.start_generation()
 
+    def _on_open_failed(self, number: int, error: str) -> None:
+        if self.streams.controller.is_current(number):
+            self.state_label.setText("disconnected")
+            self.show_error(error)
+
     def auto_scale(self) -> None:
         """Set the vertical scale so that a typical channel's swing fills its row (a 1-2-5 value)."""
-        if self.live is not None:
-            self.traces.auto_scale()  # (its scale_changed signal sets the scale box)
+        self.panel(TracePanel).auto_scale()
 
-    def _on_state(self, session: int, state: str, reason: str) -> None:
-        if session != self._session:
+    def _on_state(self, number: int, state: str, reason: str) -> None:
+        if not self.streams.controller.is_current(number):
             return
         self.state_history.append(state)
         self.state_label.setText(state)
@@ -456,19 +407,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def disconnect_source(self) -> None:
         """Stop generation and acquisition, on a worker thread (a recording is closed and kept)."""
-        self._session += 1
-        engine, live = self._detach()
         self.record_action.setChecked(False)
         self.state_label.setText("disconnected")
-        self._retire(engine, live)
-        self._stop_in_turn()
-
-    def _stop_in_turn(self) -> None:
-        def work() -> None:
-            with self._worker_turn:
-                self._stop_retired()
-
-        threading.Thread(target=work, name="gui:close", daemon=True).start()
+        self.streams.controller.close(retire=self._detach())
 
     def _on_recorded(self, summary) -> None:
         self.statusBar().showMessage(f"recording saved: {summary.path} ({summary.seconds:.1f} s)", 10000)
@@ -502,7 +443,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.models is None:
             self._load_models()
             return
-        from bci_dream.engine import Engine
+        from bci_dream.runtime.engine import Engine
 
         m = self.models
         try:
@@ -517,7 +458,8 @@ class MainWindow(QtWidgets.QMainWindow):
         engine.add_listener(lambda frame, source=engine: self.bridge.frame.emit(source, frame))
         engine.add_error_listener(lambda error, source=engine: self.bridge.generation_failed.emit(source, str(error)))
         self.engine = engine
-        self.images.set_labels(engine.labels)
+        for p in self.panels:
+            p.set_labels(engine.labels)
         self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *engine.labels]))
         engine.start()
 
@@ -536,32 +478,21 @@ class MainWindow(QtWidgets.QMainWindow):
         checkpoint = opts.checkpoint
 
         def work() -> None:
-            from bci_dream.engine import eeg_model_for, unet_adapter_of
-            from bci_dream.errors import CheckpointError
-            from bci_dream.generation.generator import load_generator
-            from bci_dream.models.prompt_encoder import PromptEncoder
+            from bci_dream.generation.session_models import load_generation_models
 
             try:
-                adapter = unet_adapter_of(checkpoint)
-                reuse = current is not None and current.adapter == adapter and current.generator is not None
-                generator = current.generator if reuse else load_generator(
-                    opts.model, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None, seed=prefs.seed,
-                    compile=opts.compile or False, warmup=False if opts.compile else None, adapter=adapter,
-                    progress=False)
-                model, untrained = eeg_model_for(generator.cross_attention_dim, checkpoint, seed=prefs.seed)
-                if model.config.cross_attention_dim != generator.cross_attention_dim:
-                    raise CheckpointError(f"{checkpoint} conditions a UNet of width {model.config.cross_attention_dim}"
-                                          f", but {generator.model_id} takes {generator.cross_attention_dim}")
-                encoder = PromptEncoder(model, generator.device)
+                models = load_generation_models(
+                    opts.model, checkpoint, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None,
+                    seed=prefs.seed, compile=opts.compile or False, progress=False, reuse=current)
             except Exception as e:  # noqa: BLE001 - said in one line; the app goes on with what it had
                 log.debug("loading the models failed", exc_info=True)
                 self.bridge.models_ready.emit(request, None, str(e))
                 return
-            self.bridge.models_ready.emit(request, Models(generator, model, untrained, encoder, adapter), "")
+            self.bridge.models_ready.emit(request, models, "")
 
         threading.Thread(target=work, name="gui:models", daemon=True).start()
 
-    def _on_models_ready(self, request: int, models: Models | None, error: str) -> None:
+    def _on_models_ready(self, request: int, models, error: str) -> None:
         if request != self._models_request:
             return  # (superseded by a later request)
         self._loading_models = False
@@ -639,7 +570,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._frame_times = [t for t in self._frame_times if now - t < 5.0] + [now]
         if frame.record.latency_ms is not None:
             self._latencies = (self._latencies + [frame.record.latency_ms])[-50:]
-        self.images.show_image(frame.image)
+        for p in self.panels:
+            p.show_frame(frame)
 
     def choose_image_file(self) -> None:
         if self.images.current is None:
@@ -651,7 +583,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_image(self, path: Path) -> None:
         """Save the newest image as PNG, with its labels drawn on it."""
-        from bci_dream.headless import draw_labels
+        from bci_dream.runtime.frame_writer import draw_labels
 
         try:
             draw_labels(self.images.current, self.engine.labels if self.engine else []).save(path, format="PNG")
@@ -698,9 +630,12 @@ class MainWindow(QtWidgets.QMainWindow):
         live = self.live
         self._update_replay_bar()
         if live is None:
+            for p in self.panels:
+                p.update_status(None)
             return
         status = live.status()
-        self.traces.set_quality(status.quality)
+        for p in self.panels:
+            p.update_status(status)
         self.state_label.setText(status.state.value)
         self.rate_label.setText(f"{status.measured_rate:.0f}/{status.nominal_rate:g} Hz · dropped {status.dropped}")
         if self._frame_times and self._latencies:
@@ -726,9 +661,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.save_settings()
         self.trace_timer.stop()
         self.status_timer.stop()
-        self._session += 1
         self._models_request += 1
-        self._retire(*self._detach())
-        with self._worker_turn:  # (waits: a recording must be closed before the process ends)
-            self._stop_retired()
+        # (waits: a recording must be closed before the process ends)
+        self.streams.controller.close(retire=self._detach(), wait=True)
         super().closeEvent(event)

@@ -6,6 +6,9 @@ from dataclasses import dataclass, fields
 
 from PySide6 import QtCore, QtWidgets
 
+from bci_dream.acquisition.filter_settings import FilterSettings
+from bci_dream.core import defaults
+
 
 @dataclass
 class Settings:
@@ -24,19 +27,18 @@ class Settings:
     """
 
     device_filters: bool = True
-    bandpass_low: float = 1.0
-    bandpass_high: float = 45.0
-    notch: float = 50.0
-    hop: float = 0.25
+    bandpass_low: float = defaults.BANDPASS_HZ[0]
+    bandpass_high: float = defaults.BANDPASS_HZ[1]
+    notch: float = defaults.NOTCH_HZ
+    hop: float = defaults.HOP_S
     steps: int = 0
     size: int = 0
     seed: int = 0
-    similarity: float = 0.995
+    similarity: float = defaults.SIMILARITY_THRESHOLD
     interpolate: int = 0
 
-    def filters(self):
-        from bci_dream.acquisition.pipeline import FilterSettings
-
+    def filters(self) -> FilterSettings:
+        """The filters these settings name (used when ``device_filters`` is off)."""
         band = (self.bandpass_low, self.bandpass_high) if self.bandpass_high > self.bandpass_low > 0 else None
         return FilterSettings(band, self.notch or None)
 

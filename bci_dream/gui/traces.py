@@ -34,8 +34,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from scipy import signal as sps
 
 from bci_dream.acquisition.pipeline import StreamPipeline
-from bci_dream.acquisition.ring_buffer import RingBuffer
-from bci_dream.acquisition.types import Marker
+from bci_dream.core.ring_buffer import RingBuffer
+from bci_dream.core.types import Marker
 from bci_dream.signal.quality import ChannelQuality
 
 log = logging.getLogger(__name__)

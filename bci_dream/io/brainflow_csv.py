@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.acquisition.types import Marker
-from bci_dream.errors import RecordingError
+from bci_dream.core.errors import RecordingError
+from bci_dream.core.types import Marker
+from bci_dream.devices import list_profiles
+from bci_dream.io.recording import Recording
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,6 @@ def _load(path: Path) -> np.ndarray:
 
 
 def _channel_names(board_name: str, descr: dict, n_eeg: int) -> tuple[str, ...]:
-    from bci_dream.devices import list_profiles
-
     try:
         profiles = list_profiles()
     except Exception:  # a broken profile folder must not stop reading data
@@ -105,8 +105,6 @@ def _channel_names(board_name: str, descr: dict, n_eeg: int) -> tuple[str, ...]:
 
 def read_brainflow_csv(path: str | Path, *, board: str | int | None = None):
     """Read a BrainFlow ``write_file`` recording; see the module docstring."""
-    from bci_dream.io.recording import Recording
-
     path = Path(path)
     table = _load(path)
     n_rows, n = table.shape

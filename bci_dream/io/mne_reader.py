@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.acquisition.types import Marker
-from bci_dream.errors import RecordingError
+from bci_dream.core.errors import RecordingError
+from bci_dream.core.types import Marker
+from bci_dream.io.recording import Recording
 from bci_dream.signal.montage import CANONICAL_128, normalise_channel_name
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ _CANONICAL_LOWER = {n.lower() for n in CANONICAL_128}
 
 def read_mne(path: str | Path):
     """Read ``path`` with MNE and return a :class:`~bci_dream.io.recording.Recording` in µV."""
-    from bci_dream.io.recording import Recording
-
     path = Path(path)
     try:
         import mne

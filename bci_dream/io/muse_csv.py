@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.acquisition.types import Marker
-from bci_dream.errors import RecordingError
+from bci_dream.core.errors import RecordingError
+from bci_dream.core.types import Marker
+from bci_dream.io.recording import Recording
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ def estimate_sfreq(times: np.ndarray) -> float:
 
 def read_muse_csv(path: str | Path):
     """Read a muselsl CSV recording; see the module docstring."""
-    from bci_dream.io.recording import Recording
-
     path = Path(path)
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         header = next(csv.reader(f), [])

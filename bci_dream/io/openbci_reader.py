@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.acquisition.types import Marker
-from bci_dream.errors import DeviceError, RecordingError
+from bci_dream.core.errors import DeviceError, RecordingError
+from bci_dream.core.types import Marker
+from bci_dream.devices import get_profile
+from bci_dream.io.recording import Recording
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ def _column(rows: list[list[str]], j: int) -> np.ndarray | None:
 
 
 def _profile_for(nch: int, board_line: str):
-    from bci_dream.devices import get_profile
-
     name = _PROFILE_BY_NCH.get(nch)
     low = board_line.lower()
     if "ganglion" in low:
@@ -85,8 +85,6 @@ def _profile_for(nch: int, board_line: str):
 
 def read_openbci(path: str | Path):
     """Read an OpenBCI GUI text recording; see the module docstring for the formats."""
-    from bci_dream.io.recording import Recording
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")

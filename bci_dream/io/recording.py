@@ -1,43 +1,16 @@
-"""One reader layer for every recording format: ``read_recording(path)`` → :class:`Recording`.
+"""The one form every recording takes once read: :class:`Recording` (µV samples, rate, names, markers, times).
 
-Whatever the file, the result is the same: float32 samples [n, channels] in microvolts (time-major,
-like live chunks), the sampling rate, channel names, markers and one timestamp per sample.
-
-Formats, chosen by suffix and, for text files, by sniffing the first lines:
-
-=============================  ===============================  ==========================================
-format                          suffix / signature              ``times``
-=============================  ===============================  ==========================================
-XDF (LabRecorder)               ``.xdf``, ``.xdfz``, ``XDF:``     the file's LSL timestamps (dejittered)
-MNE-readable                    ``.fif .edf .bdf .vhdr .set      ``arange(n) / sfreq`` (start 0)
-                                .gdf .cnt .mff`` (+ ``.fif.gz``)
-OpenBCI GUI text (v3-v6, RAW,   ``%`` header lines               file timestamps relative to the first
-SD-converted)                                                    when sane, else sample counter / sfreq
-BrainFlow ``write_file``        numeric rows, no header          timestamp row relative to the first
-muselsl CSV                     ``timestamps,TP9,...`` header    the file's LSL timestamps (as given)
-=============================  ===============================  ==========================================
-
-Markers carry timestamps in the same time base as ``times``.
+The readers (:mod:`bci_dream.io.readers` chooses one per file) build it; training and calibration use it.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bci_dream.acquisition.types import Marker, unit_scale_to_microvolts
-from bci_dream.errors import RecordingError
-
-log = logging.getLogger(__name__)
-
-#: Suffixes handed to :func:`mne.io.read_raw`.
-MNE_SUFFIXES = (".fif", ".fif.gz", ".edf", ".bdf", ".vhdr", ".set", ".gdf", ".cnt", ".mff")
-XDF_SUFFIXES = (".xdf", ".xdfz")
-SUPPORTED = ".xdf, .fif, .edf, .bdf, .vhdr, .set, .gdf, OpenBCI GUI .txt, BrainFlow .csv, muselsl .csv"
+from bci_dream.core.types import Marker
 
 
 @dataclass
@@ -114,135 +87,3 @@ class Recording:
     def __repr__(self) -> str:
         return (f"Recording({self.path.name!r}, {self.source_format}, {self.n_channels} ch, {self.sfreq:g} Hz, "
                 f"{self.duration:.1f} s, {len(self.markers)} markers)")
-
-
-def _unsupported(path: Path, why: str = "") -> RecordingError:
-    detail = f" ({why})" if why else ""
-    return RecordingError(f"{path} is not a recording bci-dream can read{detail} (supported: {SUPPORTED})")
-
-
-def _text_head(path: Path, n_lines: int = 12) -> list[str] | None:
-    """The first non-empty lines of ``path`` if it looks like text, else None."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(65536)
-    except OSError as e:
-        raise RecordingError(f"cannot read {path}: {e.strerror}") from e
-    if not raw or b"\x00" in raw:
-        return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        try:
-            text = raw.decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
-            return None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[:n_lines]
-
-
-def sniff_format(path: str | os.PathLike) -> str:
-    """Name of the reader for ``path``: ``"xdf"``, ``"mne"``, ``"openbci"``, ``"muselsl"``, ``"brainflow"``.
-
-    Raises:
-        RecordingError: the file is missing or in no supported format.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise RecordingError(f"recording {path} does not exist; check the path")
-    name = path.name.lower()
-    if name.endswith(XDF_SUFFIXES):
-        return "xdf"
-    if name.endswith(MNE_SUFFIXES):
-        return "mne"
-    if path.is_dir():
-        raise RecordingError(f"{path} is a folder, not a recording; pass the recording files inside it")
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(8)
-    except OSError as e:
-        raise RecordingError(f"cannot read {path}: {e.strerror}") from e
-    if magic.startswith(b"XDF:"):
-        return "xdf"
-    if magic == b"\xffBIOSEMI" or magic == b"0       ":
-        return "mne"  # BDF / EDF without their usual suffix
-    lines = _text_head(path)
-    if not lines:
-        raise _unsupported(path, "empty file" if lines == [] else "binary content of unknown type")
-    first = lines[0]
-    if first.startswith("%"):
-        return "openbci"
-    header = [c.strip().lower() for c in first.split(",")]
-    if header and header[0] in ("timestamps", "timestamp") and len(header) > 1:
-        return "muselsl"
-    if _numeric_rows(lines):
-        return "brainflow"
-    if header and header[0].startswith("sample index"):
-        return "openbci"  # a v6 file whose % header was removed
-    raise _unsupported(path, "unrecognised text content")
-
-
-def _numeric_rows(lines: list[str]) -> bool:
-    sep = "\t" if "\t" in lines[0] else ","
-    try:
-        counts = {len([float(v) for v in ln.split(sep) if v.strip()]) for ln in lines[: min(len(lines), 5)]}
-    except ValueError:
-        return False
-    return len(counts) == 1 and counts.pop() >= 2
-
-
-def read_recording(path: str | os.PathLike, *, stream: str | None = None, board: str | int | None = None) -> Recording:
-    """Read any supported recording into a :class:`Recording` (µV, time-major).
-
-    Args:
-        path: the recording file.
-        stream: XDF only: name or type of the EEG stream (default: type EEG, else the fastest).
-        board: BrainFlow CSV only: the ``BoardIds`` member that recorded it (name or number);
-            default: the synthetic board, or the board whose row count matches (logged).
-
-    Raises:
-        RecordingError: missing file, unknown format or unreadable content; one line naming the
-            file, the problem and what to do.
-    """
-    path = Path(path)
-    kind = sniff_format(path)
-    try:
-        if kind == "xdf":
-            return _read_xdf(path, stream)
-        if kind == "mne":
-            from bci_dream.io.mne_reader import read_mne
-
-            return read_mne(path)
-        if kind == "openbci":
-            from bci_dream.io.openbci_reader import read_openbci
-
-            return read_openbci(path)
-        if kind == "muselsl":
-            from bci_dream.io.muse_csv import read_muse_csv
-
-            return read_muse_csv(path)
-        from bci_dream.io.brainflow_csv import read_brainflow_csv
-
-        return read_brainflow_csv(path, board=board)
-    except RecordingError:
-        raise
-    except (OSError, ValueError, IndexError, KeyError, UnicodeError) as e:
-        raise RecordingError(f"cannot read {path} as {kind}: {type(e).__name__}: {e}; the file may be damaged") from e
-
-
-def _read_xdf(path: Path, stream: str | None) -> Recording:
-    from bci_dream.io.xdf import read_xdf
-
-    session = read_xdf(path, stream)
-    eeg = session.eeg
-    scale = unit_scale_to_microvolts(eeg.units)
-    data = eeg.data.astype(np.float32, copy=True)
-    if scale != 1.0:
-        data *= np.float32(scale)
-    markers = [Marker(float(t), text, ms.name) for ms in session.markers for t, text in zip(ms.timestamps, ms.texts)]
-    return Recording(
-        data=data, sfreq=eeg.sfreq, ch_names=eeg.ch_names, markers=markers, times=eeg.timestamps,
-        path=path, source_format="xdf",
-        info={"stream": eeg.name, "stream_type": eeg.stream_type, "units": eeg.units,
-              "other_streams": list(session.other_streams)},
-    )

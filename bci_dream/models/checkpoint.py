@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bci_dream.errors import CheckpointError
+from bci_dream.core.errors import CheckpointError
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
 
 log = logging.getLogger(__name__)

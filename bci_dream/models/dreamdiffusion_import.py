@@ -53,9 +53,10 @@ from pathlib import Path
 
 import torch
 
-from bci_dream.errors import CheckpointError
+from bci_dream.core.errors import CheckpointError
+from bci_dream.models.checkpoint import load_state, save_checkpoint
 from bci_dream.models.eeg_model import EegModel, EegModelConfig, Preprocessing
-from bci_dream.models.encoder import PRESETS, preset
+from bci_dream.models.encoder_config import PRESETS, preset
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,6 @@ class ImportReport:
         pos_embed_max_diff: largest |difference| between the file's positions and ours (None if absent).
         other_keys: number of keys outside ``cond_stage_model.`` (UNet, VAE, EMA ...) that were ignored.
     """
-
     model: EegModel
     output: Path | None = None
     mapped: dict[str, str] = field(default_factory=dict)
@@ -127,7 +127,6 @@ class ImportReport:
 class _MissingClass:
     """Stands in for a class the file names but this environment lacks (e.g. DreamDiffusion's
     ``config.Config_Generative_Model``); it keeps whatever state the file gives it."""
-
     _qualname = "?"
 
     def __init__(self, *args, **kwargs) -> None:
@@ -143,7 +142,6 @@ class _MissingClass:
 def _lenient_pickle_module() -> types.ModuleType:
     """A ``pickle_module`` for :func:`torch.load` whose unpickler replaces classes that cannot be
     imported here by inert stand-ins, so that ``--unsafe-load`` works without DreamDiffusion's code."""
-
     class Unpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str):
             try:
@@ -300,8 +298,6 @@ def derive_config(cond: dict[str, torch.Tensor], *, num_heads: int = DEFAULT_NUM
 def convert(cond: dict[str, torch.Tensor], *, num_heads: int = DEFAULT_NUM_HEADS,
             sfreq: float = DEFAULT_SFREQ) -> ImportReport:
     """Build an :class:`EegModel` from DreamDiffusion ``cond_stage_model`` tensors (prefix removed)."""
-    from bci_dream.models.checkpoint import load_state
-
     config = derive_config(cond, num_heads=num_heads, sfreq=sfreq)
     model = EegModel(config)
     report = ImportReport(model=model)
@@ -362,8 +358,6 @@ def import_dreamdiffusion(path: str | os.PathLike, output: str | os.PathLike | N
     Raises:
         CheckpointError: the file is missing, damaged, needs ``unsafe_load``, or holds no EEG encoder.
     """
-    from bci_dream.models.checkpoint import save_checkpoint
-
     path = Path(path)
     obj = load_torch_file(path, unsafe_load=unsafe_load)
     cond, others = extract_cond_stage(obj, source=str(path))

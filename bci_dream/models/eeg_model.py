@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from bci_dream.models.encoder import EegEncoder, EncoderConfig
+from bci_dream.core import defaults
+from bci_dream.models.encoder import EegEncoder
+from bci_dream.models.encoder_config import EncoderConfig
 from bci_dream.models.heads import ClipHead, ConditioningHead
 
 
@@ -22,8 +24,8 @@ class Preprocessing:
         normalization: name of the per-window normalisation (``"robust-channel-scale"``).
     """
 
-    bandpass: tuple[float, float] | None = (1.0, 45.0)
-    notch: float | None = 50.0
+    bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ
+    notch: float | None = defaults.NOTCH_HZ
     montage: str = "canonical-128"
     normalization: str = "robust-channel-scale"
 

@@ -12,6 +12,8 @@ import logging
 import numpy as np
 from scipy import signal as sps
 
+from bci_dream.core import defaults
+
 logger = logging.getLogger(__name__)
 
 #: Highest allowed high cut-off, as a fraction of the sampling rate (Nyquist is 0.5).
@@ -20,8 +22,8 @@ MAX_HIGH_CUT_FRACTION = 0.45
 
 def design_filter(
     sfreq: float,
-    bandpass: tuple[float, float] | None = (1.0, 45.0),
-    notch: float | None = 50.0,
+    bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ,
+    notch: float | None = defaults.NOTCH_HZ,
     order: int = 4,
     notch_quality: float = 30.0,
 ) -> np.ndarray:

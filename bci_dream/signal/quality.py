@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
+from bci_dream.core import defaults
+
 logger = logging.getLogger(__name__)
 
 STATUSES = ("good", "flat", "railed", "line_noise", "high_amplitude")
@@ -108,7 +110,7 @@ def _periodogram_setup(n: int, sfreq: float) -> tuple[np.ndarray, float, np.ndar
 def line_noise_ratio(
     raw_uv: np.ndarray,
     sfreq: float,
-    line_freq: float = 50.0,
+    line_freq: float = defaults.NOTCH_HZ,
     halfwidth_hz: float = 1.0,
     band_hz: tuple[float, float] = (2.0, 40.0),
 ) -> np.ndarray:
@@ -152,7 +154,7 @@ def assess_quality(
     filtered_uv: np.ndarray,
     sfreq: float,
     ch_names: Sequence[str],
-    line_freq: float = 50.0,
+    line_freq: float = defaults.NOTCH_HZ,
     rail_uv: float | None = None,
     thresholds: QualityThresholds | None = None,
 ) -> list[ChannelQuality]:

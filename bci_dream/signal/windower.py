@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bci_dream.acquisition.ring_buffer import RingBuffer
+from bci_dream.core import defaults
+from bci_dream.core.ring_buffer import RingBuffer
 from bci_dream.signal.montage import Montage, MontageMapping
 from bci_dream.signal.resample import resample, resample_ratio, resampled_length
 
@@ -82,9 +83,9 @@ class Windower:
         sfreq: float,
         ch_names: Sequence[str],
         *,
-        window_s: float = 2.0,
-        hop_s: float = 0.25,
-        target_sfreq: float = 256.0,
+        window_s: float = defaults.WINDOW_S,
+        hop_s: float = defaults.HOP_S,
+        target_sfreq: float = defaults.WINDOW_SFREQ,
         montage: Montage | None = None,
         to_microvolts: float = 1.0,
     ) -> None:

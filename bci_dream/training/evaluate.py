@@ -39,18 +39,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from scipy.stats import binomtest
 
-from bci_dream.errors import BciDreamError
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError
+from bci_dream.io.image_file import read_image
+from bci_dream.loading.compute_device import resolve_device
+from bci_dream.loading.vision_models import load_clip_vision, load_image_classifier
+from bci_dream.models.checkpoint import load_checkpoint, read_config
+from bci_dream.training.pairs import pairs_to_arrays, read_pairs
+from bci_dream.training.windows import window_spec_for
 
 if TYPE_CHECKING:  # pragma: no cover
-
     from bci_dream.models.eeg_model import EegModel
-    from bci_dream.training.windows import WindowSpec
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLASSIFIER = "google/vit-base-patch16-224"
-DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 GENERATED_NAME = "{i:05d}.png"
 #: Upper bound on the random keys drawn at once (rows x candidates) when sampling distractors.
 _CHUNK_ELEMENTS = 4_000_000
@@ -76,7 +81,6 @@ class NWayResult:
         n_candidates: distinct candidates the distractors were drawn from, the true one included
             (distinct images, or classifier classes).
     """
-
     accuracy: float
     n_way: int
     chance: float
@@ -96,7 +100,6 @@ IdentificationResult = NWayResult
 @dataclass
 class EvaluationReport:
     """Both metrics (either may be None when not computed) and the settings used."""
-
     identification: NWayResult | None = None
     classification: NWayResult | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -143,8 +146,6 @@ def effective_n_way(n_way: int, available: int, what: str) -> int:
 
 def binomial_p_value(accuracy: float, n_items: int, chance: float) -> float:
     """One-sided binomial p-value of round(accuracy × n_items) successes in n_items at ``chance``."""
-    from scipy.stats import binomtest
-
     if n_items == 0:
         return 1.0
     k = round(accuracy * n_items)
@@ -245,75 +246,20 @@ def n_way_identification(eeg_embeds: np.ndarray, image_embeds: np.ndarray, image
 
 # -- models ---------------------------------------------------------------------------------------
 
-def _from_pretrained(kind: str, name: str, loader, option: str):
-    """``loader(name)`` without transformers' per-load progress bars; load errors become one line."""
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return loader(name)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvaluationError(f"cannot load the {kind} '{name}' ({first[:200]}); give a hub id or a local "
-                              f"folder saved with save_pretrained via {option}") from e
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _open_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
-        raise EvaluationError(f"cannot read image {path}: {e}") from e
-
-
 def _batched_images(paths: Sequence[Path], processor, fn, batch_size: int, device) -> np.ndarray:
-    import torch
-
     out = []
     with torch.no_grad():
         for start in range(0, len(paths), batch_size):
-            images = [_open_image(p) for p in paths[start:start + batch_size]]
+            images = [read_image(p) for p in paths[start:start + batch_size]]
             pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(device)
             out.append(fn(pixels).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def load_classifier(classifier: str, device: str | None = None):
-    """(``AutoModelForImageClassification``, ``AutoImageProcessor``) from a hub id or a local folder."""
-    import torch
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = _from_pretrained("image classifier", classifier, AutoModelForImageClassification.from_pretrained,
-                             "--classifier").to(device).eval()
-    processor = _from_pretrained("image processor of the classifier", classifier,
-                                 AutoImageProcessor.from_pretrained, "--classifier")
-    return model, processor
 
 
 def classify_images(paths: Sequence[Path], model, processor, *, batch_size: int = 16) -> np.ndarray:
     """Class probabilities [N, K] (softmax of the logits) of the images at ``paths``."""
     device = next(model.parameters()).device
     return _batched_images(paths, processor, lambda px: model(pixel_values=px).logits.softmax(-1), batch_size, device)
-
-
-def load_clip_vision(clip_model: str, device: str | None = None):
-    """(``CLIPVisionModelWithProjection``, its image processor) from a hub id or a local folder."""
-    import torch
-    from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = _from_pretrained("CLIP vision model", clip_model, CLIPVisionModelWithProjection.from_pretrained,
-                             "--clip-model").to(device).eval()
-    processor = _from_pretrained("image processor of the CLIP model", clip_model,
-                                 AutoImageProcessor.from_pretrained, "--clip-model")
-    return model, processor
 
 
 def clip_image_embeds(paths: Sequence[Path], model, processor, *, batch_size: int = 16) -> np.ndarray:
@@ -324,8 +270,6 @@ def clip_image_embeds(paths: Sequence[Path], model, processor, *, batch_size: in
 
 def eeg_clip_embeds(model: EegModel, eeg: np.ndarray, mask: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
     """The EEG model's CLIP-head embeddings [N, P] of windows ``eeg`` [N, C, T] with channel masks [N, C]."""
-    import torch
-
     device = next(model.parameters()).device
     out = []
     model.eval()
@@ -337,15 +281,6 @@ def eeg_clip_embeds(model: EegModel, eeg: np.ndarray, mask: np.ndarray, *, batch
     return np.concatenate(out)
 
 
-def window_spec_for(model: EegModel) -> WindowSpec:
-    """The :class:`WindowSpec` that makes windows for ``model`` (length, rate and filters from its config)."""
-    from bci_dream.training.windows import WindowSpec
-
-    enc, pre = model.config.encoder, model.config.preprocessing
-    return WindowSpec(window_s=enc.window_seconds, target_sfreq=enc.sfreq,
-                      bandpass=tuple(pre.bandpass) if pre.bandpass else None, notch=pre.notch)
-
-
 # -- the whole evaluation -------------------------------------------------------------------------
 
 def generated_path(folder: str | os.PathLike, row: int) -> Path:
@@ -354,8 +289,8 @@ def generated_path(folder: str | os.PathLike, row: int) -> Path:
 
 
 def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *,
-             generated: str | os.PathLike | None = None, classifier: str | None = DEFAULT_CLASSIFIER,
-             clip_model: str | None = DEFAULT_CLIP_MODEL, n_way: int = 50, trials: int = 50, seed: int = 0,
+             generated: str | os.PathLike | None = None, classifier: str | None = defaults.CLASSIFIER,
+             clip_model: str | None = defaults.CLIP_MODEL, n_way: int = defaults.N_WAY, trials: int = defaults.N_WAY_TRIALS, seed: int = 0,
              offset_s: float = 0.0, device: str | None = None) -> EvaluationReport:
     """Evaluate the EEG model at ``checkpoint`` on the pairs of ``pairs_manifest``.
 
@@ -368,18 +303,13 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
             CLIP head or whose CLIP width differs from the CLIP model's, models that cannot be
             loaded, too few images or classes, no generated images.
     """
-    import torch
-
-    from bci_dream.models.checkpoint import load_checkpoint, read_config
-    from bci_dream.training.pairs import pairs_to_arrays, read_pairs
-
     if trials < 1:
         raise EvaluationError(f"--trials must be at least 1, got {trials}")
     if n_way < 2:
         raise EvaluationError(f"--n-way must be at least 2, got {n_way}")
     if generated is not None and not Path(generated).is_dir():
         raise EvaluationError(f"--generated {generated} is not a folder; give the folder of {{row:05d}}.png images")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(device or "auto"))
     read_config(checkpoint)  # a missing or foreign checkpoint fails before any model is loaded
     pairs = read_pairs(pairs_manifest)
     report = EvaluationReport(settings={
@@ -400,7 +330,7 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
                                   f"'{clip_model}' embeds images in width {clip_width}; give the CLIP model the "
                                   "checkpoint was fine-tuned with")
         model.to(device)
-        eeg, mask, images, _labels = pairs_to_arrays(pairs, window_spec_for(model), offset_s=offset_s)
+        eeg, mask, images, _labels = pairs_to_arrays(pairs, window_spec_for(model.config), offset_s=offset_s)
         ids = [str(Path(p).resolve()) for p in images]
         distinct = list(dict.fromkeys(ids))
         by_id = dict(zip(distinct, clip_image_embeds([Path(p) for p in distinct], clip, processor)))
@@ -423,7 +353,7 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
             note = f"{missing} of {len(pairs)} manifest rows have no generated image in {generated}; skipped"
             log.warning("%s", note)
             report.notes.append(note)
-        net, processor = load_classifier(classifier, device)
+        net, processor = load_image_classifier(classifier, device)
         truth_paths = [Path(p.image) for _, p in rows]
         distinct = list(dict.fromkeys(truth_paths))
         truth_probs = dict(zip(distinct, classify_images(distinct, net, processor)))

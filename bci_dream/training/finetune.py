@@ -18,10 +18,8 @@ A fine-tuning checkpoint folder holds:
 
 - ``config.json`` + ``model.safetensors``: the EEG model (:func:`bci_dream.models.checkpoint.save_checkpoint`;
   its meta names the base model, the CLIP model and the steps);
-- ``unet_lora/``: ``adapter_model.safetensors`` + ``adapter_config.json`` (peft) and
-  ``pytorch_lora_weights.safetensors`` (diffusers: ``pipe.load_lora_weights(folder / "unet_lora")``),
-  or ``unet_cross_attention.safetensors`` (the ``attn2`` weights, for ``unet.load_state_dict(..., strict=False)``);
-  :func:`load_unet_adapter` applies either to a UNet;
+- the UNet's trained part: ``unet_lora/`` (a LoRA adapter, in peft's and diffusers' layouts) or
+  ``unet_cross_attention.safetensors`` (:mod:`bci_dream.loading.unet_adapter` writes and applies both);
 - ``training_state.pt`` (optimizer, schedule, step) for ``resume``, and ``metrics.jsonl``.
 """
 
@@ -33,19 +31,32 @@ import json
 import logging
 import math
 import os
-import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bci_dream.errors import BciDreamError, CheckpointError
+from bci_dream.core.errors import BciDreamError, CheckpointError
+from bci_dream.core.files import write_atomically
+from bci_dream.io.image_file import read_image
+from bci_dream.loading.compute_device import resolve_device
+from bci_dream.loading.diffusion_parts import DiffusionParts, load_diffusion_parts
+from bci_dream.loading.unet_adapter import (
+    CROSS_ATTENTION_FILE,
+    LORA_FOLDER,
+    add_lora,
+    cross_attention_parameters,
+    load_unet_adapter,
+    save_unet_adapter,
+)
+from bci_dream.loading.vision_models import load_clip_vision
 from bci_dream.models.checkpoint import (
     CONFIG_FILE,
     STATE_FILE,
@@ -55,105 +66,23 @@ from bci_dream.models.checkpoint import (
     save_checkpoint,
 )
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
-from bci_dream.models.encoder import PRESETS
-from bci_dream.models.encoder import preset as encoder_preset
+from bci_dream.models.encoder_config import preset as encoder_preset
+from bci_dream.training.pairs import Pair, pairs_to_arrays, read_pairs
 from bci_dream.training.pretrain import NonFiniteLossError, lr_factor
+from bci_dream.training.settings import FinetuneError, FinetuneSettings
+from bci_dream.training.windows import WindowSpec, window_spec_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from bci_dream.training.pairs import Pair
-    from bci_dream.training.windows import WindowSpec
-
 log = logging.getLogger(__name__)
 
 STAGE = "finetune"
-LORA_FOLDER = "unet_lora"
-LORA_WEIGHTS, LORA_CONFIG = "adapter_model.safetensors", "adapter_config.json"
-DIFFUSERS_LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
-CROSS_ATTENTION_FILE = "unet_cross_attention.safetensors"
 METRICS_FILE = "metrics.jsonl"
-#: The UNet modules a LoRA adapter wraps: the cross-attention projections (where the EEG enters).
-LORA_TARGETS = ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-class ModelLoadError(BciDreamError):
-    """A base model (diffusion pipeline or CLIP) is missing, incomplete or cannot be downloaded."""
 
 
 class FinetuneCancelled(BciDreamError):
     """Fine-tuning was cancelled; the run was checkpointed and resumes when started again."""
-
-
-class FinetuneError(BciDreamError):
-    """Fine-tuning cannot start: bad settings, or an output folder that holds something else."""
-
-
-# -- settings and results -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """Hyper-parameters of a fine-tuning run (stored in the checkpoint's meta).
-
-    Attributes:
-        model: diffusers pipeline folder or hub id (UNet, VAE, scheduler are read from it).
-        clip_model: transformers CLIP folder or hub id (vision tower with projection + image processor).
-        preset: encoder preset when no ``init`` checkpoint is given.
-        lora_rank, lora_alpha: LoRA on the cross-attention projections (alpha defaults to the rank).
-        full_cross_attention: train the ``attn2`` weights themselves instead of a LoRA adapter.
-        train_encoder: also train the EEG encoder (else only the heads, the channel adapter and the UNet adapter).
-        channel_adapter: add (if the model has none) and train a per-subject channel adapter in front of the
-            encoder (:class:`~bci_dream.models.eeg_model.ChannelAdapter`).
-        clip_weight, diffusion_weight: weights of the two losses (0 skips that loss's computation).
-        resolution: image side in pixels for the VAE (images are resized and centre-cropped).
-        val_fraction: share of the pairs held out to report the validation CLIP cosine.
-        offset_s: EEG windows start this long after each onset.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-        checkpoint_every, eval_every: steps between checkpoints and between validations.
-    """
-
-    model: str = "stabilityai/sd-turbo"
-    clip_model: str = "openai/clip-vit-large-patch14"
-    preset: str = "small"
-    lora_rank: int = 8
-    lora_alpha: float | None = None
-    full_cross_attention: bool = False
-    train_encoder: bool = False
-    channel_adapter: bool = True
-    clip_weight: float = 1.0
-    diffusion_weight: float = 1.0
-    max_steps: int = 2000
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 1e-2
-    warmup_steps: int = 100
-    resolution: int = 512
-    val_fraction: float = 0.2
-    offset_s: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 500
-    eval_every: int = 100
-
-    def check(self) -> None:
-        """Raise :class:`FinetuneError` naming the first setting out of range."""
-        if self.max_steps < 1:
-            raise FinetuneError(f"--max-steps must be at least 1, not {self.max_steps}")
-        if self.batch_size < 1:
-            raise FinetuneError(f"--batch-size must be at least 1, not {self.batch_size}")
-        if not self.lr > 0:
-            raise FinetuneError(f"--lr must be positive, not {self.lr}")
-        if not self.full_cross_attention and self.lora_rank < 1:
-            raise FinetuneError(f"--lora-rank must be at least 1, not {self.lora_rank}")
-        if self.clip_weight < 0 or self.diffusion_weight < 0 or self.clip_weight + self.diffusion_weight == 0:
-            raise FinetuneError("--clip-weight and --diffusion-weight must be >= 0 and not both 0")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise FinetuneError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
-        if self.resolution < 8 or self.resolution % 8:
-            raise FinetuneError(f"--resolution must be a multiple of 8, not {self.resolution}")
-        if self.preset not in PRESETS:
-            raise FinetuneError(f"unknown --preset '{self.preset}'; presets: {', '.join(PRESETS)}")
 
 
 @dataclass
@@ -170,321 +99,6 @@ class FinetuneResult:
     n_val: int
     val_class_accuracy: float | None = None
     val_class_chance: float | None = None
-
-
-# -- base models ----------------------------------------------------------------------------------
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise FinetuneError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FinetuneError(f"--device {name} asked for CUDA, but torch sees no CUDA GPU here; use --device cpu")
-    return device
-
-
-def is_local(source: str | os.PathLike) -> bool:
-    """True when ``source`` names a local folder (existing, or written like a path rather than a hub id)."""
-    text = str(source)
-    return Path(text).expanduser().exists() or not _HUB_ID.match(text) or text.startswith((".", "~"))
-
-
-def _hub_error(source: str, what: str, reason: str) -> ModelLoadError:
-    return ModelLoadError(
-        f"cannot load the {what} '{source}': it is not a local folder, not in the Hugging Face cache, and {reason}; "
-        f"download it first with 'hf download {source}' (or 'huggingface-cli download {source}') "
-        "or pass a local folder")
-
-
-def _weights_variant(folder: Path, sub: str, stem: str) -> str | None:
-    """None when ``folder/sub`` has ``stem.safetensors``/``.bin``, ``"fp16"`` when only the fp16 variant."""
-    d = folder / sub
-    if any((d / f"{stem}{ext}").is_file() for ext in (".safetensors", ".bin")) or \
-            any(d.glob(f"{stem}*.index.json")):
-        return None
-    if any((d / f"{stem}.fp16{ext}").is_file() for ext in (".safetensors", ".bin")):
-        return "fp16"
-    raise ModelLoadError(f"model folder {folder} lacks {sub}/{stem}.safetensors (the {sub} weights)")
-
-
-def check_pipeline_folder(folder: str | os.PathLike) -> str | None:
-    """Check a local diffusers pipeline folder; returns the weights variant to load (None or ``"fp16"``).
-
-    Raises:
-        ModelLoadError: the folder is missing or lacks a file that fine-tuning needs (named).
-    """
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise ModelLoadError(f"model folder {folder} does not exist; pass a diffusers pipeline folder (with "
-                             "unet/, vae/, scheduler/) or a hub id such as stabilityai/sd-turbo")
-    needed = ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
-    missing = [f for f in needed if not (folder / f).is_file()]
-    if missing:
-        raise ModelLoadError(f"model folder {folder} lacks {', '.join(missing)}; it must be a diffusers pipeline "
-                             "folder (as written by save_pretrained or 'hf download')")
-    variants = {_weights_variant(folder, "unet", "diffusion_pytorch_model"),
-                _weights_variant(folder, "vae", "diffusion_pytorch_model")}
-    return "fp16" if "fp16" in variants else None
-
-
-def check_clip_folder(folder: str | os.PathLike) -> None:
-    """Check a local transformers CLIP folder (config, weights, image processor config)."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise ModelLoadError(f"CLIP model folder {folder} does not exist; pass a transformers CLIP folder or a hub "
-                             "id such as openai/clip-vit-large-patch14")
-    missing = [f for f in ("config.json", "preprocessor_config.json") if not (folder / f).is_file()]
-    if not any((folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin",
-                                                  "model.safetensors.index.json", "pytorch_model.bin.index.json")):
-        missing.append("model.safetensors")
-    if missing:
-        raise ModelLoadError(f"CLIP model folder {folder} lacks {', '.join(missing)}")
-
-
-@dataclass
-class DiffusionParts:
-    """The frozen base-model pieces fine-tuning needs (no text encoder, no tokenizer).
-
-    Attributes:
-        unet: ``UNet2DConditionModel``; ``unet.config.cross_attention_dim`` sets the conditioning width.
-        vae: ``AutoencoderKL`` or ``AutoencoderTiny``.
-        noise_scheduler: a ``DDPMScheduler`` built from the pipeline's scheduler config.
-        vae_kind: ``"kl"`` or ``"tiny"``.
-    """
-
-    unet: Any
-    vae: Any
-    noise_scheduler: Any
-    vae_kind: str
-
-    @property
-    def prediction_type(self) -> str:
-        return self.noise_scheduler.config.prediction_type
-
-
-def hub_reachable(timeout: float = 5.0) -> bool:
-    """Whether the Hugging Face hub answers (through the proxies huggingface_hub uses), within ``timeout``."""
-    try:
-        from huggingface_hub import constants
-        from huggingface_hub.utils import get_session
-
-        if constants.HF_HUB_OFFLINE:
-            return False
-        get_session().head(constants.ENDPOINT, timeout=timeout)
-        return True
-    except Exception:  # noqa: BLE001 - any failure means: not reachable now
-        return False
-
-
-def _load_from(source: str, what: str, load: Callable[[bool], Any]) -> Any:
-    """Run ``load(local_files_only)`` for a local folder, or for a hub id: from the cache first, then the hub.
-
-    Turns the libraries' errors into one-line :class:`ModelLoadError`s (without waiting for the
-    hub client's retries when the hub cannot be reached at all).
-    """
-    if is_local(source):
-        try:
-            return load(True)
-        except ModelLoadError:
-            raise
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"cannot load the {what} from {source}: {_first_line(e)}") from e
-    try:
-        return load(True)  # already in the Hugging Face cache: no network needed
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError):
-        pass
-    if not hub_reachable():
-        raise _hub_error(source, what, "the Hugging Face hub cannot be reached from here")
-    try:
-        return load(False)
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError) as e:
-        raise _hub_error(source, what, f"the hub did not provide it ({_first_line(e)})") from e
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
-
-
-def load_diffusion_parts(model: str | os.PathLike) -> DiffusionParts:
-    """Load UNet, VAE (the class named by the vae config) and a DDPM noise scheduler from ``model``.
-
-    ``model`` is a diffusers pipeline folder or a hub id (only the unet, vae and scheduler
-    subfolders are read: no text encoder is downloaded).
-
-    Raises:
-        ModelLoadError: the folder is missing/incomplete, the hub cannot be reached, or the vae class
-            is not ``AutoencoderKL``/``AutoencoderTiny``.
-    """
-    import diffusers
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-
-    source = str(model)
-    kwargs: dict[str, Any] = {}
-    if is_local(source):
-        source = str(Path(source).expanduser())
-        variant = check_pipeline_folder(source)
-        if variant:
-            kwargs["variant"] = variant
-
-    def load(local_files_only: bool) -> DiffusionParts:
-        kw = {**kwargs, "local_files_only": local_files_only}
-        vae_config = diffusers.AutoencoderKL.load_config(source, subfolder="vae", local_files_only=local_files_only)
-        vae_class = vae_config.get("_class_name", "AutoencoderKL")
-        if vae_class not in ("AutoencoderKL", "AutoencoderTiny"):
-            raise ModelLoadError(f"{source}: the vae is a {vae_class}; fine-tuning supports AutoencoderKL and "
-                                 "AutoencoderTiny")
-        # (AutoencoderTiny configs carry a block_out_channels key its constructor does not take;
-        # SD-Turbo's Euler scheduler config has keys DDPMScheduler does not take: both expected.)
-        with _quiet("diffusers.configuration_utils"):
-            vae = getattr(diffusers, vae_class).from_pretrained(source, subfolder="vae", **kw)
-            noise_scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler",
-                                                            local_files_only=local_files_only)
-        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kw)
-        return DiffusionParts(unet, vae, noise_scheduler, "tiny" if vae_class == "AutoencoderTiny" else "kl")
-
-    parts = _load_from(source, "diffusion model", load)
-    if parts.prediction_type not in ("epsilon", "v_prediction", "sample"):
-        raise ModelLoadError(f"{source}: unknown prediction_type {parts.prediction_type!r}")
-    parts.vae.requires_grad_(False).eval()
-    parts.unet.requires_grad_(False)
-    return parts
-
-
-def load_clip(clip_model: str | os.PathLike) -> tuple[Any, Any]:
-    """``(CLIPVisionModelWithProjection, CLIP image processor)`` from a folder or hub id, frozen."""
-    from transformers import CLIPVisionModelWithProjection
-
-    from bci_dream.generation.tiny import clip_image_processor_class
-
-    source = str(clip_model)
-    if is_local(source):
-        source = str(Path(source).expanduser())
-        check_clip_folder(source)
-
-    def load(local_files_only: bool) -> tuple[Any, Any]:
-        model = CLIPVisionModelWithProjection.from_pretrained(source, local_files_only=local_files_only)
-        processor = clip_image_processor_class().from_pretrained(source, local_files_only=local_files_only)
-        return model, processor
-
-    model, processor = _load_from(source, "CLIP model", load)
-    model.requires_grad_(False).eval()
-    return model, processor
-
-
-@contextlib.contextmanager
-def _quiet(*loggers: str):
-    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
-    for lg, _ in saved:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in saved:
-            lg.setLevel(level)
-
-
-# -- the UNet's trainable part ----------------------------------------------------------------------
-
-def add_lora(unet, rank: int, alpha: float | None = None) -> list[torch.nn.Parameter]:
-    """Wrap the cross-attention projections of ``unet`` in a LoRA adapter; returns its parameters.
-
-    The adapter starts as the identity (its B matrices are zero), so step 0 is the base model.
-    """
-    from peft import LoraConfig
-
-    config = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights=True,
-                        target_modules=list(LORA_TARGETS))
-    unet.add_adapter(config)
-    params = [p for n, p in unet.named_parameters() if "lora_" in n]
-    for p in params:
-        p.requires_grad_(True)
-    return params
-
-
-def cross_attention_parameters(unet) -> dict[str, torch.nn.Parameter]:
-    """The UNet's cross-attention (``attn2``) parameters by name."""
-    return {n: p for n, p in unet.named_parameters() if ".attn2." in n}
-
-
-def save_unet_adapter(unet, folder: str | os.PathLike, *, full_cross_attention: bool) -> None:
-    """Write the trained UNet part into the checkpoint ``folder`` (see the module docstring)."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    if full_cross_attention:
-        tensors = {n: p.detach().contiguous().cpu() for n, p in cross_attention_parameters(unet).items()}
-        _atomic(folder / CROSS_ATTENTION_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-        return
-    from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft import get_peft_model_state_dict
-
-    lora_dir = folder / LORA_FOLDER
-    lora_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(unet).items()}
-    config = unet.peft_config["default"].to_dict()
-    config_json = json.dumps(config, indent=2, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o))
-    _atomic(lora_dir / LORA_WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-    _atomic(lora_dir / LORA_CONFIG, lambda p: p.write_text(config_json))
-    # The same weights in the layout diffusers pipelines load: pipe.load_lora_weights(folder / "unet_lora").
-    with _quiet("diffusers"):
-        StableDiffusionPipeline.save_lora_weights(
-            lora_dir, unet_lora_layers=convert_state_dict_to_diffusers(state), weight_name=DIFFUSERS_LORA_WEIGHTS,
-            unet_lora_adapter_metadata=json.loads(config_json))
-
-
-def load_unet_adapter(unet, folder: str | os.PathLike) -> str:
-    """Apply the UNet part saved in checkpoint ``folder`` to ``unet``; returns ``"lora"`` or ``"full-cross-attention"``.
-
-    Raises:
-        CheckpointError: the folder holds neither, or its tensors do not fit this UNet.
-    """
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if (folder / LORA_FOLDER / LORA_WEIGHTS).is_file():
-        from peft import LoraConfig, set_peft_model_state_dict
-
-        try:
-            raw = json.loads((folder / LORA_FOLDER / LORA_CONFIG).read_text())
-            known = {f.name for f in dataclasses.fields(LoraConfig)}
-            config = LoraConfig(**{k: v for k, v in raw.items() if k in known})
-            state = load_file(str(folder / LORA_FOLDER / LORA_WEIGHTS))
-        except (OSError, ValueError, TypeError) as e:
-            raise CheckpointError(f"cannot read the UNet adapter in {folder / LORA_FOLDER}: {e}") from e
-        unet.add_adapter(config)
-        result = set_peft_model_state_dict(unet, state)
-        missing = [k for k in result.missing_keys if "lora_" in k]
-        if result.unexpected_keys or missing:
-            bad = (result.unexpected_keys or missing)[:3]
-            raise CheckpointError(f"the UNet adapter in {folder / LORA_FOLDER} does not fit this UNet ({bad}); "
-                                  "was it trained on another base model?")
-        return "lora"
-    if (folder / CROSS_ATTENTION_FILE).is_file():
-        state = load_file(str(folder / CROSS_ATTENTION_FILE))
-        own = unet.state_dict()
-        bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
-        if bad:
-            raise CheckpointError(f"{folder / CROSS_ATTENTION_FILE} does not fit this UNet ({bad[:3]}); "
-                                  "was it trained on another base model?")
-        unet.load_state_dict(state, strict=False)
-        return "full-cross-attention"
-    raise CheckpointError(f"{folder} holds no UNet adapter ({LORA_FOLDER}/ or {CROSS_ATTENTION_FILE})")
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 # -- the EEG model ----------------------------------------------------------------------------------
@@ -517,26 +131,7 @@ def build_eeg_model(cross_attention_dim: int, clip_projection_dim: int, *, init:
     return model
 
 
-def window_spec(config: EegModelConfig) -> WindowSpec:
-    """The :class:`WindowSpec` that makes windows for a model of ``config`` (as live windows are made)."""
-    from bci_dream.training.windows import WindowSpec
-
-    enc, pre = config.encoder, config.preprocessing
-    return WindowSpec(window_s=enc.window_seconds, target_sfreq=enc.sfreq, bandpass=pre.bandpass, notch=pre.notch)
-
-
 # -- images ---------------------------------------------------------------------------------------
-
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """An image file as RGB PIL image; :class:`BciDreamError` if it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
-        raise BciDreamError(f"cannot read image {path}: {e}") from e
-
 
 def image_to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
     """RGB image → [3, R, R] float in [-1, 1]: shorter side resized to R (bicubic), centre-cropped."""
@@ -583,7 +178,7 @@ def encode_images(paths: Sequence[Path], parts: DiffusionParts, clip_model, clip
     shift = float(getattr(parts.vae.config, "shift_factor", 0.0) or 0.0)
     means, stds, clips = [], [], []
     for i in range(0, len(paths), batch_size):
-        images = [load_image(p) for p in paths[i:i + batch_size]]
+        images = [read_image(p) for p in paths[i:i + batch_size]]
         pixels = torch.stack([image_to_tensor(im, resolution) for im in images]).to(device)
         if parts.vae_kind == "tiny":
             mean = vae.encode(pixels).latents
@@ -649,8 +244,6 @@ class PairData:
 def prepare_pairs(pairs: Sequence[Pair], spec: WindowSpec, val_fraction: float, seed: int,
                   offset_s: float = 0.0) -> PairData:
     """Windows for ``pairs`` and a seeded train/validation split (at least one training window)."""
-    from bci_dream.training.pairs import pairs_to_arrays
-
     eeg, mask, images, labels = pairs_to_arrays(pairs, spec, offset_s=offset_s)
     distinct = sorted(set(images), key=str)
     where = {p: i for i, p in enumerate(distinct)}
@@ -671,8 +264,6 @@ class Finetuner:
 
     def __init__(self, pairs: str | os.PathLike, output: str | os.PathLike, settings: FinetuneSettings, *,
                  init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False) -> None:
-        from bci_dream.training.pairs import read_pairs
-
         settings.check()
         self.settings, self.output, self.pairs_path = settings, Path(output), Path(pairs)
         self.init = Path(init) if init is not None else None
@@ -688,7 +279,7 @@ class Finetuner:
         torch.manual_seed(settings.seed)  # fresh heads and LoRA matrices: the same for the same seed
         self.device = resolve_device(settings.device)
         self.parts = load_diffusion_parts(settings.model)
-        self.clip_model, self.clip_processor = load_clip(settings.clip_model)
+        self.clip_model, self.clip_processor = load_clip_vision(settings.clip_model, device="cpu")
         cross_dim = int(self.parts.unet.config.cross_attention_dim)
         clip_dim = int(self.clip_model.config.projection_dim)
 
@@ -703,7 +294,7 @@ class Finetuner:
                                   f"{cfg.clip_projection_dim}, but {settings.model} / {settings.clip_model} need "
                                   f"{cross_dim} / {clip_dim}; resume with the same base models")
 
-        self.data = prepare_pairs(pairs_list, window_spec(cfg), settings.val_fraction, settings.seed,
+        self.data = prepare_pairs(pairs_list, window_spec_for(cfg), settings.val_fraction, settings.seed,
                                   settings.offset_s)
         self.targets = encode_images(self.data.images, self.parts, self.clip_model, self.clip_processor,
                                      settings.resolution, self.device)
@@ -761,8 +352,6 @@ class Finetuner:
 
     def _clear_previous_run(self) -> None:
         """Remove what an earlier run left in the output folder (only the files fine-tuning writes)."""
-        import shutil
-
         for name in (METRICS_FILE, CROSS_ATTENTION_FILE, STATE_FILE):
             (self.output / name).unlink(missing_ok=True)
         if (self.output / LORA_FOLDER).is_dir():
@@ -978,7 +567,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 keep.append(line)
         except ValueError:
             continue
-    _atomic(path, lambda p: p.write_text("".join(x + "\n" for x in keep)))
+    write_atomically(path, lambda p: p.write_text("".join(x + "\n" for x in keep)))
 
 
 def finetune(pairs: str | os.PathLike, output: str | os.PathLike, settings: FinetuneSettings, *,

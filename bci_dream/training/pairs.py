@@ -2,7 +2,7 @@
 
 A pairs manifest is a CSV file with the header ``recording,onset,marker,image,class``:
 
-- ``recording``: the recording file (any format :func:`bci_dream.io.recording.read_recording` reads);
+- ``recording``: the recording file (any format :func:`bci_dream.io.readers.read_recording` reads);
 - ``onset``: seconds in the recording's time base (its ``times``/marker timestamps), or empty;
 - ``marker``: marker text; with an empty ``onset`` the row means "every occurrence of that marker";
 - ``image``: the image shown;
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bci_dream.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError
+from bci_dream.io.readers import read_recording
 
 if TYPE_CHECKING:  # pragma: no cover
     from bci_dream.io.recording import Recording
@@ -55,7 +56,6 @@ class Pair:
         image: the image file shown.
         label: the class label, or None.
     """
-
     recording: Path
     onset: float | None
     marker: str | None
@@ -227,7 +227,6 @@ def pairs_to_arrays(pairs: Sequence[Pair], spec: WindowSpec, offset_s: float = 0
     Raises:
         PairsError: no valid epoch is left.
     """
-    from bci_dream.io.recording import read_recording
     from bci_dream.training.windows import extract_epochs
 
     by_recording: dict[Path, list[Pair]] = {}

@@ -18,36 +18,18 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from bci_dream.errors import BciDreamError, CheckpointError
+from bci_dream.core.errors import BciDreamError, CheckpointError
 from bci_dream.models.checkpoint import load_checkpoint, load_training_state, read_config, save_checkpoint
 from bci_dream.models.eeg_model import EegModel, EegModelConfig, Preprocessing
-from bci_dream.models.encoder import preset as encoder_preset
+from bci_dream.models.encoder_config import preset as encoder_preset
 from bci_dream.training.reconstruction import ReconstructionScores, reconstruction_scores
+from bci_dream.training.settings import PretrainSettings
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(BciDreamError):
     """The loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    """Hyper-parameters of a pretraining run (stored in the checkpoint's meta)."""
-
-    preset: str = "small"
-    max_steps: int = 10_000
-    batch_size: int = 32
-    lr: float = 2.5e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 200
-    mask_ratio: float = 0.75
-    hop_s: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 10
-    bandpass: tuple[float, float] | None = (1.0, 45.0)
-    notch: float | None = 50.0
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:

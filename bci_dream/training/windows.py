@@ -27,12 +27,15 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bci_dream.acquisition.ring_buffer import RingBuffer
-from bci_dream.errors import BciDreamError, RecordingError
-from bci_dream.io.recording import Recording, read_recording
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError, RecordingError
+from bci_dream.core.ring_buffer import RingBuffer
+from bci_dream.io.readers import read_recording
+from bci_dream.io.recording import Recording
 from bci_dream.signal.filters import OnlineFilter, design_filter
 from bci_dream.signal.montage import Montage
 from bci_dream.signal.normalize import normalize_window
@@ -45,6 +48,9 @@ try:  # torch is needed only for WindowDataset
 except ImportError:  # pragma: no cover - exercised only without torch
     torch = None
     _Dataset = object
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bci_dream.models.eeg_model import EegModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +70,11 @@ class WindowSpec:
         notch: mains notch in Hz, or None.
     """
 
-    window_s: float = 2.0
-    target_sfreq: float = 256.0
+    window_s: float = defaults.WINDOW_S
+    target_sfreq: float = defaults.WINDOW_SFREQ
     montage: Montage = field(default_factory=Montage.canonical)
-    bandpass: tuple[float, float] | None = (1.0, 45.0)
-    notch: float | None = 50.0
+    bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ
+    notch: float | None = defaults.NOTCH_HZ
 
     @property
     def n_samples(self) -> int:
@@ -81,8 +87,16 @@ class WindowSpec:
         return len(self.montage)
 
 
-def preprocess(recording: Recording, *, bandpass: tuple[float, float] | None = (1.0, 45.0),
-               notch: float | None = 50.0) -> np.ndarray:
+def window_spec_for(config: EegModelConfig) -> WindowSpec:
+    """The :class:`WindowSpec` that makes windows for a model of ``config`` (length, rate and filters from it),
+    as the live windower makes them."""
+    enc, pre = config.encoder, config.preprocessing
+    return WindowSpec(window_s=enc.window_seconds, target_sfreq=enc.sfreq,
+                      bandpass=tuple(pre.bandpass) if pre.bandpass else None, notch=pre.notch)
+
+
+def preprocess(recording: Recording, *, bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ,
+               notch: float | None = defaults.NOTCH_HZ) -> np.ndarray:
     """The recording filtered as the live pipeline filters it: float32 [n, C], µV.
 
     Causal SOS band-pass + notch (:func:`~bci_dream.signal.filters.design_filter`) applied by one

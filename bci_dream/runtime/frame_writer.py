@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.engine import Frame, FrameRecord
-from bci_dream.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError
+from bci_dream.runtime.engine import Frame, FrameRecord
 
 log = logging.getLogger(__name__)
 

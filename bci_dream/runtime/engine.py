@@ -26,6 +26,8 @@ import torch
 from pylsl import local_clock
 
 from bci_dream.acquisition.live import LiveStream
+from bci_dream.core import defaults
+from bci_dream.generation.session_models import check_widths
 from bci_dream.models.eeg_model import EegModel
 from bci_dream.models.prompt_encoder import PromptEncoder
 from bci_dream.signal.normalize import normalize_window
@@ -158,17 +160,11 @@ class Engine:
         max_errors: generation stops after this many failed windows in a row (said to the error listeners).
     """
 
-    def __init__(self, live: LiveStream, eeg_model: EegModel, generator: ImageGenerator, *, hop_s: float = 0.25,
-                 similarity_threshold: float = 0.995, interpolation_steps: int = 0,
+    def __init__(self, live: LiveStream, eeg_model: EegModel, generator: ImageGenerator, *, hop_s: float = defaults.HOP_S,
+                 similarity_threshold: float = defaults.SIMILARITY_THRESHOLD, interpolation_steps: int = 0,
                  untrained_conditioning: bool = False, device: str | torch.device = "cpu",
                  encoder: PromptEncoder | None = None, max_errors: int = 5) -> None:
-        width = eeg_model.config.cross_attention_dim
-        if width != generator.cross_attention_dim:
-            from bci_dream.errors import CheckpointError
-
-            raise CheckpointError(
-                f"the EEG model conditions a UNet of cross-attention width {width}, but {generator.model_id} has "
-                f"{generator.cross_attention_dim}; fine-tune the EEG model for this generator")
+        check_widths(eeg_model, generator)
         self.live = live
         self.device = torch.device(device)
         self.encoder = encoder if encoder is not None and encoder.model is eeg_model else PromptEncoder(eeg_model,
@@ -328,39 +324,3 @@ class Engine:
                 log.exception("a frame listener failed; it is removed")
                 self._listeners.remove(listener)
         return frame
-
-
-def unet_adapter_of(checkpoint) -> str | None:
-    """The checkpoint (or subject folder) whose fine-tuned UNet adapter the generator must apply, or None."""
-    if checkpoint is None:
-        return None
-    from bci_dream.calibrate.subject import checkpoint_of
-    from bci_dream.training.finetune import CROSS_ATTENTION_FILE, LORA_FOLDER
-
-    folder = checkpoint_of(checkpoint)
-    return str(folder) if (folder / LORA_FOLDER).is_dir() or (folder / CROSS_ATTENTION_FILE).is_file() else None
-
-
-def eeg_model_for(cross_attention_dim: int, checkpoint=None, *, preset_name: str = "small",
-                  seed: int = 0) -> tuple[EegModel, bool]:
-    """The EEG model to condition a UNet of ``cross_attention_dim``: from ``checkpoint`` when given,
-    else a randomly initialised ``preset_name`` model. Returns (model, untrained_conditioning)."""
-    from bci_dream.errors import CheckpointError
-    from bci_dream.models.checkpoint import load_checkpoint
-    from bci_dream.models.eeg_model import EegModelConfig
-    from bci_dream.models.encoder import preset
-
-    if checkpoint is None:
-        torch.manual_seed(seed)
-        log.warning("no EEG checkpoint given: the conditioning is untrained (images do not follow the EEG yet)")
-        return EegModel(EegModelConfig(preset(preset_name), cross_attention_dim=cross_attention_dim,
-                                       clip_projection_dim=None)), True
-    from bci_dream.calibrate.subject import checkpoint_of
-
-    checkpoint = checkpoint_of(checkpoint)  # (a subject folder names its fine-tuned model)
-    model, raw = load_checkpoint(checkpoint)
-    if model.conditioning is None:
-        raise CheckpointError(f"{checkpoint} has no conditioning head (a pretraining checkpoint?); "
-                              "fine-tune it with 'bci-dream finetune' first")
-    trained = raw.get("meta", {}).get("stage") in ("finetune", "calibrate") or raw.get("meta", {}).get("source_file")
-    return model, not trained

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bci_dream.errors import ChunkError
+from bci_dream.core.errors import ChunkError
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class MarkerBuffer:
         return self._offset + len(self._items)
 
     def extend(self, markers: list) -> None:
-        """Append markers (any objects, usually :class:`~bci_dream.acquisition.types.Marker`)."""
+        """Append markers (any objects, usually :class:`~bci_dream.core.types.Marker`)."""
         if not markers:
             return
         with self._lock:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.errors import RecordingError
+from bci_dream.core.errors import RecordingError
 
 log = logging.getLogger(__name__)
 

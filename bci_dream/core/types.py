@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bci_dream.errors import ChunkError
+from bci_dream.core.errors import ChunkError
 
 
 class SourceState(str, enum.Enum):

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bci_dream.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError
 
 
 def read_toml(path: str | os.PathLike, what: str, error: type[BciDreamError] = BciDreamError) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bci_dream.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError
 
 PROFILE = "profile.json"
 MODEL_FOLDER = "model"

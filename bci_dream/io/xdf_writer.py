@@ -42,7 +42,8 @@ from xml.sax.saxutils import escape as _xml_escape
 
 import numpy as np
 
-from bci_dream.errors import ChunkError, RecordingError
+from bci_dream.core.errors import ChunkError, RecordingError
+from bci_dream.io.xdf_reader import whole_chunks_size
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,6 @@ def _per_channel(
 @dataclass
 class _Stream:
     """Per-stream state: format and the statistics that go into the footer."""
-
     stream_id: int
     name: str
     channel_count: int
@@ -167,7 +167,6 @@ class XdfWriter:
         fsync_interval_s: at most one ``os.fsync`` per this many seconds of wall time (0: after every
             chunk).  Every chunk is written to the operating system immediately regardless.
     """
-
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -623,8 +622,6 @@ def trim_to_whole_chunks(path: str | os.PathLike[str]) -> int:
     normally end on a chunk boundary and are left as they are.  The chunk lengths are followed from the
     start; the file is cut where a length is invalid or runs past the end.
     """
-    from bci_dream.io.xdf import whole_chunks_size
-
     file_path = Path(path)
     try:
         good, size = whole_chunks_size(file_path)

@@ -1,0 +1,241 @@
+"""What the subcommands share: exit statuses, option groups, opening a device, the status loop, and running
+the engine headless. Imports only argparse and light bci_dream modules at load time: the heavy libraries
+(torch, diffusers) load inside the functions that need them, so that ``bci-dream devices`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bci_dream.acquisition.filter_settings import FROM_PROFILE, NO_FILTERS, FilterSettings, choose_filters
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError
+from bci_dream.devices import CONNECTION_PARAMETERS, DeviceProfile, get_profile
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT_PROBLEMS = 0, 1, 2, 3
+#: Exit status after Ctrl-C or SIGTERM (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+PARAM_HELP = {
+    "serial_port": "serial port of the dongle, e.g. /dev/ttyUSB0 or COM3",
+    "mac_address": "Bluetooth MAC address of the headset",
+    "serial_number": "serial number or Bluetooth name of the headset (e.g. Muse-1A2B)",
+    "ip_address": "IP address of the board",
+    "ip_port": "IP port of the board",
+    "file": "file to play back (BrainFlow CSV for the playback device)",
+    "master_board": "board that recorded the playback file (BoardIds name, default SYNTHETIC_BOARD)",
+    "timeout": "seconds to wait when connecting or resolving",
+    "other_info": "extra board-specific BrainFlow parameter",
+    "stream_name": "LSL stream name to resolve",
+    "stream_type": "LSL stream type to resolve (default EEG)",
+    "source_id": "LSL source_id to resolve",
+    "marker_stream": "name of an LSL marker stream to read too",
+}
+
+
+class Terminate(Exception):
+    """Raised in the main thread by SIGTERM (see :mod:`bci_dream.cli`), so that recordings are closed properly."""
+
+
+# -- option groups --------------------------------------------------------------------------------
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """``--device``, its connection parameters, the filters and ``--publish``."""
+    p.add_argument("--device", "-d", default="synthetic",
+                   help="device profile name (see 'bci-dream devices') or a .toml profile file")
+    add_connection_args(p.add_argument_group("connection (what each device needs: 'bci-dream devices')"))
+    add_filter_args(p)
+    p.add_argument("--publish", action="store_true", help="re-publish the EEG and markers as LSL streams")
+
+
+def add_connection_args(g) -> None:
+    """``--serial-port``, ``--mac-address`` ...: one option per connection parameter, on a parser or group ``g``."""
+    for name in CONNECTION_PARAMETERS:
+        kind = int if name in ("ip_port",) else float if name == "timeout" else str
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=PARAM_HELP[name])
+
+
+def connection_params(args: argparse.Namespace) -> dict:
+    """The connection parameters given on the command line (those left out are not in the dict)."""
+    return {name: getattr(args, name) for name in CONNECTION_PARAMETERS if getattr(args, name) is not None}
+
+
+def add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters (default: the device profile's)")
+    g.add_argument("--bandpass", nargs=2, type=float, metavar=("LOW", "HIGH"), help="band-pass edges in Hz")
+    g.add_argument("--notch", type=float, help="line-noise notch in Hz (50 or 60; 0 to switch off)")
+    g.add_argument("--no-filter", action="store_true", help="no band-pass and no notch")
+
+
+def filters_given(args: argparse.Namespace) -> bool:
+    """Whether the command line says anything about the filters."""
+    return bool(args.no_filter or args.bandpass or args.notch is not None)
+
+
+def filters_from_args(args: argparse.Namespace, profile: DeviceProfile | None) -> FilterSettings:
+    """The filters the command line asks for, the rest from ``profile`` (see :func:`choose_filters`)."""
+    return choose_filters(profile, NO_FILTERS if args.no_filter else None,
+                          bandpass=tuple(args.bandpass) if args.bandpass else FROM_PROFILE,
+                          notch=args.notch if args.notch is not None else FROM_PROFILE)
+
+
+def add_compute_device_arg(p: argparse.ArgumentParser) -> None:
+    """``--gpu``: the torch device the models run on, one name in every command (``--device`` is the headset)."""
+    p.add_argument("--gpu", default="auto", metavar="DEVICE",
+                   help="torch device for the models: auto (CUDA when available), cpu, cuda, cuda:1, ...")
+
+
+def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> None:
+    """Options shared by ``run``, ``replay --headless`` and ``app`` (``headless``: add --headless and --out)."""
+    g = p.add_argument_group("generation")
+    if headless:
+        g.add_argument("--headless", action="store_true", help="no window: write images and frames.jsonl to --out")
+        g.add_argument("--out", type=Path, help="folder for the images and frames.jsonl")
+    g.add_argument("--model", default="auto", help="diffusion model: auto (SD-Turbo if available, else the tiny "
+                   "preview model), a name from 'bci-dream models list', a hub id or a folder")
+    g.add_argument("--checkpoint", type=Path, help="EEG model (from 'bci-dream finetune') or subject folder; "
+                   "without it the conditioning is untrained")
+    g.add_argument("--size", type=int, help="image side in pixels (default: the model's; smaller on a CPU)")
+    g.add_argument("--steps", type=int, help="denoising steps (default: the model's, 1 for SD-Turbo)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed of the session")
+    g.add_argument("--hop", type=float, default=defaults.HOP_S, help="seconds between windows")
+    g.add_argument("--similarity", type=float, default=defaults.SIMILARITY_THRESHOLD,
+                   help="skip a window whose embedding has at least this cosine similarity to the last one")
+    g.add_argument("--interpolate", type=int, default=0, help="frames generated between successive embeddings")
+    g.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="torch.compile the UNet and decoder (CUDA); MODE 'reduce-overhead' adds CUDA graphs, the "
+                   "fastest measured (about 11 ms from window to 512x512 image on an H100); default mode 'default'")
+    add_compute_device_arg(g)
+
+
+def check_headless(args: argparse.Namespace) -> None:
+    """Refuse a headless generation command without ``--headless --out DIR`` (one line)."""
+    if not args.headless:
+        raise BciDreamError("this command writes images headless: add --headless --out DIR (the window is "
+                            "'bci-dream app')")
+    if args.out is None:
+        raise BciDreamError("--headless needs --out DIR for the images and frames.jsonl")
+
+
+# -- a live stream ----------------------------------------------------------------------------------
+
+def open_live(args: argparse.Namespace):
+    """Open the device of ``--device`` with the command line's connection parameters and filters; prints a line
+    describing the stream. Returns the opened (not started) :class:`~bci_dream.acquisition.live.LiveStream`."""
+    from bci_dream.acquisition.live import LiveStream, make_source
+
+    profile = get_profile(args.device)
+    params = {name: getattr(args, name) for name in CONNECTION_PARAMETERS}
+    source = make_source(profile, params)
+    live = LiveStream(source, filters=filters_from_args(args, profile), rail_uv=profile.rail_uv,
+                      publish=args.publish)
+    info = live.open()
+    print(f"{profile.name}: {info.name}, {info.n_channels} channels ({', '.join(info.ch_names)}), "
+          f"{info.sfreq:g} Hz, {info.units}", flush=True)
+    return live
+
+
+def quality_text(quality) -> str:
+    """``quality 7/8 ok (bad: O1 flat)`` from per-channel quality assessments."""
+    if not quality:
+        return "quality pending"
+    bad = [f"{q.name} {q.status.replace('_', ' ')}" for q in quality if not q.ok]
+    text = f"quality {len(quality) - len(bad)}/{len(quality)} ok"
+    return text + (f" (bad: {', '.join(bad)})" if bad else "")
+
+
+def status_line(elapsed: float, status) -> str:
+    """One line of ``bci-dream stream``: time, state, rate, drops, latency, quality, problems, recording."""
+    # (a replay faster than real time stamps samples ahead of the clock: no latency to show)
+    latency = f"{status.latency_ms:.0f} ms" if status.latency_ms is not None and status.latency_ms >= 0 else "-"
+    parts = [f"{elapsed:6.1f} s", f"{status.state.value:<12}",
+             f"rate {status.measured_rate:6.1f}/{status.nominal_rate:g} Hz",
+             f"dropped {status.dropped}", f"latency {latency}", quality_text(status.quality)]
+    if status.nonfinite:
+        parts.append(f"non-finite {status.nonfinite}")
+    if status.timestamps_backwards or status.timestamp_jumps:
+        parts.append(f"time steps back {status.timestamps_backwards} jumps {status.timestamp_jumps}")
+    if status.recording is not None:
+        parts.append(f"recording {status.recording:.1f} s")
+    return "  ".join(parts)
+
+
+def run_live(live, seconds: float | None, interval: float = 1.0) -> int:
+    """Start ``live`` and print a status line every ``interval`` s until ``seconds`` pass, Ctrl-C, or the source
+    ends; stop it and return the exit status (problems in the stream: :data:`EXIT_INPUT_PROBLEMS`)."""
+    live.start()
+    start = time.monotonic()
+    next_print = start + interval
+    try:
+        while seconds is None or time.monotonic() - start < seconds:
+            wake = min(next_print, start + seconds) if seconds is not None else next_print
+            if live.source.wait(max(0.0, wake - time.monotonic())):
+                break  # the source ended by itself: a replay reached its end, or the device failed
+            if time.monotonic() >= next_print:
+                print(status_line(time.monotonic() - start, live.status()), flush=True)
+                next_print += interval
+    except (KeyboardInterrupt, Terminate):
+        print("stopping", flush=True)
+    summary = live.stop()
+    if summary is not None:
+        print(f"recorded {summary.samples} samples and {summary.markers} markers in {summary.seconds:.1f} s "
+              f"to {summary.path}", flush=True)
+    error = live.source.error or live.chunk_error or (live.recorder.error if live.recorder else None)
+    if error is not None:
+        print(f"bci-dream: error: {error}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    stats = live.pipeline.stats
+    problems = [f"{n} {what}" for n, what in ((stats.nonfinite_values, "NaN or infinite values"),
+                                              (stats.timestamps_backwards, "timestamps that ran backwards"),
+                                              (stats.timestamp_jumps, "timestamp jumps")) if n]
+    if problems:
+        print(f"bci-dream: warning: the stream had {', '.join(problems)}; every sample was kept "
+              "(exit status 3)", file=sys.stderr, flush=True)
+        return EXIT_INPUT_PROBLEMS
+    return EXIT_OK
+
+
+def run_engine(live, args: argparse.Namespace) -> int:
+    """Load the models, run the engine over ``live`` until it ends, write images and ``frames.jsonl`` to
+    ``args.out`` and print the summary. The stream is stopped whatever happens (a model that cannot be
+    loaded, Ctrl-C while compiling)."""
+    from bci_dream.generation.session_models import load_generation_models
+    from bci_dream.runtime.engine import Engine
+    from bci_dream.runtime.frame_writer import FrameWriter, summary
+
+    engine = writer = None
+    try:
+        writer = FrameWriter(args.out)
+        models = load_generation_models(args.model, args.checkpoint, device=args.gpu, size=args.size,
+                                        steps=args.steps, seed=args.seed, compile=args.compile or False)
+        generator = models.generator
+        engine = Engine(live, models.eeg_model, generator, hop_s=args.hop, similarity_threshold=args.similarity,
+                        interpolation_steps=args.interpolate, untrained_conditioning=models.untrained,
+                        device=generator.device, encoder=models.encoder)
+        engine.add_listener(writer)
+        if generator.is_preview:
+            print("generating with the untrained preview model 'tiny' (SD-Turbo is not available)", flush=True)
+        engine.start()
+        if generator.compiled:
+            print("compiling the diffusion model for this session (a minute or more the first time) ...", flush=True)
+            while not engine.ready.wait(0.5):
+                pass  # (a wait with a timeout, so that Ctrl-C still ends it)
+        started = time.monotonic()
+        code = run_live(live, args.seconds)
+    except BaseException:
+        live.stop()
+        raise
+    finally:
+        if engine is not None:
+            engine.stop()
+        if writer is not None:
+            writer.close()
+    if engine.error is not None:
+        print(f"bci-dream: error: generation stopped: {engine.error}", file=sys.stderr, flush=True)
+        code = EXIT_ERROR
+    print(f"{summary(writer.records, time.monotonic() - started)}; images and frames.jsonl in {args.out}",
+          flush=True)
+    return code

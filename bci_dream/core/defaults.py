@@ -1,0 +1,33 @@
+"""Project-wide defaults, each stated once: every option, dataclass and profile that has a default for one of
+these facts reads it from here."""
+
+from __future__ import annotations
+
+#: Band-pass edges (Hz) of the online filter when neither the user nor the device profile says otherwise.
+BANDPASS_HZ: tuple[float, float] = (1.0, 45.0)
+#: Line-noise notch (Hz) when neither the user nor the device profile says otherwise (60 in the Americas).
+NOTCH_HZ: float = 50.0
+
+#: The encoder's window: samples per channel and their rate (2 s at 256 Hz), as in DreamDiffusion's presets.
+WINDOW_SAMPLES: int = 512
+WINDOW_SFREQ: float = 256.0
+WINDOW_S: float = WINDOW_SAMPLES / WINDOW_SFREQ
+#: Seconds between live windows.
+HOP_S: float = 0.25
+
+#: The diffusion model fine-tuning conditions and the app generates with (hub id of a diffusers pipeline).
+DIFFUSION_MODEL: str = "stabilityai/sd-turbo"
+#: The CLIP vision model whose image embeddings the EEG's CLIP head learns and evaluation compares in.
+CLIP_MODEL: str = "openai/clip-vit-large-patch14"
+#: The image classifier of DreamDiffusion's generated-image n-way metric (ImageNet-1k).
+CLASSIFIER: str = "google/vit-base-patch16-224"
+
+#: The n-way identification and classification tests (DreamDiffusion's protocol: n = 50, 50 draws of distractors).
+N_WAY: int = 50
+N_WAY_TRIALS: int = 50
+#: Share of the EEG-image pairs (fine-tuning) or of each class's trials (calibration) held out for validation.
+VALIDATION_FRACTION: float = 0.2
+#: Held-out trials drawn beside their generated images in a calibration's validation.png.
+VALIDATION_FIGURE_ROWS: int = 4
+#: A live window whose prompt embeddings have at least this cosine similarity to the last image's is skipped.
+SIMILARITY_THRESHOLD: float = 0.995

@@ -1,0 +1,16 @@
+"""Small file helpers shared by every layer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it to ``path``: a reader never sees
+    a half-written file, and a write that fails leaves the old file as it was."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)

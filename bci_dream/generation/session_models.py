@@ -1,0 +1,120 @@
+"""Everything a live session generates with, loaded together: the diffusion model, the EEG model that
+conditions it, and that model's prompt encoder on the generator's device.
+
+The desktop app (on a worker thread) and the headless commands both load through
+:func:`load_generation_models`; the app passes its current models to reuse a generator whose settings stay
+the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bci_dream.core.errors import CheckpointError
+from bci_dream.generation.generator import Generator, load_generator
+from bci_dream.generation.models import AUTO
+from bci_dream.loading.unet_adapter import has_unet_adapter
+from bci_dream.models.checkpoint import load_checkpoint
+from bci_dream.models.eeg_model import EegModel, EegModelConfig
+from bci_dream.models.encoder_config import preset
+from bci_dream.models.prompt_encoder import PromptEncoder
+from bci_dream.models.subject_profile import checkpoint_of
+
+log = logging.getLogger(__name__)
+
+#: Meta stages of checkpoints whose conditioning was trained on EEG-image pairs.
+TRAINED_STAGES = ("finetune", "calibrate")
+
+
+@dataclass
+class GenerationModels:
+    """What generation needs, loaded together.
+
+    Attributes:
+        generator: the resident diffusion pipeline.
+        eeg_model: encoder + conditioning head, its width the generator's cross-attention width.
+        untrained: the conditioning is random (no checkpoint, or one that was never fine-tuned): labelled.
+        encoder: the :class:`PromptEncoder` of ``eeg_model`` on the generator's device.
+        adapter: the checkpoint folder whose fine-tuned UNet adapter is fused into the generator, or None.
+        checkpoint: the EEG checkpoint (or subject folder) loaded, or None.
+    """
+
+    generator: Generator
+    eeg_model: EegModel
+    untrained: bool
+    encoder: PromptEncoder
+    adapter: str | None
+    checkpoint: Path | None = None
+
+
+def unet_adapter_of(checkpoint: str | os.PathLike | None) -> str | None:
+    """The checkpoint (or subject folder) whose fine-tuned UNet adapter the generator must apply, or None."""
+    if checkpoint is None:
+        return None
+    folder = checkpoint_of(checkpoint)
+    return str(folder) if has_unet_adapter(folder) else None
+
+
+def eeg_model_for(cross_attention_dim: int, checkpoint: str | os.PathLike | None = None, *,
+                  preset_name: str = "small", seed: int = 0) -> tuple[EegModel, bool]:
+    """The EEG model to condition a UNet of ``cross_attention_dim``: from ``checkpoint`` (or a subject folder)
+    when given, else a randomly initialised ``preset_name`` model. Returns (model, untrained_conditioning).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read or has no conditioning head.
+    """
+    if checkpoint is None:
+        torch.manual_seed(seed)
+        log.warning("no EEG checkpoint given: the conditioning is untrained (images do not follow the EEG yet)")
+        return EegModel(EegModelConfig(preset(preset_name), cross_attention_dim=cross_attention_dim,
+                                       clip_projection_dim=None)), True
+    folder = checkpoint_of(checkpoint)
+    model, raw = load_checkpoint(folder)
+    if model.conditioning is None:
+        raise CheckpointError(f"{folder} has no conditioning head (a pretraining checkpoint?); "
+                              "fine-tune it with 'bci-dream finetune' first")
+    meta = raw.get("meta", {})
+    trained = meta.get("stage") in TRAINED_STAGES or meta.get("source_file")
+    return model, not trained
+
+
+def check_widths(eeg_model: EegModel, generator) -> None:
+    """Raise :class:`CheckpointError` (both widths named) when ``eeg_model`` conditions another cross-attention
+    width than ``generator``'s UNet takes."""
+    width = eeg_model.config.cross_attention_dim
+    if width != generator.cross_attention_dim:
+        raise CheckpointError(
+            f"the EEG model conditions a UNet of cross-attention width {width}, but {generator.model_id} has "
+            f"{generator.cross_attention_dim}; fine-tune the EEG model for this generator")
+
+
+def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os.PathLike | None = None, *,
+                           device: str = "auto", size: int | None = None, steps: int | None = None, seed: int = 0,
+                           compile: bool | str = False, progress: bool = True,
+                           reuse: GenerationModels | None = None) -> GenerationModels:
+    """Load the diffusion ``model`` (with the UNet adapter of ``checkpoint``, if it has one) and the EEG model
+    of ``checkpoint`` (random when None: labelled untrained).
+
+    A compiled generator is not warmed up here: it warms up on the thread that generates (torch.compile's
+    CUDA graphs belong to the thread that recorded them). ``reuse``: models loaded before, whose generator is
+    kept when it carries the same UNet adapter (the EEG model is always loaded afresh).
+
+    Raises:
+        ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
+    """
+    adapter = unet_adapter_of(checkpoint)
+    if reuse is not None and reuse.adapter == adapter:
+        generator = reuse.generator
+    else:
+        generator = load_generator(model, device=device, size=size, steps=steps, seed=seed, compile=compile,
+                                   warmup=False if compile else None, adapter=adapter, progress=progress)
+    eeg_model, untrained = eeg_model_for(generator.cross_attention_dim, checkpoint, seed=seed)
+    check_widths(eeg_model, generator)
+    encoder = PromptEncoder(eeg_model, generator.device)
+    return GenerationModels(generator, eeg_model, untrained, encoder, adapter,
+                            Path(checkpoint) if checkpoint is not None else None)

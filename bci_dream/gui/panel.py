@@ -1,0 +1,55 @@
+"""The panel interface: one view the main window lays out (traces, images, and whatever comes next).
+
+A new panel is one file with a :class:`Panel` subclass, listed in :data:`bci_dream.gui.main_window.PANELS`;
+the window builds it, places it in its ``area``, and calls the hooks below. Every hook runs on the GUI thread
+and has a default that does nothing, so a panel overrides only what it shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+
+class Panel(QtWidgets.QWidget):
+    """Base class of the main window's panels.
+
+    Class attributes:
+        title: the panel's name (its settings group and object name).
+        area: ``"left"`` (beside the window's left edge) or ``"right"``; panels of one area stack vertically.
+        stretch: share of its area's height.
+    """
+
+    title: ClassVar[str] = "panel"
+    area: ClassVar[Literal["left", "right"]] = "left"
+    stretch: ClassVar[int] = 1
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(self.title)
+
+    def toolbar_actions(self) -> list[QtGui.QAction]:
+        """Actions the window puts in its toolbar (created once, owned by the panel)."""
+        return []
+
+    def set_stream(self, live: Any | None) -> None:
+        """A stream (:class:`~bci_dream.acquisition.live.LiveStream`) was opened, or None: it was closed."""
+
+    def set_labels(self, labels: list[str]) -> None:
+        """Generation started; ``labels`` say which parts are untrained (empty: none)."""
+
+    def show_frame(self, frame: Any) -> None:
+        """A generated :class:`~bci_dream.runtime.engine.Frame` (with an image) of the running engine."""
+
+    def update_status(self, status: Any | None) -> None:
+        """Twice a second: the stream's :class:`~bci_dream.acquisition.live.StreamStatus`, or None without one."""
+
+    def refresh(self) -> None:
+        """About 60 times a second, for views that follow the signal."""
+
+    def save_state(self, settings: QtCore.QSettings) -> None:
+        """Remember the panel's own controls (inside the panel's settings group)."""
+
+    def restore_state(self, settings: QtCore.QSettings) -> None:
+        """Restore what :meth:`save_state` remembered."""

@@ -1,0 +1,30 @@
+"""Image files (stimuli, generated images) read as RGB, with one-line errors."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from bci_dream.core.errors import BciDreamError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+
+class ImageFileError(BciDreamError):
+    """An image file is missing or cannot be decoded."""
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """The image at ``path`` as an RGB PIL image, fully loaded (the file is closed).
+
+    Raises:
+        ImageFileError: the file is missing or not an image PIL can decode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise ImageFileError(f"cannot read image {path}: {e}") from e

@@ -1,0 +1,111 @@
+"""The image models training and evaluation read: CLIP's vision tower and an image classifier.
+
+Both come from a local folder or a hub id through :func:`~bci_dream.loading.hub.load_from_folder_or_hub`
+(cache first, then the hub; one-line errors), frozen and in eval mode.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from bci_dream.loading.hub import ModelLoadError, is_local, load_from_folder_or_hub
+
+_CLIP_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                 "pytorch_model.bin.index.json")
+
+
+def clip_image_processor_class():
+    """transformers' CLIP image processor class that works without torchvision (no warning)."""
+    import transformers
+
+    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
+        return transformers.CLIPImageProcessorPil
+    return transformers.CLIPImageProcessor
+
+
+def check_clip_folder(folder: str | os.PathLike) -> None:
+    """Check a local transformers CLIP folder (config, weights, image processor config).
+
+    Raises:
+        ModelLoadError: the folder is missing or lacks a file (named).
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelLoadError(f"cannot load the CLIP vision model: CLIP model folder {folder} does not exist; pass a "
+                             "transformers CLIP folder or a hub id such as openai/clip-vit-large-patch14")
+    missing = [f for f in ("config.json", "preprocessor_config.json") if not (folder / f).is_file()]
+    if not any((folder / f).is_file() for f in _CLIP_WEIGHTS):
+        missing.append("model.safetensors")
+    if missing:
+        raise ModelLoadError(f"cannot load the CLIP vision model: CLIP model folder {folder} lacks {', '.join(missing)}")
+
+
+def _device(device: str | None):
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _without_progress_bars(load):
+    """``load`` without transformers' per-load progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    def run(local_files_only: bool):
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            return load(local_files_only)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+
+    return run
+
+
+def _load_frozen(source: str, what: str, model_class, processor_class, device: str | None) -> tuple[Any, Any]:
+    """``(model_class, processor_class)`` from the folder or hub id ``source``, frozen, in eval mode, on ``device``."""
+
+    def load(local_files_only: bool) -> tuple[Any, Any]:
+        model = model_class.from_pretrained(source, local_files_only=local_files_only)
+        processor = processor_class.from_pretrained(source, local_files_only=local_files_only)
+        return model, processor
+
+    model, processor = load_from_folder_or_hub(source, what, _without_progress_bars(load),
+                                               errors=(OSError, ValueError, KeyError, TypeError))
+    model.requires_grad_(False).eval()
+    return model.to(_device(device)), processor
+
+
+def load_clip_vision(clip_model: str | os.PathLike, device: str | None = "cpu") -> tuple[Any, Any]:
+    """``(CLIPVisionModelWithProjection, CLIP image processor)`` from a folder or hub id, frozen, on ``device``
+    (None: CUDA when available).
+
+    Raises:
+        ModelLoadError: one line naming the model and what is missing.
+    """
+    from transformers import CLIPVisionModelWithProjection
+
+    source = str(clip_model)
+    if is_local(source):
+        source = str(Path(source).expanduser())
+        check_clip_folder(source)
+    return _load_frozen(source, "CLIP vision model", CLIPVisionModelWithProjection, clip_image_processor_class(),
+                        device)
+
+
+def load_image_classifier(classifier: str | os.PathLike, device: str | None = None) -> tuple[Any, Any]:
+    """``(AutoModelForImageClassification, AutoImageProcessor)`` from a folder or hub id, frozen, on ``device``
+    (None: CUDA when available).
+
+    Raises:
+        ModelLoadError: one line naming the model and what is missing.
+    """
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    source = str(classifier)
+    if is_local(source):
+        source = str(Path(source).expanduser())
+    return _load_frozen(source, "image classifier", AutoModelForImageClassification, AutoImageProcessor, device)

@@ -1,0 +1,94 @@
+"""The settings of pretraining and fine-tuning runs, without torch: the command line takes its defaults from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError
+from bci_dream.models.encoder_config import PRESETS
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Hyper-parameters of a pretraining run (stored in the checkpoint's meta)."""
+    preset: str = "small"
+    max_steps: int = 10_000
+    batch_size: int = 32
+    lr: float = 2.5e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    mask_ratio: float = 0.75
+    hop_s: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 10
+    bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ
+    notch: float | None = defaults.NOTCH_HZ
+
+
+class FinetuneError(BciDreamError):
+    """Fine-tuning cannot start: bad settings, or an output folder that holds something else."""
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Hyper-parameters of a fine-tuning run (stored in the checkpoint's meta).
+
+    Attributes:
+        model: diffusers pipeline folder or hub id (UNet, VAE, scheduler are read from it).
+        clip_model: transformers CLIP folder or hub id (vision tower with projection + image processor).
+        preset: encoder preset when no ``init`` checkpoint is given.
+        lora_rank, lora_alpha: LoRA on the cross-attention projections (alpha defaults to the rank).
+        full_cross_attention: train the ``attn2`` weights themselves instead of a LoRA adapter.
+        train_encoder: also train the EEG encoder (else only the heads, the channel adapter and the UNet adapter).
+        channel_adapter: add (if the model has none) and train a per-subject channel adapter in front of the
+            encoder (:class:`~bci_dream.models.eeg_model.ChannelAdapter`).
+        clip_weight, diffusion_weight: weights of the two losses (0 skips that loss's computation).
+        resolution: image side in pixels for the VAE (images are resized and centre-cropped).
+        val_fraction: share of the pairs held out to report the validation CLIP cosine.
+        offset_s: EEG windows start this long after each onset.
+        device: the compute device (``--gpu``): ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        checkpoint_every, eval_every: steps between checkpoints and between validations.
+    """
+    model: str = defaults.DIFFUSION_MODEL
+    clip_model: str = defaults.CLIP_MODEL
+    preset: str = "small"
+    lora_rank: int = 8
+    lora_alpha: float | None = None
+    full_cross_attention: bool = False
+    train_encoder: bool = False
+    channel_adapter: bool = True
+    clip_weight: float = 1.0
+    diffusion_weight: float = 1.0
+    max_steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    resolution: int = 512
+    val_fraction: float = defaults.VALIDATION_FRACTION
+    offset_s: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    eval_every: int = 100
+
+    def check(self) -> None:
+        """Raise :class:`FinetuneError` naming the first setting out of range."""
+        if self.max_steps < 1:
+            raise FinetuneError(f"--max-steps must be at least 1, not {self.max_steps}")
+        if self.batch_size < 1:
+            raise FinetuneError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if not self.lr > 0:
+            raise FinetuneError(f"--lr must be positive, not {self.lr}")
+        if not self.full_cross_attention and self.lora_rank < 1:
+            raise FinetuneError(f"--lora-rank must be at least 1, not {self.lora_rank}")
+        if self.clip_weight < 0 or self.diffusion_weight < 0 or self.clip_weight + self.diffusion_weight == 0:
+            raise FinetuneError("--clip-weight and --diffusion-weight must be >= 0 and not both 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise FinetuneError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
+        if self.resolution < 8 or self.resolution % 8:
+            raise FinetuneError(f"--resolution must be a multiple of 8, not {self.resolution}")
+        if self.preset not in PRESETS:
+            raise FinetuneError(f"unknown --preset '{self.preset}'; presets: {', '.join(PRESETS)}")
