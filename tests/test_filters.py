@@ -151,3 +151,33 @@ def test_notch_attenuates_mains_and_passes_alpha():
     full = design_filter(SFREQ)
     assert 20 * np.log10(_steady_amplitude(full, 50.0)) < -20
     assert abs(20 * np.log10(_steady_amplitude(full, 10.0))) < 1
+
+
+def test_the_private_sosfilt_kernel_is_checked_against_the_public_one(monkeypatch, caplog):
+    """The acquisition thread filters with scipy's private kernel only if it matches sosfilt: a kernel that
+    filters differently, or raises, is refused once and the public function used; the output stays the same."""
+    from bci_dream.signal import filters
+
+    assert filters.verify_sosfilt_kernel(filters._private_kernel) is filters._private_kernel  # this scipy's
+
+    def off_by_a_little(sos, signals, state):
+        filters._private_kernel(sos, signals, state)
+        signals *= 1.001
+
+    def changed_signature(sos, signals):
+        raise TypeError("_sosfilt() takes 2 positional arguments but 3 were given")
+
+    caplog.set_level(logging.WARNING)
+    assert filters.verify_sosfilt_kernel(off_by_a_little) is None
+    assert filters.verify_sosfilt_kernel(changed_signature) is None
+    assert "filters differently" in caplog.text and "cannot be used" in caplog.text
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((500, 4)) * 20
+    sos = design_filter(250.0)
+    want = sps.sosfilt(sos, x, axis=0, zi=sps.sosfilt_zi(sos)[..., None] * x[0])[0]
+    monkeypatch.setattr(filters, "_sosfilt_kernel", changed_signature)  # (as if it broke after the check)
+    f = OnlineFilter(sos, 4)
+    got = np.concatenate([f.process(x[:100]), f.process(x[100:])])
+    assert filters._sosfilt_kernel is None and "kernel failed" in caplog.text
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)

@@ -77,10 +77,48 @@ def design_filter(
     return np.ascontiguousarray(np.concatenate(sections, axis=0), dtype=np.float64)
 
 
-try:  # private but stable since scipy 1.2; the public sosfilt is the fallback
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
-except ImportError:  # pragma: no cover
-    _sosfilt_kernel = None
+def verify_sosfilt_kernel(kernel) -> object | None:
+    """``kernel`` if it filters exactly as :func:`scipy.signal.sosfilt` does, else None (said in the log).
+
+    The compiled kernel behind ``sosfilt`` (``scipy.signal._sosfilt._sosfilt``) is private: a scipy release may
+    change its arguments or layout. It is checked once, on a short 3-channel signal through a band-pass and a
+    notch with a non-zero state, against the public function (output and final state); on any difference or
+    error the public function is used from then on, so the acquisition thread never runs a kernel that
+    filters differently.
+    """
+    if kernel is None:
+        return None
+    try:
+        rng = np.random.default_rng(0)
+        sos = design_filter(250.0, (1.0, 45.0), 50.0)
+        data = rng.standard_normal((64, 3)) * 50 + 10_000.0
+        zi = sps.sosfilt_zi(sos)[..., None] * data[0]
+        want, want_zi = sps.sosfilt(sos, data, axis=0, zi=zi)
+        signals = np.ascontiguousarray(data.T)
+        state = np.ascontiguousarray(zi.transpose(2, 0, 1))
+        kernel(np.ascontiguousarray(sos), signals, state)
+        if np.allclose(signals.T, want, rtol=1e-10, atol=1e-9) and \
+                np.allclose(state.transpose(1, 2, 0), want_zi, rtol=1e-10, atol=1e-9):
+            return kernel
+        logger.warning("scipy's internal sosfilt kernel filters differently from scipy.signal.sosfilt in this "
+                       "scipy (%s); using the public function", _scipy_version())
+    except Exception as e:  # noqa: BLE001 - any failure: the public function
+        logger.warning("scipy's internal sosfilt kernel cannot be used with this scipy (%s: %s: %s); using "
+                       "scipy.signal.sosfilt", _scipy_version(), type(e).__name__, e)
+    return None
+
+
+def _scipy_version() -> str:
+    import scipy
+
+    return scipy.__version__
+
+
+try:  # private but stable since scipy 1.2; checked once against the public sosfilt, which is the fallback
+    from scipy.signal._sosfilt import _sosfilt as _private_kernel
+except ImportError:  # pragma: no cover - a scipy without it
+    _private_kernel = None
+_sosfilt_kernel = verify_sosfilt_kernel(_private_kernel)
 
 
 class OnlineFilter:
@@ -158,16 +196,23 @@ class OnlineFilter:
             return data.astype(np.float32)
         if self.zi is None:
             self.zi = self._zi_unit[..., None] * data[0]
-        if _sosfilt_kernel is None:
-            out, self.zi = sps.sosfilt(self.sos, data, axis=0, zi=self.zi)
-            return out.astype(np.float32)
-        # The compiled kernel behind sps.sosfilt, called on the [channels, samples] layout it works in:
-        # sosfilt's argument checks cost ~35 µs a call, more than the filtering of a 20 ms chunk.
-        signals = np.ascontiguousarray(data.T)
-        state = np.ascontiguousarray(self.zi.transpose(2, 0, 1))  # [channels, sections, 2]
-        _sosfilt_kernel(self.sos, signals, state)
-        self.zi = state.transpose(1, 2, 0)
-        return signals.T.astype(np.float32)
+        global _sosfilt_kernel
+        if _sosfilt_kernel is not None:
+            # The compiled kernel behind sps.sosfilt, called on the [channels, samples] layout it works in:
+            # sosfilt's argument checks cost ~35 µs a call, more than the filtering of a 20 ms chunk.
+            signals = np.ascontiguousarray(data.T)
+            state = np.ascontiguousarray(self.zi.transpose(2, 0, 1))  # [channels, sections, 2]
+            try:
+                _sosfilt_kernel(self.sos, signals, state)
+            except Exception as e:  # noqa: BLE001 - the state is untouched on failure: filter with the public one
+                logger.warning("scipy's internal sosfilt kernel failed (%s: %s); using scipy.signal.sosfilt",
+                               type(e).__name__, e)
+                _sosfilt_kernel = None
+            else:
+                self.zi = state.transpose(1, 2, 0)
+                return signals.T.astype(np.float32)
+        out, self.zi = sps.sosfilt(self.sos, data, axis=0, zi=self.zi)
+        return out.astype(np.float32)
 
     def _replace_nonfinite(self, data: np.ndarray) -> None:
         """Forward-fill non-finite values of ``data`` [n, C] in place from the last finite value."""
