@@ -195,7 +195,7 @@ def test_sniffing_ignores_the_suffix(shared_data, tmp_path):
 
 @pytest.mark.parametrize("name, content, match", [
     ("junk.txt", b"hello, world\nthis is not EEG\n", "not a recording bci-dream can read"),
-    ("junk.bin", bytes(range(256)) * 4, "not a recording bci-dream can read"),
+    ("junk.xyz", bytes(range(256)) * 4, "not a recording bci-dream can read"),
     ("empty.csv", b"", "not a recording bci-dream can read"),
     pytest.param("junk.edf", b"this is not an EDF file at all" * 10, "cannot read .* with MNE", marks=needs_mne),
     ("three_rows.csv", b"1\t2\t3\n4\t5\t6\n", "matches no BrainFlow board"),
@@ -208,6 +208,26 @@ def test_errors_for_junk(tmp_path, name, content, match):
         read_recording(path)
     message = str(info.value)
     assert str(path) in message and "\n" not in message
+
+
+@needs_mne
+def test_every_format_mne_reads_goes_to_mne_and_damage_is_one_line(tmp_path):
+    """Each suffix in MNE's own table of readers (Neuroscan .cnt, NEDF, Nexstim, CTF, KIT ...) is handed to
+    mne.io.read_raw; a damaged file is one line naming the file, MNE's complaint and what to check."""
+    from bci_dream.io.readers import mne_suffixes
+
+    for suffix in mne_suffixes():
+        if suffix in (".mff", ".ds"):  # (folder formats)
+            continue
+        path = tmp_path / f"damaged{suffix}"
+        path.write_bytes(bytes(range(256)) * 16)
+        assert sniff_format(path) == "mne", suffix
+        try:
+            rec = read_recording(path)
+        except RecordingError as e:
+            assert str(path) in str(e) and "\n" not in str(e), suffix
+        else:  # (a few raw binary formats have no header to find damage in: then it reads as numbers)
+            assert rec.n_samples >= 0
 
 
 def test_error_for_missing_file(tmp_path):

@@ -36,15 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-RECORDING_SUFFIXES = (".xdf", ".xdfz", ".fif", ".edf", ".bdf", ".vhdr", ".set", ".gdf", ".txt", ".csv")
-
-
 def expand(paths: list[Path]) -> list[Path]:
-    """Files as given, and the recordings inside given folders (recursively, sorted)."""
+    """Files as given, and the recordings inside given folders (recursively, sorted; an MFF or CTF folder is
+    one recording)."""
+    from bci_dream.io.readers import MNE_FOLDER_SUFFIXES, recording_suffixes
+
+    suffixes = recording_suffixes()
     out: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in RECORDING_SUFFIXES and p.is_file())
+        if path.is_dir() and not path.name.lower().endswith(MNE_FOLDER_SUFFIXES):
+            out += sorted(p for p in path.rglob("*") if p.name.lower().endswith(suffixes) and
+                          (p.is_file() or p.name.lower().endswith(MNE_FOLDER_SUFFIXES)) and
+                          not any(q.name.lower().endswith(MNE_FOLDER_SUFFIXES) for q in p.parents))
         else:
             out.append(path)
     return out

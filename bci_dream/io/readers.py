@@ -39,10 +39,34 @@ from bci_dream.io.xdf_reader import read_xdf
 
 log = logging.getLogger(__name__)
 
-#: Suffixes handed to :func:`mne.io.read_raw`.
-MNE_SUFFIXES = (".fif", ".fif.gz", ".edf", ".bdf", ".vhdr", ".set", ".gdf", ".cnt", ".mff")
+#: Suffixes handed to :func:`mne.io.read_raw` before looking inside the file (the common EEG formats).
+MNE_SUFFIXES = (".fif", ".fif.gz", ".edf", ".bdf", ".vhdr", ".set", ".gdf", ".cnt", ".mff", ".nedf", ".nxe", ".cdt",
+                ".cdt.cef", ".cdt.dpa", ".mefd")
+#: MNE suffixes that also name companion or generic files (BrainVision's .eeg data beside its .vhdr, MATLAB
+#: files, ...): read when given, not picked up when a folder of recordings is searched.
+_GENERIC_SUFFIXES = (".eeg", ".dat", ".data", ".bin", ".mat", ".hdr", ".lay", ".cef", ".dap", ".asc")
+#: Formats that are folders (EGI MFF, CTF).
+MNE_FOLDER_SUFFIXES = (".mff", ".ds")
 XDF_SUFFIXES = (".xdf", ".xdfz")
-SUPPORTED = ".xdf, .fif, .edf, .bdf, .vhdr, .set, .gdf, OpenBCI GUI .txt, BrainFlow .csv, muselsl .csv"
+SUPPORTED = (".xdf, everything mne.io.read_raw reads (.fif .edf .bdf .vhdr .set .gdf .cnt .mff .nedf ...), "
+             "OpenBCI GUI .txt, BrainFlow .csv, muselsl .csv")
+
+
+def mne_suffixes() -> tuple[str, ...]:
+    """Every suffix :func:`mne.io.read_raw` reads, longest first (asked of MNE; the common ones if it cannot say)."""
+    try:
+        from mne.io._read_raw import _get_supported  # (private: MNE's own table of readers)
+
+        found = set(_get_supported())
+    except Exception:  # noqa: BLE001 - another MNE: the formats named here
+        found = set()
+    return tuple(sorted(found | set(MNE_SUFFIXES), key=len, reverse=True))
+
+
+def recording_suffixes() -> tuple[str, ...]:
+    """Suffixes of files a folder of recordings is searched for (``bci-dream pretrain DATA/``)."""
+    return tuple(s for s in dict.fromkeys((*XDF_SUFFIXES, *mne_suffixes(), ".txt", ".csv"))
+                 if s not in _GENERIC_SUFFIXES)
 
 
 def _unsupported(path: Path, why: str = "") -> RecordingError:
@@ -82,7 +106,7 @@ def sniff_format(path: str | os.PathLike) -> str:
     name = path.name.lower()
     if name.endswith(XDF_SUFFIXES):
         return "xdf"
-    if name.endswith(MNE_SUFFIXES):
+    if name.endswith(MNE_SUFFIXES) or (path.is_dir() and name.endswith(MNE_FOLDER_SUFFIXES)):
         return "mne"
     if path.is_dir():
         raise RecordingError(f"{path} is a folder, not a recording; pass the recording files inside it")
@@ -96,8 +120,12 @@ def sniff_format(path: str | os.PathLike) -> str:
     if magic == b"\xffBIOSEMI" or magic == b"0       ":
         return "mne"  # BDF / EDF without their usual suffix
     lines = _text_head(path)
-    if not lines:
-        raise _unsupported(path, "empty file" if lines == [] else "binary content of unknown type")
+    if lines == []:
+        raise _unsupported(path, "empty file")
+    if lines is None:
+        if name.endswith(mne_suffixes()):
+            return "mne"
+        raise _unsupported(path, "binary content of unknown type")
     first = lines[0]
     if first.startswith("%"):
         return "openbci"
@@ -108,6 +136,8 @@ def sniff_format(path: str | os.PathLike) -> str:
         return "brainflow"
     if header and header[0].startswith("sample index"):
         return "openbci"  # a v6 file whose % header was removed
+    if name.endswith(mne_suffixes()) and not name.endswith((".txt", ".csv")):
+        return "mne"  # a text format of MNE's (e.g. EyeLink .asc); .txt is left to the text readers above
     raise _unsupported(path, "unrecognised text content")
 
 
