@@ -179,7 +179,7 @@ class StreamPipeline:
         if jumps:
             self.stats.timestamp_jumps += jumps
             self._warn_once("jump", f"{self.info.name}: timestamps jump ahead by "
-                            f"{float(all_steps.max()):.2f} s; samples were lost or the device clock was reset")
+                            f"{float(all_steps.max()):.4g} s; samples were lost or the device clock was reset")
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

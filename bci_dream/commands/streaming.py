@@ -6,10 +6,12 @@ They import no model library: ``replay --headless`` loads the engine's models on
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from bci_dream.commands.common import (
+    EXIT_INPUT_PROBLEMS,
     EXIT_OK,
     add_device_args,
     add_filter_args,
@@ -105,4 +107,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         line += f"; {source.loops_done} full pass(es)"
     print(line, flush=True)
+    if session.damage and code == EXIT_OK:
+        print(f"bci-dream: warning: {args.file} is damaged ({'; '.join(session.damage)}); what could be read was "
+              "replayed (exit status 3)", file=sys.stderr, flush=True)
+        return EXIT_INPUT_PROBLEMS
     return code

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,12 +46,45 @@ class MarkerStream:
 
 @dataclass
 class XdfSession:
-    """The EEG stream of an ``.xdf`` file and its marker streams."""
+    """The EEG stream of an ``.xdf`` file and its marker streams.
+
+    ``damage``: one line per problem found while reading (a file cut off inside a chunk, chunks pyxdf could
+    not parse and skipped, numbers it could not synchronise); empty for an intact file. What could be read
+    is here; the commands say the rest in one line and end with exit status 3.
+    """
 
     path: Path
     eeg: EegStream
     markers: list[MarkerStream] = field(default_factory=list)
     other_streams: list[str] = field(default_factory=list)
+    damage: list[str] = field(default_factory=list)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().strip().splitlines()[0] if record.getMessage().strip() else
+                             record.levelname)
+
+
+@contextlib.contextmanager
+def _library_quiet() -> Iterator[tuple[_Collect, list[warnings.WarningMessage]]]:
+    """pyxdf's own log records (it logs tracebacks of chunks it skips) and numpy's warnings, collected instead
+    of printed: the reader turns them into its one-line damage notes."""
+    pyxdf_log = logging.getLogger("pyxdf")
+    collect, propagate = _Collect(), pyxdf_log.propagate
+    pyxdf_log.addHandler(collect)
+    pyxdf_log.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield collect, caught
+    finally:
+        pyxdf_log.removeHandler(collect)
+        pyxdf_log.propagate = propagate
 
 
 def _first(info: dict, key: str, default: str = "") -> str:
@@ -154,20 +190,30 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
     if magic != XDF_MAGIC and path.suffix != ".xdfz":
         raise RecordingError(f"{path} is not an XDF file (it does not start with 'XDF:')")
     source: object = os.fspath(path)
+    damage: list[str] = []
     if path.suffix != ".xdfz":
         good, size = whole_chunks_size(path)
         if good < size:
+            damage.append(f"it ends inside a chunk (cut off); its first {good} of {size} bytes were read")
             log.warning("%s ends inside a chunk (the recording was cut off); reading its first %d of %d bytes",
                         path, good, size)
             with open(path, "rb") as f:
                 source = io.BytesIO(f.read(good))
-    try:
-        import pyxdf
+    import pyxdf
 
-        streams, _ = pyxdf.load_xdf(source, synchronize_clocks=dejitter,
-                                    dejitter_timestamps=dejitter)
-    except Exception as e:  # pyxdf raises many kinds on damaged files
-        raise RecordingError(f"cannot read {path}: {type(e).__name__}: {e}; the file may be damaged") from e
+    with _library_quiet() as (pyxdf_log, caught):
+        try:
+            streams, _ = pyxdf.load_xdf(source, synchronize_clocks=dejitter, dejitter_timestamps=dejitter)
+        except Exception as e:  # pyxdf raises many kinds on damaged files
+            raise RecordingError(f"cannot read {path}: {type(e).__name__}: {_first_line(e)}; the file may be "
+                                 "damaged") from e
+    if pyxdf_log.messages:
+        damage.append(f"pyxdf skipped damaged parts ({len(pyxdf_log.messages)}: {pyxdf_log.messages[0]})")
+    numeric = [w for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))]
+    if numeric:
+        damage.append(f"its timestamps or values could not all be used ({numeric[0].message})")
+    for note in damage[1 if len(damage) and "cut off" in damage[0] else 0:]:
+        log.warning("%s: %s", path, note)
     if not streams:
         raise RecordingError(f"{path} holds no streams")
     chosen = choose_eeg_stream(streams, stream, path)
@@ -200,4 +246,9 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
         raise RecordingError(f"the EEG stream '{name}' in {path} has no sampling rate")
     log.info("%s: EEG stream '%s' (%d ch, %g Hz, %d samples), %d marker streams",
              path.name, name, n_channels, eeg.sfreq, data.shape[0], len(markers))
-    return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others)
+    return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others, damage=damage)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else ""

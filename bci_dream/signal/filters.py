@@ -190,7 +190,8 @@ class OnlineFilter:
         self.last_nonfinite = 0
         if x.shape[0] == 0:
             return np.empty((0, self.n_channels), np.float32)
-        data = np.array(x, dtype=np.float64)  # always a copy: repaired in place below
+        with np.errstate(invalid="ignore", over="ignore"):  # (values no float holds become inf: replaced below)
+            data = np.array(x, dtype=np.float64)  # always a copy: repaired in place below
         self._replace_nonfinite(data)
         if self.is_passthrough:
             return data.astype(np.float32)

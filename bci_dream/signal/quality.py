@@ -174,6 +174,11 @@ def assess_quality(
     Returns:
         One :class:`ChannelQuality` per channel, in channel order.
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # (garbage values of a damaged file: inf/NaN statistics)
+        return _assess_quality(raw_uv, filtered_uv, sfreq, ch_names, line_freq, rail_uv, thresholds)
+
+
+def _assess_quality(raw_uv, filtered_uv, sfreq, ch_names, line_freq, rail_uv, thresholds) -> list[ChannelQuality]:
     th = thresholds or QualityThresholds()
     # float32 input (what the ring buffers hold) is kept in float32: half the memory traffic, and
     # single precision is ample for these statistics
