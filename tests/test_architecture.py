@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -162,15 +163,18 @@ finally:
 """
 
 
-@pytest.mark.parametrize("argv", [
-    ["devices"],
-    ["replay", "{data}/bci-essentials/ssvep_example.xdf", "--speed", "0"],
-    ["stream", "--seconds", "0.5"],
-    ["record", "--seconds", "0.5", "-o", "{tmp}/out.xdf"],
-], ids=["devices", "replay", "stream", "record"])
-def test_the_streaming_commands_load_no_model_or_gui_library(argv, shared_data, tmp_path):
+@pytest.mark.parametrize("argv, forbidden", [
+    (["devices"], MODEL_AND_GUI),
+    (["replay", "{data}/bci-essentials/ssvep_example.xdf", "--speed", "0"], MODEL_AND_GUI),
+    (["stream", "--seconds", "0.5"], MODEL_AND_GUI),
+    (["record", "--seconds", "0.5", "-o", "{tmp}/out.xdf"], MODEL_AND_GUI),
+    (["models", "list"], tuple(m for m in MODEL_AND_GUI if m not in ("huggingface_hub", "tqdm"))),  # (HF cache)
+], ids=["devices", "replay", "stream", "record", "models-list"])
+def test_the_streaming_commands_load_no_model_or_gui_library(argv, forbidden, shared_data, tmp_path):
     argv = [a.format(data=shared_data, tmp=tmp_path) for a in argv]
-    result = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120,
+                            env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = set(json.loads(result.stderr.strip().splitlines()[-1]))
-    assert loaded & set(MODEL_AND_GUI) == set()
+    assert loaded & set(forbidden) == set()

@@ -136,6 +136,45 @@ def test_the_app_without_a_display_says_so_in_one_line():
     assert time.monotonic() - start < 60
 
 
+LDD_OUTPUT = """\
+\tlinux-vdso.so.1 (0x00007ffd)
+\tlibQt6XcbQpa.so.6 => /venv/PySide6/Qt/lib/libQt6XcbQpa.so.6 (0x00007f)
+\tlibxcb-cursor.so.0 => /lib/x86_64-linux-gnu/libxcb-cursor.so.0 (0x00007f)
+\tlibxcb-icccm.so.4 => not found
+\tlibxcb-keysyms.so.1 => not found
+\tlibxcb-icccm.so.4 => not found
+"""
+
+
+def test_missing_qt_system_libraries_are_named_with_their_packages(monkeypatch):
+    from bci_dream.gui import system_check
+
+    assert system_check.not_found_in_ldd_output(LDD_OUTPUT) == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(system_check, "missing_xcb_libraries", lambda: ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"])
+    line = system_check.display_error()
+    assert "libxcb-icccm.so.4" in line and "sudo apt-get install libxcb-icccm4 libxcb-keysyms1" in line
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert system_check.display_error() is None  # (a platform chosen on purpose is not second-guessed)
+
+
+def test_a_display_qt_cannot_use_is_one_line_not_a_core_dump():
+    """Real: a DISPLAY nothing listens on, Qt's own platform plugin; on a machine that lacks the xcb libraries
+    (this one does) the line names them and their packages, elsewhere it says the display does not answer.
+    Either way Qt is never asked, so it cannot abort the process."""
+    from bci_dream.gui import system_check
+
+    env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["DISPLAY"] = ":77"
+    proc = subprocess.run([sys.executable, "-m", "bci_dream.cli", "app", "--no-generate"], capture_output=True,
+                          text=True, timeout=60, env=env, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    missing = system_check.missing_xcb_libraries()
+    expected = system_check.XCB_PACKAGES.get(missing[0], missing[0]) if missing else "does not answer"
+    assert expected in proc.stderr and "cannot open the desktop app" in proc.stderr
+
+
 def test_a_device_that_stalls_shows_it_and_recovers_while_recording(make_window, qtbot, tmp_path):
     from bci_dream.core.types import SourceState
 
@@ -224,6 +263,70 @@ def test_ctrl_c_closes_the_app(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0
+
+
+def test_a_signal_during_a_trace_refresh_closes_the_window_only_after_it(make_window, qtbot, monkeypatch):
+    """Deterministic form of the race below: the Ctrl-C handler runs in the middle of a refresh of the traces
+    (where Python may run it); the window is still whole until the refresh has returned, then it closes."""
+    import signal
+
+    from bci_dream.gui import app as gui_app
+
+    window = make_window(device="synthetic", generate=False)
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    handlers = {}
+    monkeypatch.setattr(gui_app.signal, "signal", lambda sig, handler: handlers.setdefault(sig, handler))
+    wake = gui_app.close_on_signals(window)
+    window.show()
+    seen = []
+    original = window.traces.refresh
+
+    def refresh_interrupted():
+        handlers[signal.SIGINT](signal.SIGINT, None)
+        seen.append((window.isVisible(), window.live is not None))
+        original()
+
+    monkeypatch.setattr(window.traces, "refresh", refresh_interrupted)
+    window.trace_timer.timeout.disconnect()
+    window.trace_timer.timeout.connect(lambda: window.traces.refresh())
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+    assert seen and seen[0] == (True, True)  # (the refresh ran to its end with the stream still there)
+    assert window.live is None
+    wake.stop()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signals_in_the_middle_of_drawing_close_the_app_without_a_traceback(tmp_path, sig):
+    """Ctrl-C and SIGTERM arrive while the traces are being drawn 60 times a second (a 64-channel replay at 500 Hz,
+    heavy drawing); the window closes from the event loop, after the drawing, and nothing is printed."""
+    import signal
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    xdf = tmp_path / "wide.xdf"
+    from bci_dream.io.xdf_writer import XdfWriter
+
+    rng = np.random.default_rng(0)
+    with XdfWriter(xdf) as w:
+        stream = w.add_stream("wide", "EEG", 64, 500.0, channel_labels=[f"E{i}" for i in range(64)])
+        w.write_samples(stream, rng.standard_normal((500 * 60, 64)).astype(np.float32) * 20,
+                        np.arange(500 * 60) / 500.0)
+    for delay in (1.0, 1.37, 2.11):  # (after the window is open and drawing the replay)
+        proc = subprocess.Popen([sys.executable, "-m", "bci_dream.cli", "-v", "app", "--no-generate", "--replay",
+                                 str(xdf)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        try:
+            for line in proc.stderr:  # (until the window is open)
+                lines.append(line)
+                if "the window is open" in line:
+                    break
+            assert proc.poll() is None, "".join(lines)
+            time.sleep(delay)
+            proc.send_signal(getattr(signal, sig))
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0 and "Traceback" not in err, "".join(lines) + err
 
 
 def test_device_filters_come_from_the_profile_and_reconnecting_twice_leaves_one_stream(make_window, qtbot):

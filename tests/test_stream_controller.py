@@ -129,6 +129,31 @@ def test_a_result_that_arrives_after_a_disconnect_is_stopped_not_taken(rec):
     wait_until(lambda: stream.stops == 1)
 
 
+def test_a_stream_opened_but_not_yet_taken_is_stopped_before_the_next_one_opens(rec):
+    """The window has not handled the first 'opened' yet when Connect is pressed again: the first stream must
+    give its device back before the second one opens (one device can be opened only once)."""
+    log: list = []
+    controller = StreamController(rec.listeners())
+    first, second = FakeLive("first", log), FakeLive("second", log)
+    n1 = controller.open(lambda: first)
+    rec.wait_for("opened")
+    n2 = controller.open(lambda: second)
+    rec.wait_for("opened", count=2)
+    assert log.index(("stop", "first")) < log.index(("open", "second"))
+    assert controller.accept(n1, first) is False and controller.accept(n2, second) is True
+    assert first.stops == 1 and second.stops == 0
+
+
+def test_closing_the_window_stops_a_stream_that_opened_but_was_not_yet_taken(rec):
+    log: list = []
+    controller = StreamController(rec.listeners())
+    stream = FakeLive("unclaimed", log)
+    controller.open(lambda: stream)
+    rec.wait_for("opened")
+    controller.close(wait=True)  # the window closes before its event loop handled 'opened'
+    assert stream.stops == 1
+
+
 def test_a_stream_that_opened_but_failed_to_start_is_closed_and_said_in_one_line(rec):
     log: list = []
     controller = StreamController(rec.listeners())

@@ -6,6 +6,7 @@ the engine headless. Imports only argparse and light bci_dream modules at load t
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from bci_dream.acquisition.filter_settings import FROM_PROFILE, NO_FILTERS, Filt
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import CONNECTION_PARAMETERS, DeviceProfile, get_profile
+
+log = logging.getLogger("bci_dream")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT_PROBLEMS = 0, 1, 2, 3
 #: Exit status after Ctrl-C or SIGTERM (128 + SIGINT).
@@ -82,10 +85,23 @@ def filters_from_args(args: argparse.Namespace, profile: DeviceProfile | None) -
                           notch=args.notch if args.notch is not None else FROM_PROFILE)
 
 
-def add_compute_device_arg(p: argparse.ArgumentParser) -> None:
-    """``--gpu``: the torch device the models run on, one name in every command (``--device`` is the headset)."""
+def add_compute_device_arg(p: argparse.ArgumentParser, *, old_device_flag: bool = False) -> None:
+    """``--gpu``: the torch device the models run on, one name in every command (``--device`` is the headset).
+
+    ``old_device_flag``: also take ``--device``, which ``finetune`` and ``evaluate`` used to call it, with a
+    warning (only in commands that have no headset).
+    """
     p.add_argument("--gpu", default="auto", metavar="DEVICE",
                    help="torch device for the models: auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    if old_device_flag:
+        p.add_argument("--device", dest="gpu", action=_OldDeviceFlag, help=argparse.SUPPRESS)
+
+
+class _OldDeviceFlag(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        log.warning("--device is now --gpu in this command too (--device names the "
+                                               "headset elsewhere); using --gpu %s", values)
+        setattr(namespace, self.dest, values)
 
 
 def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> None:

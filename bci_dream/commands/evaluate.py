@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the distractor draws")
     p.add_argument("--offset", type=float, default=0.0, metavar="S",
                    help="seconds from image onset to window start (as used for fine-tuning; default 0)")
-    add_compute_device_arg(p)
+    add_compute_device_arg(p, old_device_flag=True)
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     p.set_defaults(func=handler)
 

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "hub ids (downloaded once, e.g. with 'hf download stabilityai/sd-turbo') or local folders.")
     p.add_argument("--pairs", type=Path, required=True, help="pairs manifest (CSV; see 'bci-dream make-pairs')")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder to write")
-    add_training_args(p)
+    add_training_args(p, old_device_flag=True)  # (finetune has no headset: its old --device still works)
     p.add_argument("--val-fraction", type=float, default=FinetuneSettings.val_fraction,
                    help="share of pairs held out for validation")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --output")
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_training_args(p: argparse.ArgumentParser) -> None:
+def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = False) -> None:
     """The model and training options shared by ``finetune`` and ``calibrate``; defaults from
     :class:`~bci_dream.training.settings.FinetuneSettings`."""
     d = FinetuneSettings
@@ -60,7 +60,7 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations")
     p.add_argument("--seed", type=int, default=d.seed)
-    add_compute_device_arg(p)
+    add_compute_device_arg(p, old_device_flag=old_device_flag)
 
 
 def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0) -> FinetuneSettings:

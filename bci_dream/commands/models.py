@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bci_dream.core.errors import BciDreamError
+from bci_dream.generation.models import DEFAULT_MODEL, MODELS, download, is_cached, resolve_model, spec_for_repo
 
 
 def register(subparsers) -> None:
@@ -22,8 +23,6 @@ def register(subparsers) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from bci_dream.generation.models import DEFAULT_MODEL, MODELS, is_cached
-
     rows = [("name", "repository", "size", "steps", "cached", "description")]
     for spec in MODELS.values():
         repo = spec.repo_id or "(built locally)"
@@ -43,8 +42,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from bci_dream.generation.models import MODELS, download, is_cached, resolve_model, spec_for_repo
-
     name = args.name
     spec = MODELS.get(name) or (spec_for_repo(name) if "/" in name else None)
     if spec is None:

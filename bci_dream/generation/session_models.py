@@ -83,13 +83,14 @@ def eeg_model_for(cross_attention_dim: int, checkpoint: str | os.PathLike | None
     return model, not trained
 
 
-def check_widths(eeg_model: EegModel, generator) -> None:
-    """Raise :class:`CheckpointError` (both widths named) when ``eeg_model`` conditions another cross-attention
-    width than ``generator``'s UNet takes."""
+def check_widths(eeg_model: EegModel, generator, checkpoint: str | os.PathLike | None = None) -> None:
+    """Raise :class:`CheckpointError` (the checkpoint and both widths named) when ``eeg_model`` conditions another
+    cross-attention width than ``generator``'s UNet takes."""
     width = eeg_model.config.cross_attention_dim
     if width != generator.cross_attention_dim:
+        what = str(checkpoint) if checkpoint is not None else "the EEG model"
         raise CheckpointError(
-            f"the EEG model conditions a UNet of cross-attention width {width}, but {generator.model_id} has "
+            f"{what} conditions a UNet of cross-attention width {width}, but {generator.model_id} has "
             f"{generator.cross_attention_dim}; fine-tune the EEG model for this generator")
 
 
@@ -114,7 +115,7 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
         generator = load_generator(model, device=device, size=size, steps=steps, seed=seed, compile=compile,
                                    warmup=False if compile else None, adapter=adapter, progress=progress)
     eeg_model, untrained = eeg_model_for(generator.cross_attention_dim, checkpoint, seed=seed)
-    check_widths(eeg_model, generator)
+    check_widths(eeg_model, generator, checkpoint)
     encoder = PromptEncoder(eeg_model, generator.device)
     return GenerationModels(generator, eeg_model, untrained, encoder, adapter,
                             Path(checkpoint) if checkpoint is not None else None)

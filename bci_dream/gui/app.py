@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import logging
 import signal
 import sys
 
@@ -12,20 +12,17 @@ from PySide6 import QtCore, QtWidgets
 from bci_dream.core.errors import BciDreamError
 from bci_dream.gui.calibration_wizard import CalibrationWizard
 from bci_dream.gui.main_window import AppOptions, MainWindow
+from bci_dream.gui.system_check import display_error
 
-
-def has_display() -> bool:
-    """Whether Qt can open a window here (Qt aborts the process when it cannot, so ask first)."""
-    if os.environ.get("QT_QPA_PLATFORM") or sys.platform in ("win32", "darwin"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+log = logging.getLogger(__name__)
 
 
 def _application(what: str, headless_hint: str, argv: list[str] | None):
-    """The QApplication (made once), after checking that there is a display to open ``what`` on."""
-    if not has_display():
-        raise BciDreamError(f"no display to open {what} on (DISPLAY is not set); run it in a desktop session, "
-                            f"or use {headless_hint}")
+    """The QApplication (made once), after checking that a window can open here (Qt aborts the process when it
+    cannot, so it is asked first: :func:`~bci_dream.gui.system_check.display_error`)."""
+    problem = display_error()
+    if problem is not None:
+        raise BciDreamError(f"cannot open {what}: {problem}; run it in a desktop session, or use {headless_hint}")
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(argv or sys.argv[:1])
     app.setApplicationName("bci-dream")
     app.setOrganizationName("bci-dream")
@@ -33,14 +30,24 @@ def _application(what: str, headless_hint: str, argv: list[str] | None):
     return app
 
 
-def _exec(app, window) -> int:
-    """Run Qt's event loop; Ctrl-C and SIGTERM close ``window`` (closing its recording) rather than kill it."""
-    # Python runs signal handlers only between bytecodes, so a timer hands control back to it a few times a second.
+def close_on_signals(window) -> QtCore.QTimer:
+    """Ctrl-C and SIGTERM close ``window`` (closing its recording) rather than kill the process.
+
+    Python runs a signal handler between any two bytecodes of the GUI thread, perhaps in the middle of a trace
+    refresh: the handler only asks the event loop to close the window, once that code has returned. Python sees
+    a signal only when it runs, so the returned timer (keep it) hands it control a few times a second.
+    """
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: window.close())
-    wake = QtCore.QTimer(interval=200)
+        signal.signal(sig, lambda *_: QtCore.QTimer.singleShot(0, window.close))
+    wake = QtCore.QTimer(window, interval=200)
     wake.timeout.connect(lambda: None)
     wake.start()
+    return wake
+
+
+def _exec(app, window) -> int:
+    """Run Qt's event loop until ``window`` closes (by itself, Ctrl-C or SIGTERM)."""
+    wake = close_on_signals(window)  # noqa: F841 - (kept alive while the loop runs)
     return int(app.exec())
 
 
@@ -50,6 +57,7 @@ def run(options: AppOptions, argv: list[str] | None = None) -> int:
     window = MainWindow(options)
     window.resize(1400, 800)
     window.show()
+    log.info("the window is open")
     return _exec(app, window)
 
 

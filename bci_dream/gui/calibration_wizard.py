@@ -38,7 +38,7 @@ class WizardOptions:
         subject: the subject id to propose (the user may change it).
         device, params: the headset profile and its connection parameters.
         protocol: a shipped protocol's name or a .toml file.
-        settings: fine-tuning settings (:class:`~bci_dream.training.finetune.FinetuneSettings`).
+        settings: fine-tuning settings (:class:`~bci_dream.training.settings.FinetuneSettings`).
         init: pretrained EEG checkpoint to start from.
         validation_fraction, n_way, figure_rows: validation on held-out trials.
         subjects_dir: where subject folders live (default: the user data folder).

@@ -82,7 +82,12 @@ class TracePanel(Panel):
         settings.setValue("scale_uv", self.scale_box.value())
 
     def restore_state(self, settings: QtCore.QSettings) -> None:
+        group = settings.group()
         for box, key in ((self.span_box, "span_s"), (self.scale_box, "scale_uv")):
             value = settings.value(key)
+            if value is None and group:  # (saved before the panels had groups: the top-level key)
+                settings.endGroup()
+                value = settings.value(key)
+                settings.beginGroup(group)
             if value is not None:
                 box.setValue(float(value))

@@ -16,12 +16,14 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from bci_dream.core.errors import CheckpointError
 from bci_dream.core.files import write_atomically
 from bci_dream.loading.hub import quiet
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 LORA_FOLDER = "unet_lora"
 #: peft's adapter files inside :data:`LORA_FOLDER`.

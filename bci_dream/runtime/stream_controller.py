@@ -71,6 +71,9 @@ class StreamController:
         self._turn = threading.Lock()
         self._retired: list[Stoppable] = []
         self._retired_lock = threading.Lock()
+        # Streams that opened for the current request and wait for accept(): a request that comes first retires
+        # them (so a superseded or closing request never leaves one holding its device).
+        self._pending: dict[int, LiveStream] = {}
 
     @property
     def number(self) -> int:
@@ -107,8 +110,11 @@ class StreamController:
     def accept(self, number: int, live: LiveStream) -> bool:
         """Take ``live`` (the ``opened`` event of request ``number``) as the current stream; a stale one is
         stopped in turn instead and False returned. Call it on the thread that opens and closes."""
-        if number != self._number:
-            self._retire((live,))
+        with self._retired_lock:
+            pending = self._pending.pop(number, None)
+        if number != self._number or pending is not live:
+            if pending is live:
+                self._retire((live,))
             self._worker(f"{self.name}:close", self._stop_retired_in_turn)
             return False
         self.live = live
@@ -122,8 +128,10 @@ class StreamController:
     # -- workers ---------------------------------------------------------------------------------------
 
     def _new_request(self, retire: tuple[Stoppable, ...]) -> int:
-        self._number += 1
-        self._retire(tuple(retire) + ((self.live,) if self.live is not None else ()))
+        with self._retired_lock:
+            self._number += 1
+            pending, self._pending = list(self._pending.values()), {}
+            self._retired.extend(tuple(retire) + ((self.live,) if self.live is not None else ()) + tuple(pending))
         self.live = None
         return self._number
 
@@ -181,7 +189,11 @@ class StreamController:
                 self.events.failed(number, str(e) if isinstance(e, BciDreamError)
                                    else f"could not open {what}: {type(e).__name__}: {e}")
                 return
-            if number != self._number:  # superseded while it opened: closed here, before the next open
+            with self._retired_lock:
+                superseded = number != self._number
+                if not superseded:
+                    self._pending[number] = live
+            if superseded:  # superseded while it opened: closed here, before the next open
                 self._stop(live)
                 return
         self.events.opened(number, live)

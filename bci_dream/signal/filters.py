@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy
 from scipy import signal as sps
 
 from bci_dream.core import defaults
@@ -109,8 +110,6 @@ def verify_sosfilt_kernel(kernel) -> object | None:
 
 
 def _scipy_version() -> str:
-    import scipy
-
     return scipy.__version__
 
 
