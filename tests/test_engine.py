@@ -1,6 +1,7 @@
 """The engine with the tiny random-weight SD-Turbo-shaped model (no GPU here: the CPU path runs)."""
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -247,3 +248,65 @@ def test_a_compiled_generator_warms_up_on_the_generation_thread(generator, tmp_p
     finally:
         engine.stop()
     assert calls[:2] == [("warmup", "engine:generate"), ("generate", "engine:generate")]
+
+
+def _openbci_as_lsl_gui_sends_it(shared_data, tmp_path):
+    """The OpenBCI recording of the shared data as the OpenBCI GUI's LSL output would carry it: Ch1 ... Ch8."""
+    from bci_dream.io.readers import read_recording
+    from bci_dream.io.xdf_writer import XdfWriter
+
+    rec = read_recording(shared_data / "openbci-gui/OpenBCI_GUI-v6-blinks-jawClench-alpha.txt")
+    path = tmp_path / "obci_eeg1.xdf"
+    n = int(20 * rec.sfreq)
+    with XdfWriter(path) as w:
+        sid = w.add_stream("obci_eeg1", "EEG", rec.n_channels, rec.sfreq,
+                           channel_labels=[f"Ch{i + 1}" for i in range(rec.n_channels)])
+        w.write_samples(sid, rec.data[:n], np.arange(n) / rec.sfreq)
+    return path
+
+
+def test_a_generic_stream_is_named_by_the_layout_live_and_in_its_recording(shared_data, tmp_path, caplog):
+    """A Cyton through the OpenBCI GUI's LSL output arrives as Ch1..Ch8: without a naming the encoder would see
+    nothing (said in one warning); with --layout cyton every channel lands on its site, and the recording made
+    from the stream carries the names."""
+    import pyxdf
+
+    from bci_dream.devices import get_profile
+    from bci_dream.signal.channels import layout_naming
+
+    path = _openbci_as_lsl_gui_sends_it(shared_data, tmp_path)
+    caplog.set_level(logging.WARNING)
+    bare = LiveStream(XdfReplaySource(path, speed=0))
+    bare.open()
+    assert bare.windower().mapping.n_mapped == 0 and "none of its channels (Ch1" in caplog.text
+    bare.stop()
+    named = LiveStream(XdfReplaySource(path, speed=0), naming=layout_naming(get_profile("cyton")))
+    info = named.open()
+    assert info.ch_names == get_profile("cyton").channels and named.windower().mapping.n_mapped == 8
+    named.start_recording(tmp_path / "named.xdf")
+    named.start()
+    assert _wait(lambda: named.pipeline.stats.samples > 500, 20)
+    named.stop()
+    streams, _ = pyxdf.load_xdf(str(tmp_path / "named.xdf"))
+    eeg = next(s for s in streams if s["info"]["type"][0] == "EEG")
+    labels = [c["label"][0] for c in eeg["info"]["desc"][0]["channels"][0]["channel"]]
+    assert labels == list(get_profile("cyton").channels)
+
+
+def test_the_engine_names_windows_as_its_checkpoint_was_trained(generator, shared_data, tmp_path):
+    """A checkpoint fine-tuned with --layout cyton remembers it: the engine names the windows of a Ch1..Ch8
+    stream the same way (a naming that does not fit the stream is not used)."""
+    from bci_dream.devices import get_profile
+    from bci_dream.models.channel_naming import naming_that_fits
+    from bci_dream.signal.channels import layout_naming
+
+    naming = layout_naming(get_profile("cyton"))
+    model, _ = eeg_model_for(generator.cross_attention_dim, None, preset_name="tiny")
+    live = LiveStream(XdfReplaySource(_openbci_as_lsl_gui_sends_it(shared_data, tmp_path), speed=0))
+    live.open()
+    try:
+        assert Engine(live, model, generator, channel_naming=naming).windower.mapping.n_mapped == 8
+        assert Engine(live, model, generator).windower.mapping.n_mapped == 0
+        assert naming_that_fits(layout_naming(get_profile("muse-2")), live.info.ch_names) is None
+    finally:
+        live.stop()

@@ -344,3 +344,25 @@ def test_device_filters_come_from_the_profile_and_reconnecting_twice_leaves_one_
     qtbot.wait(1500)
     sources = [t for t in threading.enumerate() if t.name.startswith("source:")]
     assert len(sources) == 1, sources
+
+
+def test_channels_the_model_never_sees_are_greyed_and_a_layout_names_them(make_window, qtbot, tmp_path):
+    """A replay whose labels are Ch1..Ch8 (the OpenBCI GUI's LSL output of a Cyton): every trace is dim grey until
+    the channels are named (``--layout cyton``), then none is."""
+    from bci_dream.devices import get_profile
+    from bci_dream.gui.traces import UNMAPPED_RGB
+    from bci_dream.io.xdf_writer import XdfWriter
+    from bci_dream.signal.channels import layout_naming
+
+    path = tmp_path / "obci_eeg1.xdf"
+    rng = np.random.default_rng(1)
+    with XdfWriter(path) as w:
+        sid = w.add_stream("obci_eeg1", "EEG", 8, 250.0, channel_labels=[f"Ch{i + 1}" for i in range(8)])
+        w.write_samples(sid, rng.standard_normal((250 * 20, 8)).astype(np.float32) * 10, np.arange(250 * 20) / 250.0)
+    window = make_window(replay=path, generate=False)
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    assert window.traces.unmapped == {f"Ch{i + 1}" for i in range(8)}
+    assert set(window.traces._channel_rgbs()) == {UNMAPPED_RGB}
+    named = make_window(replay=path, generate=False, naming=layout_naming(get_profile("cyton")))
+    qtbot.waitUntil(lambda: named.live is not None, timeout=15000)
+    assert named.live.info.ch_names == get_profile("cyton").channels and named.traces.unmapped == set()

@@ -226,3 +226,16 @@ def test_window_dataset_float16_matches_extract_windows(v6):
     np.testing.assert_array_equal(m, mask)
     assert t == t_end[3] and r == 0
     np.testing.assert_allclose(eeg, windows[3], atol=2e-2)
+
+
+def test_training_windows_never_straddle_a_gap():
+    """Windows whose samples span a hole in the timestamps (samples that never arrived) are left out and counted."""
+    from bci_dream.training.windows import straddles_gap
+
+    times = np.arange(5000) / 250.0
+    times[2600:] += 0.5  # a 0.5 s hole between samples 2599 and 2600
+    ends = np.arange(512, 5001, 250)
+    across = straddles_gap(times, 250.0, ends, 512)
+    expected = [(end - 512 <= 2599) and (2600 <= end - 1) for end in ends]
+    assert across.tolist() == expected and 0 < across.sum() < len(ends)
+    assert not straddles_gap(np.arange(5000) / 250.0, 250.0, ends, 512).any()

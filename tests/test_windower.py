@@ -130,3 +130,17 @@ def test_resample_helpers():
     y = resample(x, 250, 256)
     assert y.shape == (3, resampled_length(500, 250, 256)) == (3, 512)
     assert resample(x.T, 250, 125, axis=0).shape == (250, 3)
+
+
+def test_a_window_says_how_long_a_gap_it_holds():
+    """A window whose source samples skip 0.3 s carries gap_s (written to frames.jsonl); an intact one 0."""
+    from bci_dream.core.ring_buffer import RingBuffer
+    from bci_dream.signal.windower import Windower
+
+    buf = RingBuffer(5000, 2)
+    t = np.arange(2000) / 250.0
+    t[1700:] += 0.3
+    buf.write(np.zeros((2000, 2), np.float32), t)
+    w = Windower(buf, 250.0, ("Fz", "Cz"))
+    assert abs(w.window_at(2000).gap_s - 0.3) < 1e-6
+    assert w.window_at(1400).gap_s == 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import time
@@ -21,6 +22,8 @@ from bci_dream.acquisition.source import Source
 from bci_dream.core.errors import BciDreamError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 from bci_dream.devices import DeviceProfile
+from bci_dream.signal.channels import LEFT_OUT, ChannelNaming
+from bci_dream.signal.montage import Montage
 from bci_dream.signal.quality import ChannelQuality
 from bci_dream.signal.windower import Windower
 
@@ -39,6 +42,20 @@ def make_source(profile: DeviceProfile, params: dict[str, Any] | None = None, **
     return BrainFlowSource(profile, params, **options)
 
 
+def warn_about_unmapped(info: StreamInfo) -> None:
+    """Say in one line when none, or only some, of a stream's channels are 10-05 sites (the encoder sees only those)."""
+    mapping = Montage.canonical().map(info.ch_names)
+    left_out = [c for c in mapping.unmapped if not c.endswith(LEFT_OUT)]
+    if mapping.n_mapped == 0:
+        log.warning("%s: none of its channels (%s) is a 10-05 site, so the EEG model sees nothing; name them with "
+                    "--channels NAMES, --channels-file FILE or --layout PROFILE (e.g. --layout cyton for the OpenBCI "
+                    "GUI's LSL stream)", info.name, ", ".join(info.ch_names[:8]) + (" ..." if info.n_channels > 8 else ""))
+    elif left_out:
+        log.warning("%s: %d of %d channels are not 10-05 sites and are left out of the EEG model's input: %s",
+                    info.name, len(left_out), info.n_channels, ", ".join(left_out[:12]) + (" ..." if len(left_out) > 12
+                                                                                             else ""))
+
+
 @dataclass(frozen=True)
 class StreamStatus:
     """A snapshot for the status bar and ``bci-dream stream``.
@@ -52,6 +69,9 @@ class StreamStatus:
         latency_ms: how old the newest sample was when it arrived, in milliseconds.
         quality: per-channel quality, updated every second.
         recording: seconds recorded so far, or None when not recording.
+        effective_rate: samples per second of stream time since the start (None before two samples).
+        gaps, gap_seconds, longest_gap_s: steps between samples longer than 3 periods and 100 ms (see
+            :data:`bci_dream.core.defaults.GAP_PERIODS`): how many, how long in all and the longest.
     """
     state: SourceState
     nominal_rate: float
@@ -64,6 +84,10 @@ class StreamStatus:
     timestamp_jumps: int
     quality: list[ChannelQuality]
     recording: float | None
+    effective_rate: float | None = None
+    gaps: int = 0
+    gap_seconds: float = 0.0
+    longest_gap_s: float = 0.0
 
 
 class LiveStream:
@@ -77,8 +101,10 @@ class LiveStream:
         buffer_seconds: history kept in the ring buffers.
     """
     def __init__(self, source: Source, *, filters: FilterSettings = FilterSettings(), rail_uv: float | None = None,
-                 publish: bool = False, buffer_seconds: float = 60.0) -> None:
+                 publish: bool = False, buffer_seconds: float = 60.0, naming: ChannelNaming | None = None) -> None:
         self.source = source
+        self.naming = naming
+        self._info: StreamInfo | None = None
         self.filters = filters
         self.rail_uv = rail_uv
         self.publish = publish
@@ -92,11 +118,17 @@ class LiveStream:
 
     @property
     def info(self) -> StreamInfo:
-        return self.source.info
+        """The stream as the rest of the app sees it: the source's, with the channels named by ``naming``."""
+        return self._info if self._info is not None else self.source.info
 
     def open(self) -> StreamInfo:
         """Connect the source and build the pipeline; raises ``BciDreamError`` with a one-line reason."""
         info = self.source.open()
+        if self.naming is not None:
+            info = dataclasses.replace(info, ch_names=self.naming.apply(info.ch_names))
+            log.info("%s: %s", info.name, self.naming.describe())
+        self._info = info
+        warn_about_unmapped(info)
         self.pipeline = StreamPipeline(info, buffer_seconds=self.buffer_seconds, filters=self.filters,
                                        rail_uv=self.rail_uv, clock=local_clock)
         if self.publish:
@@ -175,11 +207,13 @@ class LiveStream:
     def windower(self, **options: Any) -> Windower:
         """A :class:`~bci_dream.signal.windower.Windower` over the filtered signal (µV).
 
-        ``options`` go to its constructor: ``window_s``, ``hop_s``, ``target_sfreq``, ``montage``.
+        ``options`` go to its constructor: ``window_s``, ``hop_s``, ``target_sfreq``, ``montage``; ``ch_names``
+        names the channels for the windows only (a checkpoint's naming, say), instead of the stream's labels.
         """
         if self.pipeline is None:
             self.open()
-        return Windower(self.pipeline.filtered, self.info.sfreq, self.info.ch_names, **options)
+        ch_names = options.pop("ch_names", None) or self.info.ch_names
+        return Windower(self.pipeline.filtered, self.info.sfreq, ch_names, **options)
 
     def status(self) -> StreamStatus:
         """A snapshot of the stream's health (cheap; call it about once a second)."""
@@ -199,4 +233,6 @@ class LiveStream:
             state=self.source.state, nominal_rate=self.info.sfreq, measured_rate=rate, samples=stats.samples,
             dropped=self.source.dropped_samples, latency_ms=latency, nonfinite=stats.nonfinite_values,
             timestamps_backwards=stats.timestamps_backwards, timestamp_jumps=stats.timestamp_jumps,
-            quality=list(p.quality), recording=self.recorder.elapsed if self.recorder else None)
+            quality=list(p.quality), recording=self.recorder.elapsed if self.recorder else None,
+            effective_rate=stats.effective_rate, gaps=stats.gaps, gap_seconds=stats.gap_seconds,
+            longest_gap_s=stats.longest_gap_s)

@@ -28,6 +28,8 @@ ChunkListener = Callable[[Chunk], None]
 
 #: A timestamp step larger than this many sample periods (and at least 1 s) counts as a jump.
 JUMP_PERIODS = 50
+#: A stream whose effective rate is below this share of its nominal rate lost samples on the way.
+LOW_RATE_SHARE = 0.9
 
 
 @dataclass
@@ -48,6 +50,24 @@ class StreamStats:
     first_timestamp: float | None = None
     last_timestamp: float | None = None
     last_arrival: float | None = None  # local_clock() when the newest chunk arrived
+    gaps: int = 0
+    gap_seconds: float = 0.0
+    longest_gap_s: float = 0.0
+
+    @property
+    def effective_rate(self) -> float | None:
+        """Samples per second of stream time (first to last timestamp), or None before two samples."""
+        if self.first_timestamp is None or self.last_timestamp is None or self.samples < 2:
+            return None
+        span = self.last_timestamp - self.first_timestamp
+        return (self.samples - 1) / span if span > 0 else None
+
+    def gaps_text(self) -> str:
+        """``"3 gaps, 0.41 s in all, longest 0.2 s"`` (empty without gaps)."""
+        if not self.gaps:
+            return ""
+        return (f"{self.gaps} gap{'s' if self.gaps != 1 else ''}, {self.gap_seconds:.3g} s in all, longest "
+                f"{self.longest_gap_s:.3g} s")
 
 
 class StreamPipeline:
@@ -167,9 +187,17 @@ class StreamPipeline:
         steps = np.diff(ts) if ts.shape[0] > 1 else None
         lo = first if steps is None else min(first, steps.min())
         hi = first if steps is None else max(first, steps.max())
-        if lo >= 0 and hi <= jump:  # the usual case, checked with two reductions
+        gap = max(defaults.GAP_PERIODS * period, defaults.GAP_MIN_S)
+        if lo >= 0 and hi <= gap:  # the usual case, checked with two reductions
             return
         all_steps = np.array([first]) if steps is None else np.concatenate([[first], steps])
+        gaps = all_steps[all_steps > gap]
+        if gaps.size:
+            self.stats.gaps += int(gaps.size)
+            self.stats.gap_seconds += float((gaps - period).sum())
+            self.stats.longest_gap_s = max(self.stats.longest_gap_s, float(gaps.max() - period))
+        if lo >= 0 and hi <= jump:
+            return
         backwards = int(np.count_nonzero(all_steps < 0))
         jumps = int(np.count_nonzero(all_steps > jump))
         if backwards:

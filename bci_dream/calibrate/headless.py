@@ -31,7 +31,8 @@ from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.generation.generator import load_generator
 from bci_dream.io.readers import read_recording
-from bci_dream.models.checkpoint import load_checkpoint
+from bci_dream.models.channel_naming import saved_naming
+from bci_dream.models.checkpoint import load_checkpoint, read_config
 from bci_dream.models.subject_profile import (
     MODEL_FOLDER,
     PROFILE,
@@ -41,6 +42,7 @@ from bci_dream.models.subject_profile import (
     load_profile,
     subject_folder,
 )
+from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.evaluate import evaluate
 from bci_dream.training.finetune import FinetuneCancelled, FinetuneSettings, finetune
 from bci_dream.training.pairs import Pair, make_pairs, pairs_to_arrays, read_pairs, write_pairs
@@ -80,6 +82,7 @@ def split_pairs(pairs: Sequence[Pair], validation_fraction: float, seed: int = 0
 
 
 def session_pairs(recording: str | os.PathLike | None, *, pairs: str | os.PathLike | None = None,
+                  naming: ChannelNaming | None = None,
                   classes: Mapping[str, str | os.PathLike] | None = None, seed: int = 0) -> list[Pair]:
     """The pairs of one session: the rows of ``pairs`` for ``recording`` (all rows if none name it), or
     pairs made from its class markers (``classes``: marker text → image folder)."""
@@ -91,7 +94,7 @@ def session_pairs(recording: str | os.PathLike | None, *, pairs: str | os.PathLi
             return rows
         mine = [p for p in rows if Path(p.recording).resolve() == Path(recording).resolve()]
         return mine or rows
-    return make_pairs(read_recording(recording), {k: Path(v) for k, v in classes.items()}, seed=seed)
+    return make_pairs(read_recording(recording, naming=naming), {k: Path(v) for k, v in classes.items()}, seed=seed)
 
 
 def calibrate_headless(recording: str | os.PathLike | None, subject: str, settings: FinetuneSettings, *,
@@ -100,7 +103,7 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
                        trials: int = defaults.N_WAY_TRIALS, figure_rows: int = defaults.VALIDATION_FIGURE_ROWS, subjects_dir: str | os.PathLike | None = None,
                        progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None,
                        on_phase: Callable[[str], None] | None = None,
-                       cancel: threading.Event | None = None) -> CalibrationResult:
+                       cancel: threading.Event | None = None, naming: ChannelNaming | None = None) -> CalibrationResult:
     """Run the calibration of ``subject`` on a recorded session (see the module docstring).
 
     Args:
@@ -130,7 +133,7 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
     phase = on_phase or (lambda name: None)
     folder = subject_folder(subject, subjects_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    all_pairs = session_pairs(recording, pairs=pairs, classes=classes, seed=settings.seed)
+    all_pairs = session_pairs(recording, pairs=pairs, classes=classes, seed=settings.seed, naming=naming)
     train, held = split_pairs(all_pairs, validation_fraction, settings.seed)
     write_pairs(folder / "pairs.csv", all_pairs)
     write_pairs(folder / "train.csv", train)
@@ -147,7 +150,7 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
         log.warning("%s: resuming the fine-tuning in %s", subject, model_dir)
     phase("fine-tuning")
     finetune(folder / "train.csv", model_dir, replace(settings, val_fraction=0.0), init=init, resume=resume,
-             overwrite=not resume, progress=progress, on_step=on_step, cancel=cancel)
+             overwrite=not resume, naming=naming, progress=progress, on_step=on_step, cancel=cancel)
 
     _check_cancel(cancel)
     phase("validating")
@@ -209,7 +212,8 @@ def validation_figure(pairs: Sequence[Pair], checkpoint: Path, settings: Finetun
                                warmup=False)
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     model = model.eval().to(generator.device)
-    eeg, mask, images, labels = pairs_to_arrays(pairs, window_spec_for(model.config), offset_s=settings.offset_s)
+    eeg, mask, images, labels = pairs_to_arrays(pairs, window_spec_for(model.config), offset_s=settings.offset_s,
+                                                naming=saved_naming(read_config(checkpoint)))
     cell = 160
     grid = Image.new("RGB", (2 * cell + 30, len(images) * (cell + 20) + 10), (30, 30, 30))
     draw = ImageDraw.Draw(grid)

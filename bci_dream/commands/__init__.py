@@ -17,4 +17,5 @@ COMMAND_MODULES = (
     "bci_dream.commands.models",
     "bci_dream.commands.app",
     "bci_dream.commands.calibrate",
+    "bci_dream.commands.export",
 )

@@ -11,6 +11,7 @@ from bci_dream.commands.common import (
     connection_params,
     filters_from_args,
     filters_given,
+    naming_from_args,
 )
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import get_profile
@@ -41,5 +42,6 @@ def run_app(args: argparse.Namespace) -> int:
     options = AppOptions(device=args.device, params=params, replay=args.replay, speed=args.speed, model=args.model,
                          checkpoint=args.checkpoint, gpu=args.gpu, size=args.size, seed=args.seed, hop=args.hop,
                          similarity=args.similarity, compile=args.compile, steps=args.steps,
-                         interpolate=args.interpolate, filters=filters, generate=not args.no_generate)
+                         interpolate=args.interpolate, filters=filters, generate=not args.no_generate,
+                         naming=naming_from_args(args))
     return run(options)

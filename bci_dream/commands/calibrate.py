@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from bci_dream.commands.common import (
+    add_channel_args,
     add_connection_args,
     add_filter_args,
     connection_params,
     filters_from_args,
     filters_given,
+    naming_from_args,
 )
 from bci_dream.commands.finetune import add_training_args, settings_from_args
 from bci_dream.commands.pairs import parse_pairs_arg
@@ -43,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--photodiode", metavar="CHANNEL",
                    help="a photodiode on the screen's bottom-left square is recorded on this channel: true onsets "
                         "are measured against the markers")
+    add_channel_args(p)
     add_filter_args(p)
     p.add_argument("--recording", type=Path, help="the calibration session (.xdf)")
     p.add_argument("--pairs", type=Path, help="its EEG-image pairs manifest (see 'bci-dream make-pairs')")
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                                 init=args.init, validation_fraction=args.validation_fraction, n_way=args.n_way,
                                 figure_rows=args.figure_rows,
                                 subjects_dir=args.subjects_dir / args.subject if args.subjects_dir else None,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, naming=naming_from_args(args))
     v = result.profile.validation
     if v.get("accuracy") is not None:
         line = (f"held-out identification: {v['n_way']}-way top-1 accuracy {v['accuracy']:.3f} (chance "
@@ -108,7 +111,8 @@ def run_wizard(args: argparse.Namespace) -> int:
     options = WizardOptions(subject=args.subject or "", device=args.device, params=params, protocol=args.protocol,
                             settings=settings, init=args.init, validation_fraction=args.validation_fraction,
                             n_way=args.n_way, figure_rows=args.figure_rows, subjects_dir=args.subjects_dir,
-                            fullscreen=not args.windowed, filters=filters, photodiode=args.photodiode)
+                            fullscreen=not args.windowed, filters=filters, photodiode=args.photodiode,
+                            naming=naming_from_args(args))
     wizard = run_calibration(options)
     if wizard.result is None:
         kept = f"; the session is kept in {wizard.session.folder} and can be resumed" if wizard.session else ""

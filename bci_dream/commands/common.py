@@ -46,10 +46,11 @@ class Terminate(Exception):
 # -- option groups --------------------------------------------------------------------------------
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
-    """``--device``, its connection parameters, the filters and ``--publish``."""
+    """``--device``, its connection parameters, the channel names, the filters and ``--publish``."""
     p.add_argument("--device", "-d", default="synthetic",
                    help="device profile name (see 'bci-dream devices') or a .toml profile file")
     add_connection_args(p.add_argument_group("connection (what each device needs: 'bci-dream devices')"))
+    add_channel_args(p)
     add_filter_args(p)
     p.add_argument("--publish", action="store_true", help="re-publish the EEG and markers as LSL streams")
 
@@ -64,6 +65,36 @@ def add_connection_args(g) -> None:
 def connection_params(args: argparse.Namespace) -> dict:
     """The connection parameters given on the command line (those left out are not in the dict)."""
     return {name: getattr(args, name) for name in CONNECTION_PARAMETERS if getattr(args, name) is not None}
+
+
+def add_channel_args(p: argparse.ArgumentParser) -> None:
+    """``--channels``, ``--channels-file``, ``--layout``: what the channels are when their labels do not say."""
+    g = p.add_argument_group("channel names (when the stream's or the file's own labels are not 10-05 names)")
+    g.add_argument("--channels", metavar="NAMES",
+                   help="10-05 names in stream order, comma-separated; '-' leaves a channel out (e.g. Fp1,Fp2,-,C3)")
+    g.add_argument("--channels-file", type=Path, metavar="FILE",
+                   help="one name per line; a BIDS channels.tsv or electrodes.tsv; or a montage or digitisation "
+                        "file MNE reads (positions: each channel becomes the nearest 10-05 site)")
+    g.add_argument("--layout", metavar="PROFILE",
+                   help="the channels of a device profile, for an unlabelled stream of that headset (e.g. cyton "
+                        "or cyton-daisy for the OpenBCI GUI's LSL output)")
+
+
+def naming_from_args(args: argparse.Namespace):
+    """The :class:`~bci_dream.signal.channels.ChannelNaming` the command line gives, or None."""
+    given = [x for x in (args.channels, args.channels_file, args.layout) if x]
+    if len(given) > 1:
+        raise BciDreamError("give one of --channels, --channels-file and --layout")
+    if not given:
+        return None
+    from bci_dream.io.channels_file import read_channels_file  # (numpy, and MNE for montage files)
+    from bci_dream.signal.channels import layout_naming, parse_channel_list
+
+    if args.channels:
+        return parse_channel_list(args.channels)
+    if args.channels_file:
+        return read_channels_file(args.channels_file)
+    return layout_naming(get_profile(args.layout))
 
 
 def add_filter_args(p: argparse.ArgumentParser) -> None:
@@ -147,7 +178,7 @@ def open_live(args: argparse.Namespace):
     params = {name: getattr(args, name) for name in CONNECTION_PARAMETERS}
     source = make_source(profile, params)
     live = LiveStream(source, filters=filters_from_args(args, profile), rail_uv=profile.rail_uv,
-                      publish=args.publish)
+                      publish=args.publish, naming=naming_from_args(args))
     info = live.open()
     print(f"{profile.name}: {info.name}, {info.n_channels} channels ({', '.join(info.ch_names)}), "
           f"{info.sfreq:g} Hz, {info.units}", flush=True)
@@ -172,6 +203,8 @@ def status_line(elapsed: float, status) -> str:
              f"dropped {status.dropped}", f"latency {latency}", quality_text(status.quality)]
     if status.nonfinite:
         parts.append(f"non-finite {status.nonfinite}")
+    if status.gaps:
+        parts.append(f"gaps {status.gaps} ({status.gap_seconds:.2f} s, longest {status.longest_gap_s:.2f} s)")
     if status.timestamps_backwards or status.timestamp_jumps:
         parts.append(f"time steps back {status.timestamps_backwards} jumps {status.timestamp_jumps}")
     if status.recording is not None:
@@ -207,11 +240,26 @@ def run_live(live, seconds: float | None, interval: float = 1.0) -> int:
     problems = [f"{n} {what}" for n, what in ((stats.nonfinite_values, "NaN or infinite values"),
                                               (stats.timestamps_backwards, "timestamps that ran backwards"),
                                               (stats.timestamp_jumps, "timestamp jumps")) if n]
+    low = rate_shortfall(stats, live.info.sfreq)
+    if low:
+        print(f"bci-dream: warning: {low}: samples were lost before they reached bci-dream (a weak Bluetooth link, "
+              "a busy USB hub); what arrived was kept (exit status 3)", file=sys.stderr, flush=True)
     if problems:
         print(f"bci-dream: warning: the stream had {', '.join(problems)}; every sample was kept "
               "(exit status 3)", file=sys.stderr, flush=True)
-        return EXIT_INPUT_PROBLEMS
-    return EXIT_OK
+    return EXIT_INPUT_PROBLEMS if problems or low else EXIT_OK
+
+
+def rate_shortfall(stats, nominal: float) -> str:
+    """``"only 40 % of the nominal 125 Hz arrived (50.1 Hz; 812 gaps, ...)"`` when a stream's effective rate is far
+    below its nominal one (samples lost on the way: Bluetooth, a busy USB hub), else ``""``."""
+    from bci_dream.acquisition.pipeline import LOW_RATE_SHARE  # (the pipeline loads scipy: only once streaming)
+
+    rate = stats.effective_rate
+    if not nominal or rate is None or stats.samples < 2 * nominal or rate >= LOW_RATE_SHARE * nominal:
+        return ""
+    gaps = f"; {stats.gaps_text()}" if stats.gaps else ""
+    return f"only {100 * rate / nominal:.0f} % of the nominal {nominal:g} Hz arrived ({rate:.1f} Hz{gaps})"
 
 
 def run_engine(live, args: argparse.Namespace) -> int:
@@ -230,7 +278,7 @@ def run_engine(live, args: argparse.Namespace) -> int:
         generator = models.generator
         engine = Engine(live, models.eeg_model, generator, hop_s=args.hop, similarity_threshold=args.similarity,
                         interpolation_steps=args.interpolate, untrained_conditioning=models.untrained,
-                        device=generator.device, encoder=models.encoder)
+                        device=generator.device, encoder=models.encoder, channel_naming=models.channel_naming)
         engine.add_listener(writer)
         if generator.is_preview:
             print("generating with the untrained preview model 'tiny' (SD-Turbo is not available)", flush=True)
@@ -252,6 +300,6 @@ def run_engine(live, args: argparse.Namespace) -> int:
     if engine.error is not None:
         print(f"bci-dream: error: generation stopped: {engine.error}", file=sys.stderr, flush=True)
         code = EXIT_ERROR
-    print(f"{summary(writer.records, time.monotonic() - started)}; images and frames.jsonl in {args.out}",
+    print(f"{summary(writer.tally, time.monotonic() - started)}; images and frames.jsonl in {args.out}",
           flush=True)
     return code

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bci_dream.commands.common import add_compute_device_arg
+from bci_dream.commands.common import add_channel_args, add_compute_device_arg, naming_from_args
 from bci_dream.core import defaults
 
 
@@ -34,6 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--offset", type=float, default=0.0, metavar="S",
                    help="seconds from image onset to window start (as used for fine-tuning; default 0)")
     add_compute_device_arg(p, old_device_flag=True)
+    add_channel_args(p)  # (default: the naming the checkpoint was trained with)
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     p.set_defaults(func=handler)
 
@@ -44,7 +45,7 @@ def handler(args: argparse.Namespace) -> int:
     clip_model = None if str(args.clip_model).lower() == "none" else args.clip_model
     report = evaluate(args.pairs, args.checkpoint, generated=args.generated, classifier=args.classifier,
                       clip_model=clip_model, n_way=args.n_way, trials=args.trials, seed=args.seed,
-                      offset_s=args.offset, device=args.gpu)
+                      offset_s=args.offset, device=args.gpu, naming=naming_from_args(args))
     for line in report.lines():
         print(line, flush=True)
     if args.json is not None:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from bci_dream.commands.common import add_compute_device_arg
+from bci_dream.commands.common import add_channel_args, add_compute_device_arg, naming_from_args
 from bci_dream.models.encoder_config import PRESETS
 from bci_dream.training.settings import FinetuneError, FinetuneSettings
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --output")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_channel_args(p)
     p.set_defaults(func=run)
 
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise FinetuneError("--resume continues --output; --init is only for a new run")
     settings = settings_from_args(args, args.val_fraction)
     r = finetune(args.pairs, args.output, settings, init=args.init, resume=args.resume, overwrite=args.overwrite,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, naming=naming_from_args(args))
     val = f"; validation CLIP cosine {r.val_clip_cosine:.3f}" if r.val_clip_cosine is not None else ""
     if r.val_class_accuracy is not None:
         val += f", class accuracy {r.val_class_accuracy:.2f} (chance {r.val_class_chance:.2f})"

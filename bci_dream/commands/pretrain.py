@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bci_dream.commands.common import add_channel_args, naming_from_args
 from bci_dream.core.errors import BciDreamError
 from bci_dream.models.encoder_config import PRESETS
 from bci_dream.training.settings import PretrainSettings
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recordings never trained on: report reconstruction error vs zero and interpolation")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--restart", action="store_true", help="overwrite a checkpoint in --output instead of resuming")
+    add_channel_args(p)
     p.set_defaults(func=run)
 
 
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                                 warmup_steps=min(args.warmup_steps, max(1, args.max_steps // 10)),
                                 mask_ratio=args.mask_ratio, hop_s=args.hop, seed=args.seed,
                                 checkpoint_every=args.checkpoint_every, notch=args.notch or None)
-    result = pretrain(data, args.output, settings, holdout=holdout, restart=args.restart)
+    result = pretrain(data, args.output, settings, holdout=holdout, restart=args.restart,
+                      naming=naming_from_args(args))
     print(f"pretrained '{args.preset}' for {result.steps} steps on {result.windows} windows; "
           f"final loss {result.final_loss:.4f}; checkpoint in {result.output}")
     if result.skipped:

@@ -13,11 +13,13 @@ from pathlib import Path
 from bci_dream.commands.common import (
     EXIT_INPUT_PROBLEMS,
     EXIT_OK,
+    add_channel_args,
     add_device_args,
     add_filter_args,
     add_generation_args,
     check_headless,
     filters_from_args,
+    naming_from_args,
     open_live,
     run_engine,
     run_live,
@@ -49,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stream", help="name or type of the EEG stream (default: type EEG, else the fastest)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
     p.add_argument("--publish", action="store_true", help="publish the replay as LSL streams")
+    add_channel_args(p)
     add_filter_args(p)
     add_generation_args(p)
     p.set_defaults(func=cmd_replay)
@@ -86,7 +89,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if generating:
         check_headless(args)
     source = XdfReplaySource(args.file, speed=args.speed, loop=args.loop, stream=args.stream)
-    live = LiveStream(source, filters=filters_from_args(args, None), publish=args.publish, buffer_seconds=60.0)
+    live = LiveStream(source, filters=filters_from_args(args, None), publish=args.publish, buffer_seconds=60.0,
+                      naming=naming_from_args(args))
     info = live.open()
     session = source.session
     n_file = session.eeg.data.shape[0]
@@ -106,6 +110,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                  f"of {n_file} samples in the file")
     else:
         line += f"; {source.loops_done} full pass(es)"
+    if stats.effective_rate is not None:
+        line += f"; effective rate {stats.effective_rate:.1f} of nominal {info.sfreq:g} Hz"
+        line += f", {stats.gaps_text()}" if stats.gaps else ", no gaps"
     print(line, flush=True)
     if session.damage and code == EXIT_OK:
         print(f"bci-dream: warning: {args.file} is damaged ({'; '.join(session.damage)}); what could be read was "

@@ -31,3 +31,8 @@ VALIDATION_FRACTION: float = 0.2
 VALIDATION_FIGURE_ROWS: int = 4
 #: A live window whose prompt embeddings have at least this cosine similarity to the last image's is skipped.
 SIMILARITY_THRESHOLD: float = 0.995
+#: A step between two samples longer than this many sample periods, and than GAP_MIN_S, is a gap: samples that
+#: never arrived (shorter steps are the jitter of timestamps given on arrival, as BrainFlow, Bluetooth and the
+#: OpenBCI GUI give them). A window is across a gap when its samples span that much more time than their count says.
+GAP_PERIODS: float = 3.0
+GAP_MIN_S: float = 0.1

@@ -19,11 +19,13 @@ from bci_dream.core.errors import CheckpointError
 from bci_dream.generation.generator import Generator, load_generator
 from bci_dream.generation.models import AUTO
 from bci_dream.loading.unet_adapter import has_unet_adapter
-from bci_dream.models.checkpoint import load_checkpoint
+from bci_dream.models.channel_naming import saved_naming
+from bci_dream.models.checkpoint import load_checkpoint, read_config
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
 from bci_dream.models.encoder_config import preset
 from bci_dream.models.prompt_encoder import PromptEncoder
 from bci_dream.models.subject_profile import checkpoint_of
+from bci_dream.signal.channels import ChannelNaming
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class GenerationModels:
         encoder: the :class:`PromptEncoder` of ``eeg_model`` on the generator's device.
         adapter: the checkpoint folder whose fine-tuned UNet adapter is fused into the generator, or None.
         checkpoint: the EEG checkpoint (or subject folder) loaded, or None.
+        channel_naming: the channel naming the checkpoint was trained with (for streams whose labels do not say),
+            or None.
     """
 
     generator: Generator
@@ -50,6 +54,7 @@ class GenerationModels:
     encoder: PromptEncoder
     adapter: str | None
     checkpoint: Path | None = None
+    channel_naming: ChannelNaming | None = None
 
 
 def unet_adapter_of(checkpoint: str | os.PathLike | None) -> str | None:
@@ -117,5 +122,6 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
     eeg_model, untrained = eeg_model_for(generator.cross_attention_dim, checkpoint, seed=seed)
     check_widths(eeg_model, generator, checkpoint)
     encoder = PromptEncoder(eeg_model, generator.device)
+    naming = saved_naming(read_config(checkpoint_of(checkpoint))) if checkpoint is not None else None
     return GenerationModels(generator, eeg_model, untrained, encoder, adapter,
-                            Path(checkpoint) if checkpoint is not None else None)
+                            Path(checkpoint) if checkpoint is not None else None, naming)

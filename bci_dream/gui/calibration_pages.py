@@ -589,7 +589,8 @@ class TrainingPage(QtWidgets.QWizardPage):
                     None, w.subject, settings, pairs=pairs, init=w.options.init,
                     validation_fraction=w.options.validation_fraction, n_way=w.options.n_way,
                     figure_rows=w.options.figure_rows, subjects_dir=w.subject_folder, progress=False,
-                    on_step=w.bridge.step.emit, on_phase=w.bridge.phase.emit, cancel=cancel)
+                    on_step=w.bridge.step.emit, on_phase=w.bridge.phase.emit, cancel=cancel,
+                    naming=w.options.naming)
             except FinetuneCancelled as e:
                 w.bridge.training_failed.emit(str(e), True)
             except BciDreamError as e:

@@ -46,6 +46,7 @@ class WizardOptions:
         filters: FilterSettings, or None for the device profile's.
         source_options: extra options for the source (e.g. ``stall_timeout``).
         check_seconds: seconds of quality assessments the signal check looks at.
+        naming: a :class:`~bci_dream.signal.channels.ChannelNaming` for a headset whose labels are not 10-05 names.
         photodiode: the headset channel a photodiode on the presenter's corner square is recorded on: the
             square is drawn and the true onsets are measured against the markers.
     """
@@ -65,6 +66,7 @@ class WizardOptions:
     source_options: dict[str, Any] = field(default_factory=dict)
     check_seconds: int = 5
     photodiode: str | None = None
+    naming: Any = None
 
 
 class WizardBridge(QtCore.QObject):
@@ -145,7 +147,8 @@ class CalibrationWizard(QtWidgets.QWizard):
         def make_live() -> LiveStream:
             profile = get_profile(name)
             return LiveStream(make_source(profile, params, **options.source_options),
-                              filters=choose_filters(profile, options.filters), rail_uv=profile.rail_uv)
+                              filters=choose_filters(profile, options.filters), rail_uv=profile.rail_uv,
+                              naming=options.naming)
 
         self.streams.controller.open(make_live, what=name)
 

@@ -59,6 +59,7 @@ class AppOptions:
     connect: bool = True
     generate: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)  # e.g. stall_timeout for BrainFlow sources
+    naming: Any = None  # ChannelNaming from --channels/--channels-file/--layout (devices and replays alike)
 
 
 class Bridge(QtCore.QObject):
@@ -348,10 +349,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def make_live() -> LiveStream:
             if replay is not None:
-                return LiveStream(XdfReplaySource(replay, speed=options.speed), filters=self._filters(None))
+                return LiveStream(XdfReplaySource(replay, speed=options.speed), filters=self._filters(None),
+                                  naming=options.naming)
             profile = get_profile(name)
             return LiveStream(make_source(profile, params, **options.source_options), filters=self._filters(profile),
-                              rail_uv=profile.rail_uv)
+                              rail_uv=profile.rail_uv, naming=options.naming)
 
         self.streams.controller.open(make_live, what=replay.name if replay else name, retire=self._detach())
 
@@ -449,7 +451,8 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             engine = Engine(self.live, m.eeg_model, m.generator, hop_s=self.prefs.hop,
                             similarity_threshold=self.prefs.similarity, interpolation_steps=self.prefs.interpolate,
-                            untrained_conditioning=m.untrained, device=m.generator.device, encoder=m.encoder)
+                            untrained_conditioning=m.untrained, device=m.generator.device, encoder=m.encoder,
+                            channel_naming=m.channel_naming)
         except Exception as e:  # noqa: BLE001 - said in one sentence; the window stays usable
             self._want_generation = False
             self.generate_action.setChecked(False)
@@ -572,6 +575,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self._latencies = (self._latencies + [frame.record.latency_ms])[-50:]
         for p in self.panels:
             p.show_frame(frame)
+        if frame.record.gap_s:
+            self.statusBar().showMessage(f"the window of this image had a gap of {frame.record.gap_s:.2f} s "
+                                         "(samples that never arrived)", 3000)
 
     def choose_image_file(self) -> None:
         if self.images.current is None:

@@ -36,6 +36,7 @@ from scipy import signal as sps
 from bci_dream.acquisition.pipeline import StreamPipeline
 from bci_dream.core.ring_buffer import RingBuffer
 from bci_dream.core.types import Marker
+from bci_dream.signal.montage import Montage
 from bci_dream.signal.quality import ChannelQuality
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ STATUS_COLORS = {
     "line_noise": (255, 150, 0),
 }
 MARKER_COLOR = (255, 220, 90)
+#: Channels that are not 10-05 sites (the EEG model never sees them), whatever their quality: dim grey.
+UNMAPPED_RGB = (75, 75, 75)
 
 
 def peak_decimate(data: np.ndarray, k: int) -> np.ndarray:
@@ -315,6 +318,7 @@ class TraceView(QtWidgets.QWidget):
         self._show_filtered = True
         self._band_visible = False
         self._status: dict[str, str] = {}
+        self.unmapped: set[str] = set()  # channels that are not 10-05 sites, drawn dim grey
         #: Refreshes that changed the picture (new samples or a scroll step).
         self.frames_drawn = 0
         #: Full redraws (span, scale, size, source or tint changes, gaps).
@@ -392,6 +396,7 @@ class TraceView(QtWidgets.QWidget):
         """Show ``pipeline`` (None clears the view). Quality tints are reset."""
         self._pipeline = pipeline
         self._status = {}
+        self.unmapped = set(Montage.canonical().map(pipeline.info.ch_names).unmapped) if pipeline is not None else set()
         self._reset_drawing()
         self._release_all_markers()
         self._recent_markers.clear()
@@ -741,7 +746,8 @@ class TraceView(QtWidgets.QWidget):
 
     def _channel_rgbs(self) -> list[tuple[int, int, int]]:
         names = self._pipeline.info.ch_names if self._pipeline is not None else ()
-        return [STATUS_COLORS.get(self._status.get(name, "good"), self._normal_rgb) for name in names]
+        return [UNMAPPED_RGB if name in self.unmapped else STATUS_COLORS.get(self._status.get(name, "good"),
+                                                                              self._normal_rgb) for name in names]
 
     def _update_colors(self) -> None:
         rgbs = self._channel_rgbs()

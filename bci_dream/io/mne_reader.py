@@ -97,14 +97,32 @@ def read_mne(path: str | Path):
 
     eeg_names = tuple(names[i] for i in eeg_idx)
     kept = set(eeg_idx)
+    positions, frame = _positions(raw, eeg_names)
     fmt = path.suffix.lower().lstrip(".") or "raw"
     log.info("%s: %d EEG channels of %d, %g Hz, %.1f s, %d markers", path.name, len(eeg_names), len(names),
              sfreq, n / sfreq, len(markers))
     return Recording(
         data=data.astype(np.float32), sfreq=sfreq, ch_names=eeg_names, markers=markers,
         times=np.arange(n, dtype=np.float64) / sfreq, path=path, source_format=f"mne-{fmt}",
-        info={"stim_channel": stim, "dropped_channels": [c for i, c in enumerate(names) if i not in kept]},
+        info={"stim_channel": stim, "dropped_channels": [c for i, c in enumerate(names) if i not in kept],
+              **({"positions": positions, "positions_frame": frame} if positions else {})},
     )
+
+
+def _positions(raw, ch_names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], str]:
+    """Electrode positions the file stores (FIF digitisation, EEGLAB chanlocs, BrainVision coordinates), metres,
+    by channel name, and their coordinate frame; empty when it stores none."""
+    try:
+        montage = raw.get_montage()
+    except Exception:  # noqa: BLE001 - odd digitisation: no positions
+        return {}, "unknown"
+    if montage is None:
+        return {}, "unknown"
+    pos = montage.get_positions()
+    wanted = set(ch_names)
+    found = {k: np.asarray(v, float) for k, v in pos["ch_pos"].items()
+             if k in wanted and v is not None and np.all(np.isfinite(v)) and np.linalg.norm(v) > 0}
+    return found, str(pos.get("coord_frame") or "unknown")
 
 
 def _choose_stim(stim_names: list[str]) -> str | None:

@@ -31,13 +31,17 @@ import numpy as np
 from bci_dream.core.errors import RecordingError
 from bci_dream.core.types import Marker, unit_scale_to_microvolts
 from bci_dream.io.brainflow_csv import read_brainflow_csv
+from bci_dream.io.channels_file import bids_sidecar, read_channels_file
 from bci_dream.io.mne_reader import read_mne
 from bci_dream.io.muse_csv import read_muse_csv
 from bci_dream.io.openbci_reader import read_openbci
 from bci_dream.io.recording import Recording
 from bci_dream.io.xdf_reader import read_xdf
+from bci_dream.signal.channels import ChannelNaming, naming_from_positions
+from bci_dream.signal.montage import CANONICAL_128, normalise_channel_name
 
 log = logging.getLogger(__name__)
+_CANONICAL = frozenset(CANONICAL_128)
 
 #: Suffixes handed to :func:`mne.io.read_raw` before looking inside the file (the common EEG formats).
 MNE_SUFFIXES = (".fif", ".fif.gz", ".edf", ".bdf", ".vhdr", ".set", ".gdf", ".cnt", ".mff", ".nedf", ".nxe", ".cdt",
@@ -150,14 +154,22 @@ def _numeric_rows(lines: list[str]) -> bool:
     return len(counts) == 1 and counts.pop() >= 2
 
 
-def read_recording(path: str | os.PathLike, *, stream: str | None = None, board: str | int | None = None) -> Recording:
-    """Read any supported recording into a :class:`Recording` (µV, time-major).
+def read_recording(path: str | os.PathLike, *, stream: str | None = None, board: str | int | None = None,
+                   naming: ChannelNaming | None = None) -> Recording:
+    """Read any supported recording into a :class:`Recording` (µV, time-major), its channels named.
+
+    Channel names come from ``naming`` when given; else from a BIDS ``*_channels.tsv`` / ``*_electrodes.tsv``
+    beside the file; else, when none of the file's labels is a 10-05 site, from the electrode positions the file
+    stores (nearest canonical site); else the file's own labels. ``info["channel_naming"]`` and
+    ``info["file_ch_names"]`` say what was done.
 
     Args:
         path: the recording file.
         stream: XDF only: name or type of the EEG stream (default: type EEG, else the fastest).
         board: BrainFlow CSV only: the ``BoardIds`` member that recorded it (name or number);
             default: the synthetic board, or the board whose row count matches (logged).
+        naming: what the channels are (:func:`bci_dream.signal.channels.parse_channel_list`,
+            :func:`bci_dream.io.channels_file.read_channels_file` ...).
 
     Raises:
         RecordingError: missing file, unknown format or unreadable content; one line naming the
@@ -167,18 +179,39 @@ def read_recording(path: str | os.PathLike, *, stream: str | None = None, board:
     kind = sniff_format(path)
     try:
         if kind == "xdf":
-            return _read_xdf(path, stream)
-        if kind == "mne":
-            return read_mne(path)
-        if kind == "openbci":
-            return read_openbci(path)
-        if kind == "muselsl":
-            return read_muse_csv(path)
-        return read_brainflow_csv(path, board=board)
+            recording = _read_xdf(path, stream)
+        elif kind == "mne":
+            recording = read_mne(path)
+        elif kind == "openbci":
+            recording = read_openbci(path)
+        elif kind == "muselsl":
+            recording = read_muse_csv(path)
+        else:
+            recording = read_brainflow_csv(path, board=board)
     except RecordingError:
         raise
     except (OSError, ValueError, IndexError, KeyError, UnicodeError) as e:
         raise RecordingError(f"cannot read {path} as {kind}: {type(e).__name__}: {e}; the file may be damaged") from e
+    return name_channels(recording, naming)
+
+
+def name_channels(recording: Recording, naming: ChannelNaming | None = None) -> Recording:
+    """``recording`` with its channels named (see :func:`read_recording`), in place; returns it."""
+    if naming is None:
+        sidecar = bids_sidecar(recording.path)
+        if sidecar is not None:
+            naming = read_channels_file(sidecar)
+        elif not any(normalise_channel_name(c) in _CANONICAL for c in recording.ch_names) and \
+                recording.info.get("positions"):
+            naming = naming_from_positions(recording.info["positions"], f"{recording.path.name}'s own positions",
+                                           frame=recording.info.get("positions_frame", "unknown"))
+    if naming is None:
+        return recording
+    recording.info["file_ch_names"] = list(recording.ch_names)
+    recording.ch_names = naming.apply(recording.ch_names)
+    recording.info["channel_naming"] = naming.to_dict()
+    log.info("%s: %s", recording.path.name, naming.describe())
+    return recording
 
 
 def _read_xdf(path: Path, stream: str | None) -> Recording:

@@ -27,14 +27,19 @@ from pylsl import local_clock
 
 from bci_dream.acquisition.live import LiveStream
 from bci_dream.core import defaults
+from bci_dream.core.memory import release_free_memory
 from bci_dream.generation.session_models import check_widths
+from bci_dream.models.channel_naming import naming_that_fits
 from bci_dream.models.eeg_model import EegModel
 from bci_dream.models.prompt_encoder import PromptEncoder
+from bci_dream.signal.channels import ChannelNaming
 from bci_dream.signal.normalize import normalize_window
 from bci_dream.signal.windower import Window
 
 log = logging.getLogger(__name__)
 
+#: Seconds between hand-backs of freed memory to the OS by the generation thread (see bci_dream.core.memory).
+TRIM_INTERVAL_S = 30.0
 PREVIEW_LABEL = "untrained preview model"
 UNTRAINED_CONDITIONING_LABEL = "untrained conditioning"
 
@@ -55,7 +60,8 @@ class ImageGenerator(Protocol):
 class FrameRecord:
     """What happened to one window (written as one line of ``frames.jsonl``).
 
-    Times are milliseconds except ``t_end`` (LSL clock seconds of the window's last EEG sample).
+    Times are milliseconds except ``t_end`` (LSL clock seconds of the window's last EEG sample) and ``gap_s`` (the
+    longest gap inside the window, seconds: samples that never arrived; 0 without one).
     ``latency_ms`` runs from that sample to the moment the image was ready (None when the stream's stamps
     run ahead of the clock, as in a replay faster than real time).
     """
@@ -74,6 +80,7 @@ class FrameRecord:
     model: str = ""
     seed: int = 0
     labels: list[str] = field(default_factory=list)
+    gap_s: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,12 +165,15 @@ class Engine:
         untrained_conditioning: the EEG weights are random (labelled in every frame).
         encoder: a :class:`PromptEncoder` of ``eeg_model`` built beforehand (e.g. off the GUI thread).
         max_errors: generation stops after this many failed windows in a row (said to the error listeners).
+        channel_naming: the naming the EEG model was trained with; used for the windows when the stream has no
+            naming of its own and it fits the stream's channels.
     """
 
     def __init__(self, live: LiveStream, eeg_model: EegModel, generator: ImageGenerator, *, hop_s: float = defaults.HOP_S,
                  similarity_threshold: float = defaults.SIMILARITY_THRESHOLD, interpolation_steps: int = 0,
                  untrained_conditioning: bool = False, device: str | torch.device = "cpu",
-                 encoder: PromptEncoder | None = None, max_errors: int = 5) -> None:
+                 encoder: PromptEncoder | None = None, max_errors: int = 5,
+                 channel_naming: ChannelNaming | None = None) -> None:
         check_widths(eeg_model, generator)
         self.live = live
         self.device = torch.device(device)
@@ -175,7 +185,11 @@ class Engine:
         self._error_listeners: list[Callable[[Exception], None]] = []
         self.generator = generator
         enc = eeg_model.config.encoder
-        self.windower = live.windower(window_s=enc.window_seconds, hop_s=hop_s, target_sfreq=enc.sfreq)
+        naming = naming_that_fits(channel_naming, live.info.ch_names) if live.naming is None else None
+        if naming is not None:
+            log.info("windows named as the EEG model was trained: %s", naming.describe())
+        self.windower = live.windower(window_s=enc.window_seconds, hop_s=hop_s, target_sfreq=enc.sfreq,
+                                      ch_names=naming.apply(live.info.ch_names) if naming is not None else None)
         self.similarity_threshold = similarity_threshold
         self.interpolation_steps = interpolation_steps
         self.labels = ([PREVIEW_LABEL] if generator.is_preview else []) + \
@@ -241,8 +255,12 @@ class Engine:
                 log.exception("warming up the compiled generator failed")
         self.ready.set()
         failures = 0
+        trimmed = time.monotonic()
         while not stop.is_set():
             window = slot.take(timeout=0.1)
+            if time.monotonic() - trimmed > TRIM_INTERVAL_S:
+                release_free_memory()  # (on this thread: it frees the tensors and images it made)
+                trimmed = time.monotonic()
             if window is None or stop.is_set():
                 continue
             try:
@@ -305,7 +323,7 @@ class Engine:
         return self._emit(Frame(out.image, record))
 
     def _record(self, window: Window) -> FrameRecord:
-        return FrameRecord(index=-1, t_end=window.t_end, index_end=window.index_end,
+        return FrameRecord(index=-1, t_end=window.t_end, index_end=window.index_end, gap_s=window.gap_s,
                            model=self.generator.model_id, seed=self.generator.seed, labels=list(self.labels))
 
     @staticmethod

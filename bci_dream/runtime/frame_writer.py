@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import threading
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ class FrameWriter:
             self._log = open(self.out / "frames.jsonl", "a", buffering=1)  # noqa: SIM115 - closed in close()
         except OSError as e:
             raise BciDreamError(f"cannot write to {self.out}: {e.strerror or e}; choose another --out folder") from e
-        self.records: list[FrameRecord] = []
+        self.tally = FrameTally()
         self._lock = threading.Lock()
 
     def __call__(self, frame: Frame) -> None:
@@ -52,23 +53,41 @@ class FrameWriter:
         if frame.image is not None:
             draw_labels(frame.image, record.labels).save(self.out / f"{record.index:06d}.png")
         with self._lock:
-            self.records.append(record)
+            self.tally.add(record)
             self._log.write(json.dumps(record.to_dict()) + "\n")
 
     def close(self) -> None:
         self._log.close()
 
 
-def summary(records: list[FrameRecord], seconds: float) -> str:
+class FrameTally:
+    """What the closing summary needs of the frames (counts, latencies, labels), without keeping the frames: a
+    session of hours writes every record to ``frames.jsonl`` and holds only 8 bytes a frame here."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.skipped = 0
+        self.latencies_ms = array("d")
+        self.labels: set[str] = set()
+
+    def add(self, record: FrameRecord) -> None:
+        if record.skipped:
+            self.skipped += 1
+        else:
+            self.made += 1
+            if record.latency_ms is not None:
+                self.latencies_ms.append(record.latency_ms)
+        self.labels.update(record.labels)
+
+
+def summary(tally: FrameTally, seconds: float) -> str:
     """One line: frames, skipped, frames per second, latency p50 and p95."""
-    made = [r for r in records if not r.skipped]
-    skipped = len(records) - len(made)
-    fps = len(made) / seconds if seconds > 0 else 0.0
-    lat = np.array([r.latency_ms for r in made if r.latency_ms is not None])
+    fps = tally.made / seconds if seconds > 0 else 0.0
+    lat = np.frombuffer(tally.latencies_ms, dtype=np.float64) if len(tally.latencies_ms) else np.zeros(0)
     if lat.size:
         latency = f"latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms"
     else:
-        latency = "no latency (no frames)" if not made else "no latency (the replay ran ahead of the clock)"
-    labels = sorted({label for r in records for label in r.labels})
-    return (f"{len(made)} frames, {skipped} skipped, {fps:.2f} frames/s, {latency}"
+        latency = "no latency (no frames)" if not tally.made else "no latency (the replay ran ahead of the clock)"
+    labels = sorted(tally.labels)
+    return (f"{tally.made} frames, {tally.skipped} skipped, {fps:.2f} frames/s, {latency}"
             + (f" [{'; '.join(labels)}]" if labels else ""))

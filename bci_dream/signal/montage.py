@@ -55,6 +55,7 @@ ALIASES: dict[str, str] = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
 _CANONICAL_BY_LOWER = {name.lower(): name for name in CANONICAL_128}
 _ALIASES_BY_LOWER = {old.lower(): new for old, new in ALIASES.items()}
 _PREFIX = re.compile(r"^(?:EEG|EXG)[\s:_\-]+", re.IGNORECASE)
+_ZERO_PADDED = re.compile(r"^([A-Za-z]+)0+([1-9]\d*)(h?)$")
 _SUFFIX = re.compile(
     r"[\s_\-]+(?:REF|LE|RE|AR|AV|AVG|CAR|LM|A1|A2|M1|M2|A1A2|M1M2|A12|M12)$", re.IGNORECASE
 )
@@ -65,8 +66,8 @@ def normalise_channel_name(name: str) -> str:
 
     Strips whitespace and trailing dots (EDF padding such as ``"Fc5."``), a type prefix (``"EEG "``,
     ``"EEG-"``, ``"EXG "``), a reference suffix (``"-REF"``, ``"-Ref"``, ``"-LE"``, ``"-A1"``,
-    ``"-M2"``, ``"-AVG"`` ...), matches case-insensitively against the 10-05 names of the canonical
-    montage and applies :data:`ALIASES` (``T3`` → ``T7``, ...).
+    ``"-M2"``, ``"-AVG"`` ...), zero padding of the number (``"O01"`` → ``O1``), matches case-insensitively
+    against the 10-05 names of the canonical montage and applies :data:`ALIASES` (``T3`` → ``T7``, ...).
 
     Returns:
         The canonical name (``"EEG FP1-REF"`` → ``"Fp1"``), or the cleaned label unchanged when it
@@ -79,7 +80,7 @@ def normalise_channel_name(name: str) -> str:
     without_suffix = _SUFFIX.sub("", cleaned)
     if without_suffix:
         cleaned = without_suffix
-    key = cleaned.lower()
+    key = _ZERO_PADDED.sub(r"\1\2\3", cleaned).lower()  # ("O01", "FP02", "C03" as some caps number them)
     key = _ALIASES_BY_LOWER.get(key, key).lower()
     return _CANONICAL_BY_LOWER.get(key, cleaned)
 

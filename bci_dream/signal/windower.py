@@ -19,6 +19,7 @@ How a window is made from the source samples ``[index_end - n_read, index_end)``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ class Window:
         sfreq: sampling rate of ``data`` in Hz.
         index_end: absolute ring-buffer index one past the last source sample.
         ch_names: montage channel names, one per row of ``data``.
+        gap_s: seconds of samples that never arrived inside the window (its source samples span that much more
+            than their count says; :data:`bci_dream.core.defaults.GAP_PERIODS`); 0 without a gap.
     """
 
     data: np.ndarray
@@ -53,6 +56,7 @@ class Window:
     sfreq: float
     index_end: int
     ch_names: tuple[str, ...]
+    gap_s: float = 0.0
 
     @property
     def n_samples(self) -> int:
@@ -171,7 +175,15 @@ class Windower:
             return None
         data = read.data[:keep]
         t_end = float(read.timestamps[keep - 1])
-        return self._make_window(data, t_end, index_end)
+        window = self._make_window(data, t_end, index_end)
+        return dataclasses.replace(window, gap_s=self._longest_gap(read.timestamps[keep - self.n_core:keep]))
+
+    def _longest_gap(self, timestamps: np.ndarray) -> float:
+        """Seconds the samples span beyond what their count accounts for, when that is a gap (else 0)."""
+        if timestamps.shape[0] < 2:
+            return 0.0
+        missing = float(timestamps[-1] - timestamps[0]) - (timestamps.shape[0] - 1) / self.sfreq
+        return missing if missing > max(defaults.GAP_PERIODS / self.sfreq, defaults.GAP_MIN_S) else 0.0
 
     def _make_window(self, samples: np.ndarray, t_end: float, index_end: int) -> Window:
         """Turn source samples [n, C_src] into a :class:`Window`."""

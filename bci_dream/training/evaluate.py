@@ -47,7 +47,9 @@ from bci_dream.core.errors import BciDreamError
 from bci_dream.io.image_file import read_image
 from bci_dream.loading.compute_device import resolve_device
 from bci_dream.loading.vision_models import load_clip_vision, load_image_classifier
+from bci_dream.models.channel_naming import saved_naming
 from bci_dream.models.checkpoint import load_checkpoint, read_config
+from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.pairs import pairs_to_arrays, read_pairs
 from bci_dream.training.windows import window_spec_for
 
@@ -291,7 +293,8 @@ def generated_path(folder: str | os.PathLike, row: int) -> Path:
 def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *,
              generated: str | os.PathLike | None = None, classifier: str | None = defaults.CLASSIFIER,
              clip_model: str | None = defaults.CLIP_MODEL, n_way: int = defaults.N_WAY, trials: int = defaults.N_WAY_TRIALS, seed: int = 0,
-             offset_s: float = 0.0, device: str | None = None) -> EvaluationReport:
+             offset_s: float = 0.0, device: str | None = None,
+             naming: ChannelNaming | None = None) -> EvaluationReport:
     """Evaluate the EEG model at ``checkpoint`` on the pairs of ``pairs_manifest``.
 
     Identification runs when ``clip_model`` is given; generated-image classification when
@@ -310,7 +313,8 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
     if generated is not None and not Path(generated).is_dir():
         raise EvaluationError(f"--generated {generated} is not a folder; give the folder of {{row:05d}}.png images")
     device = str(resolve_device(device or "auto"))
-    read_config(checkpoint)  # a missing or foreign checkpoint fails before any model is loaded
+    raw_config = read_config(checkpoint)  # a missing or foreign checkpoint fails before any model is loaded
+    naming = naming or saved_naming(raw_config)  # (the recordings' channels as the model was trained on them)
     pairs = read_pairs(pairs_manifest)
     report = EvaluationReport(settings={
         "pairs": str(pairs_manifest), "checkpoint": str(checkpoint), "generated": str(generated) if generated else None,
@@ -330,7 +334,8 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
                                   f"'{clip_model}' embeds images in width {clip_width}; give the CLIP model the "
                                   "checkpoint was fine-tuned with")
         model.to(device)
-        eeg, mask, images, _labels = pairs_to_arrays(pairs, window_spec_for(model.config), offset_s=offset_s)
+        eeg, mask, images, _labels = pairs_to_arrays(pairs, window_spec_for(model.config), offset_s=offset_s,
+                                                     naming=naming)
         ids = [str(Path(p).resolve()) for p in images]
         distinct = list(dict.fromkeys(ids))
         by_id = dict(zip(distinct, clip_image_embeds([Path(p) for p in distinct], clip, processor)))

@@ -57,6 +57,7 @@ from bci_dream.loading.unet_adapter import (
     save_unet_adapter,
 )
 from bci_dream.loading.vision_models import load_clip_vision
+from bci_dream.models.channel_naming import saved_naming
 from bci_dream.models.checkpoint import (
     CONFIG_FILE,
     STATE_FILE,
@@ -67,6 +68,7 @@ from bci_dream.models.checkpoint import (
 )
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
 from bci_dream.models.encoder_config import preset as encoder_preset
+from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.pairs import Pair, pairs_to_arrays, read_pairs
 from bci_dream.training.pretrain import NonFiniteLossError, lr_factor
 from bci_dream.training.settings import FinetuneError, FinetuneSettings
@@ -242,9 +244,9 @@ class PairData:
 
 
 def prepare_pairs(pairs: Sequence[Pair], spec: WindowSpec, val_fraction: float, seed: int,
-                  offset_s: float = 0.0) -> PairData:
+                  offset_s: float = 0.0, naming: ChannelNaming | None = None) -> PairData:
     """Windows for ``pairs`` and a seeded train/validation split (at least one training window)."""
-    eeg, mask, images, labels = pairs_to_arrays(pairs, spec, offset_s=offset_s)
+    eeg, mask, images, labels = pairs_to_arrays(pairs, spec, offset_s=offset_s, naming=naming)
     distinct = sorted(set(images), key=str)
     where = {p: i for i, p in enumerate(distinct)}
     n = len(images)
@@ -263,7 +265,8 @@ class Finetuner:
     """
 
     def __init__(self, pairs: str | os.PathLike, output: str | os.PathLike, settings: FinetuneSettings, *,
-                 init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False) -> None:
+                 init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+                 naming: ChannelNaming | None = None) -> None:
         settings.check()
         self.settings, self.output, self.pairs_path = settings, Path(output), Path(pairs)
         self.init = Path(init) if init is not None else None
@@ -294,8 +297,11 @@ class Finetuner:
                                   f"{cfg.clip_projection_dim}, but {settings.model} / {settings.clip_model} need "
                                   f"{cross_dim} / {clip_dim}; resume with the same base models")
 
+        if naming is None and resume:
+            naming = saved_naming(read_config(self.output))
+        self.naming = naming
         self.data = prepare_pairs(pairs_list, window_spec_for(cfg), settings.val_fraction, settings.seed,
-                                  settings.offset_s)
+                                  settings.offset_s, naming)
         self.targets = encode_images(self.data.images, self.parts, self.clip_model, self.clip_processor,
                                      settings.resolution, self.device)
         self.parts.vae.to("cpu")  # not needed any more: latents are cached
@@ -382,7 +388,8 @@ class Finetuner:
                 "adapter": "full-cross-attention" if s.full_cross_attention else "lora",
                 "resolution": s.resolution, "pairs": str(self.pairs_path),
                 "init": str(self.init) if self.init else None, "n_train": len(self.data.train),
-                "n_val": len(self.data.val), **scores, "settings": asdict(s)}
+                "n_val": len(self.data.val), **scores, "settings": asdict(s),
+                "channel_naming": self.naming.to_dict() if self.naming is not None else None}
 
     def save(self, scores: dict[str, float] | None = None) -> None:
         """Write the EEG model, the UNet adapter and the training state to the output folder."""
@@ -573,10 +580,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def finetune(pairs: str | os.PathLike, output: str | os.PathLike, settings: FinetuneSettings, *,
              init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
              progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None,
-             cancel: threading.Event | None = None) -> FinetuneResult:
+             cancel: threading.Event | None = None, naming: ChannelNaming | None = None) -> FinetuneResult:
     """Fine-tune on the pairs manifest ``pairs`` and save to the folder ``output`` (see the module docstring).
 
-    ``on_step`` and ``cancel``: see :meth:`Finetuner.train`.
+    ``on_step`` and ``cancel``: see :meth:`Finetuner.train`. ``naming``: what the recordings' channels are; it is
+    saved in the checkpoint, and the live path and evaluation use it for streams it fits.
     """
-    finetuner = Finetuner(pairs, output, settings, init=init, resume=resume, overwrite=overwrite)
+    finetuner = Finetuner(pairs, output, settings, init=init, resume=resume, overwrite=overwrite, naming=naming)
     return finetuner.train(progress, on_step=on_step, cancel=cancel)

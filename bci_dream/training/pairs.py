@@ -32,6 +32,7 @@ from bci_dream.io.readers import read_recording
 
 if TYPE_CHECKING:  # pragma: no cover
     from bci_dream.io.recording import Recording
+    from bci_dream.signal.channels import ChannelNaming
     from bci_dream.training.windows import WindowSpec
 
 log = logging.getLogger(__name__)
@@ -210,9 +211,10 @@ def pair_onsets(pair: Pair, recording: Recording) -> list[float]:
     return [m.timestamp for m in recording.markers if m.text == pair.marker]
 
 
-def pairs_to_arrays(pairs: Sequence[Pair], spec: WindowSpec, offset_s: float = 0.0
-                    ) -> tuple[np.ndarray, np.ndarray, list[Path], list[str | None]]:
-    """Cut the EEG window of every pair.
+def pairs_to_arrays(pairs: Sequence[Pair], spec: WindowSpec, offset_s: float = 0.0,
+                    naming: ChannelNaming | None = None) -> tuple[np.ndarray, np.ndarray, list[Path], list[str | None]]:
+    """Cut the EEG window of every pair (``naming``: what the recordings' channels are, see
+    :func:`~bci_dream.io.readers.read_recording`).
 
     Each recording is read once. Rows without an onset expand to every occurrence of their marker.
     Epochs that ``extract_epochs`` marks invalid (outside the recording, gaps) are skipped with
@@ -236,7 +238,7 @@ def pairs_to_arrays(pairs: Sequence[Pair], spec: WindowSpec, offset_s: float = 0
     eeg_parts, mask_parts, images, labels = [], [], [], []
     total = skipped = 0
     for path, group in by_recording.items():
-        recording = read_recording(path)
+        recording = read_recording(path, naming=naming)
         onsets: list[float] = []
         owners: list[Pair] = []
         for p in group:

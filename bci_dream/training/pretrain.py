@@ -22,6 +22,7 @@ from bci_dream.core.errors import BciDreamError, CheckpointError
 from bci_dream.models.checkpoint import load_checkpoint, load_training_state, read_config, save_checkpoint
 from bci_dream.models.eeg_model import EegModel, EegModelConfig, Preprocessing
 from bci_dream.models.encoder_config import preset as encoder_preset
+from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.reconstruction import ReconstructionScores, reconstruction_scores
 from bci_dream.training.settings import PretrainSettings
 
@@ -52,12 +53,13 @@ class PretrainResult:
 
 def pretrain(paths: Sequence[str | os.PathLike], output: str | os.PathLike, settings: PretrainSettings,
              *, holdout: Sequence[str | os.PathLike] = (), restart: bool = False,
-             progress: bool = True) -> PretrainResult:
+             progress: bool = True, naming: ChannelNaming | None = None) -> PretrainResult:
     """Pretrain an encoder on ``paths`` and save it to the folder ``output``.
 
     An existing checkpoint in ``output`` with the same preset is resumed from its last step unless
     ``restart``. ``holdout`` recordings are never trained on; at the end the masked-patch error on
-    their windows is compared with predicting zeros and with linear interpolation.
+    their windows is compared with predicting zeros and with linear interpolation. ``naming``: what the
+    recordings' channels are (applied to each recording it fits; see :func:`~bci_dream.io.readers.read_recording`).
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -71,10 +73,13 @@ def pretrain(paths: Sequence[str | os.PathLike], output: str | os.PathLike, sett
     enc_config = encoder_preset(settings.preset)
     spec = WindowSpec(window_s=enc_config.window_seconds, target_sfreq=enc_config.sfreq,
                       bandpass=settings.bandpass, notch=settings.notch)
-    dataset = WindowDataset.from_paths(paths, spec, hop_s=settings.hop_s, on_error="skip")
+    dataset = WindowDataset.from_paths(paths, spec, hop_s=settings.hop_s, on_error="skip", naming=naming)
     if len(dataset) == 0:
-        raise BciDreamError("no windows to train on: none of the recordings could be read or all are shorter "
-                            f"than {enc_config.window_seconds:g} s")
+        if dataset.skipped:
+            path, reason = dataset.skipped[0]
+            more = f" (and {len(dataset.skipped) - 1} more skipped)" if len(dataset.skipped) > 1 else ""
+            raise BciDreamError(f"no windows to train on: {reason}{more}")
+        raise BciDreamError("no windows to train on: no recordings given")
     log.info("%d windows from %d recordings", len(dataset), len(paths) - len(dataset.skipped))
 
     config = EegModelConfig(encoder=enc_config, cross_attention_dim=None, clip_projection_dim=None,
@@ -95,7 +100,8 @@ def pretrain(paths: Sequence[str | os.PathLike], output: str | os.PathLike, sett
 
     metrics_path = output / "metrics.jsonl"
     output.mkdir(parents=True, exist_ok=True)
-    meta = {"stage": "pretrain", "settings": asdict(settings), "recordings": [str(p) for p in paths]}
+    meta = {"stage": "pretrain", "settings": asdict(settings), "recordings": [str(p) for p in paths],
+            "channel_naming": naming.to_dict() if naming is not None else None}
     bar = tqdm(total=settings.max_steps, initial=step, desc="pretrain", unit="step",
                disable=not progress or not accelerator.is_main_process)
     loss_value = float("nan")
@@ -133,18 +139,18 @@ def pretrain(paths: Sequence[str | os.PathLike], output: str | os.PathLike, sett
     bar.close()
     result = PretrainResult(output, step, loss_value, len(dataset), list(dataset.skipped))
     if holdout and accelerator.is_main_process:
-        result.holdout = holdout_scores(encoder, holdout, spec, settings)
+        result.holdout = holdout_scores(encoder, holdout, spec, settings, naming)
         with open(metrics_path, "a") as metrics:
             metrics.write(json.dumps({"step": step, "holdout": asdict(result.holdout)}) + "\n")
     return result
 
 
-def holdout_scores(encoder, paths: Sequence[str | os.PathLike], spec, settings: PretrainSettings
-                   ) -> ReconstructionScores:
+def holdout_scores(encoder, paths: Sequence[str | os.PathLike], spec, settings: PretrainSettings,
+                   naming: ChannelNaming | None = None) -> ReconstructionScores:
     """Reconstruction error on windows of ``paths`` against the zero and interpolation baselines."""
     from bci_dream.training.windows import WindowDataset
 
-    data = WindowDataset.from_paths(paths, spec, hop_s=settings.hop_s, on_error="skip")
+    data = WindowDataset.from_paths(paths, spec, hop_s=settings.hop_s, on_error="skip", naming=naming)
     if len(data) == 0:
         raise BciDreamError("none of the held-out recordings gave a window")
     windows = np.stack([data[i]["eeg"].numpy() for i in range(len(data))])

@@ -36,6 +36,7 @@ from bci_dream.core.errors import BciDreamError, RecordingError
 from bci_dream.core.ring_buffer import RingBuffer
 from bci_dream.io.readers import read_recording
 from bci_dream.io.recording import Recording
+from bci_dream.signal.channels import LEFT_OUT
 from bci_dream.signal.filters import OnlineFilter, design_filter
 from bci_dream.signal.montage import Montage
 from bci_dream.signal.normalize import normalize_window
@@ -136,6 +137,17 @@ def window_ends(n: int, sfreq: float, spec: WindowSpec, hop_s: float = 1.0, *,
     k = int(math.floor((n - w.n_core) / hop + 1e-9)) + 1
     ends = w.n_core + np.round(np.arange(k) * hop).astype(np.int64)
     return ends[ends <= n]
+
+
+def straddles_gap(times: np.ndarray, sfreq: float, ends: np.ndarray, n_core: int) -> np.ndarray:
+    """bool [len(ends)]: the window of source samples ``[end - n_core, end)`` spans more time than its samples
+    account for by more than :data:`~bci_dream.core.defaults.GAP_PERIODS` periods and ``GAP_MIN_S``: samples
+    that never arrived. (By span, not by single steps: timestamps given on arrival come in bursts, whose long steps
+    the short ones after them make up for.)"""
+    times = np.asarray(times, np.float64)
+    ends = np.asarray(ends, np.int64)
+    span = times[ends - 1] - times[ends - n_core]
+    return span - (n_core - 1) / sfreq > max(defaults.GAP_PERIODS / sfreq, defaults.GAP_MIN_S)
 
 
 def _cut(filtered: np.ndarray, ends: np.ndarray, w: Windower) -> np.ndarray:
@@ -265,6 +277,8 @@ class WindowDataset(_Dataset):
         self.dtype = np.dtype(dtype)
         self.recordings: list[dict] = []
         self.skipped: list[tuple[Path, str]] = []
+        #: Windows left out because their samples straddle a gap in the recording's timestamps.
+        self.gap_windows = 0
         self._windows: list[np.ndarray] = []
         self._targets: list[np.ndarray] = []
         self._masks: list[np.ndarray] = []
@@ -311,13 +325,28 @@ class WindowDataset(_Dataset):
         """
         w = make_windower(recording.sfreq, recording.ch_names, self.spec)
         if w.mapping.n_mapped == 0:
-            raise RecordingError(f"no channel of {recording.path} is in the montage "
-                                 f"(channels: {', '.join(recording.ch_names[:8])}"
-                                 f"{' ...' if recording.n_channels > 8 else ''}); rename its channels to 10-20 names")
+            raise RecordingError(f"no channel of {recording.path} is a 10-05 site (channels: "
+                                 f"{', '.join(recording.ch_names[:8])}{' ...' if recording.n_channels > 8 else ''}); "
+                                 "name them with --channels NAMES, --channels-file FILE (a list, a BIDS channels.tsv "
+                                 "or electrodes.tsv, a montage file) or --layout PROFILE")
+        left_out = [c for c in w.mapping.unmapped if not c.endswith(LEFT_OUT)]
+        if left_out:
+            log.warning("%s: %d of %d channels are not 10-05 sites and are left out: %s", recording.path.name,
+                        len(left_out), recording.n_channels, ", ".join(left_out[:12]) + (" ..." if len(left_out) > 12
+                                                                                         else ""))
         ends = window_ends(recording.n_samples, recording.sfreq, self.spec, hop_s, windower=w)
         if len(ends) == 0:
             raise RecordingError(f"{recording.path} lasts {recording.duration:.2f} s, shorter than one "
                                  f"{self.spec.window_s:g} s window")
+        across = straddles_gap(recording.times, recording.sfreq, ends, w.n_core)
+        if across.any():
+            log.info("%s: %d of %d windows straddle a gap in the timestamps and are left out", recording.path.name,
+                     int(across.sum()), len(ends))
+            self.gap_windows += int(across.sum())
+            ends = ends[~across]
+            if len(ends) == 0:
+                raise RecordingError(f"every window of {recording.path} straddles a gap in its timestamps "
+                                     "(samples that never arrived)")
         filtered = preprocess(recording, bandpass=self.spec.bandpass, notch=self.spec.notch)
         compact = normalize_window(_cut(filtered, ends, w), np.ones(w.mapping.n_mapped, bool))
         r = len(self.recordings)
@@ -349,5 +378,6 @@ class WindowDataset(_Dataset):
 
     def summary(self) -> str:
         """One line: windows, recordings, skipped files."""
+        gaps = f"; {self.gap_windows} windows across gaps left out" if self.gap_windows else ""
         return (f"{len(self)} windows of {self.spec.n_channels} x {self.spec.n_samples} from "
-                f"{len(self.recordings)} recordings; {len(self.skipped)} skipped")
+                f"{len(self.recordings)} recordings; {len(self.skipped)} skipped{gaps}")

@@ -1,0 +1,119 @@
+"""Export a recording to the formats other EEG tools read: EDF, BDF (through edfio) and FIF, with MNE's writers.
+
+The samples go out as recorded (µV in, volts in MNE), at the nominal rate, with the channels named as the
+recording (or a naming) says; markers become annotations (zero duration, onset from the first sample); stretches
+where samples never arrived become ``BAD_gap`` annotations (EDF and FIF have no timestamps per sample).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bci_dream.core import defaults
+from bci_dream.core.errors import BciDreamError
+from bci_dream.io.readers import read_recording
+from bci_dream.io.recording import Recording
+from bci_dream.signal.channels import ChannelNaming
+
+log = logging.getLogger(__name__)
+
+#: Suffix → MNE's name for the format.
+FORMATS = {".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif"}
+
+
+class ExportError(BciDreamError):
+    """The recording cannot be written in the format asked for."""
+
+
+def export_format(path: str | os.PathLike) -> str:
+    """MNE's name of the format of ``path`` from its suffix.
+
+    Raises:
+        ExportError: a suffix bci-dream cannot write (the ones it can are named).
+    """
+    name = Path(path).name.lower()
+    for suffix, fmt in sorted(FORMATS.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return fmt
+    raise ExportError(f"cannot export to {Path(path).name}: bci-dream writes .edf, .bdf and .fif (give -o with one "
+                      "of those suffixes)")
+
+
+def to_raw(recording: Recording):
+    """An ``mne.io.RawArray`` of ``recording``: EEG channels in volts, markers and gaps as annotations."""
+    import mne
+
+    names = _unique(recording.ch_names)
+    info = mne.create_info(names, float(recording.sfreq), ch_types="eeg")
+    raw = mne.io.RawArray(recording.data.T.astype(np.float64) * 1e-6, info, verbose="error")
+    t0 = float(recording.times[0]) if recording.n_samples else 0.0
+    onsets, durations, texts = [], [], []
+    for m in recording.markers:
+        onset = m.timestamp - t0
+        if 0 <= onset <= recording.duration:
+            onsets.append(onset)
+            durations.append(0.0)
+            texts.append(str(m.text))
+    for start, length in _gaps(recording):
+        onsets.append(start)
+        durations.append(length)
+        texts.append("BAD_gap")
+    if onsets:
+        raw.set_annotations(mne.Annotations(onsets, durations, texts), verbose="error")
+    return raw
+
+
+def _unique(names) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        out.append(name if count == 0 else f"{name}-{count}")
+    return out
+
+
+def _gaps(recording: Recording) -> list[tuple[float, float]]:
+    """(onset in s from the first sample, seconds missing) of each gap in the recording's timestamps."""
+    if recording.n_samples < 2:
+        return []
+    period = 1.0 / recording.sfreq
+    steps = np.diff(recording.times)
+    where = np.flatnonzero(steps > max(defaults.GAP_PERIODS * period, defaults.GAP_MIN_S))
+    return [(float((i + 1) * period), float(steps[i] - period)) for i in where]
+
+
+def export_recording(source: str | os.PathLike, output: str | os.PathLike, *, stream: str | None = None,
+                     naming: ChannelNaming | None = None, overwrite: bool = False) -> Path:
+    """Write the recording ``source`` (any format :func:`read_recording` reads) to ``output`` (.edf, .bdf, .fif).
+
+    Raises:
+        ExportError: an output format bci-dream cannot write, an output that exists (without ``overwrite``), or
+            a writer that fails (its reason in one line).
+        RecordingError: the source cannot be read.
+    """
+    output = Path(output)
+    fmt = export_format(output)
+    if output.exists() and not overwrite:
+        raise ExportError(f"{output} exists; pass --overwrite to replace it")
+    recording = read_recording(source, stream=stream, naming=naming)
+    raw = to_raw(recording)
+    try:
+        if fmt == "fif":
+            raw.save(output, overwrite=True, verbose="error")
+        else:
+            import mne
+
+            mne.export.export_raw(output, raw, fmt=fmt, overwrite=True, verbose="error")
+    except ImportError as e:
+        raise ExportError(f"writing {fmt.upper()} needs the '{e.name or 'edfio'}' package: pip install edfio") from e
+    except (OSError, ValueError, RuntimeError) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"cannot write {output}: {message}") from e
+    log.info("exported %s to %s (%d channels, %g Hz, %.1f s, %d annotations)", Path(source).name, output,
+             recording.n_channels, recording.sfreq, recording.duration, len(raw.annotations))
+    return output

@@ -1,0 +1,44 @@
+"""Export: a real .xdf written as EDF, BDF and FIF through MNE's writers and read back (samples, rate, names,
+markers), and the one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bci_dream.cli import main
+from bci_dream.io.readers import read_recording
+
+SSVEP = "bci-essentials/ssvep_example.xdf"
+
+
+@pytest.mark.parametrize("suffix, resolution_uv", [(".fif", 1e-3), (".edf", None), (".bdf", None)])
+def test_an_xdf_exported_and_read_back_keeps_its_samples_names_and_markers(shared_data, tmp_path, suffix,
+                                                                          resolution_uv):
+    import mne
+
+    source = read_recording(shared_data / SSVEP)
+    out = tmp_path / f"ssvep{suffix}"
+    assert main(["export", str(shared_data / SSVEP), "-o", str(out)]) == 0
+    raw = mne.io.read_raw(out, preload=True, verbose="error")
+    assert raw.info["sfreq"] == source.sfreq and raw.ch_names == list(source.ch_names)
+    back = raw.get_data().T * 1e6
+    n = source.n_samples  # (EDF and BDF pad the last one-second data record)
+    assert back.shape[1] == source.n_channels and n <= back.shape[0] < n + source.sfreq
+    back = back[:n]
+    # EDF keeps 16 bits, BDF 24, over the physical range MNE gives the file: within a step of it
+    span = float(source.data.max() - source.data.min())
+    step = resolution_uv if resolution_uv is not None else span / (2 ** (16 if suffix == ".edf" else 24) - 1)
+    assert np.abs(back - source.data).max() <= 2 * max(step, 1e-6)
+    texts = [a["description"] for a in raw.annotations if a["description"] not in ("BAD_gap", "BAD_ACQ_SKIP")]
+    assert len(texts) == len(source.markers)
+
+
+def test_export_refuses_what_it_cannot_write_in_one_line(shared_data, tmp_path, capsys):
+    assert main(["export", str(shared_data / SSVEP), "-o", str(tmp_path / "out.set")]) == 1
+    assert "cannot export to out.set" in capsys.readouterr().err
+    (tmp_path / "there.fif").write_bytes(b"")
+    assert main(["export", str(shared_data / SSVEP), "-o", str(tmp_path / "there.fif")]) == 1
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "missing.xdf"), "-o", str(tmp_path / "x.edf")]) == 1
+    assert "does not exist" in capsys.readouterr().err
