@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: Text files a folder of recordings often holds beside them (not picked up by the folder search).
+_NOT_RECORDINGS = ("LICENSE", "LICENCE", "README", "CHANGELOG", "NOTICE", "COPYING")
+
+
 def expand(paths: list[Path]) -> list[Path]:
     """Files as given, and the recordings inside given folders (recursively, sorted; an MFF or CTF folder is
     one recording)."""
@@ -48,6 +52,7 @@ def expand(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir() and not path.name.lower().endswith(MNE_FOLDER_SUFFIXES):
             out += sorted(p for p in path.rglob("*") if p.name.lower().endswith(suffixes) and
+                          not p.name.upper().startswith(_NOT_RECORDINGS) and
                           (p.is_file() or p.name.lower().endswith(MNE_FOLDER_SUFFIXES)) and
                           not any(q.name.lower().endswith(MNE_FOLDER_SUFFIXES) for q in p.parents))
         else:
