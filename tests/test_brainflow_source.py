@@ -119,3 +119,25 @@ def test_windows_from_the_synthetic_board_follow_the_stream():
     assert w.data.shape == (128, 512) and w.mask.sum() == 16
     assert w.t_end == live.pipeline.raw.range(w.index_end - 1, w.index_end).timestamps[0]
     assert abs(w.t_end - local_clock()) < 2.0
+
+
+def test_brainflows_own_buffer_holds_a_minute_not_half_an_hour(monkeypatch):
+    """BrainFlow's default ring buffer (450,000 samples: 30 min at 250 Hz) is allocated at once and touched page by
+    page as it fills: the process grew by ~230 MB an hour (benchmarks/memory_soak.py). The real synthetic board is
+    started with a minute of samples instead."""
+    from brainflow.board_shim import BoardShim
+
+    sizes = []
+    real = BoardShim.start_stream
+
+    def spy(self, num_samples=450000, streamer_params=None):
+        sizes.append(num_samples)
+        return real(self, num_samples, streamer_params)
+
+    monkeypatch.setattr(BoardShim, "start_stream", spy)
+    source = BrainFlowSource(get_profile("synthetic"))
+    source.open()
+    try:
+        assert sizes == [15_000]  # 60 s at 250 Hz
+    finally:
+        source.stop()

@@ -18,8 +18,13 @@ from bci_dream.devices import DeviceProfile
 
 log = logging.getLogger(__name__)
 
-#: How long BrainFlow's own ring buffer is, in samples (BrainFlow's default is 450,000).
-BOARD_BUFFER_SAMPLES = 450_000
+#: Seconds of data BrainFlow's own ring buffer holds between two reads (we read every few milliseconds; a board
+#: that is not read for longer counts as stalled long before). BrainFlow's default of 450,000 samples is 30 minutes
+#: at 250 Hz: allocated at once and touched page by page as it fills, it made the process grow by some 230 MB an
+#: hour for its first half hour (found with benchmarks/memory_soak.py).
+BOARD_BUFFER_SECONDS = 60.0
+#: ... and never fewer samples than this.
+MIN_BOARD_BUFFER_SAMPLES = 10_000
 
 
 _board_shim = None
@@ -174,7 +179,7 @@ class BrainFlowSource(Source):
             board.prepare_session()
             if self.board_id == bf.BoardIds.PLAYBACK_FILE_BOARD.value and self.playback_loop:
                 board.config_board("loopback_true")
-            board.start_stream(BOARD_BUFFER_SAMPLES)
+            board.start_stream(self._board_buffer_samples())
         except bf.BrainFlowError as e:
             try:
                 if board.is_prepared():
@@ -184,6 +189,10 @@ class BrainFlowSource(Source):
             raise DeviceError(self._explain(e)) from e
         self.board = board
         self._measure_clock_offset()
+
+    def _board_buffer_samples(self) -> int:
+        rate = self._info.sfreq if self._info is not None else self.profile.sampling_rate
+        return max(MIN_BOARD_BUFFER_SAMPLES, int(BOARD_BUFFER_SECONDS * (rate or 250.0)))
 
     def _explain(self, error) -> str:
         code = getattr(error, "exit_code", None)
