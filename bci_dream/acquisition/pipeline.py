@@ -20,6 +20,7 @@ from bci_dream.core.errors import ChunkError
 from bci_dream.core.ring_buffer import MarkerBuffer, RingBuffer
 from bci_dream.core.types import Chunk, StreamInfo
 from bci_dream.signal.filters import OnlineFilter, design_filter
+from bci_dream.signal.gaps import gap_threshold_s
 from bci_dream.signal.quality import ChannelQuality, assess_quality
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class StreamPipeline:
         steps = np.diff(ts) if ts.shape[0] > 1 else None
         lo = first if steps is None else min(first, steps.min())
         hi = first if steps is None else max(first, steps.max())
-        gap = max(defaults.GAP_PERIODS * period, defaults.GAP_MIN_S)
+        gap = gap_threshold_s(self.info.sfreq) if self.info.sfreq else defaults.GAP_MIN_S
         if lo >= 0 and hi <= gap:  # the usual case, checked with two reductions
             return
         all_steps = np.array([first]) if steps is None else np.concatenate([[first], steps])

@@ -26,3 +26,11 @@ class ChunkError(BciDreamError):
 
 class CheckpointError(BciDreamError):
     """A checkpoint is missing, damaged, or belongs to another model."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of a library exception's message (its type name when the message is empty), at most
+    ``limit`` characters: what a one-line error of ours quotes of it."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[:limit] + "..."

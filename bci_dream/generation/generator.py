@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
-from bci_dream.core.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError, first_line
 from bci_dream.generation.models import AUTO, ModelSpec, ResolvedModel, resolve_model
 from bci_dream.loading.compute_device import resolve_device
-from bci_dream.loading.hub import ModelLoadError, first_line, quiet
+from bci_dream.loading.hub import ModelLoadError, quiet
 from bci_dream.loading.pipeline_folder import check_pipeline_folder, weights_variant
 from bci_dream.loading.unet_adapter import DIFFUSERS_LORA_WEIGHTS, load_unet_adapter
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bci_dream.core import defaults
-from bci_dream.core.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError, first_line
 from bci_dream.generation.tiny import build_tiny_sd_turbo
-from bci_dream.loading.hub import first_line, hub_reachable, is_local, quiet
+from bci_dream.loading.hub import hub_reachable, is_local, quiet
 from bci_dream.loading.pipeline_folder import (
     DIFFUSERS_WEIGHTS_STEM,
     check_pipeline_folder,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bci_dream.core.errors import first_line
 from bci_dream.signal.channels import (
     EEG_TYPES,
     ChannelNaming,
@@ -54,7 +55,7 @@ def read_channels_file(path: str | os.PathLike) -> ChannelNaming:
         raise
     except (OSError, UnicodeError, ValueError, KeyError, IndexError, RuntimeError) as e:
         raise ChannelNamingError(f"cannot read channels file {path}: {type(e).__name__}: "
-                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+                                 f"{first_line(e)}") from e
 
 
 def _looks_like_positions(path: Path) -> bool:

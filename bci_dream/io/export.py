@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.core import defaults
-from bci_dream.core.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError, first_line
 from bci_dream.io.readers import read_recording
 from bci_dream.io.recording import Recording
 from bci_dream.signal.channels import ChannelNaming
+from bci_dream.signal.gaps import gap_threshold_s
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _gaps(recording: Recording) -> list[tuple[float, float]]:
         return []
     period = 1.0 / recording.sfreq
     steps = np.diff(recording.times)
-    where = np.flatnonzero(steps > max(defaults.GAP_PERIODS * period, defaults.GAP_MIN_S))
+    where = np.flatnonzero(steps > gap_threshold_s(recording.sfreq))
     return [(float((i + 1) * period), float(steps[i] - period)) for i in where]
 
 
@@ -112,8 +112,7 @@ def export_recording(source: str | os.PathLike, output: str | os.PathLike, *, st
     except ImportError as e:
         raise ExportError(f"writing {fmt.upper()} needs the '{e.name or 'edfio'}' package: pip install edfio") from e
     except (OSError, ValueError, RuntimeError) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"cannot write {output}: {message}") from e
+        raise ExportError(f"cannot write {output}: {first_line(e)}") from e
     log.info("exported %s to %s (%d channels, %g Hz, %.1f s, %d annotations)", Path(source).name, output,
              recording.n_channels, recording.sfreq, recording.duration, len(raw.annotations))
     return output

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.core.errors import RecordingError
+from bci_dream.core.errors import RecordingError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ class _Collect(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage().strip().splitlines()[0] if record.getMessage().strip() else
-                             record.levelname)
+        text = record.getMessage().strip()
+        self.messages.append(text.splitlines()[0] if text else record.levelname)
 
 
 @contextlib.contextmanager
@@ -205,7 +205,7 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
         try:
             streams, _ = pyxdf.load_xdf(source, synchronize_clocks=dejitter, dejitter_timestamps=dejitter)
         except Exception as e:  # pyxdf raises many kinds on damaged files
-            raise RecordingError(f"cannot read {path}: {type(e).__name__}: {_first_line(e)}; the file may be "
+            raise RecordingError(f"cannot read {path}: {type(e).__name__}: {first_line(e)}; the file may be "
                                  "damaged") from e
     if pyxdf_log.messages:
         damage.append(f"pyxdf skipped damaged parts ({len(pyxdf_log.messages)}: {pyxdf_log.messages[0]})")
@@ -248,7 +248,3 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
              path.name, name, n_channels, eeg.sfreq, data.shape[0], len(markers))
     return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others, damage=damage)
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else ""

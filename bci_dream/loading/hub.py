@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from bci_dream.core.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,6 @@ def is_local(source: str | os.PathLike) -> bool:
     """True when ``source`` names a local folder (existing, or written like a path rather than a hub id)."""
     text = str(source)
     return Path(text).expanduser().exists() or not _HUB_ID.match(text) or text.startswith((".", "~"))
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message (its type name when empty), at most 200 characters."""
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:

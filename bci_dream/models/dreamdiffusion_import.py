@@ -53,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from bci_dream.core.errors import CheckpointError
+from bci_dream.core.errors import CheckpointError, first_line
 from bci_dream.models.checkpoint import load_state, save_checkpoint
 from bci_dream.models.eeg_model import EegModel, EegModelConfig, Preprocessing
 from bci_dream.models.encoder_config import PRESETS, preset
@@ -196,16 +196,11 @@ def load_torch_file(path: str | os.PathLike, *, unsafe_load: bool = False) -> ob
                 f"{path} needs full unpickling to load{what}; if you trust its source, run again with "
                 f"--unsafe-load") from e
         raise CheckpointError(f"cannot read {path}: damaged or not a PyTorch checkpoint "
-                              f"({_first_line(e)})") from e
+                              f"({first_line(e, 160)})") from e
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, ImportError, AttributeError,
             TypeError) as e:
         raise CheckpointError(f"cannot read {path}: truncated, damaged or not a PyTorch checkpoint "
-                              f"({type(e).__name__}: {_first_line(e)})") from e
-
-
-def _first_line(error: BaseException, limit: int = 160) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
+                              f"({type(e).__name__}: {first_line(e, 160)})") from e
 
 
 def extract_cond_stage(obj: object, source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], int]:

@@ -19,6 +19,7 @@ import difflib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 
@@ -181,19 +182,14 @@ def naming_from_positions(positions: Mapping[str, np.ndarray], source: str, *, f
     return ChannelNaming(source, by_label={k: taken[k] for k in labels if k in taken}, distances_mm=distances)
 
 
-_DIRECTIONS: tuple[tuple[str, ...], np.ndarray] | None = None
-
-
+@cache
 def canonical_directions() -> tuple[tuple[str, ...], np.ndarray]:
     """The canonical sites MNE's ``standard_1005`` places, and their unit directions from the origin of MNE's head
     frame (midway between the preauricular points), where FIF digitisations and MNE's readers put positions."""
-    global _DIRECTIONS
-    if _DIRECTIONS is None:
-        xyz_by_site = standard_head_positions()
-        sites = tuple(xyz_by_site)
-        xyz = np.stack([xyz_by_site[s] for s in sites])
-        _DIRECTIONS = (sites, xyz / np.linalg.norm(xyz, axis=1, keepdims=True))
-    return _DIRECTIONS
+    xyz_by_site = standard_head_positions()
+    sites = tuple(xyz_by_site)
+    xyz = np.stack([xyz_by_site[s] for s in sites])
+    return sites, xyz / np.linalg.norm(xyz, axis=1, keepdims=True)
 
 
 def standard_head_positions() -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from bci_dream.core import defaults
 from bci_dream.core.ring_buffer import RingBuffer
+from bci_dream.signal.gaps import missing_seconds
 from bci_dream.signal.montage import Montage, MontageMapping
 from bci_dream.signal.resample import resample, resample_ratio, resampled_length
 
@@ -176,14 +177,8 @@ class Windower:
         data = read.data[:keep]
         t_end = float(read.timestamps[keep - 1])
         window = self._make_window(data, t_end, index_end)
-        return dataclasses.replace(window, gap_s=self._longest_gap(read.timestamps[keep - self.n_core:keep]))
-
-    def _longest_gap(self, timestamps: np.ndarray) -> float:
-        """Seconds the samples span beyond what their count accounts for, when that is a gap (else 0)."""
-        if timestamps.shape[0] < 2:
-            return 0.0
-        missing = float(timestamps[-1] - timestamps[0]) - (timestamps.shape[0] - 1) / self.sfreq
-        return missing if missing > max(defaults.GAP_PERIODS / self.sfreq, defaults.GAP_MIN_S) else 0.0
+        core = read.timestamps[keep - self.n_core:keep]
+        return dataclasses.replace(window, gap_s=float(missing_seconds(core[0], core[-1], len(core), self.sfreq)))
 
     def _make_window(self, samples: np.ndarray, t_end: float, index_end: int) -> Window:
         """Turn source samples [n, C_src] into a :class:`Window`."""

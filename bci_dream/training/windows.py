@@ -38,6 +38,7 @@ from bci_dream.io.readers import read_recording
 from bci_dream.io.recording import Recording
 from bci_dream.signal.channels import LEFT_OUT
 from bci_dream.signal.filters import OnlineFilter, design_filter
+from bci_dream.signal.gaps import missing_seconds
 from bci_dream.signal.montage import Montage
 from bci_dream.signal.normalize import normalize_window
 from bci_dream.signal.resample import resample
@@ -141,13 +142,10 @@ def window_ends(n: int, sfreq: float, spec: WindowSpec, hop_s: float = 1.0, *,
 
 def straddles_gap(times: np.ndarray, sfreq: float, ends: np.ndarray, n_core: int) -> np.ndarray:
     """bool [len(ends)]: the window of source samples ``[end - n_core, end)`` spans more time than its samples
-    account for by more than :data:`~bci_dream.core.defaults.GAP_PERIODS` periods and ``GAP_MIN_S``: samples
-    that never arrived. (By span, not by single steps: timestamps given on arrival come in bursts, whose long steps
-    the short ones after them make up for.)"""
+    account for by a gap (:func:`bci_dream.signal.gaps.missing_seconds`): samples that never arrived."""
     times = np.asarray(times, np.float64)
     ends = np.asarray(ends, np.int64)
-    span = times[ends - 1] - times[ends - n_core]
-    return span - (n_core - 1) / sfreq > max(defaults.GAP_PERIODS / sfreq, defaults.GAP_MIN_S)
+    return missing_seconds(times[ends - n_core], times[ends - 1], n_core, sfreq) > 0
 
 
 def _cut(filtered: np.ndarray, ends: np.ndarray, w: Windower) -> np.ndarray:
