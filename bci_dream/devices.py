@@ -30,6 +30,42 @@ CONNECTION_PARAMETERS = (
 
 SOURCE_KINDS = ("brainflow", "lsl")
 
+#: Kinds of non-EEG rows a BrainFlow board may deliver, each recorded as a stream of its own when asked for
+#: (``aux = [...]`` in a profile's ``[aux]`` table, or ``--aux``): the board description's ``<kind>_channels``
+#: key, and the XDF stream type (muselsl's names where it has one).
+AUX_KINDS: dict[str, str] = {
+    "accel": "ACC", "gyro": "GYRO", "ppg": "PPG", "analog": "AUX", "eda": "EDA", "temperature": "TEMP",
+    "other": "AUX",
+}
+#: Channel labels of a kind when the profile names none (``accel`` → AccX, AccY, AccZ; ``ppg`` → PPG1, PPG2 ...).
+AUX_DEFAULT_LABELS: dict[str, tuple[str, ...]] = {"accel": ("AccX", "AccY", "AccZ"), "gyro": ("GyroX", "GyroY", "GyroZ")}
+_AUX_PREFIX = {"ppg": "PPG", "analog": "Analog", "eda": "EDA", "temperature": "Temp", "other": "Other"}
+
+
+def aux_labels(kind: str, n: int, names: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Labels of the ``n`` rows of an aux ``kind``: ``names`` (from the profile) if it has ``n``, else defaults."""
+    if len(names) == n:
+        return names
+    default = AUX_DEFAULT_LABELS.get(kind, ())
+    if len(default) == n:
+        return default
+    prefix = _AUX_PREFIX.get(kind, kind.capitalize())
+    return tuple(f"{prefix}{i + 1}" for i in range(n))
+
+
+def parse_aux_kinds(text: str | None) -> tuple[str, ...] | None:
+    """``--aux`` text (``"accel,ppg"``, ``"none"``) as kinds; None when not given; :class:`DeviceError` if unknown."""
+    if text is None:
+        return None
+    kinds = tuple(k.strip().lower() for k in text.split(",") if k.strip())
+    if kinds in ((), ("none",)):
+        return ()
+    unknown = [k for k in kinds if k not in AUX_KINDS]
+    if unknown:
+        raise DeviceError(f"unknown aux kind '{unknown[0]}'; use any of {', '.join(AUX_KINDS)} (comma-separated), "
+                          "or none")
+    return tuple(dict.fromkeys(kinds))
+
 
 @dataclass(frozen=True)
 class DeviceProfile:
@@ -52,6 +88,10 @@ class DeviceProfile:
         package_counter_modulo: modulus of the board's sample counter, to count dropped samples.
         master_board: for BrainFlow's playback and streaming boards, the board that was recorded.
         lsl: defaults for LSL resolution (``stream_type``, ``stream_name``, ``source_id``).
+        aux: kinds of non-EEG rows (:data:`AUX_KINDS`) recorded beside the EEG, each as a stream of its own.
+        aux_channels: labels of each aux kind's rows (e.g. ``analog``: A5, A6, A7 on a Cyton).
+        aux_commands: ``config_board`` commands that switch a kind on, sent after connecting when it is recorded
+            (a Cyton's analog inputs: ``/2``; a Muse's PPG: ``p61``).
         path: the file the profile was read from.
     """
 
@@ -71,6 +111,9 @@ class DeviceProfile:
     package_counter_modulo: int | None = None
     master_board: str = ""
     lsl: dict = field(default_factory=dict)
+    aux: tuple[str, ...] = ()
+    aux_channels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    aux_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -149,6 +192,16 @@ def _profile_from_dict(raw: dict, path: Path) -> DeviceProfile:
         raise ValueError("a brainflow profile needs 'board' (a BoardIds name such as CYTON_BOARD)")
     if len(set(channels)) != len(channels):
         raise ValueError("channel names must be unique")
+    aux = dict(raw.get("aux", {}))
+    aux_kinds = tuple(str(k) for k in aux.get("record", ()))
+    aux_channels = {str(k): tuple(str(c) for c in v) for k, v in dict(aux.get("channels", {})).items()}
+    aux_commands = {str(k): tuple(str(c) for c in ([v] if isinstance(v, str) else v))
+                    for k, v in dict(aux.get("commands", {})).items()}
+    for kind in (*aux_kinds, *aux_channels, *aux_commands):
+        if kind not in AUX_KINDS:
+            raise ValueError(f"unknown aux kind '{kind}' (kinds: {', '.join(AUX_KINDS)})")
+    if aux_kinds and source != "brainflow":
+        raise ValueError("[aux] record applies to BrainFlow boards; an LSL source's other streams are separate streams")
     return DeviceProfile(
         name=str(raw.get("name", path.stem)),
         description=str(raw.get("description", "")),
@@ -166,6 +219,9 @@ def _profile_from_dict(raw: dict, path: Path) -> DeviceProfile:
         package_counter_modulo=int(raw["package_counter_modulo"]) if raw.get("package_counter_modulo") else None,
         master_board=str(raw.get("master_board", "")),
         lsl=dict(raw.get("lsl", {})),
+        aux=aux_kinds,
+        aux_channels=aux_channels,
+        aux_commands=aux_commands,
         path=path,
     )
 

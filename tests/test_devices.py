@@ -46,6 +46,13 @@ def test_every_shipped_profile_is_complete_and_matches_its_board(path):
     board = p.master_board or p.board
     descr = BoardShim.get_board_descr(BoardIds[board].value)
     assert len(descr["eeg_channels"]) == len(p.channels) and descr["sampling_rate"] == p.sampling_rate
+    # every aux kind the profile records, names or switches on is on the board, with as many rows as names
+    for kind in {*p.aux, *p.aux_channels, *p.aux_commands}:
+        rows = [BoardShim.get_board_descr(BoardIds[board].value, preset).get(f"{kind}_channels")
+                for preset in (0, 1, 2) if _has_preset(BoardIds[board].value, preset)]
+        rows = [r for r in rows if r]
+        assert rows, f"{p.name}: the board has no {kind} rows"
+        assert kind not in p.aux_channels or len(p.aux_channels[kind]) == len(rows[0])
     if p.board not in ("PLAYBACK_FILE_BOARD",):
         assert not p.master_board
 
@@ -72,3 +79,13 @@ def test_user_profile_folder_adds_a_headset(tmp_path, monkeypatch):
     assert "my-cap" in list_profiles()
     with pytest.raises(DeviceError, match="not valid TOML"):
         load_profile(tmp_path / "broken.toml")
+
+
+def _has_preset(board: int, preset: int) -> bool:
+    from brainflow.board_shim import BoardShim, BrainFlowError
+
+    try:
+        BoardShim.get_board_descr(board, preset)
+    except BrainFlowError:
+        return False
+    return True

@@ -7,6 +7,8 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ import numpy as np
 from bci_dream.acquisition.source import Source
 from bci_dream.core.errors import DeviceError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
-from bci_dream.devices import DeviceProfile
+from bci_dream.devices import AUX_KINDS, DeviceProfile, aux_labels
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +67,33 @@ def list_serial_ports() -> list[str]:
     return sorted(p.device for p in list_ports.comports())
 
 
+@dataclass(frozen=True)
+class _AuxRows:
+    """Where one aux kind is in the board's data: its preset, its rows and that preset's timestamp row."""
+
+    kind: str
+    preset: int
+    rows: tuple[int, ...]
+    timestamp_row: int
+    info: StreamInfo
+
+
 class BrainFlowSource(Source):
-    """Streams the EEG rows of a BrainFlow board.
+    """Streams the EEG rows of a BrainFlow board, and the aux rows (accelerometer, PPG, analog inputs) asked for.
 
     Timestamps: BrainFlow stamps samples with the wall clock (``time.time()``); they are moved to
     the LSL clock with an offset measured at connection and refreshed every few seconds.
+
+    Aux kinds (:data:`bci_dream.devices.AUX_KINDS`) are looked up in the board's presets (the EEG preset first:
+    a Cyton's accelerometer and analog rows share its samples; a Muse's accelerometer is in its auxiliary preset
+    at 52 Hz, its PPG in the ancillary one at 64 Hz) and delivered as streams of their own (:attr:`aux_infos`).
 
     Args:
         profile: the headset's profile (board, preset, channel names).
         params: connection parameters named as in :data:`bci_dream.devices.CONNECTION_PARAMETERS`.
         poll_interval: seconds between reads of BrainFlow's buffer.
         reconnect: reconnect with back-off after a stall longer than ``reconnect_after`` seconds.
+        aux: aux kinds to deliver (None: the profile's ``[aux] record``).
     """
 
     def __init__(
@@ -89,6 +107,7 @@ class BrainFlowSource(Source):
         reconnect_after: float = 3.0,
         max_backoff: float = 30.0,
         playback_loop: bool = False,
+        aux: Sequence[str] | None = None,
     ) -> None:
         super().__init__(profile.name)
         self.profile = profile
@@ -111,6 +130,11 @@ class BrainFlowSource(Source):
         self._offset_measured_at = 0.0
         self.reconnects = 0
         self._preset = 0
+        self.aux_kinds = tuple(profile.aux if aux is None else aux)
+        for kind in self.aux_kinds:
+            if kind not in AUX_KINDS:
+                raise DeviceError(f"unknown aux kind '{kind}'; use any of {', '.join(AUX_KINDS)}")
+        self._aux: list[_AuxRows] = []
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -167,9 +191,43 @@ class BrainFlowSource(Source):
                         self.profile.name, self.profile.sampling_rate, sfreq)
         serial = self.params.get("serial_number") or self.params.get("mac_address") \
             or self.params.get("serial_port") or self.params.get("file") or ""
-        return StreamInfo(name=str(descr.get("name", self.profile.name)), ch_names=names, sfreq=sfreq,
+        info = StreamInfo(name=str(descr.get("name", self.profile.name)), ch_names=names, sfreq=sfreq,
                           units=self.profile.units, source_id=f"brainflow:{self.profile.board}:{serial}",
                           stream_type="EEG")
+        self._aux = [self._find_aux(kind, descr_board, info) for kind in self.aux_kinds]
+        taken = set(names)
+        for aux in self._aux:
+            clash = taken & set(aux.info.ch_names)
+            if clash:
+                raise DeviceError(f"aux channel {sorted(clash)[0]} of {aux.kind} has the name of another channel; "
+                                  f"rename it under [aux.channels] in {self.profile.path}")
+            taken |= set(aux.info.ch_names)
+        return info
+
+    def _find_aux(self, kind: str, board: int, eeg: StreamInfo) -> _AuxRows:
+        """The preset and rows of ``kind`` on ``board``; :class:`DeviceError` naming the kinds it has if none."""
+        bf = _brainflow()
+        presets = [self._preset] + [p.value for p in bf.BrainFlowPresets if p.value != self._preset]
+        found: dict[str, None] = {}
+        for preset in presets:
+            try:
+                descr = bf.BoardShim.get_board_descr(board, preset)
+            except bf.BrainFlowError:
+                continue
+            found.update({k[:-len("_channels")]: None for k in descr if k[:-len("_channels")] in AUX_KINDS})
+            rows = descr.get(f"{kind}_channels")
+            if rows:
+                labels = aux_labels(kind, len(rows), self.profile.aux_channels.get(kind, ()))
+                info = StreamInfo(name=f"{eeg.name} {kind}", ch_names=labels, sfreq=float(descr["sampling_rate"]),
+                                  units="", source_id=f"{eeg.source_id}:{kind}", stream_type=AUX_KINDS[kind])
+                return _AuxRows(kind, preset, tuple(int(r) for r in rows), int(descr["timestamp_channel"]), info)
+        has = ", ".join(found) or "none"
+        raise DeviceError(f"{self.profile.description or self.profile.name} has no {kind} channels (aux kinds it "
+                          f"has: {has}); change --aux or [aux] record in the profile")
+
+    @property
+    def aux_infos(self) -> tuple[StreamInfo, ...]:
+        return tuple(a.info for a in self._aux)
 
     def _connect(self) -> None:
         bf = _brainflow()
@@ -179,6 +237,10 @@ class BrainFlowSource(Source):
             board.prepare_session()
             if self.board_id == bf.BoardIds.PLAYBACK_FILE_BOARD.value and self.playback_loop:
                 board.config_board("loopback_true")
+            for kind in self.aux_kinds:
+                for command in self.profile.aux_commands.get(kind, ()):
+                    log.info("%s: %s on: config_board(%r)", self.name, kind, command)
+                    board.config_board(command)
             board.start_stream(self._board_buffer_samples())
         except bf.BrainFlowError as e:
             try:
@@ -272,6 +334,11 @@ class BrainFlowSource(Source):
         if self._counter_row is not None:
             self._count_dropped(data[self._counter_row])
         self._emit(Chunk(samples, timestamps, markers))
+        for index, aux in enumerate(self._aux):
+            rows = data if aux.preset == self._preset else self.board.get_board_data(preset=aux.preset)
+            if rows.shape[1]:
+                self._emit_aux(index, Chunk(np.ascontiguousarray(rows[list(aux.rows)].T, dtype=np.float32),
+                                            rows[aux.timestamp_row] + self._clock_offset))
         return n
 
     def _count_dropped(self, counter: np.ndarray) -> None:

@@ -19,7 +19,7 @@ from bci_dream.acquisition.lsl_source import LslSource
 from bci_dream.acquisition.pipeline import StreamPipeline
 from bci_dream.acquisition.recorder import RecordingSummary, SessionRecorder
 from bci_dream.acquisition.source import Source
-from bci_dream.core.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError, DeviceError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 from bci_dream.devices import DeviceProfile
 from bci_dream.signal.channels import LEFT_OUT, ChannelNaming
@@ -34,6 +34,9 @@ def make_source(profile: DeviceProfile, params: dict[str, Any] | None = None, **
     """The source for ``profile``: BrainFlow boards or an LSL stream; ``options`` go to its constructor."""
     params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
     if profile.source == "lsl":
+        if options.pop("aux", None):
+            raise DeviceError(f"--aux applies to BrainFlow boards; '{profile.name}' is an LSL stream (record its "
+                              "other streams with LabRecorder, or stream them through a BrainFlow board)")
         profile.check_parameters(params)
         lsl = {**profile.lsl, **params}
         return LslSource(stream_name=lsl.get("stream_name"), stream_type=lsl.get("stream_type"),
@@ -143,7 +146,7 @@ class LiveStream:
             self.open()
         self._rate_history.append((local_clock(), self.pipeline.raw.total_written))
         self.started_at = time.monotonic()
-        self.source.start(self._on_chunk)
+        self.source.start(self._on_chunk, self._on_aux)
 
     def _on_chunk(self, chunk: Chunk) -> None:
         try:
@@ -152,6 +155,21 @@ class LiveStream:
             # A chunk that does not fit the stream ends the stream: its data cannot be interpreted.
             self.chunk_error = e
             raise
+
+    def _on_aux(self, index: int, chunk: Chunk) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.push_aux(index, chunk)
+
+    @property
+    def aux_infos(self) -> tuple[StreamInfo, ...]:
+        """The source's streams beside the EEG (accelerometer, PPG, analog inputs): recorded, not filtered."""
+        return self.source.aux_infos
+
+    @property
+    def all_channel_names(self) -> tuple[str, ...]:
+        """The EEG channels' names and then every aux stream's (a photodiode's channel may be either)."""
+        return self.info.ch_names + tuple(c for aux in self.aux_infos for c in aux.ch_names)
 
     def _on_state(self, state: SourceState, reason: str) -> None:
         if self.recorder is not None:
@@ -163,7 +181,7 @@ class LiveStream:
             self.open()
         if self.recorder is not None:
             raise BciDreamError(f"already recording to {self.recorder.path}")
-        recorder = SessionRecorder(path, self.info, overwrite=overwrite)
+        recorder = SessionRecorder(path, self.info, overwrite=overwrite, aux=self.aux_infos)
         recorder.event(f"recording started: {self.info.name}")
         self.recorder = recorder
         self.pipeline.add_listener(recorder.push)

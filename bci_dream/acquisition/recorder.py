@@ -12,6 +12,7 @@ import os
 import queue
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class RecordingSummary:
     markers: int
     events: int
     seconds: float
+    aux_samples: int = 0
 
 
 class SessionRecorder:
@@ -42,12 +44,15 @@ class SessionRecorder:
         path: the ``.xdf`` file to create (an existing file is not overwritten unless ``overwrite``).
         info: the EEG stream's description (channel names, rate, units).
         overwrite: replace an existing file.
+        aux: streams recorded beside the EEG (a board's accelerometer, PPG, analog inputs), each a stream of the
+            file with its own rate and timestamps; their chunks come through :meth:`push_aux`.
 
     Use it as a chunk listener: ``pipeline.add_listener(recorder.push)``; call :meth:`event` for
     app events (connected, stalled, generation started, ...), and :meth:`stop` to finish the file.
     """
 
-    def __init__(self, path: str | os.PathLike, info: StreamInfo, *, overwrite: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, info: StreamInfo, *, overwrite: bool = False,
+                 aux: Sequence[StreamInfo] = ()) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise RecordingError(f"{self.path} already exists; choose another file name or remove it first")
@@ -66,6 +71,11 @@ class SessionRecorder:
         self._event_id = self._writer.add_stream(
             name="bci-dream events", stream_type="Events", channel_count=1, nominal_srate=0.0,
             channel_format="string", source_id="bci-dream:events", hostname=host)
+        self._aux_ids = [self._writer.add_stream(
+            name=a.name, stream_type=a.stream_type, channel_count=a.n_channels, nominal_srate=a.sfreq,
+            channel_format="float32", source_id=a.source_id, channel_labels=list(a.ch_names), channel_units=a.units,
+            channel_types=a.stream_type, hostname=host) for a in aux]
+        self.aux_samples = 0
         self._queue: queue.Queue = queue.Queue()
         self.samples = 0
         self.markers = 0
@@ -86,6 +96,10 @@ class SessionRecorder:
         """Queue a chunk for writing (called on the source thread; returns at once)."""
         self._queue.put(chunk)
 
+    def push_aux(self, index: int, chunk: Chunk) -> None:
+        """Queue a chunk of aux stream ``index`` (the order of ``aux``) for writing; returns at once."""
+        self._queue.put((index, chunk))
+
     def event(self, text: str, timestamp: float | None = None) -> None:
         """Record an app event, e.g. ``"device stalled"``, at ``timestamp`` (now by default)."""
         self._queue.put(Marker(local_clock() if timestamp is None else timestamp, text, "events"))
@@ -101,12 +115,17 @@ class SessionRecorder:
             try:
                 if isinstance(item, Chunk):
                     self._write_chunk(item)
+                elif isinstance(item, tuple):
+                    index, chunk = item
+                    if len(chunk):
+                        self._writer.write_samples(self._aux_ids[index], chunk.samples, chunk.timestamps)
+                        self.aux_samples += len(chunk)
                 else:
                     self._writer.write_strings(self._event_id, [item.text], [item.timestamp])
                     self.events += 1
                 now = local_clock()
                 if now - last_offset > 5.0:  # all streams share the local clock: offset 0
-                    for sid in (self._eeg_id, self._marker_id, self._event_id):
+                    for sid in (self._eeg_id, self._marker_id, self._event_id, *self._aux_ids):
                         self._writer.write_clock_offset(sid, now, 0.0)
                     last_offset = now
             except (OSError, BciDreamError) as e:
@@ -133,4 +152,4 @@ class SessionRecorder:
             except (OSError, BciDreamError) as e:
                 log.error("closing %s failed: %s; the data written so far is kept", self.path, e)
             log.info("recorded %d samples, %d markers to %s", self.samples, self.markers, self.path)
-        return RecordingSummary(self.path, self.samples, self.markers, self.events, self.elapsed)
+        return RecordingSummary(self.path, self.samples, self.markers, self.events, self.elapsed, self.aux_samples)

@@ -13,6 +13,8 @@ from bci_dream.core.types import Chunk, SourceState, StreamInfo
 log = logging.getLogger(__name__)
 
 ChunkSink = Callable[[Chunk], None]
+#: Receives the chunks of the source's aux streams: ``sink(index into aux_infos, chunk)``.
+AuxSink = Callable[[int, Chunk], None]
 StateListener = Callable[[SourceState, str], None]
 
 
@@ -23,6 +25,8 @@ class Source(ABC):
     a one-line message if the device cannot be opened), then ``source.start(sink)`` runs the
     acquisition on a thread of its own that calls ``sink(chunk)`` for every chunk, and
     ``source.stop()`` ends it. ``state`` tells where it is; ``error`` holds the reason it failed.
+    A source with aux streams (a board's accelerometer, PPG or analog inputs) describes them in
+    :attr:`aux_infos` after ``open()`` and delivers their chunks to ``start``'s ``aux_sink``.
     """
 
     #: Seconds without samples after which a streaming source is reported as stalled.
@@ -36,6 +40,7 @@ class Source(ABC):
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._sink: ChunkSink | None = None
+        self._aux_sink: AuxSink | None = None
         self.error: BciDreamError | None = None
         #: Samples the device reported as lost (sample-counter gaps), not counting overruns downstream.
         self.dropped_samples = 0
@@ -45,6 +50,11 @@ class Source(ABC):
         if self._info is None:
             raise RuntimeError(f"{self.name}: call open() before reading info")
         return self._info
+
+    @property
+    def aux_infos(self) -> tuple[StreamInfo, ...]:
+        """The streams delivered beside the EEG (none by default), known after ``open()``."""
+        return ()
 
     @property
     def state(self) -> SourceState:
@@ -80,13 +90,14 @@ class Source(ABC):
     def _close(self) -> None:
         """Release the device (called on the acquisition thread when the loop ends)."""
 
-    def start(self, sink: ChunkSink) -> None:
-        """Start the acquisition thread, delivering every chunk to ``sink``."""
+    def start(self, sink: ChunkSink, aux_sink: AuxSink | None = None) -> None:
+        """Start the acquisition thread, delivering every chunk to ``sink`` (and aux chunks to ``aux_sink``)."""
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         if self._info is None:
             self.open()
         self._sink = sink
+        self._aux_sink = aux_sink
         self._stop_event.clear()
         self._thread = threading.Thread(target=self._thread_main, name=f"source:{self.name}", daemon=True)
         self._thread.start()
@@ -113,6 +124,10 @@ class Source(ABC):
     def _emit(self, chunk: Chunk) -> None:
         if self._sink is not None:
             self._sink(chunk)
+
+    def _emit_aux(self, index: int, chunk: Chunk) -> None:
+        if self._aux_sink is not None:
+            self._aux_sink(index, chunk)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to end and wait up to ``timeout`` seconds for it."""

@@ -50,13 +50,15 @@ def photodiode_offsets(times: np.ndarray, signal: np.ndarray, markers: Sequence[
 
 
 def recorded_photodiode_offsets(recording: str | os.PathLike, channel: str, markers: Sequence[float]) -> np.ndarray:
-    """:func:`photodiode_offsets` of the channel named ``channel`` of a recording file.
+    """:func:`photodiode_offsets` of the channel named ``channel`` of a recording file: an EEG channel, or a channel
+    of one of its aux streams (a BrainFlow board's analog inputs recorded with ``--aux analog``).
 
     Raises:
         BciDreamError: the recording has no such channel (the line names the channels it has).
     """
     rec = read_recording(recording)
-    if channel not in rec.ch_names:
+    found = rec.channel(channel)
+    if found is None:
         raise BciDreamError(f"{recording} has no channel '{channel}' for the photodiode (channels: "
-                            f"{', '.join(rec.ch_names)})")
-    return photodiode_offsets(rec.times, rec.data[:, rec.ch_names.index(channel)], markers)
+                            f"{', '.join(rec.all_channel_names)})")
+    return photodiode_offsets(*found, markers)

@@ -12,6 +12,7 @@ from bci_dream.commands.common import (
     filters_from_args,
     filters_given,
     naming_from_args,
+    source_options,
 )
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import get_profile
@@ -43,5 +44,5 @@ def run_app(args: argparse.Namespace) -> int:
                          checkpoint=args.checkpoint, gpu=args.gpu, size=args.size, seed=args.seed, hop=args.hop,
                          similarity=args.similarity, compile=args.compile, steps=args.steps,
                          interpolate=args.interpolate, filters=filters, generate=not args.no_generate,
-                         naming=naming_from_args(args))
+                         naming=naming_from_args(args), source_options=source_options(args))
     return run(options)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from bci_dream.commands.common import (
+    add_aux_arg,
     add_channel_args,
     add_connection_args,
     add_filter_args,
@@ -13,6 +14,7 @@ from bci_dream.commands.common import (
     filters_from_args,
     filters_given,
     naming_from_args,
+    source_options,
 )
 from bci_dream.commands.finetune import add_training_args, settings_from_args
 from bci_dream.commands.pairs import parse_pairs_arg
@@ -39,12 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--device", "-d", default="synthetic",
                    help="headset profile name (see 'bci-dream devices') or a .toml profile file")
     add_connection_args(w)
+    add_aux_arg(w)
     w.add_argument("--protocol", default="default",
                    help="calibration protocol: a shipped one (default, quick) or a .toml file")
     w.add_argument("--windowed", action="store_true", help="present the stimuli in a window, not full screen")
     w.add_argument("--photodiode", metavar="CHANNEL",
-                   help="a photodiode on the screen's bottom-left square is recorded on this channel: true onsets "
-                        "are measured against the markers")
+                   help="a photodiode on the screen's bottom-left square is recorded on this channel (an EEG "
+                        "channel, or an aux one such as a Cyton's A5 with --aux analog): true onsets are measured "
+                        "against the markers")
     add_channel_args(p)
     add_filter_args(p)
     p.add_argument("--recording", type=Path, help="the calibration session (.xdf)")
@@ -112,7 +116,7 @@ def run_wizard(args: argparse.Namespace) -> int:
                             settings=settings, init=args.init, validation_fraction=args.validation_fraction,
                             n_way=args.n_way, figure_rows=args.figure_rows, subjects_dir=args.subjects_dir,
                             fullscreen=not args.windowed, filters=filters, photodiode=args.photodiode,
-                            naming=naming_from_args(args))
+                            naming=naming_from_args(args), source_options=source_options(args))
     wizard = run_calibration(options)
     if wizard.result is None:
         kept = f"; the session is kept in {wizard.session.folder} and can be resumed" if wizard.session else ""

@@ -14,7 +14,7 @@ from pathlib import Path
 from bci_dream.acquisition.filter_settings import FROM_PROFILE, NO_FILTERS, FilterSettings, choose_filters
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
-from bci_dream.devices import CONNECTION_PARAMETERS, DeviceProfile, get_profile
+from bci_dream.devices import AUX_KINDS, CONNECTION_PARAMETERS, DeviceProfile, get_profile, parse_aux_kinds
 
 log = logging.getLogger("bci_dream")
 
@@ -49,7 +49,9 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
     """``--device``, its connection parameters, the channel names, the filters and ``--publish``."""
     p.add_argument("--device", "-d", default="synthetic",
                    help="device profile name (see 'bci-dream devices') or a .toml profile file")
-    add_connection_args(p.add_argument_group("connection (what each device needs: 'bci-dream devices')"))
+    g = p.add_argument_group("connection (what each device needs: 'bci-dream devices')")
+    add_connection_args(g)
+    add_aux_arg(g)
     add_channel_args(p)
     add_filter_args(p)
     p.add_argument("--publish", action="store_true", help="re-publish the EEG and markers as LSL streams")
@@ -60,6 +62,20 @@ def add_connection_args(g) -> None:
     for name in CONNECTION_PARAMETERS:
         kind = int if name in ("ip_port",) else float if name == "timeout" else str
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=PARAM_HELP[name])
+
+
+def add_aux_arg(g) -> None:
+    """``--aux KINDS``: the board's non-EEG rows to record, each as a stream of its own."""
+    g.add_argument("--aux", metavar="KINDS",
+                   help=f"a BrainFlow board's other rows to record beside the EEG, each as its own .xdf stream: any of "
+                        f"{', '.join(AUX_KINDS)} (comma-separated; 'none' for none; default: the profile's [aux] "
+                        "record). An analog input can then be --photodiode's channel")
+
+
+def source_options(args: argparse.Namespace) -> dict:
+    """Options for :func:`~bci_dream.acquisition.live.make_source` from the command line (``aux`` when given)."""
+    kinds = parse_aux_kinds(getattr(args, "aux", None))
+    return {} if kinds is None else {"aux": kinds}
 
 
 def connection_params(args: argparse.Namespace) -> dict:
@@ -176,12 +192,15 @@ def open_live(args: argparse.Namespace):
 
     profile = get_profile(args.device)
     params = {name: getattr(args, name) for name in CONNECTION_PARAMETERS}
-    source = make_source(profile, params)
+    source = make_source(profile, params, **source_options(args))
     live = LiveStream(source, filters=filters_from_args(args, profile), rail_uv=profile.rail_uv,
                       publish=args.publish, naming=naming_from_args(args))
     info = live.open()
     print(f"{profile.name}: {info.name}, {info.n_channels} channels ({', '.join(info.ch_names)}), "
           f"{info.sfreq:g} Hz, {info.units}", flush=True)
+    for aux in live.aux_infos:
+        print(f"  + {aux.name}: {', '.join(aux.ch_names)} at {aux.sfreq:g} Hz (recorded as a stream of its own)",
+              flush=True)
     return live
 
 
@@ -230,7 +249,8 @@ def run_live(live, seconds: float | None, interval: float = 1.0) -> int:
         print("stopping", flush=True)
     summary = live.stop()
     if summary is not None:
-        print(f"recorded {summary.samples} samples and {summary.markers} markers in {summary.seconds:.1f} s "
+        aux = f" (and {summary.aux_samples} aux samples)" if summary.aux_samples else ""
+        print(f"recorded {summary.samples} samples and {summary.markers} markers{aux} in {summary.seconds:.1f} s "
               f"to {summary.path}", flush=True)
     error = live.source.error or live.chunk_error or (live.recorder.error if live.recorder else None)
     if error is not None:

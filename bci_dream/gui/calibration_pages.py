@@ -355,9 +355,9 @@ class SessionPage(QtWidgets.QWizardPage):
         if w.live is None:
             self.status_label.setText("the headset is not connected: go Back to the signal check")
             return
-        if w.options.photodiode and w.options.photodiode not in w.live.info.ch_names:
+        if w.options.photodiode and w.options.photodiode not in w.live.all_channel_names:
             error = (f"the stream has no channel '{w.options.photodiode}' for the photodiode (channels: "
-                     f"{', '.join(w.live.info.ch_names)})")
+                     f"{', '.join(w.live.all_channel_names)}; a board's analog inputs need --aux analog)")
             _error(self.status_label, error)
             w.show_error(error)
             return

@@ -35,7 +35,7 @@ from bci_dream.io.channels_file import bids_sidecar, read_channels_file
 from bci_dream.io.mne_reader import read_mne
 from bci_dream.io.muse_csv import read_muse_csv
 from bci_dream.io.openbci_reader import read_openbci
-from bci_dream.io.recording import Recording
+from bci_dream.io.recording import AuxStream, Recording
 from bci_dream.io.xdf_reader import read_xdf
 from bci_dream.signal.channels import ChannelNaming, naming_from_positions
 from bci_dream.signal.montage import CANONICAL_128, normalise_channel_name
@@ -227,4 +227,5 @@ def _read_xdf(path: Path, stream: str | None) -> Recording:
         path=path, source_format="xdf",
         info={"stream": eeg.name, "stream_type": eeg.stream_type, "units": eeg.units,
               "other_streams": list(session.other_streams)},
+        aux=tuple(AuxStream(a.name, a.stream_type, a.ch_names, a.sfreq, a.data, a.timestamps) for a in session.aux),
     )

@@ -13,6 +13,22 @@ import numpy as np
 from bci_dream.core.types import Marker
 
 
+@dataclass(frozen=True)
+class AuxStream:
+    """A numeric stream recorded beside the EEG (a board's accelerometer, PPG or analog inputs), as stored.
+
+    Attributes: ``data`` float32 [n, channels] in the stream's own units, ``times`` float64 [n] seconds in the
+    recording's time base, ``sfreq`` its nominal rate in Hz (0: irregular).
+    """
+
+    name: str
+    stream_type: str
+    ch_names: tuple[str, ...]
+    sfreq: float
+    data: np.ndarray
+    times: np.ndarray
+
+
 @dataclass
 class Recording:
     """A recording in the form training uses.
@@ -28,6 +44,7 @@ class Recording:
         path: the file read.
         source_format: ``"xdf"``, ``"mne-edf"``, ``"openbci-v6"``, ``"brainflow-csv"``, ``"muselsl-csv"`` ...
         info: extra details from the reader (stream name, board, dropped rows, ...).
+        aux: the file's other numeric streams (XDF recordings of a board's aux rows), not part of ``data``.
     """
 
     data: np.ndarray
@@ -38,6 +55,7 @@ class Recording:
     path: Path
     source_format: str
     info: dict = field(default_factory=dict)
+    aux: tuple[AuxStream, ...] = ()
 
     def __post_init__(self) -> None:
         self.data = np.ascontiguousarray(self.data, dtype=np.float32)
@@ -66,6 +84,21 @@ class Recording:
     def duration(self) -> float:
         """Length in seconds: ``n_samples / sfreq``."""
         return self.n_samples / float(self.sfreq)
+
+    def channel(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(times [n], values [n])`` of the channel called ``name``: an EEG column (µV) or an aux stream's
+        channel (its own units and times); None if there is none."""
+        if name in self.ch_names:
+            return self.times, self.data[:, self.ch_names.index(name)]
+        for stream in self.aux:
+            if name in stream.ch_names:
+                return stream.times, stream.data[:, stream.ch_names.index(name)]
+        return None
+
+    @property
+    def all_channel_names(self) -> tuple[str, ...]:
+        """The EEG channels' names, then the aux streams'."""
+        return self.ch_names + tuple(c for s in self.aux for c in s.ch_names)
 
     def index_at(self, t: float | np.ndarray) -> np.ndarray:
         """Index of the sample whose timestamp is nearest to ``t`` (works for jittery, unsorted times)."""

@@ -46,7 +46,8 @@ class MarkerStream:
 
 @dataclass
 class XdfSession:
-    """The EEG stream of an ``.xdf`` file and its marker streams.
+    """The EEG stream of an ``.xdf`` file, its marker streams, and its other numeric streams (``aux``: a board's
+    accelerometer, PPG or analog inputs; ``other_streams`` names them).
 
     ``damage``: one line per problem found while reading (a file cut off inside a chunk, chunks pyxdf could
     not parse and skipped, numbers it could not synchronise); empty for an intact file. What could be read
@@ -58,6 +59,7 @@ class XdfSession:
     markers: list[MarkerStream] = field(default_factory=list)
     other_streams: list[str] = field(default_factory=list)
     damage: list[str] = field(default_factory=list)
+    aux: list[EegStream] = field(default_factory=list)
 
 
 class _Collect(logging.Handler):
@@ -223,16 +225,10 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
     if data.ndim != 2 or data.shape[0] == 0:
         raise RecordingError(f"the EEG stream '{name}' in {path} holds no samples; choose another recording")
     n_channels = int(_first(info, "channel_count", str(data.shape[1])))
-    ch_names, unit = _channel_desc(info, n_channels)
-    eeg = EegStream(
-        name=name, stream_type=_first(info, "type"), ch_names=ch_names, units=unit or "uV",
-        sfreq=float(_first(info, "nominal_srate", "0") or 0) or float(chosen["info"].get("effective_srate", 0)),
-        data=np.ascontiguousarray(data, dtype=np.float32),
-        timestamps=np.asarray(chosen["time_stamps"], dtype=np.float64),
-        source_id=_first(info, "source_id"),
-    )
+    eeg = _numeric_stream(chosen, default_units="uV")
     markers = []
     others = []
+    aux = []
     for s in streams:
         if s is chosen:
             continue
@@ -242,9 +238,23 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
             markers.append(MarkerStream(_first(s["info"], "name"), np.asarray(s["time_stamps"], np.float64), texts))
         else:
             others.append(_first(s["info"], "name"))
+            if np.asarray(s["time_series"]).ndim == 2:
+                aux.append(_numeric_stream(s))
     if eeg.sfreq <= 0:
         raise RecordingError(f"the EEG stream '{name}' in {path} has no sampling rate")
     log.info("%s: EEG stream '%s' (%d ch, %g Hz, %d samples), %d marker streams",
              path.name, name, n_channels, eeg.sfreq, data.shape[0], len(markers))
-    return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others, damage=damage)
+    return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others, damage=damage, aux=aux)
+
+
+def _numeric_stream(stream: dict, default_units: str = "") -> EegStream:
+    info = stream["info"]
+    data = np.asarray(stream["time_series"])
+    n_channels = int(_first(info, "channel_count", str(data.shape[1])))
+    ch_names, unit = _channel_desc(info, n_channels)
+    return EegStream(
+        name=_first(info, "name"), stream_type=_first(info, "type"), ch_names=ch_names, units=unit or default_units,
+        sfreq=float(_first(info, "nominal_srate", "0") or 0) or float(info.get("effective_srate", 0)),
+        data=np.ascontiguousarray(data, dtype=np.float32),
+        timestamps=np.asarray(stream["time_stamps"], dtype=np.float64), source_id=_first(info, "source_id"))
 
