@@ -43,13 +43,16 @@ def export_format(path: str | os.PathLike) -> str:
                       "of those suffixes)")
 
 
-def to_raw(recording: Recording):
-    """An ``mne.io.RawArray`` of ``recording``: EEG channels in volts, markers and gaps as annotations."""
+def raw_from_recording(recording: Recording, *, annotations: bool = True):
+    """An ``mne.io.RawArray`` of ``recording``: EEG channels in volts; with ``annotations``, its markers (zero
+    duration) and gaps (``BAD_gap``) as annotations, onsets in seconds from the first sample."""
     import mne
 
     names = _unique(recording.ch_names)
     info = mne.create_info(names, float(recording.sfreq), ch_types="eeg")
     raw = mne.io.RawArray(recording.data.T.astype(np.float64) * 1e-6, info, verbose="error")
+    if not annotations:
+        return raw
     t0 = float(recording.times[0]) if recording.n_samples else 0.0
     onsets, durations, texts = [], [], []
     for m in recording.markers:
@@ -58,7 +61,7 @@ def to_raw(recording: Recording):
             onsets.append(onset)
             durations.append(0.0)
             texts.append(str(m.text))
-    for start, length in _gaps(recording):
+    for start, length in gap_annotations(recording):
         onsets.append(start)
         durations.append(length)
         texts.append("BAD_gap")
@@ -77,7 +80,7 @@ def _unique(names) -> list[str]:
     return out
 
 
-def _gaps(recording: Recording) -> list[tuple[float, float]]:
+def gap_annotations(recording: Recording) -> list[tuple[float, float]]:
     """(onset in s from the first sample, seconds missing) of each gap in the recording's timestamps."""
     if recording.n_samples < 2:
         return []
@@ -101,7 +104,7 @@ def export_recording(source: str | os.PathLike, output: str | os.PathLike, *, st
     if output.exists() and not overwrite:
         raise ExportError(f"{output} exists; pass --overwrite to replace it")
     recording = read_recording(source, stream=stream, naming=naming)
-    raw = to_raw(recording)
+    raw = raw_from_recording(recording)
     try:
         if fmt == "fif":
             raw.save(output, overwrite=True, verbose="error")
