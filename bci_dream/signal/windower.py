@@ -108,7 +108,8 @@ class Windower:
         self.to_microvolts = float(to_microvolts)
         self.mapping: MontageMapping = self.montage.map(self.ch_names)
         if self.mapping.n_mapped == 0:
-            logger.warning("none of the channels %s is in the montage: windows will be all zero", self.ch_names)
+            # (debug: the callers say it in one line with what to do, see acquisition.live.warn_about_unmapped)
+            logger.debug("none of the channels %s is in the montage: windows will be all zero", self.ch_names)
         elif self.mapping.unmapped:
             logger.info("channels not in the montage, left out of windows: %s", self.mapping.unmapped)
 

@@ -322,6 +322,10 @@ class WindowDataset(_Dataset):
             ValueError: the filter band does not fit its sampling rate.
         """
         w = make_windower(recording.sfreq, recording.ch_names, self.spec)
+        ends = window_ends(recording.n_samples, recording.sfreq, self.spec, hop_s, windower=w)
+        if len(ends) == 0:
+            raise RecordingError(f"{recording.path} lasts {recording.duration:.2f} s, shorter than one "
+                                 f"{self.spec.window_s:g} s window")
         if w.mapping.n_mapped == 0:
             raise RecordingError(f"no channel of {recording.path} is a 10-05 site (channels: "
                                  f"{', '.join(recording.ch_names[:8])}{' ...' if recording.n_channels > 8 else ''}); "
@@ -332,10 +336,6 @@ class WindowDataset(_Dataset):
             log.warning("%s: %d of %d channels are not 10-05 sites and are left out: %s", recording.path.name,
                         len(left_out), recording.n_channels, ", ".join(left_out[:12]) + (" ..." if len(left_out) > 12
                                                                                          else ""))
-        ends = window_ends(recording.n_samples, recording.sfreq, self.spec, hop_s, windower=w)
-        if len(ends) == 0:
-            raise RecordingError(f"{recording.path} lasts {recording.duration:.2f} s, shorter than one "
-                                 f"{self.spec.window_s:g} s window")
         across = straddles_gap(recording.times, recording.sfreq, ends, w.n_core)
         if across.any():
             log.info("%s: %d of %d windows straddle a gap in the timestamps and are left out", recording.path.name,
