@@ -70,6 +70,9 @@ def test_the_profile_asks_for_aux_kinds_and_the_board_must_have_them(tmp_path):
         source._release()
     with pytest.raises(DeviceError, match="has no analog channels.*accel.*ppg"):
         BrainFlowSource(profile, aux=("analog",)).open()
+    again = BrainFlowSource(profile)  # looking for the kind left the board usable (BrainFlow 5.23 trap)
+    again.open()
+    again._release()
     bad = tmp_path / "b.toml"
     bad.write_text('name = "b"\nsource = "lsl"\n[aux]\nrecord = ["accel"]\n')
     with pytest.raises(DeviceError, match="applies to BrainFlow boards"):

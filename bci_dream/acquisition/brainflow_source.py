@@ -207,7 +207,8 @@ class BrainFlowSource(Source):
     def _find_aux(self, kind: str, board: int, eeg: StreamInfo) -> _AuxRows:
         """The preset and rows of ``kind`` on ``board``; :class:`DeviceError` naming the kinds it has if none."""
         bf = _brainflow()
-        presets = [self._preset] + [p.value for p in bf.BrainFlowPresets if p.value != self._preset]
+        # Only the presets the board has: asking BrainFlow (5.23) for one it lacks breaks later sessions of that board.
+        presets = [self._preset] + sorted(p for p in bf.BoardShim.get_board_presets(board) if p != self._preset)
         found: dict[str, None] = {}
         for preset in presets:
             try:

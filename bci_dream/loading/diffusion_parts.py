@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,37 @@ class DiffusionParts:
     Attributes:
         unet: ``UNet2DConditionModel``; ``unet.config.cross_attention_dim`` sets the conditioning width.
         vae: ``AutoencoderKL`` or ``AutoencoderTiny``.
-        noise_scheduler: a ``DDPMScheduler`` built from the pipeline's scheduler config.
+        noise_scheduler: a ``DDPMScheduler`` built from the pipeline's scheduler config (its noise schedule).
         vae_kind: ``"kl"`` or ``"tiny"``.
+        scheduler_config: the pipeline's own scheduler config (class, ``timestep_spacing`` ...): what the
+            generator samples with.
     """
 
     unet: Any
     vae: Any
     noise_scheduler: Any
     vae_kind: str
+    scheduler_config: dict = field(default_factory=dict)
 
     @property
     def prediction_type(self) -> str:
         return self.noise_scheduler.config.prediction_type
+
+    def inference_timesteps(self, steps: int, scheduler_class: str | None = None) -> list[int]:
+        """The UNet timesteps the generator uses for ``steps`` denoising steps, read from the pipeline's scheduler
+        config (SD-Turbo's trailing spacing, 1 step: [999]; an LCM scheduler, 4 steps: [999, 759, 499, 259]).
+
+        ``scheduler_class``: a diffusers scheduler class the generator uses instead of the pipeline's (LCM-LoRA).
+        """
+        import diffusers
+
+        config = dict(self.scheduler_config or self.noise_scheduler.config)
+        name = scheduler_class or str(config.get("_class_name", "DDPMScheduler"))
+        cls = getattr(diffusers, name, None) or diffusers.DDPMScheduler
+        with quiet("diffusers.configuration_utils"):
+            scheduler = cls.from_config(config)
+        scheduler.set_timesteps(int(steps))
+        return [int(round(float(t))) for t in scheduler.timesteps]
 
 
 def load_diffusion_parts(model: str | os.PathLike) -> DiffusionParts:
@@ -65,9 +84,12 @@ def load_diffusion_parts(model: str | os.PathLike) -> DiffusionParts:
                                                                 local_files_only=local_files_only)
             noise_scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler",
                                                             local_files_only=local_files_only)
+            scheduler_config = dict(DDPMScheduler.load_config(source, subfolder="scheduler",
+                                                              local_files_only=local_files_only))
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", variant=variants["unet"],
                                                     local_files_only=local_files_only)
-        return DiffusionParts(unet, vae, noise_scheduler, "tiny" if vae_class == "AutoencoderTiny" else "kl")
+        return DiffusionParts(unet, vae, noise_scheduler, "tiny" if vae_class == "AutoencoderTiny" else "kl",
+                              scheduler_config)
 
     parts = load_from_folder_or_hub(source, "diffusion model", load)
     if parts.prediction_type not in ("epsilon", "v_prediction", "sample"):
