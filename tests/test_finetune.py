@@ -386,3 +386,114 @@ def test_no_channel_adapter_on_request(manifest, tiny, tmp_path):
     assert main(finetune_args(manifest, tiny, out, "--preset", "tiny", "--max-steps", "1",
                               "--no-channel-adapter")) == 0
     assert load_checkpoint(out)[0].channel_adapter is None
+
+
+# -- objectives and alignment ---------------------------------------------------------------------
+
+def test_the_inference_timesteps_come_from_the_scheduler_config(tiny, tmp_path):
+    from bci_dream.training.objective import resolve_objective
+
+    parts = load_diffusion_parts(tiny["sd"])
+    settings = ft.FinetuneSettings(model=str(tiny["sd"]))
+    assert parts.scheduler_config["timestep_spacing"] == "trailing"  # SD-Turbo's
+    assert resolve_objective(settings, parts) == ("inference", [999])
+    assert resolve_objective(ft.FinetuneSettings(model=str(tiny["sd"]), objective="denoise"), parts) == ("denoise", [])
+    assert parts.inference_timesteps(4, "LCMScheduler") == [999, 759, 499, 259]
+    # a pipeline with another schedule gets other timesteps: read, not hard-coded
+    other = tmp_path / "sd"
+    shutil.copytree(tiny["sd"], other)
+    config_path = other / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config["num_train_timesteps"] = 500
+    config_path.write_text(json.dumps(config))
+    assert resolve_objective(ft.FinetuneSettings(model=str(other)), load_diffusion_parts(other)) == ("inference", [499])
+
+
+def test_the_clean_latent_loss_is_zero_for_a_unet_that_knows_the_noise(tiny):
+    """The x0 arithmetic for each prediction type: a stand-in UNet that returns the true noise / velocity / latent
+    (what a perfect UNet would) gives a clean latent equal to the image's."""
+    from types import SimpleNamespace
+
+    from bci_dream.training.objective import clean_latent_loss
+
+    scheduler = load_diffusion_parts(tiny["sd"]).noise_scheduler
+    latents = torch.randn(3, 4, 8, 8)
+    for kind in ("epsilon", "v_prediction", "sample"):
+        scheduler.register_to_config(prediction_type=kind)
+
+        def oracle(noisy, t, encoder_hidden_states):
+            a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+            noise = (noisy - a.sqrt() * latents) / (1 - a).sqrt()
+            velocity = a.sqrt() * noise - (1 - a).sqrt() * latents
+            pred = noise if kind == "epsilon" else latents if kind == "sample" else velocity
+            return SimpleNamespace(sample=pred)
+
+        loss = clean_latent_loss(oracle, scheduler, latents, torch.zeros(3, 77, 8), [999, 500],
+                                 torch.Generator().manual_seed(0))
+        assert float(loss) < 1e-8, kind
+    scheduler.register_to_config(prediction_type="epsilon")
+
+
+def test_infonce_and_the_ridge_head():
+    from bci_dream.models.heads import ClipHead
+    from bci_dream.training.alignment import LearnedTemperature, fit_ridge, infonce_loss, install_ridge
+
+    rng = np.random.default_rng(0)
+    images = torch.nn.functional.normalize(torch.randn(6, 16), dim=-1)
+    target = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
+    scale = LearnedTemperature()()
+    assert float(scale.detach()) == pytest.approx(1 / 0.07)
+    right = infonce_loss(images[target] * 3.0, images, target, scale)
+    wrong = infonce_loss(images[(target + 1) % 6], images, target, scale)
+    assert float(right) < 0.01 < 10 < float(wrong)
+    # a linear truth is recovered, and the head computes ridge(mean token)
+    tokens = rng.normal(size=(60, 5, 12)).astype(np.float32)
+    truth = rng.normal(size=(12, 16))
+    y = tokens.mean(1) @ truth
+    w, b, _ = fit_ridge(tokens.mean(1), y)
+    assert np.corrcoef((tokens.mean(1) @ w + b).ravel(), y.ravel())[0, 1] > 0.99
+    head = ClipHead(5, 12, 16)
+    install_ridge(head, w, b)
+    with torch.no_grad():
+        out = head(torch.from_numpy(tokens)).numpy()
+    np.testing.assert_allclose(out, tokens.mean(1) @ w + b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("alignment", ["cosine", "infonce", "both"])
+def test_heads_only_training_never_touches_the_unet(manifest, tiny, tmp_path, alignment):
+    settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=3,
+                                   batch_size=8, resolution=int(RESOLUTION), eval_every=3, diffusion_weight=0.0,
+                                   alignment=alignment, val_fraction=0.2)
+    run = ft.Finetuner(manifest, tmp_path / alignment, settings)
+    assert run.unet_mode == "none" and run.objective == "none" and run.targets.latent_mean.numel() == 0
+    assert not any("lora_" in n for n, _ in run.parts.unet.named_parameters())
+    step0 = run.validate()
+    calls = {"n": 0}
+    real_forward = run.parts.unet.forward
+    run.parts.unet.forward = lambda *a, **k: calls.__setitem__("n", calls["n"] + 1) or real_forward(*a, **k)
+    result = run.train(progress=False)
+    assert calls["n"] == 0 and math.isfinite(result.clip_loss)
+    meta = load_checkpoint(tmp_path / alignment)[1]["meta"]
+    assert meta["adapter"] == "none" and meta["alignment"] == alignment and "ridge_penalty" in meta
+    assert not (tmp_path / alignment / "unet_lora").exists()
+    assert -1 <= step0["val_clip_cosine"] <= 1
+
+
+def test_the_inference_objective_trains_at_the_generators_timestep(manifest, tiny, tmp_path):
+    settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=2,
+                                   batch_size=4, resolution=int(RESOLUTION), eval_every=2, freeze_unet=True)
+    run = ft.Finetuner(manifest, tmp_path / "frozen", settings)
+    seen = []
+    real_forward = run.parts.unet.forward
+
+    def spy(sample, t, *a, **k):
+        seen.extend(int(x) for x in torch.as_tensor(t).reshape(-1))
+        return real_forward(sample, t, *a, **k)
+
+    run.parts.unet.forward = spy
+    before = {k: v.clone() for k, v in run.parts.unet.state_dict().items()}
+    run.train(progress=False)
+    assert seen and set(seen) == {999}
+    assert all(torch.equal(v, run.parts.unet.state_dict()[k]) for k, v in before.items())  # frozen
+    meta = load_checkpoint(tmp_path / "frozen")[1]["meta"]
+    assert (meta["objective"], meta["timesteps"], meta["adapter"]) == ("inference", [999], "none")

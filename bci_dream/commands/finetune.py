@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bci_dream.commands.common import add_channel_args, add_compute_device_arg, naming_from_args
 from bci_dream.models.encoder_config import PRESETS
-from bci_dream.training.settings import FinetuneError, FinetuneSettings
+from bci_dream.training.settings import ALIGNMENTS, OBJECTIVES, FinetuneError, FinetuneSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,18 @@ def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = Fal
     p.add_argument("--clip-weight", type=float, default=d.clip_weight, help="weight of the CLIP alignment loss (0: off)")
     p.add_argument("--diffusion-weight", type=float, default=d.diffusion_weight,
                    help="weight of the denoising loss (0: off)")
+    p.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
+                   help="diffusion loss: inference = at the generator's own timesteps (read from its scheduler; "
+                        "t=999 for SD-Turbo) on the clean latent; denoise = DreamDiffusion's uniform timesteps; "
+                        "auto = inference for few-step models (default)")
+    p.add_argument("--inference-steps", type=int, help="the generator's steps for --objective inference "
+                                                        "(default: the model's)")
+    p.add_argument("--alignment", choices=ALIGNMENTS, default=d.alignment,
+                   help="CLIP loss: cosine, infonce (contrastive, learned temperature) or both (default)")
+    p.add_argument("--no-ridge-init", action="store_true",
+                   help="start the CLIP head at random, not from the closed-form ridge fit")
+    p.add_argument("--freeze-unet", action="store_true",
+                   help="no UNet adapter: the diffusion loss trains the EEG side only")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW, warm-up then cosine)")
@@ -72,7 +84,9 @@ def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0) -> F
         model=str(args.model), clip_model=str(args.clip_model), preset=args.preset or FinetuneSettings.preset, lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha, full_cross_attention=args.full_cross_attention, train_encoder=args.train_encoder,
         channel_adapter=not args.no_channel_adapter,
-        clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, max_steps=args.max_steps,
+        clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, objective=args.objective,
+        inference_steps=args.inference_steps, alignment=args.alignment, ridge_init=not args.no_ridge_init,
+        freeze_unet=args.freeze_unet, max_steps=args.max_steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
         val_fraction=val_fraction, offset_s=args.offset, seed=args.seed, device=args.gpu,
         checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ class DiffusionParts:
         cls = getattr(diffusers, name, None) or diffusers.DDPMScheduler
         with quiet("diffusers.configuration_utils"):
             scheduler = cls.from_config(config)
-        scheduler.set_timesteps(int(steps))
+        with warnings.catch_warnings():  # (diffusers' Euler schedulers hand numpy a tensor the old way)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scheduler.set_timesteps(int(steps))
         return [int(round(float(t))) for t in scheduler.timesteps]
 
 

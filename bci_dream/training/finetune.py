@@ -3,11 +3,17 @@
 The EEG model's conditioning head turns a window into ``prompt_embeds`` [B, 77, D] (D read from the
 UNet's config) that replace the text in the UNet's cross-attention. Two losses:
 
-- denoising: the frozen VAE encodes the image shown, noise is added at a random timestep (DDPM
-  schedule of the base model, whatever sampler the pipeline ships), and the UNet conditioned on
-  the EEG predicts the noise (or the velocity, for ``v_prediction`` models); mean squared error.
-- CLIP alignment: ``1 - cosine`` between the EEG model's CLIP head and the frozen CLIP image
-  embedding (``CLIPVisionModelWithProjection(...).image_embeds``) of the image shown.
+- diffusion (:mod:`bci_dream.training.objective`): the frozen VAE encodes the image shown and noise is added.
+  ``inference`` (the default for few-step generators such as SD-Turbo): at the generator's own timesteps, read
+  from the pipeline's scheduler config, compared on the clean latent the UNet's prediction implies. ``denoise``
+  (DreamDiffusion's): a uniform timestep, the noise (or velocity) prediction compared.
+- CLIP alignment (:mod:`bci_dream.training.alignment`): ``1 - cosine`` between the EEG model's CLIP head and the
+  frozen CLIP image embedding (``CLIPVisionModelWithProjection(...).image_embeds``) of the image shown, and/or
+  InfoNCE against the other training images with a learned temperature; the CLIP head starts from a closed-form
+  ridge fit.
+
+Without the diffusion loss (``diffusion_weight`` 0) neither the UNet nor the VAE is used: the heads and the channel
+adapter train alone, fast on a CPU.
 
 Trained: the conditioning and CLIP heads always; a per-subject channel adapter in front of the encoder
 (identity at the start) unless ``channel_adapter`` is off; the UNet's cross-attention (``attn2``) through a
@@ -53,6 +59,7 @@ from bci_dream.loading.unet_adapter import (
     LORA_FOLDER,
     add_lora,
     cross_attention_parameters,
+    has_unet_adapter,
     load_unet_adapter,
     save_unet_adapter,
 )
@@ -69,6 +76,9 @@ from bci_dream.models.checkpoint import (
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
 from bci_dream.models.encoder_config import preset as encoder_preset
 from bci_dream.signal.channels import ChannelNaming
+from bci_dream.training.alignment import LearnedTemperature, fit_ridge, infonce_loss, install_ridge
+from bci_dream.training.alignment import cosine_loss as clip_loss
+from bci_dream.training.objective import clean_latent_loss, denoising_loss, resolve_objective
 from bci_dream.training.pairs import Pair, pairs_to_arrays, read_pairs
 from bci_dream.training.pretrain import NonFiniteLossError, lr_factor
 from bci_dream.training.settings import FinetuneError, FinetuneSettings
@@ -172,15 +182,19 @@ class ImageTargets:
 
 @torch.no_grad()
 def encode_images(paths: Sequence[Path], parts: DiffusionParts, clip_model, clip_processor, resolution: int,
-                  device: torch.device, batch_size: int = 16) -> ImageTargets:
-    """VAE latent distributions and CLIP embeddings of ``paths`` (each image once)."""
-    vae = parts.vae.to(device)
+                  device: torch.device, batch_size: int = 16, *, latents: bool = True) -> ImageTargets:
+    """VAE latent distributions (with ``latents``; else empty) and CLIP embeddings of ``paths`` (each image once)."""
+    vae = parts.vae.to(device) if latents else None
     clip_model = clip_model.to(device)
     sf = float(getattr(parts.vae.config, "scaling_factor", 1.0) or 1.0)
     shift = float(getattr(parts.vae.config, "shift_factor", 0.0) or 0.0)
     means, stds, clips = [], [], []
     for i in range(0, len(paths), batch_size):
         images = [read_image(p) for p in paths[i:i + batch_size]]
+        clip_in = clip_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
+        clips.append(clip_model(pixel_values=clip_in).image_embeds.float().cpu())
+        if vae is None:
+            continue
         pixels = torch.stack([image_to_tensor(im, resolution) for im in images]).to(device)
         if parts.vae_kind == "tiny":
             mean = vae.encode(pixels).latents
@@ -190,33 +204,9 @@ def encode_images(paths: Sequence[Path], parts: DiffusionParts, clip_model, clip
             mean, std = dist.mean, dist.std
         means.append(((mean.float() - shift) * sf).cpu())
         stds.append((std.float() * sf).cpu())
-        clip_in = clip_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
-        clips.append(clip_model(pixel_values=clip_in).image_embeds.float().cpu())
-    return ImageTargets(torch.cat(means).to(device), torch.cat(stds).to(device), torch.cat(clips).to(device))
-
-
-# -- losses ---------------------------------------------------------------------------------------
-
-def denoising_loss(unet, noise_scheduler, latents: torch.Tensor, prompt_embeds: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
-    """Mean squared error of the UNet's prediction on noised ``latents`` [B, 4, h, w] given
-    ``prompt_embeds`` [B, 77, D]; the target is the noise (``epsilon``), the velocity
-    (``v_prediction``) or the clean latents (``sample``), as the scheduler's config says."""
-    b = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator)
-    timesteps = timesteps.to(latents.device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    kind = noise_scheduler.config.prediction_type
-    target = noise if kind == "epsilon" else latents if kind == "sample" else \
-        noise_scheduler.get_velocity(latents, noise, timesteps)
-    pred = unet(noisy, timesteps, encoder_hidden_states=prompt_embeds.to(noisy.dtype)).sample
-    return F.mse_loss(pred.float(), target.float())
-
-
-def clip_loss(eeg_clip: torch.Tensor, image_clip: torch.Tensor) -> torch.Tensor:
-    """``mean(1 - cosine)`` between EEG CLIP-head outputs [B, P] and CLIP image embeddings [B, P]."""
-    return (1.0 - F.cosine_similarity(eeg_clip.float(), image_clip.float(), dim=-1)).mean()
+    empty = torch.zeros(0)
+    return ImageTargets(torch.cat(means).to(device) if means else empty, torch.cat(stds).to(device) if stds else empty,
+                        torch.cat(clips).to(device))
 
 
 # -- the trainer ----------------------------------------------------------------------------------
@@ -302,17 +292,34 @@ class Finetuner:
         self.naming = naming
         self.data = prepare_pairs(pairs_list, window_spec_for(cfg), settings.val_fraction, settings.seed,
                                   settings.offset_s, naming)
+        self.uses_unet = settings.diffusion_weight > 0
+        self.objective, self.train_timesteps = resolve_objective(settings, self.parts) if self.uses_unet else \
+            ("none", [])
         self.targets = encode_images(self.data.images, self.parts, self.clip_model, self.clip_processor,
-                                     settings.resolution, self.device)
+                                     settings.resolution, self.device, latents=self.uses_unet)
         self.parts.vae.to("cpu")  # not needed any more: latents are cached
         self.clip_model.to("cpu")
+        train_images = sorted({int(i) for i in self.data.image_index[self.data.train]})
+        #: InfoNCE's candidates: the distinct training images; ``_candidate_of[image]`` their row.
+        self._candidates = torch.tensor(train_images, dtype=torch.long)
+        self._candidate_of = torch.full((len(self.data.images),), -1, dtype=torch.long)
+        self._candidate_of[self._candidates] = torch.arange(len(train_images))
+        self.temperature = LearnedTemperature().to(self.device)
+        log.info("fine-tuning objective: %s%s; alignment: %s", self.objective,
+                 f" at timesteps {self.train_timesteps}" if self.train_timesteps else "", settings.alignment)
 
         unet = self.parts.unet
-        if resume:
+        self.unet_mode = "none" if not self.uses_unet or settings.freeze_unet else \
+            "full-cross-attention" if settings.full_cross_attention else "lora"
+        if resume and has_unet_adapter(self.output):
             kind = load_unet_adapter(unet, self.output)
-            if (kind == "full-cross-attention") != settings.full_cross_attention:
-                raise FinetuneError(f"{self.output} was trained with {kind}; resume it with the same option")
-        if settings.full_cross_attention:
+            if kind != self.unet_mode:
+                raise FinetuneError(f"{self.output} was trained with {kind}; resume it with the same options")
+        elif resume and self.unet_mode != "none":
+            raise FinetuneError(f"{self.output} was trained without a UNet adapter; resume it with the same options")
+        if self.unet_mode == "none":
+            unet_params = []
+        elif settings.full_cross_attention:
             unet_params = list(cross_attention_parameters(unet).values())
             for p in unet_params:
                 p.requires_grad_(True)
@@ -322,7 +329,8 @@ class Finetuner:
                 p.requires_grad_(True)
         else:
             unet_params = add_lora(unet, settings.lora_rank, settings.lora_alpha)
-        unet.to(self.device).train()
+        if self.uses_unet:
+            unet.to(self.device).train()
         self.eeg_model.to(self.device)
 
         enc = self.eeg_model.encoder
@@ -331,6 +339,8 @@ class Finetuner:
             for p in enc.encoder_parameters():
                 p.requires_grad_(True)
         eeg_params = [p for p in self.eeg_model.parameters() if p.requires_grad]
+        if settings.alignment != "cosine" and settings.clip_weight > 0:
+            eeg_params.append(self.temperature.log_scale)
         self.unet_params = unet_params
         self.trainable = eeg_params + unet_params
         self.optimizer = torch.optim.AdamW(self.trainable, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -339,10 +349,13 @@ class Finetuner:
             self.optimizer, lambda s: lr_factor(s, warmup, settings.max_steps))
         self.step = 0
         self.saved_step: int | None = None
+        self.ridge: dict[str, float] = {}
         if resume:
             self._load_training_state()
         else:
             self._clear_previous_run()
+            if settings.ridge_init and settings.clip_weight > 0 and self.eeg_model.clip is not None:
+                self._start_clip_head_from_ridge()
 
     # -- bookkeeping ----------------------------------------------------------------------------------
 
@@ -363,6 +376,25 @@ class Finetuner:
         if (self.output / LORA_FOLDER).is_dir():
             shutil.rmtree(self.output / LORA_FOLDER)
 
+    @torch.no_grad()
+    def _start_clip_head_from_ridge(self, batch_size: int = 64) -> None:
+        """Fit the CLIP head in closed form: ridge regression of the training images' unit CLIP embeddings on the
+        frozen encoder's mean token (penalty by cross-validation), installed as the head's starting point."""
+        train = self.data.train
+        feats = []
+        self.eeg_model.eval()
+        for i in range(0, len(train), batch_size):
+            index = train[i:i + batch_size]
+            with self._autocast():
+                tokens = self.eeg_model.embed(self.data.eeg[index].to(self.device),
+                                              self.data.mask[index].to(self.device))
+            feats.append(tokens.float().mean(1).cpu().numpy())
+        targets = F.normalize(self.targets.clip[self.data.image_index[train].to(self.device)].float(), dim=-1)
+        w, b, penalty = fit_ridge(np.concatenate(feats), targets.cpu().numpy(), seed=self.settings.seed)
+        install_ridge(self.eeg_model.clip, w, b)
+        self.ridge = {"ridge_penalty": penalty}
+        log.info("CLIP head started from a ridge fit on %d trials (penalty %g)", len(train), penalty)
+
     def _load_training_state(self) -> None:
         state = load_training_state(self.output)
         raw = read_config(self.output)
@@ -374,6 +406,8 @@ class Finetuner:
             try:
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.scheduler.load_state_dict(state["scheduler"])
+                if "log_temperature_scale" in state:
+                    self.temperature.log_scale.data.fill_(float(state["log_temperature_scale"]))
             except (ValueError, KeyError) as e:
                 raise CheckpointError(f"the training state in {self.output} does not fit this run ({e}); "
                                       "resume with the same options or start a new output folder") from e
@@ -385,7 +419,9 @@ class Finetuner:
     def meta(self, scores: dict[str, float]) -> dict:
         s = self.settings
         return {"stage": STAGE, "base_model": s.model, "clip_model": s.clip_model, "steps": self.step,
-                "adapter": "full-cross-attention" if s.full_cross_attention else "lora",
+                "adapter": self.unet_mode, "objective": self.objective, "timesteps": self.train_timesteps,
+                "alignment": s.alignment if s.clip_weight > 0 else "none",
+                "temperature": 1.0 / float(self.temperature().detach()), **self.ridge,
                 "resolution": s.resolution, "pairs": str(self.pairs_path),
                 "init": str(self.init) if self.init else None, "n_train": len(self.data.train),
                 "n_val": len(self.data.val), **scores, "settings": asdict(s),
@@ -394,8 +430,11 @@ class Finetuner:
     def save(self, scores: dict[str, float] | None = None) -> None:
         """Write the EEG model, the UNet adapter and the training state to the output folder."""
         self.output.mkdir(parents=True, exist_ok=True)
-        save_unet_adapter(self.parts.unet, self.output, full_cross_attention=self.settings.full_cross_attention)
-        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        if self.unet_mode != "none":
+            save_unet_adapter(self.parts.unet, self.output,
+                              full_cross_attention=self.unet_mode == "full-cross-attention")
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "log_temperature_scale": float(self.temperature.log_scale.detach())}
         save_checkpoint(self.output, self.eeg_model, training_state=state, meta=self.meta(scores or {}))
         self.saved_step = self.step
 
@@ -432,10 +471,20 @@ class Finetuner:
             if s.diffusion_weight > 0:
                 prompt_embeds = self.eeg_model.conditioning(tokens)
                 latents = self.targets.latents(images, generator)
-                diffusion = denoising_loss(self.parts.unet, self.parts.noise_scheduler, latents, prompt_embeds,
-                                           generator)
+                if self.objective == "inference":
+                    diffusion = clean_latent_loss(self.parts.unet, self.parts.noise_scheduler, latents, prompt_embeds,
+                                                  self.train_timesteps, generator)
+                else:
+                    diffusion = denoising_loss(self.parts.unet, self.parts.noise_scheduler, latents, prompt_embeds,
+                                               generator)
             if s.clip_weight > 0:
-                clip = clip_loss(self.eeg_model.clip(tokens), self.targets.clip[images])
+                eeg_clip = self.eeg_model.clip(tokens)
+                if s.alignment in ("cosine", "both"):
+                    clip = clip + clip_loss(eeg_clip, self.targets.clip[images])
+                if s.alignment in ("infonce", "both"):
+                    candidates = self.targets.clip[self._candidates.to(self.device)]
+                    clip = clip + infonce_loss(eeg_clip, candidates, self._candidate_of[images.cpu()].to(self.device),
+                                         self.temperature())
         return s.diffusion_weight * diffusion + s.clip_weight * clip, diffusion, clip
 
     @torch.no_grad()

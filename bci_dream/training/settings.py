@@ -27,6 +27,15 @@ class PretrainSettings:
     notch: float | None = defaults.NOTCH_HZ
 
 
+#: Fine-tuning objectives: ``auto`` (``inference`` for few-step models, else ``denoise``), ``inference`` (the
+#: generator's own timesteps, loss on the predicted clean latent), ``denoise`` (DreamDiffusion's: uniform timesteps,
+#: loss on the noise / velocity).
+OBJECTIVES = ("auto", "inference", "denoise")
+#: CLIP alignment losses: ``cosine`` (1 − cosine to the image shown), ``infonce`` (contrastive, the other training
+#: images as negatives, learned temperature), ``both`` (their sum).
+ALIGNMENTS = ("cosine", "infonce", "both")
+
+
 class FinetuneError(BciDreamError):
     """Fine-tuning cannot start: bad settings, or an output folder that holds something else."""
 
@@ -44,7 +53,15 @@ class FinetuneSettings:
         train_encoder: also train the EEG encoder (else only the heads, the channel adapter and the UNet adapter).
         channel_adapter: add (if the model has none) and train a per-subject channel adapter in front of the
             encoder (:class:`~bci_dream.models.eeg_model.ChannelAdapter`).
-        clip_weight, diffusion_weight: weights of the two losses (0 skips that loss's computation).
+        clip_weight, diffusion_weight: weights of the two losses (0 skips that loss's computation; without the
+            diffusion loss the UNet and the VAE are not used at all: heads and channel adapter only).
+        objective: the diffusion loss, one of :data:`OBJECTIVES`.
+        inference_steps: the generator's denoising steps the ``inference`` objective trains at (None: the model's
+            default, from the registry or its scheduler config).
+        alignment: the CLIP loss, one of :data:`ALIGNMENTS`.
+        ridge_init: start the CLIP head from the closed-form ridge regression of the CLIP embeddings on the
+            encoder's mean token (a fast baseline with few trials; then trained from there).
+        freeze_unet: no UNet adapter: the diffusion loss trains the EEG side only.
         resolution: image side in pixels for the VAE (images are resized and centre-cropped).
         val_fraction: share of the pairs held out to report the validation CLIP cosine.
         offset_s: EEG windows start this long after each onset.
@@ -61,6 +78,11 @@ class FinetuneSettings:
     channel_adapter: bool = True
     clip_weight: float = 1.0
     diffusion_weight: float = 1.0
+    objective: str = "auto"
+    inference_steps: int | None = None
+    alignment: str = "both"
+    ridge_init: bool = True
+    freeze_unet: bool = False
     max_steps: int = 2000
     batch_size: int = 8
     lr: float = 1e-4
@@ -90,5 +112,11 @@ class FinetuneSettings:
             raise FinetuneError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
         if self.resolution < 8 or self.resolution % 8:
             raise FinetuneError(f"--resolution must be a multiple of 8, not {self.resolution}")
+        if self.objective not in OBJECTIVES:
+            raise FinetuneError(f"unknown --objective '{self.objective}'; choose {', '.join(OBJECTIVES)}")
+        if self.alignment not in ALIGNMENTS:
+            raise FinetuneError(f"unknown --alignment '{self.alignment}'; choose {', '.join(ALIGNMENTS)}")
+        if self.inference_steps is not None and self.inference_steps < 1:
+            raise FinetuneError(f"--inference-steps must be at least 1, not {self.inference_steps}")
         if self.preset not in PRESETS:
             raise FinetuneError(f"unknown --preset '{self.preset}'; presets: {', '.join(PRESETS)}")
