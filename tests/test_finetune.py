@@ -259,7 +259,7 @@ def test_finetune_end_to_end_writes_a_checkpoint_that_reloads(trained, init_chec
 
 def test_training_the_heads_and_adapters_leaves_encoder_and_unet_base_weights(manifest, tiny, tmp_path):
     settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=2,
-                                   batch_size=4, resolution=int(RESOLUTION), eval_every=2)
+                                   batch_size=4, resolution=int(RESOLUTION), eval_every=2, train_encoder=False)
     run = ft.Finetuner(manifest, tmp_path / "heads", settings)
     unet_before = {k: v.clone() for k, v in run.parts.unet.state_dict().items() if "lora_" not in k}
     eeg_before = {k: v.clone() for k, v in run.eeg_model.state_dict().items()}
@@ -475,6 +475,7 @@ def test_heads_only_training_never_touches_the_unet(manifest, tiny, tmp_path, al
     assert calls["n"] == 0 and math.isfinite(result.clip_loss)
     meta = load_checkpoint(tmp_path / alignment)[1]["meta"]
     assert meta["adapter"] == "none" and meta["alignment"] == alignment and "ridge_penalty" in meta
+    assert meta["encoder_trained"] is True  # (no --init: an untrained encoder is trained by default)
     assert not (tmp_path / alignment / "unet_lora").exists()
     assert -1 <= step0["val_clip_cosine"] <= 1
 

@@ -46,7 +46,11 @@ def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = Fal
     g.add_argument("--full-cross-attention", action="store_true",
                    help="train the UNet's cross-attention weights themselves instead of a LoRA adapter")
     p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank)")
-    p.add_argument("--train-encoder", action="store_true", help="also train the EEG encoder (default: frozen)")
+    enc = p.add_mutually_exclusive_group()
+    enc.add_argument("--train-encoder", dest="train_encoder", action="store_true", default=None,
+                     help="also train the EEG encoder (default: only when it is not pretrained, i.e. without --init)")
+    enc.add_argument("--freeze-encoder", dest="train_encoder", action="store_false",
+                     help="never train the EEG encoder, even an untrained one")
     p.add_argument("--no-channel-adapter", action="store_true",
                    help="no per-subject channel adapter in front of the encoder (default: one is trained)")
     p.add_argument("--clip-weight", type=float, default=d.clip_weight, help="weight of the CLIP alignment loss (0: off)")

@@ -335,7 +335,8 @@ class Finetuner:
 
         enc = self.eeg_model.encoder
         enc.requires_grad_(False)
-        if settings.train_encoder:
+        self.train_encoder = self._trains_encoder(resume)
+        if self.train_encoder:
             for p in enc.encoder_parameters():
                 p.requires_grad_(True)
         eeg_params = [p for p in self.eeg_model.parameters() if p.requires_grad]
@@ -358,6 +359,14 @@ class Finetuner:
                 self._start_clip_head_from_ridge()
 
     # -- bookkeeping ----------------------------------------------------------------------------------
+
+    def _trains_encoder(self, resume: bool) -> bool:
+        """``settings.train_encoder``, or when it is None: whether the encoder is untrained (no ``init`` now, nor in
+        the run being resumed)."""
+        if self.settings.train_encoder is not None:
+            return self.settings.train_encoder
+        init = read_config(self.output).get("meta", {}).get("init") if resume else self.init
+        return init is None
 
     def _check_resumable(self) -> None:
         raw = read_config(self.output)
@@ -419,7 +428,7 @@ class Finetuner:
     def meta(self, scores: dict[str, float]) -> dict:
         s = self.settings
         return {"stage": STAGE, "base_model": s.model, "clip_model": s.clip_model, "steps": self.step,
-                "adapter": self.unet_mode, "objective": self.objective, "timesteps": self.train_timesteps,
+                "adapter": self.unet_mode, "encoder_trained": self.train_encoder, "objective": self.objective, "timesteps": self.train_timesteps,
                 "alignment": s.alignment if s.clip_weight > 0 else "none",
                 "temperature": 1.0 / float(self.temperature().detach()), **self.ridge,
                 "resolution": s.resolution, "pairs": str(self.pairs_path),
@@ -464,7 +473,7 @@ class Finetuner:
         zero = torch.zeros((), device=self.device)
         with self._autocast():
             # (the frozen encoder is back-propagated through only when the encoder or a channel adapter learns)
-            learns_input = s.train_encoder or self.eeg_model.channel_adapter is not None
+            learns_input = self.train_encoder or self.eeg_model.channel_adapter is not None
             with torch.set_grad_enabled(learns_input and torch.is_grad_enabled()):
                 tokens = self.eeg_model.embed(x, mask)
             diffusion = clip = zero
@@ -527,7 +536,7 @@ class Finetuner:
 
     def _set_train_mode(self, training: bool = True) -> None:
         self.eeg_model.train(training)
-        if not self.settings.train_encoder:
+        if not self.train_encoder:
             self.eeg_model.encoder.eval()  # frozen: no training-mode behaviour
 
     # -- the loop -------------------------------------------------------------------------------------
