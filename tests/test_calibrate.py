@@ -26,7 +26,8 @@ def calibrate_args(shared_data, models, folder, *extra):
             "--class", f"2={shared_data / STIM / 'faces'}", "--class", f"1={shared_data / STIM / 'houses'}",
             "--model", str(models["sd"]), "--clip-model", str(models["clip"]), "--init", str(models["init"]),
             "--resolution", "64", "--batch-size", "4", "--max-steps", "4", "--checkpoint-every", "2",
-            "--eval-every", "2", "--gpu", "cpu", "--subjects-dir", str(folder.parent), "--no-progress", *extra]
+            "--eval-every", "2", "--gpu", "cpu", "--subjects-dir", str(folder.parent), "--no-progress", "--round-robin",
+            *extra]
 
 
 def test_headless_calibration_of_the_muse_n170_session(shared_data, models, tmp_path, capsys, monkeypatch):
@@ -109,7 +110,8 @@ def test_fine_tuning_reports_progress_can_be_cancelled_and_goes_on_from_there(sh
         if record["step"] == 2:
             cancel.set()
 
-    kwargs = dict(classes=classes, init=models["init"], figure_rows=0, subjects_dir=tmp_path / "s04", progress=False,
+    kwargs = dict(classes=classes, round_robin=True, init=models["init"], figure_rows=0,
+                  subjects_dir=tmp_path / "s04", progress=False,
                   on_phase=phases.append)
     with pytest.raises(FinetuneCancelled, match="cancelled at step 2 of 4"):
         calibrate_headless(shared_data / MUSE, "s04", settings, on_step=on_step, cancel=cancel, **kwargs)
@@ -131,7 +133,8 @@ def test_a_new_session_of_a_calibrated_subject_trains_afresh(shared_data, models
                                 max_steps=2, checkpoint_every=10, eval_every=10, device="cpu")
     classes = {"2": shared_data / STIM / "faces", "1": shared_data / STIM / "houses"}
     steps = []
-    kwargs = dict(classes=classes, init=models["init"], figure_rows=0, subjects_dir=tmp_path / "s05", progress=False,
+    kwargs = dict(classes=classes, round_robin=True, init=models["init"], figure_rows=0,
+                  subjects_dir=tmp_path / "s05", progress=False,
                   on_step=lambda r: steps.append(r["step"]))
     calibrate_headless(shared_data / MUSE, "s05", settings, validation_fraction=0.2, **kwargs)
     calibrate_headless(shared_data / MUSE, "s05", settings, validation_fraction=0.3, **kwargs)  # other trials

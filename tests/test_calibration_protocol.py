@@ -249,11 +249,25 @@ def test_schedule_markers_feed_make_pairs(shipped, tmp_path):
     trials = load_protocol("quick").schedule(shipped)
     times = np.arange(0, trials[-1].offset_s + 1, 1 / 128)
     recording = Recording(data=np.zeros((len(times), 1)), sfreq=128.0, ch_names=("Cz",),
-                          markers=[Marker(t.onset_s, t.marker) for t in trials], times=times,
+                          markers=[Marker(t.onset_s, t.marker) for t in trials] +
+                          [Marker(t.onset_s, t.detail_marker) for t in trials], times=times,
                           path=tmp_path / "session.xdf", source_format="xdf")
     pairs = make_pairs(recording, shipped.marker_classes())
     assert len(pairs) == len(trials)
-    assert all(pair.image.parent.name == t.class_name == pair.label for pair, t in zip(pairs, trials))
+    # every trial is paired with the very image it showed, named by its stim:<class>/<file> marker
+    assert [pair.image for pair in pairs] == [t.image for t in trials]
+    assert all(pair.label == t.class_name for pair, t in zip(pairs, trials))
+
+    from bci_dream.training.pairs import PairsError
+
+    bare = Recording(data=np.zeros((len(times), 1)), sfreq=128.0, ch_names=("Cz",),
+                     markers=[Marker(t.onset_s, t.marker) for t in trials], times=times,
+                     path=tmp_path / "session.xdf", source_format="xdf")
+    with pytest.raises(PairsError, match="does not name the image shown.*--round-robin"):
+        make_pairs(bare, shipped.marker_classes())
+    guessed = make_pairs(bare, shipped.marker_classes(), round_robin=True)
+    assert all(pair.image.parent.name == t.class_name for pair, t in zip(guessed, trials))
+    assert [pair.image for pair in guessed] != [t.image for t in trials]
 
 
 @pytest.mark.parametrize("body, words", [

@@ -138,7 +138,7 @@ def manifest(shared_data, tmp_path_factory):
 
     stim = shared_data / "muse-lsl/stim_face_house"
     recording = read_recording(shared_data / RECORDING)
-    pairs = make_pairs(recording, {"1": stim / "houses", "2": stim / "faces"}, {"1": "house", "2": "face"})
+    pairs = make_pairs(recording, {"1": stim / "houses", "2": stim / "faces"}, {"1": "house", "2": "face"}, round_robin=True)
     path = tmp_path_factory.mktemp("pairs") / "pairs.csv"
     write_pairs(path, pairs[:N_PAIRS])
     return path

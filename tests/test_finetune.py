@@ -51,7 +51,7 @@ def manifest(shared_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pairs") / "pairs.csv"
     code = main(["make-pairs", str(shared_data / MUSE), "--class", f"2={shared_data / STIM / 'faces'}",
                  "--class", f"1={shared_data / STIM / 'houses'}", "--label", "2=face", "--label", "1=house",
-                 "-o", str(out), "--seed", "0"])
+                 "--round-robin", "-o", str(out), "--seed", "0"])
     assert code == 0
     return out
 
@@ -167,7 +167,7 @@ def test_make_pairs_on_the_muse_n170_session(manifest, shared_data, tmp_path):
     # deterministic with the seed; another seed shows other images
     same, other = tmp_path / "same.csv", tmp_path / "other.csv"
     base = ["make-pairs", str(shared_data / MUSE), "--class", f"2={shared_data / STIM / 'faces'}",
-            "--class", f"1={shared_data / STIM / 'houses'}", "--label", "2=face", "--label", "1=house"]
+            "--class", f"1={shared_data / STIM / 'houses'}", "--label", "2=face", "--label", "1=house", "--round-robin"]
     assert main([*base, "-o", str(same)]) == 0
     assert main([*base, "-o", str(other), "--seed", "1"]) == 0
     assert [p.image.resolve() for p in read_pairs(same)] == [p.image.resolve() for p in pairs]

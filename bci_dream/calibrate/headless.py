@@ -83,9 +83,11 @@ def split_pairs(pairs: Sequence[Pair], validation_fraction: float, seed: int = 0
 
 def session_pairs(recording: str | os.PathLike | None, *, pairs: str | os.PathLike | None = None,
                   naming: ChannelNaming | None = None,
-                  classes: Mapping[str, str | os.PathLike] | None = None, seed: int = 0) -> list[Pair]:
+                  classes: Mapping[str, str | os.PathLike] | None = None, seed: int = 0,
+                  round_robin: bool = False) -> list[Pair]:
     """The pairs of one session: the rows of ``pairs`` for ``recording`` (all rows if none name it), or
-    pairs made from its class markers (``classes``: marker text → image folder)."""
+    pairs made from its class markers (``classes``: marker text → image folder; ``round_robin``: see
+    :func:`~bci_dream.training.pairs.make_pairs`)."""
     if (pairs is None) == (not classes):
         raise BciDreamError("give either --pairs MANIFEST or --class MARKER=FOLDER (one or more), not both")
     if pairs is not None:
@@ -94,7 +96,8 @@ def session_pairs(recording: str | os.PathLike | None, *, pairs: str | os.PathLi
             return rows
         mine = [p for p in rows if Path(p.recording).resolve() == Path(recording).resolve()]
         return mine or rows
-    return make_pairs(read_recording(recording, naming=naming), {k: Path(v) for k, v in classes.items()}, seed=seed)
+    return make_pairs(read_recording(recording, naming=naming), {k: Path(v) for k, v in classes.items()}, seed=seed,
+                      round_robin=round_robin)
 
 
 def calibrate_headless(recording: str | os.PathLike | None, subject: str, settings: FinetuneSettings, *,
@@ -103,7 +106,8 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
                        trials: int = defaults.N_WAY_TRIALS, figure_rows: int = defaults.VALIDATION_FIGURE_ROWS, subjects_dir: str | os.PathLike | None = None,
                        progress: bool = True, on_step: Callable[[dict[str, float]], None] | None = None,
                        on_phase: Callable[[str], None] | None = None,
-                       cancel: threading.Event | None = None, naming: ChannelNaming | None = None) -> CalibrationResult:
+                       cancel: threading.Event | None = None, naming: ChannelNaming | None = None,
+                       round_robin: bool = False) -> CalibrationResult:
     """Run the calibration of ``subject`` on a recorded session (see the module docstring).
 
     Args:
@@ -113,6 +117,7 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
         settings: fine-tuning settings (models, steps, LoRA ...); its ``val_fraction`` is not used: the
             validation trials are held out here, per class.
         pairs / classes: the session's EEG-image pairs (a manifest), or its marker → image-folder map.
+        round_robin: with ``classes``, pair trials whose log names no image with an image of their class in turn.
         init: a pretrained EEG checkpoint to start from.
         validation_fraction: share of each class's trials held out.
         n_way, trials: identification settings (n reduced to the distinct held-out images when fewer).
@@ -133,7 +138,8 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
     phase = on_phase or (lambda name: None)
     folder = subject_folder(subject, subjects_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    all_pairs = session_pairs(recording, pairs=pairs, classes=classes, seed=settings.seed, naming=naming)
+    all_pairs = session_pairs(recording, pairs=pairs, classes=classes, seed=settings.seed, naming=naming,
+                              round_robin=round_robin)
     train, held = split_pairs(all_pairs, validation_fraction, settings.seed)
     write_pairs(folder / "pairs.csv", all_pairs)
     write_pairs(folder / "train.csv", train)

@@ -17,7 +17,7 @@ from bci_dream.commands.common import (
     source_options,
 )
 from bci_dream.commands.finetune import add_training_args, settings_from_args
-from bci_dream.commands.pairs import parse_pairs_arg
+from bci_dream.commands.pairs import add_round_robin_arg, parse_pairs_arg
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import get_profile
@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=Path, help="its EEG-image pairs manifest (see 'bci-dream make-pairs')")
     p.add_argument("--class", dest="classes", action="append", default=[], metavar="MARKER=FOLDER",
                    help="instead of --pairs: a marker text and the folder of that class's images (repeat)")
+    add_round_robin_arg(p)
     p.add_argument("--validation-fraction", type=float, default=defaults.VALIDATION_FRACTION, help="share of each class's trials held out")
     p.add_argument("--n-way", type=int, default=defaults.N_WAY, help="identification: n-way (reduced to the held-out images)")
     p.add_argument("--figure-rows", type=int, default=defaults.VALIDATION_FIGURE_ROWS, help="held-out trials drawn in validation.png")
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                                 init=args.init, validation_fraction=args.validation_fraction, n_way=args.n_way,
                                 figure_rows=args.figure_rows,
                                 subjects_dir=args.subjects_dir / args.subject if args.subjects_dir else None,
-                                progress=not args.no_progress, naming=naming_from_args(args))
+                                progress=not args.no_progress, naming=naming_from_args(args),
+                                round_robin=args.round_robin)
     v = result.profile.validation
     if v.get("accuracy") is not None:
         line = (f"held-out identification: {v['n_way']}-way top-1 accuracy {v['accuracy']:.3f} (chance "

@@ -165,16 +165,31 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return images
 
 
-def make_pairs(recording: Recording, classes: Mapping[str, str | os.PathLike],
-               labels: Mapping[str, str] | None = None, seed: int = 0) -> list[Pair]:
-    """One pair per occurrence of each marker text in ``classes`` (marker text → image folder).
+#: The marker a presenter sends beside the class marker to name the image shown (``stim:<class>/<file>``).
+DETAIL_PREFIX = "stim:"
+#: Seconds between a class marker and its detail marker for them to belong to one onset.
+DETAIL_TOLERANCE_S = 0.05
 
-    The log says which category was shown, not which image, so each occurrence gets an image of
-    its category's folder: round-robin over a shuffle seeded by ``seed`` and the marker text
-    (deterministic). The label is ``labels[marker]``, else the folder's name. Pairs are in time order.
+
+def shown_images(recording: Recording) -> list[tuple[float, str]]:
+    """(time, ``"<class>/<file>"``) of every detail marker in ``recording``, in time order."""
+    return [(m.timestamp, m.text[len(DETAIL_PREFIX):]) for m in recording.markers if m.text.startswith(DETAIL_PREFIX)]
+
+
+def make_pairs(recording: Recording, classes: Mapping[str, str | os.PathLike],
+               labels: Mapping[str, str] | None = None, seed: int = 0, *, round_robin: bool = False) -> list[Pair]:
+    """One pair per occurrence of each marker text in ``classes`` (marker text → image folder), with the image that
+    was shown: the one named by the ``stim:<class>/<file>`` marker sent with the onset (the calibration wizard sends
+    them), looked up in the class's folder.
+
+    With ``round_robin``, onsets whose log names no image (logs that record the category shown, not the image) get
+    an image of their class's folder in turn, over a shuffle seeded by ``seed`` and the marker text — the CLIP
+    target is then often not the image seen, and a warning says how many. The label is ``labels[marker]``, else
+    the folder's name. Pairs are in time order.
 
     Raises:
-        PairsError: a marker text never occurs in the recording, or a folder has no images.
+        PairsError: a marker text never occurs in the recording, a folder has no images, the named image is not
+            in its folder, or (without ``round_robin``) an onset whose image the log does not name.
     """
     labels = dict(labels or {})
     counts = Counter(m.text for m in recording.markers)
@@ -189,16 +204,38 @@ def make_pairs(recording: Recording, classes: Mapping[str, str | os.PathLike],
         images = list_images(folder)
         random.Random(f"{seed}:{marker}").shuffle(images)
         pools[marker] = images
+    details = shown_images(recording)
+    detail_times = np.array([t for t, _ in details])
     used: Counter[str] = Counter()
+    guessed: Counter[str] = Counter()
     pairs = []
     for m in recording.markers:
         if m.text not in pools:
             continue
-        pool = pools[m.text]
-        image = pool[used[m.text] % len(pool)]
-        used[m.text] += 1
+        image = None
+        if len(detail_times):
+            k = int(np.argmin(np.abs(detail_times - m.timestamp)))
+            if abs(detail_times[k] - m.timestamp) <= DETAIL_TOLERANCE_S:
+                image = Path(classes[m.text]) / Path(details[k][1]).name
+                if not image.is_file():
+                    raise PairsError(f"{recording.path.name} says {details[k][1]} was shown at {m.timestamp:.3f} s, "
+                                     f"but {image} does not exist; give the stimulus set it was recorded with")
+        if image is None:
+            if not round_robin:
+                raise PairsError(f"{recording.path.name} does not name the image shown at marker {m.text!r} "
+                                 f"({m.timestamp:.3f} s; no '{DETAIL_PREFIX}<class>/<file>' marker with it); pass "
+                                 "--round-robin to pair each such trial with an image of its class in turn, or "
+                                 "write the manifest yourself")
+            pool = pools[m.text]
+            image = pool[used[m.text] % len(pool)]
+            used[m.text] += 1
+            guessed[m.text] += 1
         pairs.append(Pair(recording.path, float(m.timestamp), m.text, image,
                           labels.get(m.text, Path(classes[m.text]).name)))
+    if guessed:
+        log.warning("%s: %d of %d trials are paired with an image of their class in turn (--round-robin), not the "
+                    "image shown: their CLIP targets are guesses", recording.path.name, sum(guessed.values()),
+                    len(pairs))
     return pairs
 
 
