@@ -12,9 +12,15 @@ random-weight models in the real formats, the heads only) and the held-out ident
 band-power baseline on the same epochs and split (log power in 6 bands per channel, shrinkage LDA), each with its
 binomial p-value against chance and a 95 % Wilson interval.
 
-    python benchmarks/known_answer.py [--snr 0.25 0.5 1 2 4] [--trials 5 10 20] [--max-steps 200]
+    python benchmarks/known_answer.py [--snr 0.25 0.5 1 2 4] [--trials 5 10 20] [--max-steps 200] [--real]
 
 Onsets are 2.5 s apart so that the encoder's 2-s windows never hold the next trial's response.
+
+With ``--real`` (or ``--only-real``), two real sessions from ../shared/data go through the same fine-tuning and
+evaluation, one image per class (class identification): the bci-essentials SSVEP session (DSI-7, 3 targets, shown
+in blocks: the last 20 % of each target's trials are held out, with the two trials before them dropped so that no
+overlapping window is on both sides) and the Muse N170 session (face vs house, randomly interleaved: 20 % of each
+class held out at random).
 """
 
 from __future__ import annotations
@@ -96,7 +102,7 @@ def make_session(background, folder: Path, snr: float, per_class: int, seed: int
     return write_pairs(folder / "pairs.csv", pairs)
 
 
-def band_power_baseline(manifest: Path, train_csv: Path, val_csv: Path, spec: WindowSpec) -> tuple[int, int]:
+def band_power_baseline(train_csv: Path, val_csv: Path, spec: WindowSpec) -> tuple[int, int]:
     """(correct, total) of shrinkage LDA on log band power, trained on ``train_csv``'s epochs, tested on ``val_csv``'s."""
     from bci_dream.training.pairs import read_pairs
 
@@ -122,6 +128,63 @@ def band_power_baseline(manifest: Path, train_csv: Path, val_csv: Path, spec: Wi
     return int((guess == yv).sum()), len(yv)
 
 
+def real_sessions(data: Path, settings: FinetuneSettings, work: Path) -> None:
+    """Fine-tune and evaluate on the two real sessions; print one line each beside the band-power baseline."""
+    from bci_dream.training.evaluate import evaluate
+    from bci_dream.training.finetune import finetune
+
+    stimuli = ROOT / "calibration" / "stimuli" / "shapes-colours"
+    names = list(CLASSES)
+    spec = WindowSpec(window_s=2.0, target_sfreq=256.0)
+    sessions = []
+    ssvep = data / "bci-essentials/ssvep_example.xdf"
+    rec = read_recording(ssvep)
+    trials = [m for m in rec.markers if m.text.startswith("1.4,")][::3]
+    by_target: dict[str, list] = {}
+    for m in trials:
+        by_target.setdefault(m.text.split(",")[1], []).append(m)
+    train, held = [], []
+    for target, group in sorted(by_target.items()):
+        k = max(1, round(0.2 * len(group)))
+        image = stimuli / names[int(target)] / f"{names[int(target)]}-1.png"
+        train += [Pair(ssvep, m.timestamp, m.text, image, f"target {target}") for m in group[:-k - 2]]
+        held += [Pair(ssvep, m.timestamp, m.text, image, f"target {target}") for m in group[-k:]]
+    sessions.append(("SSVEP (DSI-7, 3 targets, chronological hold-out)", train, held, 1 / 3))
+    muse = data / "muse-lsl/N170/data_2017-09-13-15.30.01.csv"
+    rec = read_recording(muse)
+    rng = np.random.default_rng(0)
+    train, held = [], []
+    for marker, label in (("1", "house"), ("2", "face")):
+        group = [m for m in rec.markers if m.text == marker]
+        out = set(rng.choice(len(group), round(0.2 * len(group)), replace=False).tolist())
+        image = stimuli / names[int(marker) - 1] / f"{names[int(marker) - 1]}-1.png"
+        train += [Pair(muse, m.timestamp, m.text, image, label) for i, m in enumerate(group) if i not in out]
+        held += [Pair(muse, m.timestamp, m.text, image, label) for i, m in enumerate(group) if i in out]
+    sessions.append(("Muse N170 (face vs house, random hold-out)", train, held, 1 / 2))
+    for name, train, held, chance in sessions:
+        folder = work / name.split()[0].lower()
+        folder.mkdir()
+        write_pairs(folder / "train.csv", train)
+        write_pairs(folder / "validation.csv", held)
+        started = time.perf_counter()
+        finetune(folder / "train.csv", folder / "model", settings, progress=False)
+        report = evaluate(folder / "validation.csv", folder / "model", clip_model=settings.clip_model, classifier=None,
+                          n_way=len(CLASSES), seed=0, device="cpu")
+        r = report.identification
+        k = round(r.accuracy * r.n_items)
+        bk, bn = band_power_baseline(folder / "train.csv", folder / "validation.csv", spec)
+        print(f"{name}: {len(train)} training, {r.n_items} held-out trials; {r.n_way}-way, chance {chance:.0%} | "
+              f"calibration {cell(k, r.n_items, chance)} | band power + LDA {cell(bk, bn, chance)} | "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+
+
+def cell(k: int, n: int, chance: float = 0.25) -> str:
+    """``accuracy [95 % interval] p=`` of k correct of n against ``chance``."""
+    lo, hi = wilson(k, n)
+    p = binomtest(k, n, chance, alternative="greater").pvalue
+    return f"{k / n:4.0%} [{lo:3.0%}-{hi:3.0%}] p={p:.1g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("BCI_DREAM_DATA", ROOT.parent / "shared" / "data")))
@@ -133,6 +196,8 @@ def main() -> None:
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="keep the random encoder frozen (default: trained, as calibration does without --init)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--real", action="store_true", help="also the real SSVEP and N170 sessions")
+    parser.add_argument("--only-real", action="store_true", help="only the real sessions")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     background = read_recording(args.data / BACKGROUND)
@@ -149,6 +214,9 @@ def main() -> None:
     print(f"model: tiny random-weight SD-Turbo-shaped pipeline + tiny CLIP (real formats), encoder '{args.preset}' "
           f"(random init, {'frozen' if args.freeze_encoder else 'trained'}), heads, no UNet, {args.max_steps} steps, "
           f"alignment {args.alignment}")
+    if args.only_real:
+        real_sessions(args.data, settings, work)
+        return
     print(f"{'SNR':>5} {'train/class':>11} {'held out':>8} | {'calibration':>24} | {'band power + LDA':>24} | "
           f"{'s':>5}")
     for snr in args.snr:
@@ -163,17 +231,15 @@ def main() -> None:
             v = result.profile.validation
             k = round(v["accuracy"] * v["n_items"])
             spec = WindowSpec(window_s=2.0, target_sfreq=256.0)
-            bk, bn = band_power_baseline(manifest, folder / "subject" / "train.csv",
+            bk, bn = band_power_baseline(folder / "subject" / "train.csv",
                                          folder / "subject" / "validation.csv", spec)
-
-            def cell(k: int, n: int) -> str:
-                lo, hi = wilson(k, n)
-                p = binomtest(k, n, 0.25, alternative="greater").pvalue
-                return f"{k / n:4.0%} [{lo:3.0%}-{hi:3.0%}] p={p:.1g}"
 
             print(f"{snr:5g} {per_class:11d} {v['n_items']:8d} | {cell(k, v['n_items']):>24} | {cell(bk, bn):>24} | "
                   f"{seconds:5.1f}", flush=True)
+    if args.real:
+        real_sessions(args.data, settings, work)
 
 
 if __name__ == "__main__":
     main()
+

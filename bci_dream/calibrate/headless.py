@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import shutil
@@ -68,6 +69,13 @@ def split_pairs(pairs: Sequence[Pair], validation_fraction: float, seed: int = 0
     by_class: dict[str | None, list[Pair]] = {}
     for p in pairs:
         by_class.setdefault(p.label, []).append(p)
+    few = {label: len(group) for label, group in by_class.items() if len(group) < 2}
+    if few:
+        label, n = next(iter(few.items()))
+        need = max(2, math.ceil(1 / validation_fraction))
+        raise BciDreamError(f"class {label} has {n} trial; each class needs at least 2 to hold one out for "
+                            f"validation (at --validation-fraction {validation_fraction:g}, {need} give one held-out "
+                            "trial per class); record more trials")
     rng = random.Random(seed)
     train, held = [], []
     for label in sorted(by_class, key=str):
