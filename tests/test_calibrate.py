@@ -10,6 +10,7 @@ import json
 import pytest
 
 from bci_dream.cli import main
+from bci_dream.core.errors import BciDreamError
 from bci_dream.models.subject_profile import SubjectError, check_subject_id, checkpoint_of, load_profile
 
 MUSE = "muse-lsl/N170/data_2017-09-13-15.30.01.csv"
@@ -140,3 +141,15 @@ def test_a_new_session_of_a_calibrated_subject_trains_afresh(shared_data, models
     calibrate_headless(shared_data / MUSE, "s05", settings, validation_fraction=0.3, **kwargs)  # other trials
     calibrate_headless(shared_data / MUSE, "s05", settings, validation_fraction=0.3, **kwargs)  # the same again
     assert steps == [1, 2, 1, 2]
+
+
+def test_a_class_with_one_trial_says_how_many_are_needed(tmp_path):
+    from bci_dream.calibrate.headless import split_pairs
+    from bci_dream.training.pairs import Pair
+
+    pairs = [Pair(tmp_path / "r.xdf", float(k), "1", tmp_path / "a.png", "a") for k in range(6)]
+    pairs.append(Pair(tmp_path / "r.xdf", 9.0, "2", tmp_path / "b.png", "b"))
+    with pytest.raises(BciDreamError, match="class b has 1 trial; each class needs at least 2.*5 give one"):
+        split_pairs(pairs, 0.2)
+    train, held = split_pairs(pairs[:6], 0.2)
+    assert len(train) == 5 and len(held) == 1

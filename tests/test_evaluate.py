@@ -89,6 +89,21 @@ def test_identification_repeated_images_reduce_n(caplog):
         n_way_identification(distinct[[0, 0]], distinct[[0, 0]], ["a", "a"], 50, 10, rng)
 
 
+def test_averaging_repetitions_identifies_what_single_trials_cannot():
+    from bci_dream.training.evaluate import averaged_over_repetitions
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, 16))
+    ids = np.repeat(np.arange(4), 10)
+    eeg = images[ids] * 0.3 + rng.normal(size=(40, 16))  # weak single trials
+    single = n_way_identification(eeg, images[ids], list(ids), 4, 50, np.random.default_rng(1))
+    mean, img, kept = averaged_over_repetitions(eeg, images[ids], list(ids))
+    assert mean.shape == (4, 16) and kept == [0, 1, 2, 3]
+    averaged = n_way_identification(mean, img, kept, 4, 50, np.random.default_rng(1))
+    assert averaged.accuracy == 1.0 > single.accuracy
+    assert averaged_over_repetitions(eeg[:4], images, [0, 1, 2, 3]) is None  # nothing repeats
+
+
 def test_binomial_p_value():
     assert binomial_p_value(0.02, 100, 0.02) > 0.3
     assert binomial_p_value(0.5, 100, 0.02) < 1e-20
@@ -163,12 +178,15 @@ def test_evaluate_command(tiny_models, manifest, tmp_path, capsys, caplog):
                      "--clip-model", str(tiny_models["clip"]), "--trials", "20", "--json", str(out)])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("EEG->image identification") and lines[1].startswith("generated-image classification")
+    assert lines[0].startswith("EEG->image identification") and lines[2].startswith("generated-image classification")
+    assert lines[1].startswith("  averaged over repetitions")  # (images repeat in this manifest)
     assert f"reduced from 50 to {n_distinct}" in caplog.text and "reduced from 50 to 10" in caplog.text
     assert "1 of 30 manifest rows have no generated image" in caplog.text
 
     result = json.loads(out.read_text())
     ident, cls = result["identification"], result["classification"]
+    averaged = result["identification_averaged"]
+    assert averaged["n_items"] == len({p.image for p in pairs if sum(q.image == p.image for q in pairs) > 1})
     assert ident["n_way"] == n_distinct and ident["n_items"] == N_PAIRS and ident["trials"] == 20
     assert 0.0 <= ident["accuracy"] <= 1.0 and ident["chance"] == pytest.approx(1 / n_distinct)
     assert 0.0 <= ident["p_value"] <= 1.0

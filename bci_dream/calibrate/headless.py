@@ -173,6 +173,8 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
                       n_way=n_way, trials=trials, seed=settings.seed, offset_s=settings.offset_s,
                       device=None if settings.device == "auto" else settings.device)
     validation = report.identification.to_dict() if report.identification else {}
+    if report.identification_averaged is not None:
+        validation["averaged_over_repetitions"] = report.identification_averaged.to_dict()
     validation["notes"] = report.notes
     figure = None
     if figure_rows > 0:

@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     if v.get("accuracy") is not None:
         line = (f"held-out identification: {v['n_way']}-way top-1 accuracy {v['accuracy']:.3f} (chance "
                 f"{v['chance']:.3f}, p = {v['p_value']:.3g}; {v['n_items']} trials)")
+        a = v.get("averaged_over_repetitions")
+        if a:
+            line += (f", averaged over repetitions {a['accuracy']:.3f} (chance {a['chance']:.3f}, p = {a['p_value']:.3g}; "
+                     f"{a['n_items']} images)")
     else:
         line = "no identification (see the notes in profile.json)"
     print(f"calibrated subject {args.subject} on {result.n_train} trials ({result.n_validation} held out); {line}; "

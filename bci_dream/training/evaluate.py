@@ -101,14 +101,19 @@ IdentificationResult = NWayResult
 
 @dataclass
 class EvaluationReport:
-    """Both metrics (either may be None when not computed) and the settings used."""
+    """Both metrics (either may be None when not computed) and the settings used. ``identification_averaged``:
+    identification of the images shown more than once from the mean of their trials' embeddings (None when every
+    image was shown once)."""
     identification: NWayResult | None = None
     classification: NWayResult | None = None
+    identification_averaged: NWayResult | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"identification": self.identification.to_dict() if self.identification else None,
+                "identification_averaged": self.identification_averaged.to_dict() if self.identification_averaged
+                else None,
                 "classification": self.classification.to_dict() if self.classification else None,
                 "settings": self.settings, "notes": self.notes}
 
@@ -120,6 +125,10 @@ class EvaluationReport:
             out.append(f"EEG->image identification in CLIP space: {r.n_way}-way top-1 accuracy {r.accuracy:.3f} "
                        f"(chance {r.chance:.3f}, p = {r.p_value:.3g}; {r.n_items} pairs, {r.n_candidates} distinct "
                        f"images, {r.trials} trials)")
+        if self.identification_averaged is not None:
+            r = self.identification_averaged
+            out.append(f"  averaged over repetitions: {r.n_way}-way top-1 accuracy {r.accuracy:.3f} (chance "
+                       f"{r.chance:.3f}, p = {r.p_value:.3g}; {r.n_items} images shown more than once)")
         if self.classification is not None:
             r = self.classification
             out.append(f"generated-image classification: {r.n_way}-way top-1 accuracy {r.accuracy:.3f} "
@@ -246,6 +255,22 @@ def n_way_identification(eeg_embeds: np.ndarray, image_embeds: np.ndarray, image
                       n_items=len(truth), trials=trials, n_candidates=len(index))
 
 
+def averaged_over_repetitions(eeg_embeds: np.ndarray, image_embeds: np.ndarray,
+                              image_ids: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, list[Any]] | None:
+    """For the images shown more than once: the mean of their trials' unit EEG embeddings [M, P], their image
+    embeddings [M, P] and ids; None when no image repeats. (Candidates stay the images of this subset.)"""
+    rows: dict[Any, list[int]] = {}
+    for row, image in enumerate(image_ids):
+        rows.setdefault(image, []).append(row)
+    repeated = [image for image, r in rows.items() if len(r) > 1]
+    if len(repeated) < 2:
+        return None
+    eeg = np.asarray(eeg_embeds, np.float64)
+    eeg = eeg / np.maximum(np.linalg.norm(eeg, axis=1, keepdims=True), 1e-12)
+    mean = np.stack([eeg[rows[i]].mean(0) for i in repeated])
+    return mean, np.stack([np.asarray(image_embeds)[rows[i][0]] for i in repeated]), repeated
+
+
 # -- models ---------------------------------------------------------------------------------------
 
 def _batched_images(paths: Sequence[Path], processor, fn, batch_size: int, device) -> np.ndarray:
@@ -343,6 +368,10 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
         eeg_embeds = eeg_clip_embeds(model, eeg, mask)
         report.identification = n_way_identification(eeg_embeds, image_embeds, ids, n_way, trials,
                                                      np.random.default_rng([seed, 1]))
+        averaged = averaged_over_repetitions(eeg_embeds, image_embeds, ids)
+        if averaged is not None:
+            report.identification_averaged = n_way_identification(*averaged, n_way, trials,
+                                                                  np.random.default_rng([seed, 3]))
         if report.identification.n_way < n_way:
             report.notes.append(f"identification: only {report.identification.n_candidates} distinct images, "
                                 f"n-way reduced from {n_way} to {report.identification.n_way}")
