@@ -498,3 +498,18 @@ def test_the_inference_objective_trains_at_the_generators_timestep(manifest, tin
     assert all(torch.equal(v, run.parts.unet.state_dict()[k]) for k, v in before.items())  # frozen
     meta = load_checkpoint(tmp_path / "frozen")[1]["meta"]
     assert (meta["objective"], meta["timesteps"], meta["adapter"]) == ("inference", [999], "none")
+
+
+def test_the_training_is_described_beside_the_model(trained, tmp_path):
+    from bci_dream.generation.session_models import describe_training
+    from bci_dream.models.subject_profile import SubjectProfile
+
+    text = describe_training(trained)
+    assert text.startswith("EEG model: objective inference (t=999), alignment both, UNet lora, 6 steps on")
+    assert "held-out class accuracy" in text and "(chance 0." in text
+    assert describe_training(None) == "EEG model untrained"
+    subject = tmp_path / "s01"
+    shutil.copytree(trained, subject / "model")
+    SubjectProfile(subject="s01", recordings=[], model="m", clip_model="c", checkpoint="model",
+                   validation={"accuracy": 0.95, "chance": 0.25, "n_way": 4, "p_value": 1e-9}).save(subject)
+    assert describe_training(subject).endswith("; held-out 4-way 0.95 (chance 0.25, p = 1e-09)")

@@ -302,6 +302,7 @@ def run_engine(live, args: argparse.Namespace) -> int:
         engine.add_listener(writer)
         if generator.is_preview:
             print("generating with the untrained preview model 'tiny' (SD-Turbo is not available)", flush=True)
+        print(f"model {generator.model_id} · {models.training}", flush=True)
         engine.start()
         if generator.compiled:
             print("compiling the diffusion model for this session (a minute or more the first time) ...", flush=True)

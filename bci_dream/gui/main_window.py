@@ -463,7 +463,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engine = engine
         for p in self.panels:
             p.set_labels(engine.labels)
-        self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *engine.labels]))
+        trained = [] if m.untrained else [m.training.removeprefix("EEG model: ")]
+        self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *engine.labels, *trained]))
+        self.model_label.setToolTip(m.training)
         engine.start()
 
     @property
