@@ -513,3 +513,20 @@ def test_the_training_is_described_beside_the_model(trained, tmp_path):
     SubjectProfile(subject="s01", recordings=[], model="m", clip_model="c", checkpoint="model",
                    validation={"accuracy": 0.95, "chance": 0.25, "n_way": 4, "p_value": 1e-9}).save(subject)
     assert describe_training(subject).endswith("; held-out 4-way 0.95 (chance 0.25, p = 1e-09)")
+
+
+def test_a_frozen_input_side_computes_the_encoder_once(manifest, tiny, tmp_path):
+    settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=2,
+                                   batch_size=4, resolution=int(RESOLUTION), diffusion_weight=0.0,
+                                   train_encoder=False, channel_adapter=False)
+    run = ft.Finetuner(manifest, tmp_path / "cached", settings)
+    index = torch.tensor([0, 5, 7])
+    run.eeg_model.eval()
+    with torch.no_grad():
+        direct = run.eeg_model.embed(run.data.eeg[index], run.data.mask[index])
+    torch.testing.assert_close(run._frozen_tokens(index), direct)
+    calls = {"n": 0}
+    real = run.eeg_model.embed
+    run.eeg_model.embed = lambda *a, **k: calls.__setitem__("n", calls["n"] + 1) or real(*a, **k)
+    run.train(progress=False)
+    assert calls["n"] == 0  # every step took the cached tokens

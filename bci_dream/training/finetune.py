@@ -351,6 +351,7 @@ class Finetuner:
         self.step = 0
         self.saved_step: int | None = None
         self.ridge: dict[str, float] = {}
+        self._token_cache: torch.Tensor | None = None
         if resume:
             self._load_training_state()
         else:
@@ -394,9 +395,12 @@ class Finetuner:
         self.eeg_model.eval()
         for i in range(0, len(train), batch_size):
             index = train[i:i + batch_size]
-            with self._autocast():
-                tokens = self.eeg_model.embed(self.data.eeg[index].to(self.device),
-                                              self.data.mask[index].to(self.device))
+            if self._input_learns:
+                with self._autocast():
+                    tokens = self.eeg_model.embed(self.data.eeg[index].to(self.device),
+                                                  self.data.mask[index].to(self.device))
+            else:
+                tokens = self._frozen_tokens(index)
             feats.append(tokens.float().mean(1).cpu().numpy())
         targets = F.normalize(self.targets.clip[self.data.image_index[train].to(self.device)].float(), dim=-1)
         w, b, penalty = fit_ridge(np.concatenate(feats), targets.cpu().numpy(), seed=self.settings.seed)
@@ -472,10 +476,10 @@ class Finetuner:
         images = self.data.image_index[index].to(self.device)
         zero = torch.zeros((), device=self.device)
         with self._autocast():
-            # (the frozen encoder is back-propagated through only when the encoder or a channel adapter learns)
-            learns_input = self.train_encoder or self.eeg_model.channel_adapter is not None
-            with torch.set_grad_enabled(learns_input and torch.is_grad_enabled()):
+            if self._input_learns:
                 tokens = self.eeg_model.embed(x, mask)
+            else:
+                tokens = self._frozen_tokens(index)
             diffusion = clip = zero
             if s.diffusion_weight > 0:
                 prompt_embeds = self.eeg_model.conditioning(tokens)
@@ -496,6 +500,25 @@ class Finetuner:
                                          self.temperature())
         return s.diffusion_weight * diffusion + s.clip_weight * clip, diffusion, clip
 
+    @property
+    def _input_learns(self) -> bool:
+        """The encoder or a channel adapter in front of it learns (else the encoder's tokens never change)."""
+        return self.train_encoder or self.eeg_model.channel_adapter is not None
+
+    @torch.no_grad()
+    def _frozen_tokens(self, index: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """The frozen encoder's tokens of windows ``index``, computed once per window and kept (nothing in front
+        of the encoder learns, so they never change): a heads-only run pays for the encoder once, not per step."""
+        if self._token_cache is None:
+            self.eeg_model.encoder.eval()
+            parts = []
+            for i in range(0, len(self.data.eeg), batch_size):
+                with self._autocast():
+                    parts.append(self.eeg_model.embed(self.data.eeg[i:i + batch_size].to(self.device),
+                                                      self.data.mask[i:i + batch_size].to(self.device)))
+            self._token_cache = torch.cat(parts)
+        return self._token_cache[index.to(self._token_cache.device)]
+
     @torch.no_grad()
     def validate(self, batch_size: int = 64) -> dict[str, float]:
         """Scores of the EEG CLIP head on the validation windows (empty without validation windows).
@@ -514,8 +537,11 @@ class Finetuner:
         for i in range(0, len(val), batch_size):
             index = val[i:i + batch_size]
             with self._autocast():
-                pred = self.eeg_model.clip_embeds(self.data.eeg[index].to(self.device),
-                                                  self.data.mask[index].to(self.device))
+                if self._input_learns:
+                    pred = self.eeg_model.clip_embeds(self.data.eeg[index].to(self.device),
+                                                      self.data.mask[index].to(self.device))
+                else:
+                    pred = self.eeg_model.clip(self._frozen_tokens(index))
             preds.append(pred.float())
         self._set_train_mode(was_training)
         pred = torch.cat(preds)
