@@ -311,3 +311,30 @@ def test_the_engine_names_windows_as_its_checkpoint_was_trained(generator, share
         assert naming_that_fits(layout_naming(get_profile("muse-2")), live.info.ch_names) is None
     finally:
         live.stop()
+
+
+def test_a_stream_filtered_otherwise_than_the_model_was_trained_is_refused(generator, tmp_path):
+    from bci_dream.acquisition.filter_settings import FilterSettings, band_pass_mismatch
+    from bci_dream.models.checkpoint import save_checkpoint
+    from bci_dream.models.eeg_model import EegModel, EegModelConfig, Preprocessing
+    from bci_dream.models.encoder_config import preset
+
+    assert band_pass_mismatch((1.0, 45.0), FilterSettings((1.0, 45.0), 60.0)) is None  # (notch: the local mains)
+    ckpt = tmp_path / "ckpt"
+    config = EegModelConfig(preset("tiny"), cross_attention_dim=generator.cross_attention_dim, clip_projection_dim=None,
+                            preprocessing=Preprocessing(bandpass=(5.0, 95.0)))
+    save_checkpoint(ckpt, EegModel(config), meta={"stage": "finetune"})
+    model, untrained = eeg_model_for(generator.cross_attention_dim, ckpt)
+    assert not untrained
+    live = LiveStream(XdfReplaySource(_tiny_xdf(tmp_path), speed=0))
+    live.open()
+    with pytest.raises(CheckpointError, match="trained on 5-95 Hz EEG but the stream is filtered 1-45 Hz; give "
+                                              "--bandpass 5 95"):
+        Engine(live, model, generator)
+    # the headless commands give the stream the model's band-pass when no filter option is given
+    from bci_dream.commands.common import filters_from_args
+
+    args = type("Args", (), {"no_filter": False, "bandpass": None, "notch": None, "checkpoint": ckpt})()
+    assert filters_from_args(args, None).bandpass == (5.0, 95.0)
+    args.bandpass = [1.0, 40.0]
+    assert filters_from_args(args, None).bandpass == (1.0, 40.0)

@@ -42,3 +42,20 @@ def choose_filters(profile: DeviceProfile | None = None, override: FilterSetting
     band = base.bandpass if bandpass is FROM_PROFILE else (tuple(bandpass) if bandpass else None)
     line = base.notch if notch is FROM_PROFILE else (notch or None)
     return FilterSettings(band, line)
+
+
+def _band_text(band: tuple[float, float] | None) -> str:
+    return f"{band[0]:g}-{band[1]:g} Hz" if band else "no band-pass"
+
+
+def band_pass_mismatch(trained: tuple[float, float] | None, live: FilterSettings) -> str | None:
+    """One line naming the difference when a stream's band-pass is not the one a model was trained with (the
+    windows would differ from every training window), else None. (The notch follows the local mains: a 50 Hz notch
+    in training and a 60 Hz one live are both right.)"""
+    want = tuple(float(x) for x in trained) if trained else None
+    have = tuple(float(x) for x in live.bandpass) if live.bandpass else None
+    if want == have:
+        return None
+    flag = f"--bandpass {want[0]:g} {want[1]:g}" if want else "--no-filter"
+    return (f"the EEG model was trained on {_band_text(want)} EEG but the stream is filtered {_band_text(have)}; "
+            f"give {flag} (or leave the filter options out: the stream then takes the model's)")

@@ -15,6 +15,7 @@ from bci_dream.acquisition.filter_settings import FROM_PROFILE, NO_FILTERS, Filt
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import AUX_KINDS, CONNECTION_PARAMETERS, DeviceProfile, get_profile, parse_aux_kinds
+from bci_dream.models.subject_profile import checkpoint_of
 
 log = logging.getLogger("bci_dream")
 
@@ -126,10 +127,31 @@ def filters_given(args: argparse.Namespace) -> bool:
 
 
 def filters_from_args(args: argparse.Namespace, profile: DeviceProfile | None) -> FilterSettings:
-    """The filters the command line asks for, the rest from ``profile`` (see :func:`choose_filters`)."""
-    return choose_filters(profile, NO_FILTERS if args.no_filter else None,
-                          bandpass=tuple(args.bandpass) if args.bandpass else FROM_PROFILE,
+    """The filters the command line asks for, the rest from ``profile`` (see :func:`choose_filters`). Without filter
+    options and with a ``--checkpoint``, the band-pass is the one the EEG model was trained with."""
+    bandpass = tuple(args.bandpass) if args.bandpass else FROM_PROFILE
+    if not filters_given(args) and getattr(args, "checkpoint", None) is not None:
+        bandpass = checkpoint_band_pass(args.checkpoint, choose_filters(profile).bandpass)
+    return choose_filters(profile, NO_FILTERS if args.no_filter else None, bandpass=bandpass,
                           notch=args.notch if args.notch is not None else FROM_PROFILE)
+
+
+def checkpoint_band_pass(checkpoint: Path, default: tuple[float, float] | None):
+    """The band-pass the EEG model at ``checkpoint`` (or a subject folder) was trained with (said in one line when it
+    is not ``default``); ``default`` when the checkpoint cannot say (its loading reports that)."""
+    from bci_dream.models.checkpoint import read_config  # (torch)
+
+    try:
+        pre = read_config(checkpoint_of(checkpoint)).get("preprocessing") or {}
+    except BciDreamError:
+        return default
+    if "bandpass" not in pre:
+        return default
+    band = tuple(float(x) for x in pre["bandpass"]) if pre["bandpass"] else None
+    if band != (tuple(default) if default else None):
+        text = f"{band[0]:g}-{band[1]:g} Hz" if band else "no band-pass"
+        print(f"filters: {text}, as the EEG model in {checkpoint} was trained", flush=True)
+    return band
 
 
 def add_compute_device_arg(p: argparse.ArgumentParser, *, old_device_flag: bool = False) -> None:

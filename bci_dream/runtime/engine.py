@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from pylsl import local_clock
 
+from bci_dream.acquisition.filter_settings import band_pass_mismatch
 from bci_dream.acquisition.live import LiveStream
 from bci_dream.core import defaults
+from bci_dream.core.errors import CheckpointError
 from bci_dream.core.memory import release_free_memory
 from bci_dream.generation.session_models import check_widths
 from bci_dream.models.channel_naming import naming_that_fits
@@ -175,6 +177,9 @@ class Engine:
                  encoder: PromptEncoder | None = None, max_errors: int = 5,
                  channel_naming: ChannelNaming | None = None) -> None:
         check_widths(eeg_model, generator)
+        mismatch = band_pass_mismatch(eeg_model.config.preprocessing.bandpass, live.filters)
+        if mismatch is not None and not untrained_conditioning:
+            raise CheckpointError(mismatch)
         self.live = live
         self.device = torch.device(device)
         self.encoder = encoder if encoder is not None and encoder.model is eeg_model else PromptEncoder(eeg_model,
