@@ -250,9 +250,15 @@ def test_reports_odd_keys_and_positions(tmp_path, cond_state, caplog):
     assert report.unknown == ["cls_net.fc.weight"]
     assert report.pos_embed_max_diff == pytest.approx(0.01, abs=1e-6)
     text = " ".join(r.getMessage() for r in caplog.records)
-    assert "cls_net.fc.weight" in text and "pos_embed differs" in text
-    meta = json.loads((tmp_path / "out" / "config.json").read_text())["meta"]
-    assert meta["unknown_keys"] == ["cond_stage_model.cls_net.fc.weight"]
+    assert "cls_net.fc.weight" in text and "theirs are loaded" in report.checked["mae.pos_embed"]
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["meta"]["unknown_keys"] == ["cond_stage_model.cls_net.fc.weight"]
+    # their positions travel with the checkpoint, and their 5-95 Hz band is recorded as its preprocessing
+    assert config["encoder"]["positions"] == "stored" and config["preprocessing"]["bandpass"] == [5.0, 95.0]
+    from bci_dream.models.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(tmp_path / "out")
+    torch.testing.assert_close(model.encoder.pos_embed, state["mae.pos_embed"].reshape(model.encoder.pos_embed.shape))
 
 
 def test_bad_files(tmp_path, cond_state, capsys):

@@ -23,7 +23,8 @@ DreamDiffusion                    bci-dream                            note
 ``dim_mapper.*``                  ``conditioning.dim_mapper.*``
 ``mapping.maxpool.*``             ``clip.pool.*``
 ``mapping.fc.*``                  ``clip.fc.*``
-``mae.pos_embed``                 (checked, not loaded)                ours is a fixed sin-cos buffer
+``mae.pos_embed``                 ``encoder.pos_embed`` when it differs  stored in the checkpoint (``positions =
+                                  from our sin-cos positions            "stored"``); equal ones are not copied
 ``mae.mask_token``                (dropped)                            unused at generation
 ===============================  ===================================  ==========================
 
@@ -57,6 +58,7 @@ from bci_dream.core.errors import CheckpointError, first_line
 from bci_dream.models.checkpoint import load_state, save_checkpoint
 from bci_dream.models.eeg_model import EegModel, EegModelConfig, Preprocessing
 from bci_dream.models.encoder_config import PRESETS, preset
+from bci_dream.models.layers import sincos_positions
 
 log = logging.getLogger(__name__)
 
@@ -285,9 +287,15 @@ def derive_config(cond: dict[str, torch.Tensor], *, num_heads: int = DEFAULT_NUM
              "num_heads": num_heads, "mlp_ratio": hidden / d}
     ref = PRESETS["dreamdiffusion"]
     name = "dreamdiffusion" if all(getattr(ref, k) == v for k, v in shape.items()) else "custom"
-    encoder = preset("dreamdiffusion", preset=name, sfreq=float(sfreq), **shape)
+    positions = "sincos"
+    if "mae.pos_embed" in cond and cond["mae.pos_embed"].device.type != "meta":
+        theirs = cond["mae.pos_embed"].to(torch.float32).reshape(1, num_patches + 1, d)
+        fixed = sincos_positions(d, num_patches, cls_token=True)[None]
+        if float((theirs - fixed).abs().max()) > POS_EMBED_TOLERANCE:
+            positions = "stored"
+    encoder = preset("dreamdiffusion", preset=name, sfreq=float(sfreq), positions=positions, **shape)
     return EegModelConfig(encoder=encoder, cross_attention_dim=cross_dim, clip_projection_dim=clip_dim,
-                          out_tokens=cm1[0], preprocessing=Preprocessing())
+                          out_tokens=cm1[0], preprocessing=Preprocessing(bandpass=DREAMDIFFUSION_BANDPASS))
 
 
 def convert(cond: dict[str, torch.Tensor], *, num_heads: int = DEFAULT_NUM_HEADS,
@@ -318,10 +326,10 @@ def convert(cond: dict[str, torch.Tensor], *, num_heads: int = DEFAULT_NUM_HEADS
         diff = float((theirs.reshape(ours.shape) - ours).abs().max())
         report.pos_embed_max_diff = diff
         if diff > POS_EMBED_TOLERANCE:
+            state["encoder.pos_embed"] = theirs.reshape(ours.shape).clone()
+            report.mapped["encoder.pos_embed"] = "mae.pos_embed"
             report.checked["mae.pos_embed"] = (f"differs from our fixed sin-cos positions by up to {diff:.3g}; "
-                                               "ours are used")
-            report.warnings.append(f"mae.pos_embed differs from our fixed sin-cos positions by up to {diff:.3g} "
-                                   f"(> {POS_EMBED_TOLERANCE:g}); the imported model uses ours")
+                                               "theirs are loaded and stored in the checkpoint")
         else:
             report.checked["mae.pos_embed"] = f"matches our fixed sin-cos positions (max |diff| {diff:.2g}); not loaded"
     else:

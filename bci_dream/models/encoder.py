@@ -34,7 +34,10 @@ class EegEncoder(nn.Module):
         self.patch_embed = nn.Conv1d(c, d, kernel_size=config.patch_size, stride=config.patch_size)
         self.channel_embed = nn.Linear(c, d, bias=False)  # which montage channels are present
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.register_buffer("pos_embed", sincos_positions(d, L, cls_token=True)[None], persistent=False)
+        if config.positions not in ("sincos", "stored"):
+            raise ValueError(f"positions must be 'sincos' or 'stored', not {config.positions!r}")
+        self.register_buffer("pos_embed", sincos_positions(d, L, cls_token=True)[None],
+                             persistent=config.positions == "stored")
         self.blocks = nn.ModuleList(Block(d, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d)
 

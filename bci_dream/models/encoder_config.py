@@ -19,6 +19,8 @@ class EncoderConfig:
         patch_size: samples per temporal patch.
         embed_dim, depth, num_heads, mlp_ratio: the encoder transformer.
         decoder_embed_dim, decoder_depth, decoder_num_heads: the MAE decoder (pretraining only).
+        positions: ``"sincos"`` (fixed 1-D sine-cosine positions, rebuilt from the shape) or ``"stored"`` (the
+            encoder's positions are weights of the checkpoint: a model imported with positions of its own).
     """
 
     preset: str = "custom"
@@ -34,6 +36,7 @@ class EncoderConfig:
     decoder_depth: int = 8
     decoder_num_heads: int = 16
     decoder_mlp_ratio: float = 1.0
+    positions: str = "sincos"
 
     @property
     def num_patches(self) -> int:
