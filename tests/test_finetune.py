@@ -530,3 +530,13 @@ def test_a_frozen_input_side_computes_the_encoder_once(manifest, tiny, tmp_path)
     run.eeg_model.embed = lambda *a, **k: calls.__setitem__("n", calls["n"] + 1) or real(*a, **k)
     run.train(progress=False)
     assert calls["n"] == 0  # every step took the cached tokens
+
+
+def test_overlapping_epochs_are_said_with_the_overlap(tmp_path):
+    from bci_dream.training.pairs import Pair, epoch_overlap
+
+    rec, img = tmp_path / "r.xdf", tmp_path / "a.png"
+    close = [Pair(rec, 10.0 + 1.25 * k, "1", img, "a") for k in range(8)]
+    line = epoch_overlap(close, 2.0)
+    assert line and "2 s long" in line and "1.25 s apart" in line and "0.75 s of the next trial" in line
+    assert epoch_overlap([Pair(rec, 10.0 + 2.5 * k, "1", img, "a") for k in range(8)], 2.0) is None

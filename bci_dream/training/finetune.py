@@ -79,7 +79,7 @@ from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.alignment import LearnedTemperature, fit_ridge, infonce_loss, install_ridge
 from bci_dream.training.alignment import cosine_loss as clip_loss
 from bci_dream.training.objective import clean_latent_loss, denoising_loss, resolve_objective
-from bci_dream.training.pairs import Pair, pairs_to_arrays, read_pairs
+from bci_dream.training.pairs import Pair, epoch_overlap, pairs_to_arrays, read_pairs
 from bci_dream.training.pretrain import NonFiniteLossError, lr_factor
 from bci_dream.training.settings import FinetuneError, FinetuneSettings
 from bci_dream.training.windows import WindowSpec, window_spec_for
@@ -292,6 +292,9 @@ class Finetuner:
         self.naming = naming
         self.data = prepare_pairs(pairs_list, window_spec_for(cfg), settings.val_fraction, settings.seed,
                                   settings.offset_s, naming)
+        overlap = epoch_overlap(pairs_list, cfg.encoder.window_seconds, settings.offset_s)
+        if overlap:
+            log.warning("%s", overlap)
         self.uses_unet = settings.diffusion_weight > 0
         self.objective, self.train_timesteps = resolve_objective(settings, self.parts) if self.uses_unet else \
             ("none", [])
@@ -432,7 +435,8 @@ class Finetuner:
     def meta(self, scores: dict[str, float]) -> dict:
         s = self.settings
         return {"stage": STAGE, "base_model": s.model, "clip_model": s.clip_model, "steps": self.step,
-                "adapter": self.unet_mode, "encoder_trained": self.train_encoder, "objective": self.objective, "timesteps": self.train_timesteps,
+                "adapter": self.unet_mode, "encoder_trained": self.train_encoder, "objective": self.objective,
+                "timesteps": self.train_timesteps,
                 "alignment": s.alignment if s.clip_weight > 0 else "none",
                 "temperature": 1.0 / float(self.temperature().detach()), **self.ridge,
                 "resolution": s.resolution, "pairs": str(self.pairs_path),

@@ -239,6 +239,23 @@ def make_pairs(recording: Recording, classes: Mapping[str, str | os.PathLike],
     return pairs
 
 
+def epoch_overlap(pairs: Sequence[Pair], window_s: float, offset_s: float = 0.0) -> str | None:
+    """One line when the EEG windows of ``pairs`` overlap: onsets (in one recording) closer than ``window_s``, so
+    each window also holds the next trial's response; None when they do not."""
+    by_recording: dict[Path, list[float]] = {}
+    for p in pairs:
+        if p.onset is not None:
+            by_recording.setdefault(Path(p.recording), []).append(float(p.onset))
+    gaps = np.concatenate([np.diff(np.sort(t)) for t in by_recording.values() if len(t) > 1] or [np.zeros(0)])
+    gaps = gaps[gaps > 0]
+    if not gaps.size or np.median(gaps) >= window_s:
+        return None
+    typical = float(np.median(gaps))
+    return (f"the EEG windows overlap: they are {window_s:g} s long (from {offset_s:g} s after each onset) but "
+            f"onsets are {typical:.2f} s apart (median), so each window also holds {window_s - typical:.2f} s of the next trial; "
+            "show images less often (a protocol's isi_s + image_s at least the window) for cleaner epochs")
+
+
 # -- pairs → arrays for training ------------------------------------------------------------------
 
 def pair_onsets(pair: Pair, recording: Recording) -> list[float]:
