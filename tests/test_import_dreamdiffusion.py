@@ -324,3 +324,115 @@ def test_full_width_blocks(eeg):
     model = convert(state).model
     assert model.config.encoder.preset == "custom"  # depth 2 is not the paper's 24
     check_against_reference(model, state, eeg)
+
+
+# -- DreamDiffusion's modules, rebuilt from their definitions ------------------------------------
+# (github bbaaii/DreamDiffusion: code/sc_mbm/mae_for_eeg.py eeg_encoder, PatchEmbed1D and mapping; code/dc_ldm/
+# ldm_for_eeg.py cond_stage_model with global_pool=False; timm 0.5.4's vision_transformer Block, Attention and
+# Mlp, the version they pin). No pickles: the classes are written out here with their attribute names, so that
+# load_state_dict(strict=True) checks every key and shape of the state dict against their structure.
+
+class _TimmMlp(torch.nn.Module):
+    def __init__(self, d, hidden):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = torch.nn.Linear(d, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, d)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class _TimmAttention(torch.nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.num_heads, self.scale = heads, (d // heads) ** -0.5
+        self.qkv, self.proj = torch.nn.Linear(d, 3 * d, bias=True), torch.nn.Linear(d, d)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class _TimmBlock(torch.nn.Module):
+    def __init__(self, d, heads, mlp_ratio):
+        super().__init__()
+        self.norm1, self.attn = torch.nn.LayerNorm(d), _TimmAttention(d, heads)
+        self.norm2, self.mlp = torch.nn.LayerNorm(d), _TimmMlp(d, int(d * mlp_ratio))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class _PatchEmbed1D(torch.nn.Module):
+    def __init__(self, time_len, patch_size, in_chans, embed_dim):
+        super().__init__()
+        self.proj = torch.nn.Conv1d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x):
+        return self.proj(x).transpose(1, 2).contiguous()
+
+
+class _EegEncoder(torch.nn.Module):
+    def __init__(self, time_len, patch_size, embed_dim, in_chans, depth, num_heads, mlp_ratio):
+        super().__init__()
+        self.patch_embed = _PatchEmbed1D(time_len, patch_size, in_chans, embed_dim)
+        num_patches = time_len // patch_size
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = torch.nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False)
+        self.blocks = torch.nn.ModuleList(_TimmBlock(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = torch.nn.LayerNorm(embed_dim)
+        self.mask_token = torch.nn.Parameter(torch.zeros(1, 1, embed_dim))
+
+    def forward(self, x):  # forward_encoder, global_pool=False
+        x = self.patch_embed(x) + self.pos_embed[:, 1:, :]
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+
+class _Mapping(torch.nn.Module):
+    def __init__(self, num_patches, d, clip):
+        super().__init__()
+        self.maxpool, self.fc = torch.nn.Conv1d(num_patches, 1, 1, stride=1), torch.nn.Linear(d, clip)
+
+    def forward(self, x):
+        return self.fc(self.maxpool(x).squeeze(1))
+
+
+class _CondStageModel(torch.nn.Module):
+    def __init__(self, d=D, depth=DEPTH):
+        super().__init__()
+        self.mae = _EegEncoder(T, P, d, C, depth, HEADS, 1.0)
+        self.mapping = _Mapping(L, d, CLIP)
+        self.channel_mapper = torch.nn.Sequential(torch.nn.Conv1d(L, L // 2, 1, bias=True),
+                                                  torch.nn.Conv1d(L // 2, 77, 1, bias=True))
+        self.dim_mapper = torch.nn.Linear(d, COND, bias=True)
+
+    def forward(self, x):
+        latent = self.mae(x)
+        return self.dim_mapper(self.channel_mapper(latent)), self.mapping(latent)
+
+
+@pytest.mark.parametrize("positions", ["sin-cos", "their own"])
+def test_their_modules_and_ours_give_the_same_embeddings(tmp_path, cond_state, eeg, positions):
+    """The same random state dict in DreamDiffusion's module structure and, imported, in ours: the same
+    conditioning tokens and CLIP embedding (also when their positions are not the sin-cos ones: ours keep theirs)."""
+    state = dict(cond_state)
+    if positions == "their own":
+        state["mae.pos_embed"] = state["mae.pos_embed"] + 0.05 * torch.randn(state["mae.pos_embed"].shape,
+                                                                             generator=torch.Generator().manual_seed(3))
+    theirs = _CondStageModel()
+    theirs.load_state_dict(state, strict=True)  # every key and shape, as their definition names them
+    theirs.eval()
+    path = tmp_path / "dd.pth"
+    torch.save(ldm_state(state), path)
+    import_dreamdiffusion(path, tmp_path / "ours")
+    ours, raw = load_checkpoint(tmp_path / "ours")  # through the saved checkpoint, as users get it
+    assert raw["encoder"]["positions"] == ("stored" if positions == "their own" else "sincos")
+    with torch.no_grad():
+        want_cond, want_clip = theirs(eeg)
+        got_cond, got_clip = ours.prompt_embeds(eeg), ours.clip_embeds(eeg)
+    torch.testing.assert_close(got_cond, want_cond, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_clip, want_clip, atol=1e-5, rtol=0)
