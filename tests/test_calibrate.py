@@ -41,6 +41,9 @@ def test_headless_calibration_of_the_muse_n170_session(shared_data, models, tmp_
     assert profile.subject == "s01" and profile.model == str(models["sd"])
     v = profile.validation
     assert v["n_items"] > 0 and 0.0 <= v["accuracy"] <= 1.0 and v["chance"] == pytest.approx(1 / v["n_way"])
+    from bci_dream.models.checkpoint import read_config
+
+    assert read_config(folder / profile.checkpoint)["meta"]["validation"] == v  # the score travels with the model
     train = (folder / "train.csv").read_text().splitlines()[1:]
     held = (folder / "validation.csv").read_text().splitlines()[1:]
     assert len(train) + len(held) == 197 and 30 <= len(held) <= 50  # 108 house + 89 face trials, 20 % held out

@@ -33,7 +33,7 @@ from bci_dream.core.errors import BciDreamError
 from bci_dream.generation.generator import load_generator
 from bci_dream.io.readers import read_recording
 from bci_dream.models.channel_naming import saved_naming
-from bci_dream.models.checkpoint import load_checkpoint, read_config
+from bci_dream.models.checkpoint import load_checkpoint, read_config, update_meta
 from bci_dream.models.subject_profile import (
     MODEL_FOLDER,
     PROFILE,
@@ -176,6 +176,7 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
     if report.identification_averaged is not None:
         validation["averaged_over_repetitions"] = report.identification_averaged.to_dict()
     validation["notes"] = report.notes
+    update_meta(model_dir, validation=validation)  # (the held-out score travels with the checkpoint too)
     figure = None
     if figure_rows > 0:
         _check_cancel(cancel)

@@ -76,7 +76,7 @@ def describe_training(checkpoint: str | os.PathLike | None) -> str:
              f"alignment {meta.get('alignment', 'cosine')}", f"UNet {meta.get('adapter', 'lora')}",
              f"{meta.get('steps', '?')} steps on {meta.get('n_train', '?')} trials"]
     text = "EEG model: " + ", ".join(parts)
-    validation = {}
+    validation = meta.get("validation") or {}
     if (Path(checkpoint) / PROFILE).is_file():
         validation = load_profile(checkpoint).validation
     if validation.get("accuracy") is not None:

@@ -41,6 +41,13 @@ def save_checkpoint(folder: str | os.PathLike, model: EegModel, *, training_stat
     return folder
 
 
+def update_meta(folder: str | os.PathLike, **entries) -> None:
+    """Add ``entries`` to the meta of the checkpoint in ``folder`` (e.g. its held-out validation), atomically."""
+    config = read_config(folder)
+    config["meta"] = {**config.get("meta", {}), **entries}
+    _atomic(Path(folder) / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2)))
+
+
 def _atomic(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
