@@ -390,23 +390,14 @@ class Finetuner:
             shutil.rmtree(self.output / LORA_FOLDER)
 
     @torch.no_grad()
-    def _start_clip_head_from_ridge(self, batch_size: int = 64) -> None:
+    def _start_clip_head_from_ridge(self) -> None:
         """Fit the CLIP head in closed form: ridge regression of the training images' unit CLIP embeddings on the
         frozen encoder's mean token (penalty by cross-validation), installed as the head's starting point."""
         train = self.data.train
-        feats = []
-        self.eeg_model.eval()
-        for i in range(0, len(train), batch_size):
-            index = train[i:i + batch_size]
-            if self._input_learns:
-                with self._autocast():
-                    tokens = self.eeg_model.embed(self.data.eeg[index].to(self.device),
-                                                  self.data.mask[index].to(self.device))
-            else:
-                tokens = self._frozen_tokens(index)
-            feats.append(tokens.float().mean(1).cpu().numpy())
+        # (at step 0 the channel adapter is the identity: the frozen encoder's tokens are the input's either way)
+        tokens = self._frozen_tokens(train) if not self._input_learns else self._embed_windows(train)
         targets = F.normalize(self.targets.clip[self.data.image_index[train].to(self.device)].float(), dim=-1)
-        w, b, penalty = fit_ridge(np.concatenate(feats), targets.cpu().numpy(), seed=self.settings.seed)
+        w, b, penalty = fit_ridge(tokens.float().mean(1).cpu().numpy(), targets.cpu().numpy(), seed=self.settings.seed)
         install_ridge(self.eeg_model.clip, w, b)
         self.ridge = {"ridge_penalty": penalty}
         log.info("CLIP head started from a ridge fit on %d trials (penalty %g)", len(train), penalty)
@@ -480,10 +471,7 @@ class Finetuner:
         images = self.data.image_index[index].to(self.device)
         zero = torch.zeros((), device=self.device)
         with self._autocast():
-            if self._input_learns:
-                tokens = self.eeg_model.embed(x, mask)
-            else:
-                tokens = self._frozen_tokens(index)
+            tokens = self.eeg_model.embed(x, mask) if self._input_learns else self._frozen_tokens(index)
             diffusion = clip = zero
             if s.diffusion_weight > 0:
                 prompt_embeds = self.eeg_model.conditioning(tokens)
@@ -510,17 +498,24 @@ class Finetuner:
         return self.train_encoder or self.eeg_model.channel_adapter is not None
 
     @torch.no_grad()
-    def _frozen_tokens(self, index: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    def _embed_windows(self, index: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Tokens [len(index), L, D] of windows ``index``, in batches, the encoder in eval mode, no gradients."""
+        was_training = self.eeg_model.encoder.training
+        self.eeg_model.encoder.eval()
+        parts = []
+        for i in range(0, len(index), batch_size):
+            rows = index[i:i + batch_size]
+            with self._autocast():
+                parts.append(self.eeg_model.embed(self.data.eeg[rows].to(self.device),
+                                                  self.data.mask[rows].to(self.device)))
+        self.eeg_model.encoder.train(was_training)
+        return torch.cat(parts)
+
+    def _frozen_tokens(self, index: torch.Tensor) -> torch.Tensor:
         """The frozen encoder's tokens of windows ``index``, computed once per window and kept (nothing in front
         of the encoder learns, so they never change): a heads-only run pays for the encoder once, not per step."""
         if self._token_cache is None:
-            self.eeg_model.encoder.eval()
-            parts = []
-            for i in range(0, len(self.data.eeg), batch_size):
-                with self._autocast():
-                    parts.append(self.eeg_model.embed(self.data.eeg[i:i + batch_size].to(self.device),
-                                                      self.data.mask[i:i + batch_size].to(self.device)))
-            self._token_cache = torch.cat(parts)
+            self._token_cache = self._embed_windows(torch.arange(len(self.data.eeg)))
         return self._token_cache[index.to(self._token_cache.device)]
 
     @torch.no_grad()
@@ -537,18 +532,10 @@ class Finetuner:
             return {}
         was_training = self.eeg_model.training
         self.eeg_model.eval()
-        preds = []
-        for i in range(0, len(val), batch_size):
-            index = val[i:i + batch_size]
-            with self._autocast():
-                if self._input_learns:
-                    pred = self.eeg_model.clip_embeds(self.data.eeg[index].to(self.device),
-                                                      self.data.mask[index].to(self.device))
-                else:
-                    pred = self.eeg_model.clip(self._frozen_tokens(index))
-            preds.append(pred.float())
+        tokens = self._frozen_tokens(val) if not self._input_learns else self._embed_windows(val, batch_size)
+        with self._autocast():
+            pred = self.eeg_model.clip(tokens).float()
         self._set_train_mode(was_training)
-        pred = torch.cat(preds)
         target = self.targets.clip[self.data.image_index[val].to(self.device)]
         scores = {"val_clip_cosine": float(F.cosine_similarity(pred, target.float(), dim=-1).mean())}
         labels = self.data.labels
