@@ -31,14 +31,15 @@ CONNECTION_PARAMETERS = (
 SOURCE_KINDS = ("brainflow", "lsl")
 
 #: Kinds of non-EEG rows a BrainFlow board may deliver, each recorded as a stream of its own when asked for
-#: (``aux = [...]`` in a profile's ``[aux]`` table, or ``--aux``): the board description's ``<kind>_channels``
+#: (``record = [...]`` in a profile's ``[aux]`` table, or ``--aux``): the board description's ``<kind>_channels``
 #: key, and the XDF stream type (muselsl's names where it has one).
 AUX_KINDS: dict[str, str] = {
     "accel": "ACC", "gyro": "GYRO", "ppg": "PPG", "analog": "AUX", "eda": "EDA", "temperature": "TEMP",
     "other": "AUX",
 }
 #: Channel labels of a kind when the profile names none (``accel`` → AccX, AccY, AccZ; ``ppg`` → PPG1, PPG2 ...).
-AUX_DEFAULT_LABELS: dict[str, tuple[str, ...]] = {"accel": ("AccX", "AccY", "AccZ"), "gyro": ("GyroX", "GyroY", "GyroZ")}
+AUX_DEFAULT_LABELS: dict[str, tuple[str, ...]] = {"accel": ("AccX", "AccY", "AccZ"),
+                                                  "gyro": ("GyroX", "GyroY", "GyroZ")}
 _AUX_PREFIX = {"ppg": "PPG", "analog": "Analog", "eda": "EDA", "temperature": "Temp", "other": "Other"}
 
 
@@ -58,13 +59,17 @@ def parse_aux_kinds(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     kinds = tuple(k.strip().lower() for k in text.split(",") if k.strip())
-    if kinds in ((), ("none",)):
-        return ()
+    return () if kinds in ((), ("none",)) else check_aux_kinds(dict.fromkeys(kinds))
+
+
+def check_aux_kinds(kinds) -> tuple[str, ...]:
+    """``kinds`` as a tuple; :class:`DeviceError` naming the first that is not in :data:`AUX_KINDS`."""
+    kinds = tuple(kinds)
     unknown = [k for k in kinds if k not in AUX_KINDS]
     if unknown:
         raise DeviceError(f"unknown aux kind '{unknown[0]}'; use any of {', '.join(AUX_KINDS)} (comma-separated), "
                           "or none")
-    return tuple(dict.fromkeys(kinds))
+    return kinds
 
 
 @dataclass(frozen=True)

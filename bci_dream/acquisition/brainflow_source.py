@@ -16,7 +16,7 @@ import numpy as np
 from bci_dream.acquisition.source import Source
 from bci_dream.core.errors import DeviceError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
-from bci_dream.devices import AUX_KINDS, DeviceProfile, aux_labels
+from bci_dream.devices import AUX_KINDS, DeviceProfile, aux_labels, check_aux_kinds
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,7 @@ class BrainFlowSource(Source):
         self._offset_measured_at = 0.0
         self.reconnects = 0
         self._preset = 0
-        self.aux_kinds = tuple(profile.aux if aux is None else aux)
-        for kind in self.aux_kinds:
-            if kind not in AUX_KINDS:
-                raise DeviceError(f"unknown aux kind '{kind}'; use any of {', '.join(AUX_KINDS)}")
+        self.aux_kinds = check_aux_kinds(profile.aux if aux is None else aux)
         self._aux: list[_AuxRows] = []
 
     # -- connection -----------------------------------------------------------------------------
@@ -211,11 +208,9 @@ class BrainFlowSource(Source):
         presets = [self._preset] + sorted(p for p in bf.BoardShim.get_board_presets(board) if p != self._preset)
         found: dict[str, None] = {}
         for preset in presets:
-            try:
-                descr = bf.BoardShim.get_board_descr(board, preset)
-            except bf.BrainFlowError:
-                continue
-            found.update({k[:-len("_channels")]: None for k in descr if k[:-len("_channels")] in AUX_KINDS})
+            descr = bf.BoardShim.get_board_descr(board, preset)
+            found.update(dict.fromkeys(k.removesuffix("_channels") for k in descr
+                                       if k.removesuffix("_channels") in AUX_KINDS))
             rows = descr.get(f"{kind}_channels")
             if rows:
                 labels = aux_labels(kind, len(rows), self.profile.aux_channels.get(kind, ()))

@@ -224,7 +224,6 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
     data = np.asarray(chosen["time_series"])
     if data.ndim != 2 or data.shape[0] == 0:
         raise RecordingError(f"the EEG stream '{name}' in {path} holds no samples; choose another recording")
-    n_channels = int(_first(info, "channel_count", str(data.shape[1])))
     eeg = _numeric_stream(chosen, default_units="uV")
     markers = []
     others = []
@@ -243,7 +242,7 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
     if eeg.sfreq <= 0:
         raise RecordingError(f"the EEG stream '{name}' in {path} has no sampling rate")
     log.info("%s: EEG stream '%s' (%d ch, %g Hz, %d samples), %d marker streams",
-             path.name, name, n_channels, eeg.sfreq, data.shape[0], len(markers))
+             path.name, name, len(eeg.ch_names), eeg.sfreq, data.shape[0], len(markers))
     return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others, damage=damage, aux=aux)
 
 
