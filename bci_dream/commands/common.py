@@ -140,14 +140,12 @@ def checkpoint_band_pass(checkpoint: Path, default: tuple[float, float] | None):
     """The band-pass the EEG model at ``checkpoint`` (or a subject folder) was trained with (said in one line when it
     is not ``default``); ``default`` when the checkpoint cannot say (its loading reports that)."""
     from bci_dream.models.checkpoint import read_config  # (torch)
+    from bci_dream.models.eeg_model import EegModelConfig
 
     try:
-        pre = read_config(checkpoint_of(checkpoint)).get("preprocessing") or {}
-    except BciDreamError:
+        band = EegModelConfig.from_dict(read_config(checkpoint_of(checkpoint))).preprocessing.bandpass
+    except (BciDreamError, KeyError, TypeError):
         return default
-    if "bandpass" not in pre:
-        return default
-    band = tuple(float(x) for x in pre["bandpass"]) if pre["bandpass"] else None
     if band != (tuple(default) if default else None):
         text = f"{band[0]:g}-{band[1]:g} Hz" if band else "no band-pass"
         print(f"filters: {text}, as the EEG model in {checkpoint} was trained", flush=True)
