@@ -42,3 +42,28 @@ def test_export_refuses_what_it_cannot_write_in_one_line(shared_data, tmp_path, 
     assert "pass --overwrite" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing.xdf"), "-o", str(tmp_path / "x.edf")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_markers_after_a_gap_stay_on_their_samples(tmp_path):
+    """Packet loss: 2 s of samples never arrived. EDF and FIF have no per-sample times, so the samples after the gap
+    follow on at once; a marker there must keep its place among the samples, not its wall-clock distance."""
+    import mne
+
+    from bci_dream.core.types import Marker
+    from bci_dream.io.export import file_seconds, raw_from_recording
+    from bci_dream.io.recording import Recording
+
+    fs = 100.0
+    times = np.concatenate([np.arange(500), 700 + np.arange(500)]) / fs + 1000.0  # 2 s lost after sample 500
+    data = np.zeros((1000, 2), np.float32)
+    data[750, 0] = 500.0  # a spike on the sample the marker names
+    rec = Recording(data, fs, ("Cz", "Pz"), [Marker(990.0, "before"), Marker(float(times[750]), "stim")], times,
+                    tmp_path / "gap.xdf", "xdf")
+    assert file_seconds(rec, [times[250], times[750] + 0.004]) == pytest.approx([2.5, 7.504])
+    assert np.isnan(file_seconds(rec, [2000.0])[0])
+    out = tmp_path / "gap_raw.fif"
+    raw_from_recording(rec).save(out, verbose="error")  # (export_recording's writer, on this recording)
+    raw = mne.io.read_raw(out, verbose="error")
+    stim = [a for a in raw.annotations if a["description"] == "stim"]
+    assert len(stim) == 1 and round(stim[0]["onset"] * fs) == 750 == int(np.argmax(raw.get_data()[0]))
+    assert [a["description"] for a in raw.annotations] == ["BAD_gap", "stim"]  # the marker before the file dropped

@@ -26,7 +26,7 @@ import numpy as np
 from bci_dream.calibrate.session import CalibrationSession, SessionError, ShownTrial
 from bci_dream.core.errors import BciDreamError, first_line
 from bci_dream.devices import get_profile
-from bci_dream.io.export import gap_annotations, raw_from_recording
+from bci_dream.io.export import file_seconds, gap_annotations, raw_from_recording
 from bci_dream.io.readers import read_recording
 from bci_dream.signal.channels import ChannelNaming
 
@@ -87,8 +87,8 @@ def export_session_bids(folder: str | os.PathLike, root: str | os.PathLike, *, s
         raw = raw_from_recording(recording, annotations=False)
         raw.info["line_freq"] = line_freq
         mine = [t for t in trials if t.part == number]
-        t0 = float(recording.times[0])
-        _set_events(raw, mine, t0, gap_annotations(recording))
+        onsets = file_seconds(recording, [t.frame_time for t in mine])
+        _set_events(raw, mine, onsets, gap_annotations(recording))
         raw.set_montage("standard_1005", on_missing="ignore", verbose="error")
         path = mne_bids.BIDSPath(subject=sub, session=ses, task=task, run=f"{number:02d}", datatype="eeg",
                                  root=root)
@@ -100,7 +100,7 @@ def export_session_bids(folder: str | os.PathLike, root: str | os.PathLike, *, s
         except (OSError, ValueError, RuntimeError) as e:
             raise BidsExportError(f"mne-bids cannot write {path.basename}: {first_line(e)}") from e
         events = out.copy().update(suffix="events", extension=".tsv")
-        _add_stim_files(events.fpath, mine, t0, stimuli)
+        _add_stim_files(events.fpath, mine, onsets, stimuli)
         written.append(out.fpath)
         log.info("BIDS: %s (%d trials)", out.fpath, len(mine))
     _copy_stimuli(trials, stimuli, root / "stimuli")
@@ -114,32 +114,32 @@ def _profile_notch(device: str) -> float | None:
         return None
 
 
-def _set_events(raw, trials: list[ShownTrial], t0: float, gaps: list[tuple[float, float]]) -> None:
-    """Trials as annotations named by their class (mne-bids writes ``trial_type`` from them), and the gaps."""
+def _set_events(raw, trials: list[ShownTrial], onsets: np.ndarray, gaps: list[tuple[float, float]]) -> None:
+    """Trials (at ``onsets``, s in the file; NaN: outside it) as annotations named by their class (mne-bids writes
+    ``trial_type`` from them), and the gaps."""
     import mne
 
-    onsets = [t.frame_time - t0 for t in trials]
-    names = [t.class_name for t in trials]
-    onsets += [start for start, _ in gaps]
-    names += ["BAD_gap"] * len(gaps)
-    durations = [0.0] * len(trials) + [length for _, length in gaps]
-    raw.set_annotations(mne.Annotations(onsets, durations, names), verbose="error")
+    keep = np.isfinite(onsets)
+    names = [t.class_name for t, ok in zip(trials, keep) if ok] + ["BAD_gap"] * len(gaps)
+    starts = [float(x) for x in onsets[keep]] + [start for start, _ in gaps]
+    durations = [0.0] * int(keep.sum()) + [length for _, length in gaps]
+    raw.set_annotations(mne.Annotations(starts, durations, names), verbose="error")
 
 
-def _add_stim_files(path: Path, trials: list[ShownTrial], t0: float, stimuli: Path) -> None:
+def _add_stim_files(path: Path, trials: list[ShownTrial], onsets: np.ndarray, stimuli: Path) -> None:
     """Add ``marker`` (the text sent at onset) and ``stim_file`` (the image, relative to ``ROOT/stimuli``) to the
     events file."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows:
         return
-    onsets = np.array([t.frame_time - t0 for t in trials])
     for row in rows:
         row["marker"] = row["stim_file"] = "n/a"
         if row.get("trial_type", "").startswith("BAD_") or not onsets.size:
             continue
-        k = int(np.argmin(np.abs(onsets - float(row["onset"]))))
-        if abs(onsets[k] - float(row["onset"])) < 0.01:
+        distance = np.abs(onsets - float(row["onset"]))  # (NaN for trials outside the file: never the nearest)
+        k = int(np.nanargmin(distance)) if np.isfinite(distance).any() else -1
+        if k >= 0 and distance[k] < 0.01:
             row["marker"] = trials[k].marker
             row["stim_file"] = _stimulus_name(Path(trials[k].image), stimuli).as_posix()
     fields = [*rows[0].keys()]
@@ -160,9 +160,10 @@ def _stimulus_name(image: Path, stimuli: Path) -> Path:
 def _copy_stimuli(trials: list[ShownTrial], stimuli: Path, target: Path) -> None:
     for image in sorted({Path(t.image) for t in trials}):
         dest = target / _stimulus_name(image, stimuli)
-        if dest.exists() or not image.is_file():
-            if not image.is_file():
-                log.warning("BIDS: stimulus %s is missing; its events name it but it is not copied", image)
+        if dest.exists():
+            continue
+        if not image.is_file():
+            log.warning("BIDS: stimulus %s is missing; its events name it but it is not copied", image)
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(image, dest)

@@ -53,14 +53,11 @@ def raw_from_recording(recording: Recording, *, annotations: bool = True):
     raw = mne.io.RawArray(recording.data.T.astype(np.float64) * 1e-6, info, verbose="error")
     if not annotations:
         return raw
-    t0 = float(recording.times[0]) if recording.n_samples else 0.0
-    onsets, durations, texts = [], [], []
-    for m in recording.markers:
-        onset = m.timestamp - t0
-        if 0 <= onset <= recording.duration:
-            onsets.append(onset)
-            durations.append(0.0)
-            texts.append(str(m.text))
+    at = file_seconds(recording, [m.timestamp for m in recording.markers])
+    keep = np.isfinite(at)
+    onsets = [float(x) for x in at[keep]]
+    texts = [str(m.text) for m, ok in zip(recording.markers, keep) if ok]
+    durations = [0.0] * len(onsets)
     for start, length in gap_annotations(recording):
         onsets.append(start)
         durations.append(length)
@@ -68,6 +65,20 @@ def raw_from_recording(recording: Recording, *, annotations: bool = True):
     if onsets:
         raw.set_annotations(mne.Annotations(onsets, durations, texts), verbose="error")
     return raw
+
+
+def file_seconds(recording: Recording, times) -> np.ndarray:
+    """Where events at LSL times ``times`` fall in a file without per-sample timestamps (EDF, FIF): seconds from the
+    first sample in the file's own clock (sample index / rate), so that an event after a gap stays on its samples;
+    NaN for times outside the recording."""
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    if recording.n_samples == 0 or t.size == 0:
+        return np.full(t.shape, np.nan)
+    nearest = recording.index_at(t)
+    within = np.clip((t - recording.times[nearest]) * recording.sfreq, -0.5, 0.5)  # (the part of a sample)
+    period = 1.0 / recording.sfreq
+    inside = (t >= recording.times.min() - period / 2) & (t <= recording.times.max() + period / 2)
+    return np.where(inside, np.maximum(nearest + within, 0.0) / recording.sfreq, np.nan)
 
 
 def _unique(names) -> list[str]:
