@@ -21,7 +21,7 @@ Timeline (``t = 0`` is the session start): ``lead_in_s``; then per block, per tr
 ``rest_s`` between blocks; one last blank of ``isi_s`` after the final image. At each image onset the
 presenter sends the marker text ``str(class_index)`` (1-based index of the image's class in the stimulus set),
 which is what ``bci-dream make-pairs RECORDING --class 1=SET/<class 1>/ ...`` reads; a presenter may also
-send :attr:`Trial.detail_marker` (``"stim:<class>/<file>"``) to log the exact image.
+send :attr:`Trial.detail_marker` (``"stim:<class>/<file>"``) to log the exact image, which ``make-pairs`` reads.
 
 Protocols shipped with the package live in ``calibration/protocols/`` and can be named (``"default"``,
 ``"quick"``) instead of given as a path.
@@ -48,6 +48,7 @@ from bci_dream.calibrate.stimuli import (
 )
 from bci_dream.core.errors import BciDreamError
 from bci_dream.core.toml_file import read_toml
+from bci_dream.training.pairs import DETAIL_PREFIX
 
 __all__ = ["Protocol", "ProtocolError", "Trial", "calibration_root", "list_protocols", "load_protocol"]
 
@@ -97,7 +98,7 @@ class Trial:
     @property
     def detail_marker(self) -> str:
         """``"stim:<class>/<file>"``: an optional second marker naming the exact image."""
-        return f"stim:{self.class_name}/{self.image.name}"
+        return f"{DETAIL_PREFIX}{self.class_name}/{self.image.name}"
 
 
 @dataclass(frozen=True)

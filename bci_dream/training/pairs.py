@@ -252,8 +252,8 @@ def epoch_overlap(pairs: Sequence[Pair], window_s: float, offset_s: float = 0.0)
         return None
     typical = float(np.median(gaps))
     return (f"the EEG windows overlap: they are {window_s:g} s long (from {offset_s:g} s after each onset) but "
-            f"onsets are {typical:.2f} s apart (median), so each window also holds {window_s - typical:.2f} s of the next trial; "
-            "show images less often (a protocol's isi_s + image_s at least the window) for cleaner epochs")
+            f"onsets are {typical:.2f} s apart (median), so each window also holds {window_s - typical:.2f} s of the "
+            "next trial; show images less often (a protocol's isi_s + image_s at least the window) for cleaner epochs")
 
 
 # -- pairs → arrays for training ------------------------------------------------------------------
