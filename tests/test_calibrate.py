@@ -87,11 +87,24 @@ def test_the_subject_profile_drives_headless_generation(shared_data, models, tmp
     folder = tmp_path / "s03"
     assert main(calibrate_args(shared_data, models, folder, "--figure-rows", "0")) == 0
     out = tmp_path / "frames"
-    proc = subprocess.run([sys.executable, "-m", "bci_dream.cli", "replay",
-                           str(shared_data / "bci-essentials/ssvep_example.xdf"), "--headless", "--out", str(out),
-        "--model", str(models["sd"]), "--checkpoint", str(folder), "--seconds", "3", "--speed", "2", "--gpu", "cpu",
-        "--size", "64"], capture_output=True, text=True, timeout=120, check=False)
+
+    def replay(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bci_dream.cli", "replay",
+                               str(shared_data / "bci-essentials/ssvep_example.xdf"), "--headless", "--out", str(out),
+                               "--model", str(models["sd"]), "--checkpoint", str(folder), "--seconds", "3", "--speed",
+                               "2", "--gpu", "cpu", "--size", "64", *extra],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    # the model was calibrated on the Muse's four channels: a DSI-7 session (F3, F4, C3, C4) is refused in one line
+    refused = replay()
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    error = [line for line in refused.stderr.splitlines() if "error:" in line]
+    assert len(error) == 1 and "calibrated on the channels AF7, AF8, TP9, TP10" in error[0], refused.stderr
+    assert "has no AF7, AF8, TP9, TP10" in error[0]
+    # named as the Muse's sites (stream order S2,F4,C4,S3,S1,C3,F3,TRG), it is used; the fifth site is left out
+    proc = replay("--channels=-,AF8,TP10,-,-,TP9,AF7,Fz")
     assert proc.returncode == 0, proc.stderr
+    assert "left out of the windows" in proc.stderr and "Fz" in proc.stderr
     records = [json.loads(x) for x in (out / "frames.jsonl").read_text().splitlines()]
     assert records and all("untrained conditioning" not in r["labels"] for r in records)
 

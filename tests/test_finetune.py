@@ -210,10 +210,15 @@ def test_finetune_end_to_end_writes_a_checkpoint_that_reloads(trained, init_chec
     meta = raw["meta"]
     assert meta["stage"] == "finetune" and meta["steps"] == 6
     assert meta["base_model"] == str(tiny["sd"]) and meta["clip_model"] == str(tiny["clip"])
-    assert meta["n_train"] + meta["n_val"] == 196 and meta["n_val"] == 39
+    assert meta["n_train"] + meta["n_val"] == 197 and meta["n_val"] == 39
     # heads created for the UNet's and CLIP's widths, read from their configs
     assert model.config.cross_attention_dim == 1024 and model.config.clip_projection_dim == 32
-    x = torch.randn(2, 128, 512)
+    # the window specification travels with it: 1-s stimulus-locked epochs (the 2-s encoder resized), their
+    # offset, and the Muse's four channels it was trained on
+    assert model.config.encoder.n_samples == 256 and model.config.encoder.window_seconds == 1.0
+    assert model.config.preprocessing.epoch_offset_s == 0.0
+    assert set(model.config.preprocessing.channels) == {"AF7", "AF8", "TP9", "TP10"}
+    x = torch.randn(2, 128, 256)
     assert model.prompt_embeds(x).shape == (2, 77, 1024) and model.clip_embeds(x).shape == (2, 32)
 
     rows = metrics(trained)
@@ -316,6 +321,11 @@ def test_resume_after_a_non_finite_loss_continues_exactly(manifest, tiny, traine
     assert main(args) == 1  # an existing checkpoint is not silently overwritten
     assert "--resume" in one_error_line(capsys)
     resume = finetune_args(manifest, tiny, out, "--max-steps", "6", "--resume")
+    for other in (["--epoch", "0.5"], ["--offset", "0.1"]):  # epochs cut otherwise than the run being resumed
+        assert main(resume + other) == 1
+        line = one_error_line(capsys)
+        assert ("trained on 1 s epochs" in line and "--epoch 1" in line) if other[0] == "--epoch" else \
+            ("from 0 s after each onset" in line and "--offset 0" in line), line
     assert main(resume) == 0
     assert [r["step"] for r in metrics(out) if "loss" in r] == [1, 2, 3, 4, 5, 6]  # step 4 of the failed run dropped
     assert load_checkpoint(out)[1]["meta"]["steps"] == 6

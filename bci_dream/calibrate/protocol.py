@@ -208,6 +208,20 @@ class Protocol:
         trials = self.schedule(stimuli)
         return round(trials[-1].offset_s + self.isi_s, 6)
 
+    @property
+    def shortest_onset_interval_s(self) -> float:
+        """Seconds between two successive image onsets at least (image, then the shortest blank)."""
+        return round(self.image_s + self.isi_s - self.jitter_s, 6)
+
+    def epoch_overlap(self, epoch_s: float) -> str | None:
+        """One line when epochs of ``epoch_s`` seconds from each onset would hold the next image's onset too."""
+        shortest = self.shortest_onset_interval_s
+        if shortest >= epoch_s - 1e-9:
+            return None
+        return (f"{self._where()}: onsets can be {shortest:g} s apart (image_s + isi_s - jitter_s) but the epochs "
+                f"are {epoch_s:g} s long, so an epoch holds up to {epoch_s - shortest:.2f} s of the next image's "
+                f"response; lengthen isi_s or shorten the epochs (--epoch)")
+
     def describe(self, stimuli: StimulusSet | None = None) -> str:
         """One line: trial count, structure, timing and length of the session."""
         stimuli = stimuli if stimuli is not None else self.load_stimuli(check_images=False)

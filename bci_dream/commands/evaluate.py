@@ -31,8 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--n-way", type=int, default=defaults.N_WAY, help="n of the n-way tests (default %(default)s)")
     p.add_argument("--trials", type=int, default=defaults.N_WAY_TRIALS, help="random draws of distractors per item (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the distractor draws")
-    p.add_argument("--offset", type=float, default=0.0, metavar="S",
-                   help="seconds from image onset to window start (as used for fine-tuning; default 0)")
+    p.add_argument("--offset", type=float, metavar="S",
+                   help="seconds from image onset to window start (default: the checkpoint's, as it was trained)")
     add_compute_device_arg(p, old_device_flag=True)
     add_channel_args(p)  # (default: the naming the checkpoint was trained with)
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")

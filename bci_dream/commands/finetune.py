@@ -73,7 +73,11 @@ def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = Fal
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW, warm-up then cosine)")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     p.add_argument("--resolution", type=int, default=d.resolution, help="image side in pixels (multiple of 8)")
-    p.add_argument("--offset", type=float, default=d.offset_s, help="EEG windows start this many seconds after the onset")
+    p.add_argument("--epoch", type=float, default=d.epoch_s, metavar="S",
+                   help="training epochs' length in seconds (default %(default)s); the encoder is resized to take "
+                        "windows this long, live too")
+    p.add_argument("--offset", type=float, default=d.offset_s, metavar="S",
+                   help="epochs start this many seconds after each image onset (default %(default)s)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -92,7 +96,7 @@ def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0) -> F
         inference_steps=args.inference_steps, alignment=args.alignment, ridge_init=not args.no_ridge_init,
         freeze_unet=args.freeze_unet, max_steps=args.max_steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
-        val_fraction=val_fraction, offset_s=args.offset, seed=args.seed, device=args.gpu,
+        val_fraction=val_fraction, epoch_s=args.epoch, offset_s=args.offset, seed=args.seed, device=args.gpu,
         checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every))
 
 

@@ -14,6 +14,10 @@ WINDOW_SFREQ: float = 256.0
 WINDOW_S: float = WINDOW_SAMPLES / WINDOW_SFREQ
 #: Seconds between live windows.
 HOP_S: float = 0.25
+#: Calibration and fine-tuning epochs: this long (s), from EPOCH_OFFSET_S after each image onset; the fine-tuned
+#: encoder takes windows of this length, live too. The shipped protocols' onsets are at least this far apart.
+EPOCH_S: float = 1.0
+EPOCH_OFFSET_S: float = 0.0
 
 #: The diffusion model fine-tuning conditions and the app generates with (hub id of a diffusers pipeline).
 DIFFUSION_MODEL: str = "stabilityai/sd-turbo"

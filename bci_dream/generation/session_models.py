@@ -65,7 +65,8 @@ def describe_training(checkpoint: str | os.PathLike | None) -> str:
     0.25, p = 1e-09)"`` from a checkpoint's meta and, for a subject folder, its profile's validation."""
     if checkpoint is None:
         return "EEG model untrained"
-    meta = read_config(checkpoint_of(checkpoint)).get("meta", {})
+    raw = read_config(checkpoint_of(checkpoint))
+    meta = raw.get("meta", {})
     stage = meta.get("stage")
     if stage not in TRAINED_STAGES:
         return f"EEG model: {'imported from ' + str(meta['source_file']) if meta.get('source_file') else stage}" \
@@ -74,7 +75,7 @@ def describe_training(checkpoint: str | os.PathLike | None) -> str:
     objective = meta.get("objective", "denoise")
     parts = [f"objective {objective}" + (f" (t={','.join(map(str, timesteps))})" if timesteps else ""),
              f"alignment {meta.get('alignment', 'cosine')}", f"UNet {meta.get('adapter', 'lora')}",
-             f"{meta.get('steps', '?')} steps on {meta.get('n_train', '?')} trials"]
+             f"{meta.get('steps', '?')} steps on {meta.get('n_train', '?')} trials", _epochs(raw)]
     text = "EEG model: " + ", ".join(parts)
     validation = meta.get("validation") or {}
     if (Path(checkpoint) / PROFILE).is_file():
@@ -87,6 +88,14 @@ def describe_training(checkpoint: str | os.PathLike | None) -> str:
     else:
         text += "; no held-out score"
     return text
+
+
+def _epochs(raw: dict) -> str:
+    """``"epochs 1 s from +0 s on 8 channels"``: the window specification a checkpoint was trained on."""
+    config = EegModelConfig.from_dict(raw)
+    pre = config.preprocessing
+    channels = f" on {len(pre.channels)} channels" if pre.channels else ""
+    return f"epochs {config.encoder.window_seconds:g} s from {pre.epoch_offset_s:+g} s{channels}"
 
 
 def unet_adapter_of(checkpoint: str | os.PathLike | None) -> str | None:

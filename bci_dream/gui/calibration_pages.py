@@ -29,7 +29,6 @@ LOST_STATES = ("stalled", "reconnecting", "stopped", "failed")
 MIN_TRIALS = 4
 #: EEG after an onset that a trial's pair may use (s): a trial whose onset is less than this before the
 #: signal was lost is marked affected: the encoders' window.
-AFFECTED_WINDOW_S = defaults.WINDOW_S
 
 
 def _label(text: str = "", wrap: bool = True) -> QtWidgets.QLabel:
@@ -129,7 +128,9 @@ class SubjectPage(QtWidgets.QWizardPage):
         from bci_dream.calibrate.protocol import load_protocol
 
         try:
-            self.protocol_label.setText(load_protocol(self.protocol_box.currentText().strip()).describe())
+            protocol = load_protocol(self.protocol_box.currentText().strip())
+            overlap = protocol.epoch_overlap(_epoch_s(self.w))
+            self.protocol_label.setText(protocol.describe() + (f"\nWarning: {overlap}" if overlap else ""))
         except BciDreamError as e:
             self.protocol_label.setText(str(e))
 
@@ -515,8 +516,18 @@ class SessionPage(QtWidgets.QWizardPage):
         return True
 
 
+def _epoch_s(wizard: CalibrationWizard) -> float:
+    """The calibration epochs' length (s): the fine-tuning settings', else the encoder's window or the default."""
+    settings = wizard.options.settings
+    if settings is not None and settings.epoch_s is not None:
+        return settings.epoch_s
+    return defaults.EPOCH_S if settings is None else defaults.WINDOW_S
+
+
 def _window_s(wizard: CalibrationWizard) -> float:
-    return AFFECTED_WINDOW_S + (wizard.options.settings.offset_s if wizard.options.settings is not None else 0.0)
+    """Seconds after an onset that its epoch reaches (offset plus length)."""
+    settings = wizard.options.settings
+    return _epoch_s(wizard) + (settings.offset_s if settings is not None else defaults.EPOCH_OFFSET_S)
 
 
 class TrainingPage(QtWidgets.QWizardPage):

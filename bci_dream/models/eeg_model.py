@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -22,12 +22,18 @@ class Preprocessing:
         notch: line-noise notch in Hz, or None (the device's setting is used live when None).
         montage: name of the canonical montage (``"canonical-128"``).
         normalization: name of the per-window normalisation (``"robust-channel-scale"``).
+        epoch_offset_s: the training epochs began this long (s) after each image onset (their length is the
+            encoder's window); evaluation cuts epochs the same way. Live windows end at the newest sample.
+        channels: the montage channels the model was fine-tuned on (a subject's headset), or None (any: a
+            pretrained or untrained model). A live stream must supply them; others are left out of its windows.
     """
 
     bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ
     notch: float | None = defaults.NOTCH_HZ
     montage: str = "canonical-128"
     normalization: str = "robust-channel-scale"
+    epoch_offset_s: float = defaults.EPOCH_OFFSET_S
+    channels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,10 @@ class EegModelConfig:
         pre = d.get("preprocessing") or {}
         if pre.get("bandpass") is not None:
             pre = {**pre, "bandpass": tuple(pre["bandpass"])}
+        if pre.get("channels") is not None:
+            pre = {**pre, "channels": tuple(pre["channels"])}
+        known = {f.name for f in fields(Preprocessing)}
+        pre = {k: v for k, v in pre.items() if k in known}
         return cls(encoder=EncoderConfig.from_dict(d["encoder"]),
                    cross_attention_dim=d.get("cross_attention_dim"),
                    clip_projection_dim=d.get("clip_projection_dim"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -34,6 +35,7 @@ from bci_dream.generation.session_models import check_widths
 from bci_dream.models.channel_naming import naming_that_fits
 from bci_dream.models.eeg_model import EegModel
 from bci_dream.models.prompt_encoder import PromptEncoder
+from bci_dream.models.window_spec import channel_mismatch
 from bci_dream.signal.channels import ChannelNaming
 from bci_dream.signal.normalize import normalize_window
 from bci_dream.signal.windower import Window
@@ -195,6 +197,7 @@ class Engine:
             log.info("windows named as the EEG model was trained: %s", naming.describe())
         self.windower = live.windower(window_s=enc.window_seconds, hop_s=hop_s, target_sfreq=enc.sfreq,
                                       ch_names=naming.apply(live.info.ch_names) if naming is not None else None)
+        self._keep_trained_channels(eeg_model.config.preprocessing.channels, untrained_conditioning)
         self.similarity_threshold = similarity_threshold
         self.interpolation_steps = interpolation_steps
         self.labels = ([PREVIEW_LABEL] if generator.is_preview else []) + \
@@ -207,6 +210,18 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._last_embeds: torch.Tensor | None = None
         self._frame_index = 0
+
+    def _keep_trained_channels(self, trained: Sequence[str] | None, untrained: bool) -> None:
+        """Refuse a stream without the channels the model was calibrated on; leave out the others it maps."""
+        montage = self.windower.montage
+        problem, extra = channel_mismatch(trained, self.windower.mapping, montage.names)
+        if problem is not None and not untrained:
+            raise CheckpointError(problem)
+        if extra and trained is not None:
+            keep = np.isin(np.asarray([n.upper() for n in montage.names]), [n.upper() for n in trained])
+            self.windower.mapping = self.windower.mapping.restricted_to(keep)
+            log.warning("the stream's channels %s are left out of the windows: the EEG model was calibrated "
+                        "without them", ", ".join(extra))
 
     def add_listener(self, listener: Callable[[Frame], None]) -> None:
         """Call ``listener(frame)`` for every frame, generated or skipped (on the generation thread)."""

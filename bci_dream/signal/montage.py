@@ -111,6 +111,14 @@ class MontageMapping:
     def n_mapped(self) -> int:
         return int(self.source_index.shape[0])
 
+    def restricted_to(self, keep: np.ndarray) -> MontageMapping:
+        """The same mapping with the stream channels that land outside ``keep`` (bool [len(montage)]) unmapped."""
+        inside = keep[self.target_index]
+        mask = np.zeros_like(self.mask)
+        mask[self.target_index[inside]] = True
+        return MontageMapping(self.source_index[inside], self.target_index[inside], mask, list(self.unmapped),
+                              self.n_source)
+
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Place stream data into the montage.
 

@@ -49,6 +49,8 @@ from bci_dream.loading.compute_device import resolve_device
 from bci_dream.loading.vision_models import load_clip_vision, load_image_classifier
 from bci_dream.models.channel_naming import saved_naming
 from bci_dream.models.checkpoint import load_checkpoint, read_config
+from bci_dream.models.eeg_model import EegModelConfig
+from bci_dream.models.window_spec import epoch_offset
 from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.pairs import pairs_to_arrays, read_pairs
 from bci_dream.training.windows import window_spec_for
@@ -318,13 +320,14 @@ def generated_path(folder: str | os.PathLike, row: int) -> Path:
 def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *,
              generated: str | os.PathLike | None = None, classifier: str | None = defaults.CLASSIFIER,
              clip_model: str | None = defaults.CLIP_MODEL, n_way: int = defaults.N_WAY, trials: int = defaults.N_WAY_TRIALS, seed: int = 0,
-             offset_s: float = 0.0, device: str | None = None,
+             offset_s: float | None = None, device: str | None = None,
              naming: ChannelNaming | None = None) -> EvaluationReport:
     """Evaluate the EEG model at ``checkpoint`` on the pairs of ``pairs_manifest``.
 
     Identification runs when ``clip_model`` is given; generated-image classification when
     ``generated`` (a folder of ``{row:05d}.png``) and ``classifier`` are given. Each metric draws
     its distractors from its own random stream seeded by ``seed``.
+    ``offset_s``: where epochs start after each onset (s); None: where the checkpoint's training epochs did.
 
     Raises:
         BciDreamError subclasses: missing or malformed manifest or checkpoint, a checkpoint without a
@@ -340,6 +343,7 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
     device = str(resolve_device(device or "auto"))
     raw_config = read_config(checkpoint)  # a missing or foreign checkpoint fails before any model is loaded
     naming = naming or saved_naming(raw_config)  # (the recordings' channels as the model was trained on them)
+    offset_s = epoch_offset(EegModelConfig.from_dict(raw_config), offset_s)
     pairs = read_pairs(pairs_manifest)
     report = EvaluationReport(settings={
         "pairs": str(pairs_manifest), "checkpoint": str(checkpoint), "generated": str(generated) if generated else None,

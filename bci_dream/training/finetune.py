@@ -75,6 +75,7 @@ from bci_dream.models.checkpoint import (
 )
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
 from bci_dream.models.encoder_config import preset as encoder_preset
+from bci_dream.models.window_spec import samples_for, with_window
 from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.alignment import LearnedTemperature, fit_ridge, infonce_loss, install_ridge
 from bci_dream.training.alignment import cosine_loss as clip_loss
@@ -278,9 +279,13 @@ class Finetuner:
 
         if resume:
             self.eeg_model, _ = load_checkpoint(self.output)
+            self._check_same_epochs()
         else:
-            self.eeg_model = build_eeg_model(cross_dim, clip_dim, init=self.init, preset=settings.preset,
-                                             channel_adapter=settings.channel_adapter)
+            model = build_eeg_model(cross_dim, clip_dim, init=self.init, preset=settings.preset,
+                                    channel_adapter=settings.channel_adapter)
+            if settings.epoch_s is not None:
+                model = with_window(model, samples_for(settings.epoch_s, model.config))
+            self.eeg_model = model
         cfg = self.eeg_model.config
         if cfg.cross_attention_dim != cross_dim or cfg.clip_projection_dim != clip_dim:
             raise CheckpointError(f"{self.output} conditions a UNet of width {cfg.cross_attention_dim} and CLIP width "
@@ -290,8 +295,12 @@ class Finetuner:
         if naming is None and resume:
             naming = saved_naming(read_config(self.output))
         self.naming = naming
-        self.data = prepare_pairs(pairs_list, window_spec_for(cfg), settings.val_fraction, settings.seed,
-                                  settings.offset_s, naming)
+        spec = window_spec_for(cfg)
+        self.data = prepare_pairs(pairs_list, spec, settings.val_fraction, settings.seed, settings.offset_s, naming)
+        trained = self.data.mask[self.data.train].any(0).numpy()
+        self.eeg_model.config = cfg = dataclasses.replace(cfg, preprocessing=dataclasses.replace(
+            cfg.preprocessing, epoch_offset_s=settings.offset_s,
+            channels=tuple(n for n, present in zip(spec.montage.names, trained) if present)))
         overlap = epoch_overlap(pairs_list, cfg.encoder.window_seconds, settings.offset_s)
         if overlap:
             log.warning("%s", overlap)
@@ -371,6 +380,17 @@ class Finetuner:
             return self.settings.train_encoder
         init = read_config(self.output).get("meta", {}).get("init") if resume else self.init
         return init is None
+
+    def _check_same_epochs(self) -> None:
+        """A resumed run cuts its epochs as the run it continues did."""
+        cfg, s = self.eeg_model.config, self.settings
+        saved_length = cfg.encoder.window_seconds
+        if s.epoch_s is not None and samples_for(s.epoch_s, cfg) != cfg.encoder.n_samples:
+            raise FinetuneError(f"{self.output} was trained on {saved_length:g} s epochs; resume it with "
+                                f"--epoch {saved_length:g}, or start a new output folder for {s.epoch_s:g} s")
+        if abs(cfg.preprocessing.epoch_offset_s - s.offset_s) > 1e-9:
+            raise FinetuneError(f"{self.output} was trained on epochs from {cfg.preprocessing.epoch_offset_s:g} s "
+                                f"after each onset; resume it with --offset {cfg.preprocessing.epoch_offset_s:g}")
 
     def _check_resumable(self) -> None:
         raw = read_config(self.output)

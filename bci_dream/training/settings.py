@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bci_dream.core import defaults
@@ -67,7 +68,10 @@ class FinetuneSettings:
         freeze_unet: no UNet adapter: the diffusion loss trains the EEG side only.
         resolution: image side in pixels for the VAE (images are resized and centre-cropped).
         val_fraction: share of the pairs held out to report the validation CLIP cosine.
-        offset_s: EEG windows start this long after each onset.
+        epoch_s: training epochs' length in seconds: the encoder is resized to take windows this long (rounded to
+            whole patches; its token-shaped heads start afresh), and the live windows are then this long too. None:
+            the ``init`` (or preset) encoder's own window.
+        offset_s: the epochs start this long after each onset (saved in the checkpoint; evaluation uses it).
         device: the compute device (``--gpu``): ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         checkpoint_every, eval_every: steps between checkpoints and between validations.
     """
@@ -93,7 +97,8 @@ class FinetuneSettings:
     warmup_steps: int = 100
     resolution: int = 512
     val_fraction: float = defaults.VALIDATION_FRACTION
-    offset_s: float = 0.0
+    epoch_s: float | None = defaults.EPOCH_S
+    offset_s: float = defaults.EPOCH_OFFSET_S
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 500
@@ -121,5 +126,9 @@ class FinetuneSettings:
             raise FinetuneError(f"unknown --alignment '{self.alignment}'; choose {', '.join(ALIGNMENTS)}")
         if self.inference_steps is not None and self.inference_steps < 1:
             raise FinetuneError(f"--inference-steps must be at least 1, not {self.inference_steps}")
+        if self.epoch_s is not None and not (math.isfinite(self.epoch_s) and self.epoch_s > 0):
+            raise FinetuneError(f"--epoch must be a positive number of seconds, not {self.epoch_s}")
+        if not math.isfinite(self.offset_s):
+            raise FinetuneError(f"--offset must be a number of seconds, not {self.offset_s}")
         if self.preset not in PRESETS:
             raise FinetuneError(f"unknown --preset '{self.preset}'; presets: {', '.join(PRESETS)}")
