@@ -240,3 +240,45 @@ def test_error_for_missing_file(tmp_path):
 def test_error_for_xdf_without_samples(shared_data):
     with pytest.raises(RecordingError, match="holds no samples"):
         read_recording(shared_data / "bci4als/empty_eeg_stream.xdf")
+
+
+def test_a_short_gap_in_an_xdf_survives_the_dejittering(tmp_path):
+    """pyxdf smooths timestamps per segment and by default starts a segment only after a 1-s (or 500-sample) break:
+    a 0.4-s dropout of a 250-Hz stream would be spread over the samples around it. The reader breaks segments where
+    the live pipeline sees a gap, so the samples after it keep their time."""
+    from bci_dream.io.xdf_writer import XdfWriter
+
+    rate, n = 250.0, 2000
+    rng = np.random.default_rng(0)
+    stamps = 1000.0 + np.arange(n) / rate + rng.normal(0, 2e-4, n)
+    stamps[1000:] += 0.4  # 100 samples never arrived
+    path = tmp_path / "gap.xdf"
+    with XdfWriter(path) as w:
+        sid = w.add_stream("amp", "EEG", 2, rate, channel_labels=["O1", "O2"])
+        w.write_samples(sid, rng.normal(0, 10, (n, 2)).astype(np.float32), stamps)
+    rec = read_recording(path)
+    steps = np.diff(rec.times)
+    assert steps.argmax() == 999 and steps.max() == pytest.approx(0.4 + 1 / rate, abs=2e-3)
+    assert np.abs(steps[:999] - 1 / rate).max() < 1e-3 and np.abs(steps[1000:] - 1 / rate).max() < 1e-3
+
+
+def test_a_late_burst_of_timestamps_is_not_a_gap():
+    """Timestamps given on arrival: chunks of 10 samples share a stamp, and one chunk comes 150 ms late. No sample
+    is missing, so the smoothed timestamps are one line, as pyxdf makes them."""
+    from bci_dream.signal.gaps import dejitter, gap_starts
+
+    rate, n = 250.0, 3000
+    true = 50.0 + np.arange(n) / rate
+    arrival = true.copy()
+    for start in range(0, n, 10):
+        arrival[start:start + 10] = true[start + 9] + 0.004
+    arrival[1500:1510] += 0.15
+    assert gap_starts(arrival, rate).size == 0
+    smoothed = dejitter(arrival, rate)
+    np.testing.assert_allclose(np.diff(smoothed), 1 / rate, rtol=1e-3)
+
+    with_gap = arrival.copy()
+    with_gap[2000:] += 0.3
+    assert gap_starts(with_gap, rate).tolist() == [1999]
+    steps = np.diff(dejitter(with_gap, rate))
+    assert steps[1999] == pytest.approx(0.3 + 1 / rate, abs=5e-3)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bci_dream.core.errors import RecordingError, first_line
+from bci_dream.signal.gaps import dejitter as dejitter_timestamps
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,9 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
     Args:
         path: an ``.xdf`` (or ``.xdfz``) file.
         stream: name or type of the EEG stream; by default type EEG, else the fastest numeric stream.
-        dejitter: let pyxdf synchronise clocks and smooth timestamps (recommended: raw timestamps of
-            real recordings arrive in bursts and go backwards).
+        dejitter: synchronise clocks (pyxdf) and smooth the timestamps of regular-rate streams
+            (:func:`bci_dream.signal.gaps.dejitter`; recommended: raw timestamps of real recordings arrive in bursts
+            and go backwards).
 
     Raises:
         RecordingError: the file is missing, not XDF, damaged beyond reading, has no EEG stream, or
@@ -205,7 +207,9 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
 
     with _library_quiet() as (pyxdf_log, caught):
         try:
-            streams, _ = pyxdf.load_xdf(source, synchronize_clocks=dejitter, dejitter_timestamps=dejitter)
+            # (timestamps are smoothed here, not by pyxdf: it breaks segments only at 1-s or 500-sample steps and
+            # spreads a shorter dropout over the samples around it)
+            streams, _ = pyxdf.load_xdf(source, synchronize_clocks=dejitter, dejitter_timestamps=False)
         except Exception as e:  # pyxdf raises many kinds on damaged files
             raise RecordingError(f"cannot read {path}: {type(e).__name__}: {first_line(e)}; the file may be "
                                  "damaged") from e
@@ -224,7 +228,7 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
     data = np.asarray(chosen["time_series"])
     if data.ndim != 2 or data.shape[0] == 0:
         raise RecordingError(f"the EEG stream '{name}' in {path} holds no samples; choose another recording")
-    eeg = _numeric_stream(chosen, default_units="uV")
+    eeg = _numeric_stream(chosen, default_units="uV", dejitter=dejitter)
     markers = []
     others = []
     aux = []
@@ -238,7 +242,7 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
         else:
             others.append(_first(s["info"], "name"))
             if np.asarray(s["time_series"]).ndim == 2:
-                aux.append(_numeric_stream(s))
+                aux.append(_numeric_stream(s, dejitter=dejitter))
     if eeg.sfreq <= 0:
         raise RecordingError(f"the EEG stream '{name}' in {path} has no sampling rate")
     log.info("%s: EEG stream '%s' (%d ch, %g Hz, %d samples), %d marker streams",
@@ -246,14 +250,17 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
     return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others, damage=damage, aux=aux)
 
 
-def _numeric_stream(stream: dict, default_units: str = "") -> EegStream:
+def _numeric_stream(stream: dict, default_units: str = "", dejitter: bool = False) -> EegStream:
     info = stream["info"]
     data = np.asarray(stream["time_series"])
     n_channels = int(_first(info, "channel_count", str(data.shape[1])))
     ch_names, unit = _channel_desc(info, n_channels)
+    nominal = float(_first(info, "nominal_srate", "0") or 0)
+    times = np.asarray(stream["time_stamps"], dtype=np.float64)
+    if dejitter and nominal > 0:
+        times = dejitter_timestamps(times, nominal)
     return EegStream(
         name=_first(info, "name"), stream_type=_first(info, "type"), ch_names=ch_names, units=unit or default_units,
-        sfreq=float(_first(info, "nominal_srate", "0") or 0) or float(info.get("effective_srate", 0)),
-        data=np.ascontiguousarray(data, dtype=np.float32),
-        timestamps=np.asarray(stream["time_stamps"], dtype=np.float64), source_id=_first(info, "source_id"))
+        sfreq=nominal or float(info.get("effective_srate", 0)), data=np.ascontiguousarray(data, dtype=np.float32),
+        timestamps=times, source_id=_first(info, "source_id"))
 
