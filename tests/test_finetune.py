@@ -74,7 +74,8 @@ def finetune_args(manifest: Path, tiny: dict[str, Path], out: Path, *extra: str)
 def trained(manifest, tiny, init_checkpoint, tmp_path_factory) -> Path:
     """Six steps from the pretraining checkpoint, heads + LoRA only."""
     out = tmp_path_factory.mktemp("run") / "finetuned"
-    assert main(finetune_args(manifest, tiny, out, "--init", str(init_checkpoint), "--max-steps", "6")) == 0
+    assert main(finetune_args(manifest, tiny, out, "--init", str(init_checkpoint), "--max-steps", "6",
+                              "--keep-last")) == 0
     return out
 
 
@@ -264,7 +265,8 @@ def test_finetune_end_to_end_writes_a_checkpoint_that_reloads(trained, init_chec
 
 def test_training_the_heads_and_adapters_leaves_encoder_and_unet_base_weights(manifest, tiny, tmp_path):
     settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=2,
-                                   batch_size=4, resolution=int(RESOLUTION), eval_every=2, train_encoder=False)
+                                   batch_size=4, resolution=int(RESOLUTION), eval_every=2, train_encoder=False,
+                                   select_best=False)
     run = ft.Finetuner(manifest, tmp_path / "heads", settings)
     unet_before = {k: v.clone() for k, v in run.parts.unet.state_dict().items() if "lora_" not in k}
     eeg_before = {k: v.clone() for k, v in run.eeg_model.state_dict().items()}
@@ -311,7 +313,7 @@ def test_resume_after_a_non_finite_loss_continues_exactly(manifest, tiny, traine
         return loss * float("nan") if calls["n"] == 5 else loss
 
     monkeypatch.setattr(ft, "clip_loss", nan_at_step_5)
-    args = finetune_args(manifest, tiny, out, "--init", str(init_checkpoint), "--max-steps", "6")
+    args = finetune_args(manifest, tiny, out, "--init", str(init_checkpoint), "--max-steps", "6", "--keep-last")
     assert main(args) == 1
     line = one_error_line(capsys)
     assert "the loss became nan at step 5" in line and "(step 3) was kept" in line
@@ -320,7 +322,7 @@ def test_resume_after_a_non_finite_loss_continues_exactly(manifest, tiny, traine
 
     assert main(args) == 1  # an existing checkpoint is not silently overwritten
     assert "--resume" in one_error_line(capsys)
-    resume = finetune_args(manifest, tiny, out, "--max-steps", "6", "--resume")
+    resume = finetune_args(manifest, tiny, out, "--max-steps", "6", "--resume", "--keep-last")
     for other in (["--epoch", "0.5"], ["--offset", "0.1"]):  # epochs cut otherwise than the run being resumed
         assert main(resume + other) == 1
         line = one_error_line(capsys)
@@ -517,6 +519,7 @@ def test_the_training_is_described_beside_the_model(trained, tmp_path):
     text = describe_training(trained)
     assert text.startswith("EEG model: objective inference (t=999), alignment both, UNet lora, 6 steps on")
     assert "held-out class accuracy" in text and "(chance 0." in text
+    assert "epochs 1 s from +0 s on 4 channels" in text  # its window specification
     assert describe_training(None) == "EEG model untrained"
     subject = tmp_path / "s01"
     shutil.copytree(trained, subject / "model")
@@ -550,3 +553,37 @@ def test_overlapping_epochs_are_said_with_the_overlap(tmp_path):
     line = epoch_overlap(close, 2.0)
     assert line and "2 s long" in line and "1.25 s apart" in line and "0.75 s of the next trial" in line
     assert epoch_overlap([Pair(rec, 10.0 + 2.5 * k, "1", img, "a") for k in range(8)], 2.0) is None
+
+
+def test_the_weights_of_the_best_validation_are_kept_and_the_choice_is_saved(manifest, tiny, tmp_path, monkeypatch):
+    """Model selection on the held-out pairs: scripted validation scores (0.6 at the start, 0.9 at step 3, 0.7 at
+    the end) keep step 3's weights; the checkpoint names the step and both scores; the training state keeps the
+    last step's weights to go on from."""
+    settings = ft.FinetuneSettings(model=str(tiny["sd"]), clip_model=str(tiny["clip"]), preset="tiny", max_steps=6,
+                                   batch_size=4, resolution=int(RESOLUTION), eval_every=3, diffusion_weight=0.0)
+    run = ft.Finetuner(manifest, tmp_path / "selected", settings)
+    scripted = iter([0.6, 0.9, 0.7, 0.9])  # (the last: the kept weights validated again)
+    real_validate = run.validate
+    monkeypatch.setattr(run, "validate", lambda: {**real_validate(), "val_identification": next(scripted)})
+    at_step: dict[int, dict[str, torch.Tensor]] = {}
+    run.train(progress=False, on_step=lambda r: at_step.update({r["step"]: {
+        k: v.detach().clone() for k, v in run.eeg_model.state_dict().items()}}))
+    model, raw = load_checkpoint(tmp_path / "selected")
+    selection = raw["meta"]["selection"]
+    assert selection == {"metric": "val_identification", "selected_step": 3, "score": 0.9, "last_step_score": 0.7}
+    assert raw["meta"]["steps"] == 6
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, at_step[3][key], msg=key)
+    state = ft.load_training_state(tmp_path / "selected")
+    assert state["best"]["step"] == 3
+    last = {k[len("eeg."):]: v for k, v in state["last_weights"].items() if k.startswith("eeg.")}
+    assert last and any(not torch.equal(v, at_step[3][k]) for k, v in last.items())  # steps 4-6 changed them
+
+
+def test_pairwise_identification_counts_wins_over_every_other_image():
+    from bci_dream.training.alignment import pairwise_identification
+
+    images = torch.eye(3)
+    shown = torch.tensor([0, 1])
+    assert pairwise_identification(torch.eye(3)[:2], images, shown) == 1.0
+    assert pairwise_identification(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), images, shown) == 0.25

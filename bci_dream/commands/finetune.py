@@ -78,6 +78,9 @@ def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = Fal
                         "windows this long, live too")
     p.add_argument("--offset", type=float, default=d.offset_s, metavar="S",
                    help="epochs start this many seconds after each image onset (default %(default)s)")
+    p.add_argument("--keep-last", action="store_true",
+                   help="keep the last step's weights (default: those of the validation with the best held-out "
+                        "identification, the starting point included)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -97,7 +100,8 @@ def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0) -> F
         freeze_unet=args.freeze_unet, max_steps=args.max_steps,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
         val_fraction=val_fraction, epoch_s=args.epoch, offset_s=args.offset, seed=args.seed, device=args.gpu,
-        checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every))
+        checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every),
+        select_best=not args.keep_last)
 
 
 def run(args: argparse.Namespace) -> int:

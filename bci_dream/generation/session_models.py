@@ -76,6 +76,9 @@ def describe_training(checkpoint: str | os.PathLike | None) -> str:
     parts = [f"objective {objective}" + (f" (t={','.join(map(str, timesteps))})" if timesteps else ""),
              f"alignment {meta.get('alignment', 'cosine')}", f"UNet {meta.get('adapter', 'lora')}",
              f"{meta.get('steps', '?')} steps on {meta.get('n_train', '?')} trials", _epochs(raw)]
+    selection = meta.get("selection") or {}
+    if selection.get("selected_step") not in (None, meta.get("steps")):
+        parts.append(f"kept step {selection['selected_step']} (best held-out {selection['metric']})")
     text = "EEG model: " + ", ".join(parts)
     validation = meta.get("validation") or {}
     if (Path(checkpoint) / PROFILE).is_file():

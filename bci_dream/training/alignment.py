@@ -110,3 +110,19 @@ def install_ridge(head: ClipHead, w: np.ndarray, b: np.ndarray) -> None:
     head.pool.bias.zero_()
     head.fc.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
     head.fc.bias.copy_(torch.from_numpy(b))
+
+
+def pairwise_identification(predicted: torch.Tensor, images: torch.Tensor, shown: torch.Tensor) -> float:
+    """How often the image shown beats another image in cosine to the prediction, over every other image (the
+    2-way identification averaged over all distractors; chance 0.5, ties count half).
+
+    Args:
+        predicted: [B, P] predicted CLIP embeddings.
+        images: [M, P] CLIP embeddings of the M distinct images (M >= 2).
+        shown: int64 [B], the row of ``images`` each prediction's image is.
+    """
+    sims = F.normalize(predicted.float(), dim=-1) @ F.normalize(images.float(), dim=-1).T  # [B, M]
+    true = sims.gather(1, shown[:, None])
+    others = torch.ones_like(sims, dtype=torch.bool).scatter_(1, shown[:, None], False)
+    wins = ((true > sims).float() + 0.5 * (true == sims).float()) * others
+    return float((wins.sum(1) / others.sum(1)).mean())

@@ -77,7 +77,13 @@ from bci_dream.models.eeg_model import EegModel, EegModelConfig
 from bci_dream.models.encoder_config import preset as encoder_preset
 from bci_dream.models.window_spec import samples_for, with_window
 from bci_dream.signal.channels import ChannelNaming
-from bci_dream.training.alignment import LearnedTemperature, fit_ridge, infonce_loss, install_ridge
+from bci_dream.training.alignment import (
+    LearnedTemperature,
+    fit_ridge,
+    infonce_loss,
+    install_ridge,
+    pairwise_identification,
+)
 from bci_dream.training.alignment import cosine_loss as clip_loss
 from bci_dream.training.objective import clean_latent_loss, denoising_loss, resolve_objective
 from bci_dream.training.pairs import Pair, epoch_overlap, pairs_to_arrays, read_pairs
@@ -92,6 +98,8 @@ log = logging.getLogger(__name__)
 
 STAGE = "finetune"
 METRICS_FILE = "metrics.jsonl"
+#: The validation score model selection maximises (see :meth:`Finetuner.validate`).
+SELECTION_METRIC = "val_identification"
 
 
 class FinetuneCancelled(BciDreamError):
@@ -364,6 +372,10 @@ class Finetuner:
         self.saved_step: int | None = None
         self.ridge: dict[str, float] = {}
         self._token_cache: torch.Tensor | None = None
+        #: the best validation so far: {"step", "score", "weights"} (weights: the trainable tensors then)
+        self.best: dict | None = None
+        self.selection: dict | None = None  # what select_best chose, for the meta
+        self._last_weights: dict[str, torch.Tensor] | None = None  # the last step's, while the best are installed
         if resume:
             self._load_training_state()
         else:
@@ -435,6 +447,9 @@ class Finetuner:
                 self.scheduler.load_state_dict(state["scheduler"])
                 if "log_temperature_scale" in state:
                     self.temperature.log_scale.data.fill_(float(state["log_temperature_scale"]))
+                self.best = state.get("best")
+                if "last_weights" in state:  # the saved weights are the selected ones: go on from the last step's
+                    self._install(state["last_weights"])
             except (ValueError, KeyError) as e:
                 raise CheckpointError(f"the training state in {self.output} does not fit this run ({e}); "
                                       "resume with the same options or start a new output folder") from e
@@ -442,6 +457,58 @@ class Finetuner:
         self.saved_step = self.step
         _truncate_metrics(self.output / METRICS_FILE, self.step)
         log.warning("resuming %s from step %d", self.output, self.step)
+
+    # -- model selection ------------------------------------------------------------------------------
+
+    def _trainable_weights(self) -> dict[str, torch.Tensor]:
+        """Copies (on the CPU) of everything this run trains, by name (``eeg.``, ``unet.``, ``temperature``)."""
+        weights = {f"eeg.{n}": p.detach().cpu().clone()
+                   for n, p in self.eeg_model.named_parameters() if p.requires_grad}
+        if self.unet_params:
+            trained = {id(p) for p in self.unet_params}
+            weights.update({f"unet.{n}": p.detach().cpu().clone() for n, p in self.parts.unet.named_parameters()
+                            if id(p) in trained})
+        weights["temperature"] = self.temperature.log_scale.detach().cpu().clone()
+        return weights
+
+    @torch.no_grad()
+    def _install(self, weights: dict[str, torch.Tensor]) -> None:
+        eeg = dict(self.eeg_model.named_parameters())
+        unet = dict(self.parts.unet.named_parameters()) if self.unet_params else {}
+        for name, value in weights.items():
+            if name == "temperature":
+                self.temperature.log_scale.copy_(value)
+            elif name.startswith("eeg."):
+                eeg[name[4:]].copy_(value)
+            else:
+                unet[name[5:]].copy_(value)
+
+    def _consider(self, scores: dict[str, float]) -> None:
+        """Remember the weights of this validation if it is the best so far (``select_best``)."""
+        metric = SELECTION_METRIC if SELECTION_METRIC in scores else "val_clip_cosine"
+        if not self.settings.select_best or metric not in scores:
+            return
+        if self.best is None or scores[metric] > self.best["score"] + 1e-9:
+            self.best = {"step": self.step, "metric": metric, "score": float(scores[metric]),
+                         "weights": self._trainable_weights()}
+
+    def _select(self, last: dict[str, float]) -> dict[str, float]:
+        """At the end: install the best validation's weights when they beat the last step's; returns the scores
+        of the weights kept."""
+        best = self.best
+        if best is None or best["step"] == self.step or best["score"] <= last.get(best["metric"], -math.inf):
+            if best is not None:
+                self.selection = {"metric": best["metric"], "selected_step": self.step,
+                                  "score": last.get(best["metric"])}
+            return last
+        self._last_weights = self._trainable_weights()
+        self._install(best["weights"])
+        kept = self.validate()
+        self.selection = {"metric": best["metric"], "selected_step": best["step"], "score": best["score"],
+                          "last_step_score": last.get(best["metric"])}
+        log.info("kept the weights of step %d (%s %.3f) over those of the last step %d (%.3f)", best["step"],
+                 best["metric"], best["score"], self.step, last.get(best["metric"], float("nan")))
+        return kept
 
     def meta(self, scores: dict[str, float]) -> dict:
         s = self.settings
@@ -453,7 +520,8 @@ class Finetuner:
                 "resolution": s.resolution, "pairs": str(self.pairs_path),
                 "init": str(self.init) if self.init else None, "n_train": len(self.data.train),
                 "n_val": len(self.data.val), **scores, "settings": asdict(s),
-                "channel_naming": self.naming.to_dict() if self.naming is not None else None}
+                "channel_naming": self.naming.to_dict() if self.naming is not None else None,
+                "selection": self.selection}
 
     def save(self, scores: dict[str, float] | None = None) -> None:
         """Write the EEG model, the UNet adapter and the training state to the output folder."""
@@ -463,6 +531,10 @@ class Finetuner:
                               full_cross_attention=self.unet_mode == "full-cross-attention")
         state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "log_temperature_scale": float(self.temperature.log_scale.detach())}
+        if self.best is not None:
+            state["best"] = self.best
+        if self._last_weights is not None:
+            state["last_weights"] = self._last_weights
         save_checkpoint(self.output, self.eeg_model, training_state=state, meta=self.meta(scores or {}))
         self.saved_step = self.step
 
@@ -545,7 +617,9 @@ class Finetuner:
         ``val_clip_cosine``: mean cosine to the CLIP embedding of the image shown. With two or more
         class labels also ``val_class_accuracy``: how often the nearest class prototype (the mean
         normalised CLIP embedding of that class's images) is the right class, and
-        ``val_class_chance``, the share of the most frequent class (what always guessing it scores).
+        ``val_class_chance``, the share of the most frequent class (what always guessing it scores). With two or
+        more distinct images ``val_identification``: how often the image shown is nearer the window's CLIP
+        embedding than another image of the pairs, over all the others (chance 0.5): the selection score.
         """
         val = self.data.val
         if len(val) == 0:
@@ -556,8 +630,11 @@ class Finetuner:
         with self._autocast():
             pred = self.eeg_model.clip(tokens).float()
         self._set_train_mode(was_training)
-        target = self.targets.clip[self.data.image_index[val].to(self.device)]
+        shown = self.data.image_index[val].to(self.device)
+        target = self.targets.clip[shown]
         scores = {"val_clip_cosine": float(F.cosine_similarity(pred, target.float(), dim=-1).mean())}
+        if len(self.data.images) >= 2:
+            scores["val_identification"] = pairwise_identification(pred, self.targets.clip.float(), shown)
         labels = self.data.labels
         classes = sorted({lb for lb in labels if lb is not None})
         if len(classes) >= 2 and all(labels[i] is not None for i in val.tolist()):
@@ -606,6 +683,7 @@ class Finetuner:
                 scores = self.validate()
                 if scores:
                     metrics.write(json.dumps({"step": 0, **scores}) + "\n")
+                self._consider(scores)
             started, seen, first_step = time.perf_counter(), 0, self.step
             while self.step < s.max_steps:
                 index = self.batch_indices(self.step)
@@ -633,6 +711,9 @@ class Finetuner:
                 if self.step % s.eval_every == 0 or last:
                     scores = self.validate()
                     record.update(scores)
+                    self._consider(scores)
+                    if last:
+                        scores = self._select(scores)
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 if on_step is not None:

@@ -74,6 +74,8 @@ class FinetuneSettings:
         offset_s: the epochs start this long after each onset (saved in the checkpoint; evaluation uses it).
         device: the compute device (``--gpu``): ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         checkpoint_every, eval_every: steps between checkpoints and between validations.
+        select_best: keep the weights of the validation (step 0, the ridge start, included) with the best held-out
+            identification, not those of the last step (only with validation windows).
     """
     model: str = defaults.DIFFUSION_MODEL
     clip_model: str = defaults.CLIP_MODEL
@@ -103,6 +105,7 @@ class FinetuneSettings:
     device: str = "auto"
     checkpoint_every: int = 500
     eval_every: int = 100
+    select_best: bool = True
 
     def check(self) -> None:
         """Raise :class:`FinetuneError` naming the first setting out of range."""
