@@ -14,7 +14,9 @@ binomial p-value against chance and a 95 % Wilson interval.
 
     python benchmarks/known_answer.py [--snr 0.25 0.5 1 2 4] [--trials 5 10 20] [--max-steps 200] [--real]
 
-Onsets are 2.5 s apart so that the encoder's 2-s windows never hold the next trial's response.
+Calibration cuts stimulus-locked epochs (``--epoch``, default the calibration's 1 s from the onset; the encoder is
+resized to them) and the band-power baseline reads the same epochs. Onsets are 2.5 s apart, so that no epoch holds the
+next trial's response.
 
 With ``--real`` (or ``--only-real``), two real sessions from ../shared/data go through the same fine-tuning and
 evaluation, one image per class (class identification): the bci-essentials SSVEP session (DSI-7, 3 targets, shown
@@ -135,7 +137,7 @@ def real_sessions(data: Path, settings: FinetuneSettings, work: Path) -> None:
 
     stimuli = ROOT / "calibration" / "stimuli" / "shapes-colours"
     names = list(CLASSES)
-    spec = WindowSpec(window_s=2.0, target_sfreq=256.0)
+    spec = WindowSpec(window_s=settings.epoch_s or 2.0, target_sfreq=256.0)
     sessions = []
     ssvep = data / "bci-essentials/ssvep_example.xdf"
     rec = read_recording(ssvep)
@@ -195,6 +197,8 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="keep the random encoder frozen (default: trained, as calibration does without --init)")
+    parser.add_argument("--epoch", type=float, default=FinetuneSettings.epoch_s,
+                        help="epoch length in seconds from each onset (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real", action="store_true", help="also the real SSVEP and N170 sessions")
     parser.add_argument("--only-real", action="store_true", help="only the real sessions")
@@ -207,13 +211,13 @@ def main() -> None:
     settings = FinetuneSettings(model=str(sd), clip_model=str(clip), preset=args.preset, diffusion_weight=0.0,
                                 max_steps=args.max_steps, batch_size=16, lr=1e-3, resolution=64, device="cpu",
                                 alignment=args.alignment, train_encoder=False if args.freeze_encoder else None, seed=args.seed,
-                                checkpoint_every=10_000, eval_every=10_000)
+                                checkpoint_every=10_000, eval_every=10_000, epoch_s=args.epoch)
     print(f"background: {BACKGROUND} ({background.n_channels} ch, {background.sfreq:g} Hz, "
           f"{background.duration:.0f} s, tiled); 4 classes at {', '.join(f'{f:g}' for f in CLASSES.values())} Hz on "
           f"{', '.join(RESPONSE_CHANNELS)}; held out {VALIDATION_FRACTION:.0%} per class; 4-way, chance 25 %")
     print(f"model: tiny random-weight SD-Turbo-shaped pipeline + tiny CLIP (real formats), encoder '{args.preset}' "
           f"(random init, {'frozen' if args.freeze_encoder else 'trained'}), heads, no UNet, {args.max_steps} steps, "
-          f"alignment {args.alignment}")
+          f"alignment {args.alignment}, epochs {args.epoch:g} s from the onset")
     if args.only_real:
         real_sessions(args.data, settings, work)
         return
@@ -230,7 +234,7 @@ def main() -> None:
             seconds = time.perf_counter() - started
             v = result.profile.validation
             k = round(v["accuracy"] * v["n_items"])
-            spec = WindowSpec(window_s=2.0, target_sfreq=256.0)
+            spec = WindowSpec(window_s=settings.epoch_s or 2.0, target_sfreq=256.0)
             bk, bn = band_power_baseline(folder / "subject" / "train.csv",
                                          folder / "subject" / "validation.csv", spec)
 
