@@ -587,3 +587,27 @@ def test_pairwise_identification_counts_wins_over_every_other_image():
     shown = torch.tensor([0, 1])
     assert pairwise_identification(torch.eye(3)[:2], images, shown) == 1.0
     assert pairwise_identification(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), images, shown) == 0.25
+
+
+def test_the_unet_adapter_is_used_only_when_it_lowers_the_held_out_loss(manifest, tiny, tmp_path):
+    """The frozen-UNet-or-LoRA choice is made on held-out pairs: the diffusion loss of the validation windows with
+    the adapter and without it (the same noise), saved in the checkpoint; generation skips a rejected adapter."""
+    from bci_dream.generation.session_models import describe_training, unet_adapter_of
+    from bci_dream.models.checkpoint import update_meta
+
+    out = tmp_path / "choice"
+    assert main(finetune_args(manifest, tiny, out, "--preset", "tiny", "--max-steps", "3", "--keep-last",
+                              "--lr", "1e-2")) == 0
+    meta = load_checkpoint(out)[1]["meta"]
+    choice = meta["adapter_choice"]
+    with_adapter, without = choice["val_diffusion_loss"], choice["val_diffusion_loss_without_adapter"]
+    assert math.isfinite(with_adapter) and math.isfinite(without) and with_adapter != without  # the LoRA moved
+    assert meta["adapter_used"] == (with_adapter < without)
+    rows = [r for r in metrics(out) if "val_diffusion_loss" in r]
+    assert rows[0]["step"] == 0 and rows[0]["val_diffusion_loss"] == rows[0]["val_diffusion_loss_without_adapter"]
+
+    update_meta(out, adapter_used=False)  # as when the adapter did not help
+    assert unet_adapter_of(out) is None and (out / "unet_lora").is_dir()
+    assert "UNet lora (unused: no lower held-out loss)" in describe_training(out)
+    update_meta(out, adapter_used=True)
+    assert unet_adapter_of(out) == str(out)

@@ -31,6 +31,7 @@ import torch
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.generation.generator import load_generator
+from bci_dream.generation.session_models import unet_adapter_of
 from bci_dream.io.readers import read_recording
 from bci_dream.models.channel_naming import saved_naming
 from bci_dream.models.checkpoint import load_checkpoint, read_config, update_meta
@@ -225,8 +226,8 @@ def validation_figure(pairs: Sequence[Pair], checkpoint: Path, settings: Finetun
     """A grid: each row a held-out stimulus beside the image generated from its EEG window (PNG at ``output``)."""
     from PIL import Image, ImageDraw
 
-    generator = load_generator(settings.model, device=settings.device, adapter=checkpoint, progress=False,
-                               warmup=False)
+    generator = load_generator(settings.model, device=settings.device, adapter=unet_adapter_of(checkpoint),
+                               progress=False, warmup=False)
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     model = model.eval().to(generator.device)
     eeg, mask, images, labels = pairs_to_arrays(pairs, window_spec_for(model.config), offset_s=settings.offset_s,

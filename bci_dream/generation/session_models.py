@@ -74,7 +74,9 @@ def describe_training(checkpoint: str | os.PathLike | None) -> str:
     timesteps = meta.get("timesteps") or []
     objective = meta.get("objective", "denoise")
     parts = [f"objective {objective}" + (f" (t={','.join(map(str, timesteps))})" if timesteps else ""),
-             f"alignment {meta.get('alignment', 'cosine')}", f"UNet {meta.get('adapter', 'lora')}",
+             f"alignment {meta.get('alignment', 'cosine')}",
+             f"UNet {meta.get('adapter', 'lora')}" + (" (unused: no lower held-out loss)"
+                                                     if meta.get("adapter_used") is False else ""),
              f"{meta.get('steps', '?')} steps on {meta.get('n_train', '?')} trials", _epochs(raw)]
     selection = meta.get("selection") or {}
     if selection.get("selected_step") not in (None, meta.get("steps")):
@@ -106,7 +108,9 @@ def unet_adapter_of(checkpoint: str | os.PathLike | None) -> str | None:
     if checkpoint is None:
         return None
     folder = checkpoint_of(checkpoint)
-    return str(folder) if has_unet_adapter(folder) else None
+    if not has_unet_adapter(folder) or read_config(folder).get("meta", {}).get("adapter_used") is False:
+        return None  # (False: the held-out pairs said the adapter does not help; it stays in the folder, unused)
+    return str(folder)
 
 
 def eeg_model_for(cross_attention_dim: int, checkpoint: str | os.PathLike | None = None, *,

@@ -375,6 +375,8 @@ class Finetuner:
         #: the best validation so far: {"step", "score", "weights"} (weights: the trainable tensors then)
         self.best: dict | None = None
         self.selection: dict | None = None  # what select_best chose, for the meta
+        self.adapter_used = self.unet_mode != "none"  # (False: held-out pairs said the UNet adapter does not help)
+        self.adapter_choice: dict[str, float] | None = None
         self._last_weights: dict[str, torch.Tensor] | None = None  # the last step's, while the best are installed
         if resume:
             self._load_training_state()
@@ -521,7 +523,7 @@ class Finetuner:
                 "init": str(self.init) if self.init else None, "n_train": len(self.data.train),
                 "n_val": len(self.data.val), **scores, "settings": asdict(s),
                 "channel_naming": self.naming.to_dict() if self.naming is not None else None,
-                "selection": self.selection}
+                "selection": self.selection, "adapter_used": self.adapter_used, "adapter_choice": self.adapter_choice}
 
     def save(self, scores: dict[str, float] | None = None) -> None:
         """Write the EEG model, the UNet adapter and the training state to the output folder."""
@@ -646,7 +648,52 @@ class Finetuner:
             truth = torch.tensor([classes.index(labels[i]) for i in val.tolist()])
             scores["val_class_accuracy"] = float((guess == truth).float().mean())
             scores["val_class_chance"] = float(torch.bincount(truth).max()) / len(truth)
+        if self.uses_unet:
+            scores["val_diffusion_loss"] = self._held_out_diffusion_loss(tokens, val, batch_size)
+            if self.unet_mode == "lora":
+                self.parts.unet.disable_adapters()
+                try:
+                    scores["val_diffusion_loss_without_adapter"] = self._held_out_diffusion_loss(tokens, val,
+                                                                                                 batch_size)
+                finally:
+                    self.parts.unet.enable_adapters()
         return scores
+
+    @torch.no_grad()
+    def _held_out_diffusion_loss(self, tokens: torch.Tensor, val: torch.Tensor, batch_size: int) -> float:
+        """The diffusion loss of this run's objective on the validation windows (tokens [V, L, D]), with the same
+        noise at every validation, so that two validations (or the UNet with and without its adapter) compare."""
+        generator = torch.Generator().manual_seed(self.settings.seed * 1_000_003 + 104_729)
+        total = 0.0
+        was_training = self.parts.unet.training
+        self.parts.unet.eval()
+        for i in range(0, len(val), batch_size):
+            rows = val[i:i + batch_size]
+            with self._autocast():
+                embeds = self.eeg_model.conditioning(tokens[i:i + batch_size])
+                latents = self.targets.latents(self.data.image_index[rows].to(self.device), generator)
+                if self.objective == "inference":
+                    loss = clean_latent_loss(self.parts.unet, self.parts.noise_scheduler, latents, embeds,
+                                             self.train_timesteps, generator)
+                else:
+                    loss = denoising_loss(self.parts.unet, self.parts.noise_scheduler, latents, embeds, generator)
+            total += float(loss) * len(rows)
+        self.parts.unet.train(was_training)
+        return total / len(val)
+
+    def _choose_adapter(self, scores: dict[str, float]) -> None:
+        """Keep the UNet's LoRA adapter for generation only when it lowers the held-out diffusion loss (with
+        ``adapter_by_validation`` and validation windows); the choice and both losses go into the meta."""
+        with_adapter = scores.get("val_diffusion_loss")
+        without = scores.get("val_diffusion_loss_without_adapter")
+        if not self.settings.adapter_by_validation or with_adapter is None or without is None:
+            return
+        self.adapter_used = with_adapter < without
+        self.adapter_choice = {"val_diffusion_loss": with_adapter, "val_diffusion_loss_without_adapter": without}
+        if not self.adapter_used:
+            log.warning("the UNet adapter does not lower the held-out diffusion loss (%.4f with it, %.4f without): "
+                        "generation will use the UNet as it was (the adapter stays in the folder, unused)",
+                        with_adapter, without)
 
     def _set_train_mode(self, training: bool = True) -> None:
         self.eeg_model.train(training)
@@ -714,6 +761,7 @@ class Finetuner:
                     self._consider(scores)
                     if last:
                         scores = self._select(scores)
+                        self._choose_adapter(scores)
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 if on_step is not None:

@@ -76,6 +76,8 @@ class FinetuneSettings:
         checkpoint_every, eval_every: steps between checkpoints and between validations.
         select_best: keep the weights of the validation (step 0, the ridge start, included) with the best held-out
             identification, not those of the last step (only with validation windows).
+        adapter_by_validation: generation uses the UNet's LoRA adapter only when it lowers the held-out diffusion
+            loss against the same UNet without it (only with validation windows; else it is used).
     """
     model: str = defaults.DIFFUSION_MODEL
     clip_model: str = defaults.CLIP_MODEL
@@ -106,6 +108,7 @@ class FinetuneSettings:
     checkpoint_every: int = 500
     eval_every: int = 100
     select_best: bool = True
+    adapter_by_validation: bool = True
 
     def check(self) -> None:
         """Raise :class:`FinetuneError` naming the first setting out of range."""
