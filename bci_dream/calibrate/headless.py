@@ -126,7 +126,7 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
         settings: fine-tuning settings (models, steps, LoRA ...); its ``val_fraction`` is not used: the
             validation trials are held out here, per class, and every other trial trains (no step selection or
             adapter choice on an inner split: on the known-answer benchmark an inner 20 % cost more in training
-            trials than the selection gained, in 5 of 9 cells).
+            trials than the selection gained: 4 of 9 cells lower, 1 higher).
         pairs / classes: the session's EEG-image pairs (a manifest), or its marker → image-folder map.
         round_robin: with ``classes``, pair trials whose log names no image with an image of their class in turn.
         init: a pretrained EEG checkpoint to start from.
