@@ -111,3 +111,32 @@ def test_a_protocol_whose_epochs_overlap_is_warned_about_with_the_overlap():
     line = protocol.epoch_overlap(1.0)
     assert line is not None and line.count("\n") == 0
     assert "0.8 s apart" in line and "up to 0.20 s" in line and "--epoch" in line
+
+
+@pytest.mark.parametrize("field,value,said", [("normalization", "z-score-per-channel", "normalised by 'z-score"),
+                                              ("montage", "biosemi-64", "montage 'biosemi-64'")])
+def test_a_checkpoint_whose_windows_this_version_cannot_make_is_refused_in_one_line(tmp_path, capsys, field, value,
+                                                                                  said):
+    import json
+
+    from bci_dream.cli import main
+
+    from bci_dream.core.errors import CheckpointError
+    from bci_dream.models.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = save_checkpoint(tmp_path / "ckpt", tiny_model())
+    config = json.loads((folder / "config.json").read_text())
+    config["preprocessing"][field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(folder)
+    assert said in str(caught.value) and str(caught.value).count("\n") == 0
+    assert main(["evaluate", "--pairs", str(tmp_path / "pairs.csv"), "--checkpoint", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and "Traceback" not in err
+
+    config["preprocessing"][field] = Preprocessing().__getattribute__(field)
+    config["encoder"]["n_samples"] = "many"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not describe an EEG model"):
+        load_checkpoint(folder)

@@ -139,12 +139,11 @@ def filters_from_args(args: argparse.Namespace, profile: DeviceProfile | None) -
 def checkpoint_band_pass(checkpoint: Path, default: tuple[float, float] | None):
     """The band-pass the EEG model at ``checkpoint`` (or a subject folder) was trained with (said in one line when it
     is not ``default``); ``default`` when the checkpoint cannot say (its loading reports that)."""
-    from bci_dream.models.checkpoint import read_config  # (torch)
-    from bci_dream.models.eeg_model import EegModelConfig
+    from bci_dream.models.checkpoint import model_config, read_config  # (torch)
 
     try:
-        band = EegModelConfig.from_dict(read_config(checkpoint_of(checkpoint))).preprocessing.bandpass
-    except (BciDreamError, KeyError, TypeError):
+        band = model_config(read_config(checkpoint_of(checkpoint)), checkpoint).preprocessing.bandpass
+    except BciDreamError:
         return default
     if band != (tuple(default) if default else None):
         text = f"{band[0]:g}-{band[1]:g} Hz" if band else "no band-pass"

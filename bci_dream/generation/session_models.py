@@ -20,7 +20,7 @@ from bci_dream.generation.generator import Generator, load_generator
 from bci_dream.generation.models import AUTO
 from bci_dream.loading.unet_adapter import has_unet_adapter
 from bci_dream.models.channel_naming import saved_naming
-from bci_dream.models.checkpoint import load_checkpoint, read_config
+from bci_dream.models.checkpoint import load_checkpoint, model_config, read_config
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
 from bci_dream.models.encoder_config import preset
 from bci_dream.models.prompt_encoder import PromptEncoder
@@ -97,7 +97,10 @@ def describe_training(checkpoint: str | os.PathLike | None) -> str:
 
 def _epochs(raw: dict) -> str:
     """``"epochs 1 s from +0 s on 8 channels"``: the window specification a checkpoint was trained on."""
-    config = EegModelConfig.from_dict(raw)
+    try:
+        config = model_config(raw, "the checkpoint")
+    except CheckpointError:
+        return "epochs unknown"
     pre = config.preprocessing
     channels = f" on {len(pre.channels)} channels" if pre.channels else ""
     return f"epochs {config.encoder.window_seconds:g} s from {pre.epoch_offset_s:+g} s{channels}"

@@ -17,6 +17,7 @@ import torch
 
 from bci_dream.core.errors import CheckpointError
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
+from bci_dream.models.window_spec import unsupported_windows
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,23 @@ def read_config(folder: str | os.PathLike) -> dict:
     return config
 
 
+def model_config(raw: dict, source: str | os.PathLike) -> EegModelConfig:
+    """The :class:`EegModelConfig` of a checkpoint's ``config.json`` (``raw``, from :func:`read_config`).
+
+    Raises:
+        CheckpointError: it is malformed, or describes windows this version cannot make (one line, naming what).
+    """
+    try:
+        config = EegModelConfig.from_dict(raw)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{source} does not describe an EEG model this version reads "
+                              f"({type(e).__name__}: {e}); use the version that wrote it") from e
+    problem = unsupported_windows(config)
+    if problem is not None:
+        raise CheckpointError(f"{source}: {problem}")
+    return config
+
+
 def load_checkpoint(folder: str | os.PathLike, *, expected: EegModelConfig | None = None,
                     map_location: str | torch.device = "cpu") -> tuple[EegModel, dict]:
     """Rebuild the model saved in ``folder``; returns (model, config dict with its ``meta``).
@@ -82,8 +100,12 @@ def load_checkpoint(folder: str | os.PathLike, *, expected: EegModelConfig | Non
 
     folder = Path(folder)
     raw = read_config(folder)
-    config = EegModelConfig.from_dict(raw)
-    model = EegModel(config if expected is None else expected)
+    config = model_config(raw, folder)
+    try:
+        model = EegModel(config if expected is None else expected)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / CONFIG_FILE} does not describe an EEG model this version reads "
+                              f"({type(e).__name__}: {e}); use the version that wrote it") from e
     try:
         state = load_file(str(folder / WEIGHTS_FILE), device=str(map_location))
     except (OSError, SafetensorError) as e:

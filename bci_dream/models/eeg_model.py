@@ -11,6 +11,10 @@ from bci_dream.core import defaults
 from bci_dream.models.encoder import EegEncoder
 from bci_dream.models.encoder_config import EncoderConfig
 from bci_dream.models.heads import ClipHead, ConditioningHead
+from bci_dream.signal.normalize import NAME as NORMALIZATION
+
+#: The montage windows are mapped into (``Montage.canonical()``), as checkpoints name it.
+CANONICAL_MONTAGE = "canonical-128"
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,8 @@ class Preprocessing:
 
     bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ
     notch: float | None = defaults.NOTCH_HZ
-    montage: str = "canonical-128"
-    normalization: str = "robust-channel-scale"
+    montage: str = CANONICAL_MONTAGE
+    normalization: str = NORMALIZATION
     epoch_offset_s: float = defaults.EPOCH_OFFSET_S
     channels: tuple[str, ...] | None = None
 

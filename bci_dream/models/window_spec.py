@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from bci_dream.models.eeg_model import EegModel, EegModelConfig
+from bci_dream.models.eeg_model import CANONICAL_MONTAGE, NORMALIZATION, EegModel, EegModelConfig
 from bci_dream.signal.montage import MontageMapping
 
 log = logging.getLogger(__name__)
@@ -99,3 +99,16 @@ def epoch_offset(config: EegModelConfig, requested: float | None) -> float:
         log.warning("the EEG model was trained on epochs from %g s after each onset, these are cut from %g s: "
                     "its scores on them say less about it", trained, requested)
     return float(requested)
+
+
+def unsupported_windows(config: EegModelConfig) -> str | None:
+    """One line when a checkpoint's windows are made in a way this version cannot make (another montage or
+    normalisation, e.g. from a newer version or another tool), else None."""
+    pre = config.preprocessing
+    if pre.montage != CANONICAL_MONTAGE:
+        return (f"its windows are mapped into the montage '{pre.montage}', but this version makes them in "
+                f"'{CANONICAL_MONTAGE}'; use the version that wrote it, or train the model again here")
+    if pre.normalization != NORMALIZATION:
+        return (f"its windows are normalised by '{pre.normalization}', but this version normalises by "
+                f"'{NORMALIZATION}'; use the version that wrote it, or train the model again here")
+    return None

@@ -25,6 +25,8 @@ import numpy as np
 
 #: Normalised values are clipped to ±CLIP.
 CLIP = 20.0
+#: The name checkpoints give this normalisation (``Preprocessing.normalization``).
+NAME = "robust-channel-scale"
 
 
 def normalize_window(data: np.ndarray, mask: np.ndarray, eps: float = 1e-6, clip: float = CLIP) -> np.ndarray:

@@ -48,8 +48,7 @@ from bci_dream.io.image_file import read_image
 from bci_dream.loading.compute_device import resolve_device
 from bci_dream.loading.vision_models import load_clip_vision, load_image_classifier
 from bci_dream.models.channel_naming import saved_naming
-from bci_dream.models.checkpoint import load_checkpoint, read_config
-from bci_dream.models.eeg_model import EegModelConfig
+from bci_dream.models.checkpoint import load_checkpoint, model_config, read_config
 from bci_dream.models.window_spec import epoch_offset
 from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.pairs import pairs_to_arrays, read_pairs
@@ -343,7 +342,7 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
     device = str(resolve_device(device or "auto"))
     raw_config = read_config(checkpoint)  # a missing or foreign checkpoint fails before any model is loaded
     naming = naming or saved_naming(raw_config)  # (the recordings' channels as the model was trained on them)
-    offset_s = epoch_offset(EegModelConfig.from_dict(raw_config), offset_s)
+    offset_s = epoch_offset(model_config(raw_config, checkpoint), offset_s)
     pairs = read_pairs(pairs_manifest)
     report = EvaluationReport(settings={
         "pairs": str(pairs_manifest), "checkpoint": str(checkpoint), "generated": str(generated) if generated else None,
