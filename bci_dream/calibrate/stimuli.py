@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import shipped_data_folder
-from bci_dream.training.pairs import IMAGE_SUFFIXES
+from bci_dream.io.image_file import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 

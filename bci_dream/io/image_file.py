@@ -11,6 +11,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 
+#: File name endings of the images stimulus sets, pairs and image banks take.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
 class ImageFileError(BciDreamError):
     """An image file is missing or cannot be decoded."""
 

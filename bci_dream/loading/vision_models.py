@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,26 @@ def load_image_classifier(classifier: str | os.PathLike, device: str | None = No
     if is_local(source):
         source = str(Path(source).expanduser())
     return _load_frozen(source, "image classifier", AutoModelForImageClassification, AutoImageProcessor, device)
+
+
+def batched_images(paths: Sequence[Path], processor, fn, batch_size: int, device):
+    """``fn(pixel_values)`` over the images at ``paths`` in batches, read and preprocessed by ``processor``: a
+    float32 numpy array [N, ...] (float32 [0, 0] for no paths)."""
+    import numpy as np
+    import torch
+
+    from bci_dream.io.image_file import read_image  # (PIL)
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(paths), batch_size):
+            images = [read_image(p) for p in paths[start:start + batch_size]]
+            pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(device)
+            out.append(fn(pixels).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def clip_image_embeds(paths: Sequence[Path], model, processor, *, batch_size: int = 16):
+    """CLIP ``image_embeds`` [N, P] (float32 numpy) of the images at ``paths``."""
+    device = next(model.parameters()).device
+    return batched_images(paths, processor, lambda px: model(pixel_values=px).image_embeds, batch_size, device)

@@ -44,9 +44,13 @@ from scipy.stats import binomtest
 
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
-from bci_dream.io.image_file import read_image
 from bci_dream.loading.compute_device import resolve_device
-from bci_dream.loading.vision_models import load_clip_vision, load_image_classifier
+from bci_dream.loading.vision_models import (
+    batched_images,
+    clip_image_embeds,
+    load_clip_vision,
+    load_image_classifier,
+)
 from bci_dream.models.channel_naming import saved_naming
 from bci_dream.models.checkpoint import load_checkpoint, model_config, read_config
 from bci_dream.models.window_spec import epoch_offset
@@ -274,26 +278,10 @@ def averaged_over_repetitions(eeg_embeds: np.ndarray, image_embeds: np.ndarray,
 
 # -- models ---------------------------------------------------------------------------------------
 
-def _batched_images(paths: Sequence[Path], processor, fn, batch_size: int, device) -> np.ndarray:
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(paths), batch_size):
-            images = [read_image(p) for p in paths[start:start + batch_size]]
-            pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(device)
-            out.append(fn(pixels).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
 def classify_images(paths: Sequence[Path], model, processor, *, batch_size: int = 16) -> np.ndarray:
     """Class probabilities [N, K] (softmax of the logits) of the images at ``paths``."""
     device = next(model.parameters()).device
-    return _batched_images(paths, processor, lambda px: model(pixel_values=px).logits.softmax(-1), batch_size, device)
-
-
-def clip_image_embeds(paths: Sequence[Path], model, processor, *, batch_size: int = 16) -> np.ndarray:
-    """CLIP ``image_embeds`` [N, P] of the images at ``paths``."""
-    device = next(model.parameters()).device
-    return _batched_images(paths, processor, lambda px: model(pixel_values=px).image_embeds, batch_size, device)
+    return batched_images(paths, processor, lambda px: model(pixel_values=px).logits.softmax(-1), batch_size, device)
 
 
 def eeg_clip_embeds(model: EegModel, eeg: np.ndarray, mask: np.ndarray, *, batch_size: int = 32) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bci_dream.core.errors import BciDreamError
+from bci_dream.io.image_file import IMAGE_SUFFIXES
 from bci_dream.io.readers import read_recording
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("recording", "onset", "marker", "image", "class")
 REQUIRED = ("recording", "onset", "marker", "image")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 class PairsError(BciDreamError):
