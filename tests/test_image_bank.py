@@ -76,7 +76,8 @@ def test_bad_banks_are_one_line_that_names_the_file(bank, clip, tmp_path):
     assert "does not exist" in line(lambda: load_bank(tmp_path / "none.safetensors"))
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 40)
-    assert "cannot read image bank" in line(lambda: load_bank(junk)) and "junk.safetensors" in line(lambda: load_bank(junk))
+    unreadable = line(lambda: load_bank(junk))
+    assert "cannot read image bank" in unreadable and "junk.safetensors" in unreadable
     empty = ImageBank(torch.zeros(0, 16), (), str(clip)).save(tmp_path / "empty.safetensors")
     assert "is empty" in line(lambda: load_bank(empty))
     path = bank.save(tmp_path / "bank.safetensors")
