@@ -39,6 +39,7 @@ from bci_dream.core.errors import BciDreamError, first_line
 from bci_dream.generation.models import AUTO, ModelSpec, ResolvedModel, resolve_model
 from bci_dream.loading.compute_device import resolve_device
 from bci_dream.loading.hub import ModelLoadError, quiet
+from bci_dream.loading.ip_adapter import image_embed_width, load_ip_adapter
 from bci_dream.loading.pipeline_folder import check_pipeline_folder, weights_variant
 from bci_dream.loading.unet_adapter import DIFFUSERS_LORA_WEIGHTS, load_unet_adapter
 
@@ -120,6 +121,7 @@ class Generator:
         is_preview: random weights (the ``tiny`` model): label every image "untrained preview model".
         cross_attention_dim: width of ``prompt_embeds`` (from ``unet.config``).
         pooled_dim: width of SDXL's pooled embedding (None for SD models).
+        image_embed_dim: width of the CLIP image embedding the loaded IP-Adapter takes (None: no IP-Adapter).
         size, steps, guidance, seed: image side (pixels), denoising steps, guidance scale, noise seed.
         device, dtype: where and in which precision the models run.
         pipe: the diffusers pipeline (no text encoder, tokenizer or safety checker).
@@ -134,6 +136,7 @@ class Generator:
         unet = pipe.unet
         self.cross_attention_dim = int(unet.config.cross_attention_dim)
         self.pooled_dim = pooled_width(unet)
+        self.image_embed_dim = image_embed_width(unet)
         self.kind = "sdxl" if self.pooled_dim is not None else "sd"
         self.steps = int(steps)
         self.guidance = float(guidance)
@@ -158,6 +161,7 @@ class Generator:
         self._pooled_zeros = (torch.zeros(1, self.pooled_dim, device=self.device, dtype=self.dtype)
                               if self.pooled_dim is not None else None)
         self._pooled_notice = False
+        self._no_prompt = torch.zeros(1, 77, self.cross_attention_dim, device=self.device, dtype=self.dtype)
         self.notice: str | None = None  # why ``auto`` runs the preview model, if it does
         self.compiled = False  # torch.compile'd (compiled code and CUDA graphs warm up per thread)
         self._allocate(size)
@@ -222,14 +226,19 @@ class Generator:
                                           device=self.device, dtype=self.dtype)
         self._accepts_generator = "generator" in inspect.signature(self.pipe.scheduler.step).parameters
 
-    def _denoise(self, embeds: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+    def _denoise(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
+                 image: torch.Tensor | None = None) -> torch.Tensor:
         """The pipeline's denoising loop for one image without its per-call bookkeeping (input checks, prompt
         handling, offloading lookups): the scheduler and UNet of ``pipe``, called as the pipeline calls them.
-        :meth:`_denoise_with_pipeline` gives the same latents (tested)."""
+        ``image``: the IP-Adapter's image embedding [1, 1, P]. :meth:`_denoise_with_pipeline` gives the same
+        latents (tested)."""
         scheduler = self.pipe.scheduler
         scheduler.set_timesteps(self.steps, device=self.device)
         latents = self._latents * scheduler.init_noise_sigma
-        added = {"text_embeds": pooled, "time_ids": self._time_ids} if pooled is not None else None
+        added = {"text_embeds": pooled, "time_ids": self._time_ids} if pooled is not None else {}
+        if image is not None:
+            added["image_embeds"] = [image]
+        added = added or None
         step_kwargs = {"generator": self._rng} if self._accepts_generator else {}
         self._rng.manual_seed(self.seed)
         for t in scheduler.timesteps:
@@ -239,11 +248,14 @@ class Generator:
             latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
         return latents
 
-    def _denoise_with_pipeline(self, embeds: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+    def _denoise_with_pipeline(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
+                               image: torch.Tensor | None = None) -> torch.Tensor:
         """The same through ``pipe.__call__`` (the reference :meth:`_denoise` is checked against)."""
         kwargs: dict[str, Any] = {"prompt_embeds": embeds}
         if pooled is not None:
             kwargs["pooled_prompt_embeds"] = pooled
+        if image is not None:
+            kwargs["ip_adapter_image_embeds"] = [image]
         self._rng.manual_seed(self.seed)
         return self.pipe(**kwargs, height=self.size, width=self.size, num_inference_steps=self.steps,
                          guidance_scale=self.guidance, latents=self._latents, generator=self._rng,
@@ -260,13 +272,14 @@ class Generator:
         self._host.copy_(pixels)
         return Image.fromarray(self._host.numpy())  # (a copy: the buffer is reused next frame)
 
-    def _run(self, embeds: torch.Tensor, pooled: torch.Tensor | None) -> GeneratedImage:
+    def _run(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
+             image: torch.Tensor | None = None) -> GeneratedImage:
         # On CUDA the denoising time is read from events, so that the GPU is waited for only once, when the image
         # is copied to host memory; decode_ms is the rest of the call.
         t0 = time.perf_counter()
         if self._cuda:
             self._events[0].record()
-        latents = self._denoise(embeds, pooled)
+        latents = self._denoise(embeds, pooled, image)
         if self._cuda:
             self._events[1].record()
         t1 = time.perf_counter()
@@ -289,15 +302,45 @@ class Generator:
         with self._lock:  # (one image at a time: a stopping engine may still finish its frame)
             return self._generate(prompt_embeds, pooled_prompt_embeds)
 
-    def _generate(self, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor | None) -> GeneratedImage:
+    @torch.inference_mode()
+    def generate_from_image_embeds(self, image_embeds: torch.Tensor, prompt_embeds: torch.Tensor | None = None,
+                                   pooled_prompt_embeds: torch.Tensor | None = None) -> GeneratedImage:
+        """One image from a CLIP image embedding [P] or [1, P] through the loaded IP-Adapter (the route that
+        needs no fine-tuned UNet). The text side is ``prompt_embeds`` [1, tokens, cross_attention_dim] when given,
+        else zeros (no prompt). The same embeddings and seed give the same image.
+
+        Raises:
+            EmbeddingShapeError: no IP-Adapter is loaded, or the embedding's width is not the adapter's (both
+                widths named).
+        """
+        with self._lock:
+            image = self._image_input(image_embeds)
+            if prompt_embeds is None:
+                prompt_embeds = self._no_prompt
+            return self._generate(prompt_embeds, pooled_prompt_embeds, image)
+
+    def _image_input(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        if self.image_embed_dim is None:
+            raise EmbeddingShapeError(f"{self.model_id} has no IP-Adapter loaded: a CLIP image embedding cannot "
+                                      "condition it; load the generator with an IP-Adapter (--ip-adapter)")
+        shape = tuple(image_embeds.shape) if isinstance(image_embeds, torch.Tensor) else None
+        if shape is None or shape[-1] != self.image_embed_dim or image_embeds.numel() != self.image_embed_dim:
+            raise EmbeddingShapeError(
+                f"a CLIP image embedding of shape {list(shape) if shape else type(image_embeds).__name__} does not "
+                f"fit the IP-Adapter of {self.model_id}, which takes width {self.image_embed_dim}: the EEG model's "
+                "CLIP head must be trained against the image encoder the adapter expects")
+        return image_embeds.reshape(1, 1, -1).to(self.device, self.dtype, non_blocking=True)
+
+    def _generate(self, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor | None,
+                  image: torch.Tensor | None = None) -> GeneratedImage:
         embeds, pooled = self._inputs(prompt_embeds, pooled_prompt_embeds)
         try:
-            return self._run(embeds, pooled)
+            return self._run(embeds, pooled, image)
         except torch.OutOfMemoryError:
             pass  # (leave the except block first, so that the failed call's tensors can be freed)
         self._shrink_after_oom()
         try:
-            return self._run(embeds, pooled)
+            return self._run(embeds, pooled, image)
         except torch.OutOfMemoryError:
             pass
         raise GenerationError(f"{self.device.type.upper()} ran out of memory generating {self.size}x{self.size} "
@@ -419,11 +462,13 @@ def _apply_adapter(unet, adapter: str | os.PathLike) -> str:
 
 def _use_sdpa(unet) -> None:
     """Attention through ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels)."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
+    from diffusers.models.attention_processor import AttnProcessor2_0, IPAdapterAttnProcessor2_0
 
     processors = unet.attn_processors
-    if processors and not all(isinstance(p, AttnProcessor2_0) for p in processors.values()):
-        unet.set_attn_processor(AttnProcessor2_0())
+    keep = (AttnProcessor2_0, IPAdapterAttnProcessor2_0)  # (an IP-Adapter's processors already use SDPA)
+    if processors and not all(isinstance(p, keep) for p in processors.values()):
+        unet.set_attn_processor({name: p if isinstance(p, keep) else AttnProcessor2_0()
+                                 for name, p in processors.items()})
 
 
 def _pin(obj, **values: Any) -> None:
@@ -481,7 +526,8 @@ def prepare_pipeline(pipe, *, compile: bool | str = False):
 def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", size: int | None = None,
                    steps: int | None = None, seed: int = 0, compile: bool | str = False, dtype: str | None = None,
                    adapter: str | os.PathLike | None = None, guidance: float | None = None,
-                   warmup: bool | None = None, progress: bool = True) -> Generator:
+                   warmup: bool | None = None, progress: bool = True, ip_adapter: str | os.PathLike | None = None,
+                   ip_adapter_scale: float = 1.0) -> Generator:
     """Load ``model`` onto ``device`` and keep it there (see the module docstring).
 
     Args:
@@ -498,6 +544,8 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
             ``unet_cross_attention.safetensors``) is applied and fused.
         warmup: generate one image at load (default: on CUDA or when compiling).
         progress: progress bars for downloads.
+        ip_adapter: an IP-Adapter file (or its folder) to load, for :meth:`Generator.generate_from_image_embeds`.
+        ip_adapter_scale: the adapter's strength (1: as trained; 0: the image embedding does nothing).
 
     Raises:
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
@@ -526,6 +574,8 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
     if adapter is not None:
         kind = _apply_adapter(pipe.unet, adapter)
         log.info("applied the fine-tuned UNet %s from %s", kind, adapter)
+    if ip_adapter is not None:
+        load_ip_adapter(pipe, ip_adapter, scale=ip_adapter_scale)
     prepare_pipeline(pipe, compile=compile)
     generator = Generator(pipe, model_id=resolved.model_id, size=size, steps=spec.steps if steps is None else steps,
                           guidance=spec.guidance if guidance is None else guidance, seed=seed,

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from bci_dream.core.errors import BciDreamError
 from bci_dream.io.image_file import IMAGE_SUFFIXES
+from bci_dream.loading.vision_models import clip_image_embeds, load_clip_vision
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,6 @@ def build_bank(folder: str | os.PathLike, clip_model: str | os.PathLike, *, devi
     Raises:
         ImageBankError: no images; ImageFileError: an image cannot be read; ModelLoadError: CLIP cannot be loaded.
     """
-    from bci_dream.loading.vision_models import clip_image_embeds, load_clip_vision
-
     images = bank_images(folder)
     model, processor = load_clip_vision(clip_model, device=device)
     embeddings = torch.from_numpy(clip_image_embeds(images, model, processor, batch_size=batch_size))

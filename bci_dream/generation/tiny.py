@@ -123,6 +123,45 @@ def build_tiny_sdxl_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_si
     return folder
 
 
+#: The file name diffusers' IP-Adapter loader reads (``pipe.load_ip_adapter(folder, subfolder="", weight_name=...)``).
+IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"
+
+
+def build_tiny_ip_adapter(pipeline_folder: str | os.PathLike, folder: str | os.PathLike, *, image_embed_dim: int = 32,
+                          seed: int = 0) -> Path:
+    """Write a random-weight IP-Adapter for the UNet of the pipeline in ``pipeline_folder`` to
+    ``folder/ip-adapter.safetensors``, in the layout of h94/IP-Adapter's files: ``image_proj.proj`` (CLIP image
+    embedding of ``image_embed_dim`` → 4 tokens of the UNet's cross-attention width) and ``image_proj.norm``, and
+    per cross-attention layer, in the order of ``unet.attn_processors``, ``ip_adapter.{1,3,5...}.to_k_ip`` /
+    ``to_v_ip`` (cross-attention width → the layer's width). Returns the file.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    unet = UNet2DConditionModel.from_pretrained(pipeline_folder, subfolder="unet")
+    cross = int(unet.config.cross_attention_dim)
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) / shape[-1] ** 0.5
+
+    tensors = {"image_proj.proj.weight": rand(4 * cross, image_embed_dim),
+               "image_proj.proj.bias": torch.zeros(4 * cross),
+               "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    key = 1
+    for name, module in unet.named_modules():
+        if name.endswith("attn2") and hasattr(module, "to_k"):
+            width = int(module.to_q.out_features)
+            tensors[f"ip_adapter.{key}.to_k_ip.weight"] = rand(width, cross)
+            tensors[f"ip_adapter.{key}.to_v_ip.weight"] = rand(width, cross)
+            key += 2
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / IP_ADAPTER_WEIGHTS))
+    return folder / IP_ADAPTER_WEIGHTS
+
+
 def _calibrate_preview(pipe, sample_size: int) -> None:
     """Make the random model's images visible and responsive: the latents one step produces are far larger
     than the decoder's input clamp (tanh(x / 3) * 3), and its random last convolution gives a near-constant

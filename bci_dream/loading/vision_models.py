@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bci_dream.io.image_file import read_image
 from bci_dream.loading.hub import ModelLoadError, is_local, load_from_folder_or_hub
 
 _CLIP_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
@@ -117,8 +118,6 @@ def batched_images(paths: Sequence[Path], processor, fn, batch_size: int, device
     float32 numpy array [N, ...] (float32 [0, 0] for no paths)."""
     import numpy as np
     import torch
-
-    from bci_dream.io.image_file import read_image  # (PIL)
 
     out = []
     with torch.no_grad():
