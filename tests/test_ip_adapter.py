@@ -70,3 +70,114 @@ def test_wrong_widths_and_missing_adapters_are_one_line(folders, tmp_path):
     with pytest.raises(ModelLoadError) as mismatch:  # an SDXL adapter does not fit an SD UNet
         load_generator(str(folders["sd"]), size=SIZE, device="cpu", ip_adapter=folders["sdxl-ip"])
     assert str(mismatch.value).count("\n") == 0 and "cannot load the IP-Adapter" in str(mismatch.value)
+
+
+# -- the route through the engine ------------------------------------------------------------------
+
+def _clip_model(width: int = WIDTH):
+    from bci_dream.models.eeg_model import EegModel, EegModelConfig
+    from bci_dream.models.encoder_config import preset
+
+    torch.manual_seed(0)
+    return EegModel(EegModelConfig(encoder=preset("tiny"), cross_attention_dim=None, clip_projection_dim=width))
+
+
+def _window(seed: int = 0):
+    from bci_dream.signal.windower import Window
+
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(128, bool)
+    mask[:16] = True
+    data = np.where(mask[:, None], rng.standard_normal((128, 512)) * 20, 0).astype(np.float32)
+    return Window(data=data, mask=mask, t_end=1.0, sfreq=256.0, index_end=512,
+                  ch_names=tuple(f"c{i}" for i in range(128)))
+
+
+@pytest.fixture()
+def live(tmp_path):
+    from bci_dream.acquisition.live import LiveStream
+    from bci_dream.acquisition.xdf_replay import XdfReplaySource
+    from bci_dream.io.xdf_writer import XdfWriter
+
+    path = tmp_path / "tiny.xdf"
+    with XdfWriter(path) as w:
+        sid = w.add_stream("EEG", "EEG", 2, 250.0, channel_labels=["Fz", "Cz"])
+        w.write_samples(sid, np.zeros((10, 2), np.float32), np.arange(10) / 250.0)
+    stream = LiveStream(XdfReplaySource(path, speed=0))
+    stream.open()
+    return stream
+
+
+@pytest.fixture(scope="module")
+def bank():
+    from bci_dream.generation.image_bank import ImageBank
+
+    stimuli = Path(__file__).resolve().parents[1] / "calibration" / "stimuli" / "shapes-colours"
+    images = sorted(str(p) for p in stimuli.rglob("*.png"))[:6]
+    return ImageBank(torch.randn(len(images), WIDTH, generator=torch.Generator().manual_seed(5)) * 3,
+                     tuple(images), "tiny-clip")
+
+
+def test_the_ip_adapter_route_through_the_engine_records_its_route_and_bank(folders, live, bank, tmp_path):
+    from bci_dream.runtime.engine import Engine
+    from bci_dream.runtime.frame_writer import FrameWriter
+    from bci_dream.runtime.routes import IP_ADAPTER, RouteSettings
+
+    g = load_generator(str(folders["sdxl"]), size=SIZE, seed=3, device="cpu", ip_adapter=folders["sdxl-ip"])
+    engine = Engine(live, _clip_model(), g, untrained_conditioning=True, interpolation_steps=1,
+                    route=RouteSettings(IP_ADAPTER, bank=bank, k=3, temperature=0.1))
+    writer = FrameWriter(tmp_path / "out")
+    engine.add_listener(writer)
+    first = engine.process(_window(0))
+    again = Engine(live, _clip_model(), g, untrained_conditioning=True,
+                   route=RouteSettings(IP_ADAPTER, bank=bank, k=3, temperature=0.1)).process(_window(0))
+    assert np.array_equal(pixels(first[0]), pixels(again[0]))  # the same window and seed, the same image
+    frames = engine.process(_window(1))
+    assert [f.record.interpolated for f in frames] == [True, False]  # on the sphere between the two embeddings
+    writer.close()
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "out" / "frames.jsonl").read_text().splitlines()]
+    assert records and all(r["route"] == "ip-adapter" and len(r["bank_images"]) == 3 for r in records)
+    assert all(name in bank.images for r in records for name in r["bank_images"])
+
+
+def test_retrieval_shows_the_nearest_bank_image_itself(folders, live, bank):
+    from bci_dream.runtime.engine import Engine
+    from bci_dream.runtime.routes import RETRIEVAL, RouteError, RouteSettings
+
+    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu")
+    model = _clip_model()
+    engine = Engine(live, model, g, untrained_conditioning=True, route=RouteSettings(RETRIEVAL, bank=bank))
+    frame = engine.process(_window(2))[0]
+    shown = frame.record.bank_images
+    assert len(shown) == 1 and frame.record.route == "retrieval" and frame.record.denoise_ms == 0
+    assert frame.record.labels == ["untrained conditioning", "retrieved from the image bank, not generated"]
+    assert frame.image.size == (SIZE, SIZE)
+    from PIL import ImageOps
+
+    from bci_dream.io.image_file import read_image
+
+    assert np.array_equal(np.asarray(frame.image), np.asarray(ImageOps.fit(read_image(shown[0]), (SIZE, SIZE))))
+    with pytest.raises(RouteError, match="needs an image bank"):
+        Engine(live, model, g, route=RouteSettings(RETRIEVAL))
+
+
+def test_routes_that_do_not_fit_are_refused_in_one_line(folders, live, bank):
+    from bci_dream.runtime.engine import Engine
+    from bci_dream.runtime.routes import IP_ADAPTER, RouteError, RouteSettings, slerp
+
+    with_adapter = load_generator(str(folders["sd"]), size=SIZE, device="cpu", ip_adapter=folders["sd-ip"])
+    plain = load_generator(str(folders["sd"]), size=SIZE, device="cpu")
+    cases = [(_clip_model(16), with_adapter, "width 16, but the IP-Adapter of"),
+             (_clip_model(), plain, "needs a generator with an IP-Adapter")]
+    for model, g, said in cases:
+        with pytest.raises(RouteError) as info:
+            Engine(live, model, g, route=RouteSettings(IP_ADAPTER))
+        assert said in str(info.value) and str(info.value).count("\n") == 0
+    narrow = type(bank)(bank.embeddings[:, :8], bank.images, bank.clip_model)
+    with pytest.raises(RouteError, match="width 8, but the EEG model's CLIP head predicts width 24"):
+        Engine(live, _clip_model(), with_adapter, route=RouteSettings(IP_ADAPTER, bank=narrow))
+    a, b = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 1.0])
+    mid = slerp(a, b, 0.5)
+    assert float(mid.norm()) == pytest.approx(2.0) and float(mid[0]) == pytest.approx(float(mid[1]))

@@ -1,4 +1,4 @@
-"""One window at a time through encoder + conditioning head, as fast as the device allows.
+"""One window at a time through encoder + conditioning head (or CLIP head), as fast as the device allows.
 
 The live engine encodes a single window [C, T] every hop. At batch 1 a transformer is bound by
 kernel launches rather than arithmetic, so on CUDA the model runs in bf16 and its whole forward
@@ -17,13 +17,18 @@ from bci_dream.models.eeg_model import EegModel
 
 log = logging.getLogger(__name__)
 
+#: What the encoder can output: the DreamDiffusion route's prompt embeddings or the IP-Adapter route's CLIP vector.
+OUTPUTS = ("prompt_embeds", "clip_embeds")
+
 
 class PromptEncoder:
-    """Callable ``(window [C, T] float32, mask [C] bool) → prompt_embeds [1, 77, D]`` on ``device``.
+    """Callable ``(window [C, T] float32, mask [C] bool) → prompt_embeds [1, 77, D]`` on ``device`` (or, with
+    ``output="clip_embeds"``, the CLIP image embedding [1, P] of the IP-Adapter route).
 
     Args:
-        model: an :class:`EegModel` with a conditioning head (it is moved to ``device`` and put in eval mode;
+        model: an :class:`EegModel` with the head ``output`` needs (it is moved to ``device`` and put in eval mode;
             on CUDA it is converted to ``dtype``).
+        output: ``"prompt_embeds"`` (the conditioning head) or ``"clip_embeds"`` (the CLIP head).
         device: where the model runs.
         dtype: CUDA precision (default bf16); the CPU always runs float32.
         cuda_graph: capture the forward in a CUDA graph on CUDA (falls back to eager, said once, if the
@@ -33,11 +38,15 @@ class PromptEncoder:
     """
 
     def __init__(self, model: EegModel, device: str | torch.device = "cpu", *, dtype: torch.dtype = torch.bfloat16,
-                 cuda_graph: bool = True) -> None:
+                 cuda_graph: bool = True, output: str = "prompt_embeds") -> None:
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        self.output = output
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.dtype = dtype if self.cuda else torch.float32
         self.model = model.eval().to(self.device, self.dtype)
+        self._forward = getattr(self.model, output)
         cfg = model.config.encoder
         self.shape = (cfg.n_channels, cfg.n_samples)
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -62,22 +71,23 @@ class PromptEncoder:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # warm-up off the default stream, as torch.cuda.graphs asks
             for _ in range(3):
-                self.model.prompt_embeds(self._x, self._mask)
+                self._forward(self._x, self._mask)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._out = self.model.prompt_embeds(self._x, self._mask)
+            self._out = self._forward(self._x, self._mask)
         self._graph = graph
 
     @torch.inference_mode()
     def __call__(self, window: np.ndarray, mask: np.ndarray) -> torch.Tensor:
-        """``window`` [C, T] (normalised, float32) and ``mask`` [C] (bool) → [1, 77, D] in the model's dtype."""
+        """``window`` [C, T] (normalised, float32) and ``mask`` [C] (bool) → [1, 77, D] (or [1, P]) in the model's
+        dtype."""
         if tuple(window.shape) != self.shape:
             self.model.encoder.check_input(torch.from_numpy(np.asarray(window, np.float32)), None)  # raises, names both
         x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None]
         m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None]
         if self._graph is None:
-            return self.model.prompt_embeds(x.to(self.device, self.dtype), m.to(self.device, self.dtype))
+            return self._forward(x.to(self.device, self.dtype), m.to(self.device, self.dtype))
         self._x.copy_(x)
         self._mask.copy_(m)
         self._graph.replay()

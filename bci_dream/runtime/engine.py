@@ -36,6 +36,15 @@ from bci_dream.models.channel_naming import naming_that_fits
 from bci_dream.models.eeg_model import EegModel
 from bci_dream.models.prompt_encoder import PromptEncoder
 from bci_dream.models.window_spec import channel_mismatch
+from bci_dream.runtime.routes import (
+    DREAMDIFFUSION,
+    RETRIEVAL,
+    BankImages,
+    RouteSettings,
+    between,
+    check_route,
+    condition,
+)
 from bci_dream.signal.channels import ChannelNaming
 from bci_dream.signal.normalize import normalize_window
 from bci_dream.signal.windower import Window
@@ -46,6 +55,7 @@ log = logging.getLogger(__name__)
 TRIM_INTERVAL_S = 30.0
 PREVIEW_LABEL = "untrained preview model"
 UNTRAINED_CONDITIONING_LABEL = "untrained conditioning"
+RETRIEVAL_LABEL = "retrieved from the image bank, not generated"
 
 
 class ImageGenerator(Protocol):
@@ -67,7 +77,9 @@ class FrameRecord:
     Times are milliseconds except ``t_end`` (LSL clock seconds of the window's last EEG sample) and ``gap_s`` (the
     longest gap inside the window, seconds: samples that never arrived; 0 without one).
     ``latency_ms`` runs from that sample to the moment the image was ready (None when the stream's stamps
-    run ahead of the clock, as in a replay faster than real time).
+    run ahead of the clock, as in a replay faster than real time). ``route`` is how the image was made
+    (:data:`bci_dream.runtime.routes.ROUTES`); ``bank_images`` the bank images the embedding was pulled towards,
+    nearest first (the one shown, for retrieval).
     """
 
     index: int
@@ -85,6 +97,8 @@ class FrameRecord:
     seed: int = 0
     labels: list[str] = field(default_factory=list)
     gap_s: float = 0.0
+    route: str = DREAMDIFFUSION
+    bank_images: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,21 +185,30 @@ class Engine:
         max_errors: generation stops after this many failed windows in a row (said to the error listeners).
         channel_naming: the naming the EEG model was trained with; used for the windows when the stream has no
             naming of its own and it fits the stream's channels.
+        route: how embeddings become images (:class:`~bci_dream.runtime.routes.RouteSettings`: DreamDiffusion's
+            prompt embeddings, the IP-Adapter's CLIP embedding with an optional image-bank prior, or retrieval).
     """
 
     def __init__(self, live: LiveStream, eeg_model: EegModel, generator: ImageGenerator, *, hop_s: float = defaults.HOP_S,
                  similarity_threshold: float = defaults.SIMILARITY_THRESHOLD, interpolation_steps: int = 0,
                  untrained_conditioning: bool = False, device: str | torch.device = "cpu",
                  encoder: PromptEncoder | None = None, max_errors: int = 5,
-                 channel_naming: ChannelNaming | None = None) -> None:
-        check_widths(eeg_model, generator)
+                 channel_naming: ChannelNaming | None = None, route: RouteSettings | None = None) -> None:
+        self.route = route if route is not None else RouteSettings()
+        if self.route.uses_clip:
+            check_route(self.route, eeg_model, generator)
+        else:
+            check_widths(eeg_model, generator)
         mismatch = band_pass_mismatch(eeg_model.config.preprocessing.bandpass, live.filters)
         if mismatch is not None and not untrained_conditioning:
             raise CheckpointError(mismatch)
         self.live = live
         self.device = torch.device(device)
-        self.encoder = encoder if encoder is not None and encoder.model is eeg_model else PromptEncoder(eeg_model,
-                                                                                                     self.device)
+        output = "clip_embeds" if self.route.uses_clip else "prompt_embeds"
+        reuse = encoder is not None and encoder.model is eeg_model and encoder.output == output
+        self.encoder = encoder if reuse else PromptEncoder(eeg_model, self.device, output=output)
+        self._bank_images = BankImages(self.route.bank, generator.size) \
+            if self.route.route == RETRIEVAL and self.route.bank is not None else None
         self.model = self.encoder.model
         self.max_errors = max_errors
         self.error: Exception | None = None  # what stopped generation, after max_errors in a row
@@ -200,8 +223,10 @@ class Engine:
         self._keep_trained_channels(eeg_model.config.preprocessing.channels, untrained_conditioning)
         self.similarity_threshold = similarity_threshold
         self.interpolation_steps = interpolation_steps
-        self.labels = ([PREVIEW_LABEL] if generator.is_preview else []) + \
-            ([UNTRAINED_CONDITIONING_LABEL] if untrained_conditioning else [])
+        retrieval = self.route.route == RETRIEVAL
+        self.labels = ([PREVIEW_LABEL] if generator.is_preview and not retrieval else []) + \
+            ([UNTRAINED_CONDITIONING_LABEL] if untrained_conditioning else []) + \
+            ([RETRIEVAL_LABEL] if retrieval else [])
         self.stats = EngineStats()
         self._listeners: list[Callable[[Frame], None]] = []
         self._slot = LatestSlot()
@@ -209,6 +234,7 @@ class Engine:
         self.ready = threading.Event()  # set once the generation thread takes windows (after any warm-up)
         self._threads: list[threading.Thread] = []
         self._last_embeds: torch.Tensor | None = None
+        self._bank_row = 0  # the nearest bank image of the last window (retrieval shows it)
         self._frame_index = 0
 
     def _keep_trained_channels(self, trained: Sequence[str] | None, untrained: bool) -> None:
@@ -300,8 +326,8 @@ class Engine:
 
     @torch.inference_mode()
     def encode(self, window: Window) -> torch.Tensor | None:
-        """Normalised window → prompt embeddings [1, 77, D] on the model's device (not waited for); None if the
-        window is not finite."""
+        """Normalised window → prompt embeddings [1, 77, D] (the CLIP embedding [1, P] on the CLIP routes) on the
+        model's device (not waited for); None if the window is not finite."""
         data = normalize_window(window.data, window.mask)
         if not np.isfinite(data).all():
             return None
@@ -313,6 +339,11 @@ class Engine:
         record = self._record(window)
         t0 = time.perf_counter()
         embeds = self.encode(window)
+        if embeds is not None and self.route.bank is not None:
+            conditioning = condition(self.route, embeds)
+            embeds = conditioning.embeds
+            record.bank_images = [self.route.bank.images[i] for i in conditioning.bank_rows]
+            self._bank_row = conditioning.bank_rows[0]
         previous = self._last_embeds
         finite, record.similarity = gate_values(embeds, previous) if embeds is not None else (False, None)
         record.encode_ms = (time.perf_counter() - t0) * 1000
@@ -328,15 +359,22 @@ class Engine:
                 if stop is not None and stop.is_set():
                     break
                 alpha = k / (self.interpolation_steps + 1)
-                between = self._record(window)
-                between.interpolated = True
-                frames.append(self._generate(torch.lerp(previous, embeds, alpha), between))
+                mid = self._record(window)
+                mid.interpolated, mid.bank_images = True, list(record.bank_images)
+                frames.append(self._generate(between(self.route, previous, embeds, alpha), mid))
         self._last_embeds = embeds
         frames.append(self._generate(embeds, record))
         return frames
 
     def _generate(self, embeds: torch.Tensor, record: FrameRecord) -> Frame:
-        out = self.generator.generate(embeds)
+        if self._bank_images is not None:  # retrieval: the nearest bank image itself
+            record.latency_ms = _latency_ms(record.t_end)
+            self.stats.frames += 1
+            return self._emit(Frame(self._bank_images.image(self._bank_row), record))
+        if self.route.uses_clip:
+            out = self.generator.generate_from_image_embeds(embeds)
+        else:
+            out = self.generator.generate(embeds)
         record.denoise_ms, record.decode_ms = out.denoise_ms, out.decode_ms
         record.latency_ms = _latency_ms(record.t_end)
         self.stats.frames += 1
@@ -344,7 +382,8 @@ class Engine:
 
     def _record(self, window: Window) -> FrameRecord:
         return FrameRecord(index=-1, t_end=window.t_end, index_end=window.index_end, gap_s=window.gap_s,
-                           model=self.generator.model_id, seed=self.generator.seed, labels=list(self.labels))
+                           model=self.generator.model_id, seed=self.generator.seed, labels=list(self.labels),
+                           route=self.route.route)
 
     @staticmethod
     def _skipped(record: FrameRecord, reason: str) -> FrameRecord:
