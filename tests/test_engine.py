@@ -172,7 +172,7 @@ def test_headless_commands_write_images_and_frames(command, tmp_path, shared_dat
     assert made and all((out / f"{r['index']:06d}.png").is_file() for r in made)
     assert all(PREVIEW_LABEL in r["labels"] for r in records)
     assert "frames/s" in proc.stdout and "latency p50" in proc.stdout and PREVIEW_LABEL in proc.stdout
-    assert "model tiny · EEG model untrained" in proc.stdout
+    assert "model tiny · route dreamdiffusion · EEG model untrained" in proc.stdout
 
 
 def test_headless_needs_an_output_folder():

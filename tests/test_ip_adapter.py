@@ -181,3 +181,83 @@ def test_routes_that_do_not_fit_are_refused_in_one_line(folders, live, bank):
     a, b = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 1.0])
     mid = slerp(a, b, 0.5)
     assert float(mid.norm()) == pytest.approx(2.0) and float(mid[0]) == pytest.approx(float(mid[1]))
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+def _cli(*args: str, cache: Path, timeout: int = 180):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "bci_dream.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+
+
+@pytest.fixture(scope="module")
+def clip24(tmp_path_factory) -> Path:
+    from bci_dream.generation.tiny import build_tiny_clip_vision
+
+    return build_tiny_clip_vision(tmp_path_factory.mktemp("clip24") / "clip", projection_dim=WIDTH, seed=0)
+
+
+def test_bank_then_headless_runs_on_the_ip_adapter_and_retrieval_routes(folders, clip24, tmp_path):
+    import json
+
+    stimuli = Path(__file__).resolve().parents[1] / "calibration" / "stimuli" / "shapes-colours"
+    bank = tmp_path / "bank.safetensors"
+    made = _cli("bank", str(stimuli), "-o", str(bank), "--clip-model", str(clip24), "--gpu", "cpu", cache=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert f"48 images from {stimuli}, width {WIDTH}" in made.stdout
+    for route, extra in (("ip-adapter", ["--ip-adapter", str(folders["sdxl-ip"])]), ("retrieval", [])):
+        out = tmp_path / route
+        proc = _cli("run", "--device", "synthetic", "--seconds", "3", "--headless", "--out", str(out), "--model",
+                    str(folders["sdxl"]), "--route", route, "--bank", str(bank), "--bank-k", "2", "--similarity",
+                    "1.1", "--size", str(SIZE), "--gpu", "cpu", *extra, cache=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert f"route {route}, bank of 48 images" in proc.stdout and "Traceback" not in proc.stderr
+        records = [json.loads(x) for x in (out / "frames.jsonl").read_text().splitlines()]
+        shown = [r for r in records if not r["skipped"]]
+        assert shown and all(r["route"] == route for r in records)
+        assert all(len(r["bank_images"]) == (2 if route == "ip-adapter" else 1) for r in shown)
+        assert all((out / f"{r['index']:06d}.png").is_file() for r in shown)
+    wrong = _cli("run", "--device", "synthetic", "--seconds", "1", "--headless", "--out", str(tmp_path / "x"),
+                 "--model", str(folders["sd"]), "--route", "ip-adapter", "--gpu", "cpu", cache=tmp_path)
+    assert wrong.returncode == 1 and wrong.stderr.count("error:") == 1 and "needs an IP-Adapter" in wrong.stderr
+
+
+def test_finetuning_for_the_ip_adapter_route_and_a_checkpoint_given_to_the_other_route(folders, clip24, tmp_path,
+                                                                                       shared_data):
+    from bci_dream.cli import main
+    from bci_dream.core.errors import CheckpointError
+    from bci_dream.generation.session_models import RouteChoice, load_generation_models
+    from bci_dream.models.checkpoint import read_config
+
+    manifest = tmp_path / "pairs.csv"
+    stim = shared_data / "muse-lsl/stim_face_house"
+    assert main(["make-pairs", str(shared_data / "muse-lsl/N170/data_2017-09-13-15.30.01.csv"), "--class",
+                 f"2={stim / 'faces'}", "--class", f"1={stim / 'houses'}", "--round-robin", "-o", str(manifest)]) == 0
+    out = tmp_path / "ip-model"
+    common = ["finetune", "--pairs", str(manifest), "--model", str(folders["sd"]), "--preset", "tiny",
+              "--resolution", "64", "--batch-size", "4", "--max-steps", "2", "--no-progress", "--gpu", "cpu",
+              "--route", "ip-adapter", "--ip-adapter", str(folders["sd-ip"])]
+    from bci_dream.generation.tiny import build_tiny_clip_vision
+    from bci_dream.training.finetune import check_adapter_width
+    from bci_dream.training.settings import FinetuneError
+
+    assert main([*common, "-o", str(tmp_path / "bad"), "--clip-model", str(folders["sd"].parent / "none")]) == 1
+    narrow = build_tiny_clip_vision(tmp_path / "clip16", projection_dim=16)
+    assert main([*common, "-o", str(tmp_path / "narrow"), "--clip-model", str(narrow)]) == 1
+    with pytest.raises(FinetuneError) as refused:  # (what that one line says)
+        check_adapter_width(folders["sd-ip"], 16, str(narrow))
+    assert f"width {WIDTH}, but" in str(refused.value) and "width 16" in str(refused.value)
+    assert main([*common, "-o", str(out), "--clip-model", str(clip24)]) == 0
+    meta = read_config(out)["meta"]
+    assert meta["route"] == "ip-adapter" and meta["adapter"] == "none" and meta["ip_adapter"].endswith(
+        "ip-adapter.safetensors")
+    models = load_generation_models(str(folders["sd"]), out, device="cpu", size=SIZE)  # route and adapter from it
+    assert models.route == "ip-adapter" and models.generator.image_embed_dim == WIDTH
+    assert models.encoder.output == "clip_embeds"
+    with pytest.raises(CheckpointError, match="trained for the ip-adapter route, not for dreamdiffusion"):
+        load_generation_models(str(folders["sd"]), out, device="cpu", size=SIZE,
+                               choice=RouteChoice(route="dreamdiffusion"))

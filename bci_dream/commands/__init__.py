@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "bci_dream.commands.finetune",
     "bci_dream.commands.import_dreamdiffusion",
     "bci_dream.commands.evaluate",
+    "bci_dream.commands.bank",
     "bci_dream.commands.run",
     "bci_dream.commands.models",
     "bci_dream.commands.app",

@@ -191,6 +191,39 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
                    help="torch.compile the UNet and decoder (CUDA); MODE 'reduce-overhead' adds CUDA graphs, the "
                    "fastest measured (about 11 ms from window to 512x512 image on an H100); default mode 'default'")
     add_compute_device_arg(g)
+    if headless:  # (the app conditions through the checkpoint's route)
+        add_route_args(p)
+
+
+#: The conditioning routes (``--route``), as :mod:`bci_dream.runtime.routes` names them.
+ROUTE_NAMES = ("dreamdiffusion", "ip-adapter", "retrieval")
+
+
+def add_route_args(p: argparse.ArgumentParser) -> None:
+    """``--route``, ``--ip-adapter``, ``--ip-adapter-scale``, ``--bank``, ``--bank-k``, ``--bank-temperature``."""
+    g = p.add_argument_group("conditioning route")
+    g.add_argument("--route", choices=ROUTE_NAMES,
+                   help="dreamdiffusion: the EEG model's prompt embeddings in the UNet's cross-attention; ip-adapter: "
+                        "its CLIP image embedding through an IP-Adapter on a frozen model; retrieval: the nearest "
+                        "image of --bank itself (default: the checkpoint's route)")
+    g.add_argument("--ip-adapter", metavar="FILE", help="IP-Adapter weights (or their folder) for --route ip-adapter")
+    g.add_argument("--ip-adapter-scale", type=float, default=1.0, metavar="S",
+                   help="the IP-Adapter's strength (default %(default)s)")
+    g.add_argument("--bank", metavar="FOLDER|FILE", help="image bank: a folder of images or a file from "
+                                                          "'bci-dream bank'; the CLIP embedding is pulled towards it")
+    g.add_argument("--bank-k", type=int, default=5, metavar="K", help="bank images mixed (default %(default)s)")
+    g.add_argument("--bank-temperature", type=float, default=0.05, metavar="T",
+                   help="softmax temperature of their cosines (default %(default)s)")
+    g.add_argument("--bank-clip-model", metavar="MODEL",
+                   help="CLIP model a bank folder is embedded with (default: the checkpoint's)")
+
+
+def route_choice(args: argparse.Namespace):
+    """The :class:`~bci_dream.generation.session_models.RouteChoice` of the command line."""
+    from bci_dream.generation.session_models import RouteChoice  # (torch)
+
+    return RouteChoice(route=args.route, ip_adapter=args.ip_adapter, ip_adapter_scale=args.ip_adapter_scale,
+                       bank=args.bank, clip_model=args.bank_clip_model)
 
 
 def check_headless(args: argparse.Namespace) -> None:
@@ -308,20 +341,25 @@ def run_engine(live, args: argparse.Namespace) -> int:
     from bci_dream.generation.session_models import load_generation_models
     from bci_dream.runtime.engine import Engine
     from bci_dream.runtime.frame_writer import FrameWriter, summary
+    from bci_dream.runtime.routes import RouteSettings
 
     engine = writer = None
     try:
         writer = FrameWriter(args.out)
         models = load_generation_models(args.model, args.checkpoint, device=args.gpu, size=args.size,
-                                        steps=args.steps, seed=args.seed, compile=args.compile or False)
+                                        steps=args.steps, seed=args.seed, compile=args.compile or False,
+                                        choice=route_choice(args))
         generator = models.generator
+        route = RouteSettings(models.route, bank=models.bank, k=args.bank_k, temperature=args.bank_temperature)
         engine = Engine(live, models.eeg_model, generator, hop_s=args.hop, similarity_threshold=args.similarity,
                         interpolation_steps=args.interpolate, untrained_conditioning=models.untrained,
-                        device=generator.device, encoder=models.encoder, channel_naming=models.channel_naming)
+                        device=generator.device, encoder=models.encoder, channel_naming=models.channel_naming,
+                        route=route)
         engine.add_listener(writer)
         if generator.is_preview:
             print("generating with the untrained preview model 'tiny' (SD-Turbo is not available)", flush=True)
-        print(f"model {generator.model_id} · {models.training}", flush=True)
+        bank = f", bank of {len(models.bank)} images" if models.bank is not None else ""
+        print(f"model {generator.model_id} · route {models.route}{bank} · {models.training}", flush=True)
         engine.start()
         if generator.compiled:
             print("compiling the diffusion model for this session (a minute or more the first time) ...", flush=True)

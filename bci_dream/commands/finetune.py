@@ -78,6 +78,12 @@ def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = Fal
                         "windows this long, live too")
     p.add_argument("--offset", type=float, default=d.offset_s, metavar="S",
                    help="epochs start this many seconds after each image onset (default %(default)s)")
+    p.add_argument("--route", choices=("dreamdiffusion", "ip-adapter"), default=d.route,
+                   help="what the model conditions: dreamdiffusion (its prompt embeddings in the UNet's "
+                        "cross-attention, default) or ip-adapter (its CLIP image embedding through a frozen model's "
+                        "IP-Adapter: the CLIP head alone is trained)")
+    p.add_argument("--ip-adapter", metavar="FILE",
+                   help="for --route ip-adapter: the IP-Adapter to condition (its width is checked, its path saved)")
     p.add_argument("--keep-last", action="store_true",
                    help="keep the last step's weights (default: those of the validation with the best held-out "
                         "identification, the starting point included)")
@@ -101,7 +107,7 @@ def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0) -> F
         batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, resolution=args.resolution,
         val_fraction=val_fraction, epoch_s=args.epoch, offset_s=args.offset, seed=args.seed, device=args.gpu,
         checkpoint_every=max(1, args.checkpoint_every), eval_every=max(1, args.eval_every),
-        select_best=not args.keep_last)
+        select_best=not args.keep_last, route=args.route, ip_adapter=args.ip_adapter)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import torch
 
 from bci_dream.core.errors import CheckpointError
 from bci_dream.generation.generator import Generator, load_generator
+from bci_dream.generation.image_bank import ImageBank, build_bank, load_bank
 from bci_dream.generation.models import AUTO
 from bci_dream.loading.unet_adapter import has_unet_adapter
 from bci_dream.models.channel_naming import saved_naming
@@ -31,6 +32,29 @@ log = logging.getLogger(__name__)
 
 #: Meta stages of checkpoints whose conditioning was trained on EEG-image pairs.
 TRAINED_STAGES = ("finetune", "calibrate")
+#: Conditioning routes (see :mod:`bci_dream.runtime.routes`), as checkpoints and the command line name them.
+ROUTES = ("dreamdiffusion", "ip-adapter", "retrieval")
+CLIP_ROUTES = ROUTES[1:]
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    """The route the user asks for (the command line's ``--route``, ``--ip-adapter``, ``--bank`` ...).
+
+    Attributes:
+        route: one of :data:`ROUTES`, or None: the checkpoint's (its meta ``route``), else ``ip-adapter`` when an
+            IP-Adapter is given, else ``dreamdiffusion``.
+        ip_adapter: the IP-Adapter file or folder (None: the one the checkpoint names, if any).
+        ip_adapter_scale: its strength.
+        bank: an image bank: a ``.safetensors`` file or a folder of images (None: none; retrieval needs one).
+        clip_model: the CLIP model a folder bank is embedded with (None: the checkpoint's).
+    """
+
+    route: str | None = None
+    ip_adapter: str | None = None
+    ip_adapter_scale: float = 1.0
+    bank: str | None = None
+    clip_model: str | None = None
 
 
 @dataclass
@@ -48,6 +72,7 @@ class GenerationModels:
             or None.
         training: one line on how the EEG model was trained and how it scored on held-out trials
             (:func:`describe_training`), shown beside the model's name.
+        route: the conditioning route (:data:`ROUTES`); bank: its image bank, or None.
     """
 
     generator: Generator
@@ -58,6 +83,8 @@ class GenerationModels:
     checkpoint: Path | None = None
     channel_naming: ChannelNaming | None = None
     training: str = "EEG model untrained"
+    route: str = "dreamdiffusion"
+    bank: ImageBank | None = None
 
 
 def describe_training(checkpoint: str | os.PathLike | None) -> str:
@@ -117,23 +144,30 @@ def unet_adapter_of(checkpoint: str | os.PathLike | None) -> str | None:
 
 
 def eeg_model_for(cross_attention_dim: int, checkpoint: str | os.PathLike | None = None, *,
-                  preset_name: str = "small", seed: int = 0) -> tuple[EegModel, bool]:
-    """The EEG model to condition a UNet of ``cross_attention_dim``: from ``checkpoint`` (or a subject folder)
-    when given, else a randomly initialised ``preset_name`` model. Returns (model, untrained_conditioning).
+                  preset_name: str = "small", seed: int = 0, clip_width: int | None = None) -> tuple[EegModel, bool]:
+    """The EEG model to condition a UNet of ``cross_attention_dim`` (or, with ``clip_width``, to predict CLIP
+    embeddings of that width: the CLIP routes): from ``checkpoint`` (or a subject folder) when given, else a randomly
+    initialised ``preset_name`` model. Returns (model, untrained_conditioning).
 
     Raises:
-        CheckpointError: the checkpoint cannot be read or has no conditioning head.
+        CheckpointError: the checkpoint cannot be read or lacks the head the route needs.
     """
     if checkpoint is None:
         torch.manual_seed(seed)
         log.warning("no EEG checkpoint given: the conditioning is untrained (images do not follow the EEG yet)")
+        if clip_width is not None:
+            return EegModel(EegModelConfig(preset(preset_name), cross_attention_dim=None,
+                                           clip_projection_dim=clip_width)), True
         return EegModel(EegModelConfig(preset(preset_name), cross_attention_dim=cross_attention_dim,
                                        clip_projection_dim=None)), True
     folder = checkpoint_of(checkpoint)
     model, raw = load_checkpoint(folder)
-    if model.conditioning is None:
-        raise CheckpointError(f"{folder} has no conditioning head (a pretraining checkpoint?); "
-                              "fine-tune it with 'bci-dream finetune' first")
+    if clip_width is not None and model.clip is None:
+        raise CheckpointError(f"{folder} has no CLIP head, which the CLIP-embedding routes need; fine-tune it with "
+                              "'bci-dream finetune --route ip-adapter', or use --route dreamdiffusion")
+    if clip_width is None and model.conditioning is None:
+        raise CheckpointError(f"{folder} has no conditioning head (a pretraining checkpoint, or one trained for the "
+                              "ip-adapter route?); fine-tune it with 'bci-dream finetune', or give --route ip-adapter")
     meta = raw.get("meta", {})
     trained = meta.get("stage") in TRAINED_STAGES or meta.get("source_file")
     return model, not trained
@@ -153,26 +187,71 @@ def check_widths(eeg_model: EegModel, generator, checkpoint: str | os.PathLike |
 def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os.PathLike | None = None, *,
                            device: str = "auto", size: int | None = None, steps: int | None = None, seed: int = 0,
                            compile: bool | str = False, progress: bool = True,
-                           reuse: GenerationModels | None = None) -> GenerationModels:
+                           reuse: GenerationModels | None = None,
+                           choice: RouteChoice = RouteChoice()) -> GenerationModels:
     """Load the diffusion ``model`` (with the UNet adapter of ``checkpoint``, if it has one) and the EEG model
     of ``checkpoint`` (random when None: labelled untrained).
 
     A compiled generator is not warmed up here: it warms up on the thread that generates (torch.compile's
     CUDA graphs belong to the thread that recorded them). ``reuse``: models loaded before, whose generator is
-    kept when it carries the same UNet adapter (the EEG model is always loaded afresh).
+    kept when it carries the same UNet adapter (the EEG model is always loaded afresh). ``choice``: the
+    conditioning route (:class:`RouteChoice`; by default the checkpoint's).
 
     Raises:
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
     """
-    adapter = unet_adapter_of(checkpoint)
-    if reuse is not None and reuse.adapter == adapter:
+    meta = read_config(checkpoint_of(checkpoint)).get("meta", {}) if checkpoint is not None else {}
+    route = choose_route(choice, meta)
+    ip_adapter = (choice.ip_adapter or meta.get("ip_adapter")) if route == "ip-adapter" else None
+    if route == "ip-adapter" and ip_adapter is None:
+        raise CheckpointError("the ip-adapter route needs an IP-Adapter: give --ip-adapter FILE (e.g. "
+                              "ip-adapter_sdxl_vit-h.safetensors for SDXL-Turbo)")
+    adapter = unet_adapter_of(checkpoint) if route == "dreamdiffusion" else None
+    if reuse is not None and reuse.adapter == adapter and reuse.route == route == "dreamdiffusion":
         generator = reuse.generator
     else:
         generator = load_generator(model, device=device, size=size, steps=steps, seed=seed, compile=compile,
-                                   warmup=False if compile else None, adapter=adapter, progress=progress)
-    eeg_model, untrained = eeg_model_for(generator.cross_attention_dim, checkpoint, seed=seed)
-    check_widths(eeg_model, generator, checkpoint)
-    encoder = PromptEncoder(eeg_model, generator.device)
+                                   warmup=False if compile else None, adapter=adapter, progress=progress,
+                                   ip_adapter=ip_adapter, ip_adapter_scale=choice.ip_adapter_scale)
+    bank = _bank(choice, meta, checkpoint)
+    clip_width = None
+    if route in CLIP_ROUTES:
+        clip_width = generator.image_embed_dim if route == "ip-adapter" else (bank.width if bank else None)
+    eeg_model, untrained = eeg_model_for(generator.cross_attention_dim, checkpoint, seed=seed, clip_width=clip_width)
+    if route == "dreamdiffusion":
+        check_widths(eeg_model, generator, checkpoint)
+    encoder = PromptEncoder(eeg_model, generator.device,
+                            output="clip_embeds" if route in CLIP_ROUTES else "prompt_embeds")
     naming = saved_naming(read_config(checkpoint_of(checkpoint))) if checkpoint is not None else None
     return GenerationModels(generator, eeg_model, untrained, encoder, adapter,
-                            Path(checkpoint) if checkpoint is not None else None, naming, describe_training(checkpoint))
+                            Path(checkpoint) if checkpoint is not None else None, naming, describe_training(checkpoint),
+                            route, bank)
+
+
+def choose_route(choice: RouteChoice, meta: dict) -> str:
+    """The route of a session: the one asked for, else the checkpoint's, else ``ip-adapter`` when an IP-Adapter is
+    given, else ``dreamdiffusion``; a checkpoint trained for one route given to the other is refused in one line."""
+    trained = meta.get("route")
+    route = choice.route or trained or ("ip-adapter" if choice.ip_adapter else "dreamdiffusion")
+    if route not in ROUTES:
+        raise CheckpointError(f"unknown route '{route}'; choose {', '.join(ROUTES)}")
+    if trained is not None and (trained == "dreamdiffusion") != (route == "dreamdiffusion"):
+        raise CheckpointError(f"the EEG model was trained for the {trained} route, not for {route}: give "
+                              f"--route {trained}, or fine-tune a model for {route}")
+    return route
+
+
+def _bank(choice: RouteChoice, meta: dict, checkpoint) -> ImageBank | None:
+    """The image bank the command line names, checked against (or embedded with) the checkpoint's CLIP model."""
+    if choice.bank is None:
+        if choice.route == "retrieval":
+            raise CheckpointError("the retrieval route needs an image bank: give --bank FOLDER or FILE")
+        return None
+    clip_model = choice.clip_model or meta.get("clip_model")
+    source = Path(choice.bank)
+    if source.is_dir() and clip_model is None:
+        raise CheckpointError(f"embedding the images of {source} needs the CLIP model the EEG model was trained "
+                              "against: give --clip-model, or a bank file made by 'bci-dream bank'")
+    if source.is_dir():
+        return build_bank(source, clip_model)
+    return load_bank(source, clip_model=clip_model)

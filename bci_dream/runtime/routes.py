@@ -19,12 +19,12 @@ import torch
 
 from bci_dream.core.errors import BciDreamError
 from bci_dream.generation.image_bank import TEMPERATURE, TOP_K, ImageBank, apply_prior
+from bci_dream.generation.session_models import ROUTES
 from bci_dream.io.image_file import read_image
 
 log = logging.getLogger(__name__)
 
-DREAMDIFFUSION, IP_ADAPTER, RETRIEVAL = "dreamdiffusion", "ip-adapter", "retrieval"
-ROUTES = (DREAMDIFFUSION, IP_ADAPTER, RETRIEVAL)
+DREAMDIFFUSION, IP_ADAPTER, RETRIEVAL = ROUTES
 
 
 class RouteError(BciDreamError):

@@ -54,6 +54,7 @@ from bci_dream.core.files import write_atomically
 from bci_dream.io.image_file import read_image
 from bci_dream.loading.compute_device import resolve_device
 from bci_dream.loading.diffusion_parts import DiffusionParts, load_diffusion_parts
+from bci_dream.loading.ip_adapter import ip_adapter_file
 from bci_dream.loading.unet_adapter import (
     CROSS_ATTENTION_FILE,
     LORA_FOLDER,
@@ -284,6 +285,8 @@ class Finetuner:
         self.clip_model, self.clip_processor = load_clip_vision(settings.clip_model, device="cpu")
         cross_dim = int(self.parts.unet.config.cross_attention_dim)
         clip_dim = int(self.clip_model.config.projection_dim)
+        if settings.ip_adapter is not None:
+            check_adapter_width(settings.ip_adapter, clip_dim, settings.clip_model)
 
         if resume:
             self.eeg_model, _ = load_checkpoint(self.output)
@@ -312,7 +315,9 @@ class Finetuner:
         overlap = epoch_overlap(pairs_list, cfg.encoder.window_seconds, settings.offset_s)
         if overlap:
             log.warning("%s", overlap)
-        self.uses_unet = settings.diffusion_weight > 0
+        self.uses_unet = settings.diffusion_weight > 0 and settings.route == "dreamdiffusion"
+        if settings.route == "ip-adapter" and settings.diffusion_weight > 0:
+            log.info("route ip-adapter: the CLIP head is trained alone (no diffusion loss, the UNet stays frozen)")
         self.objective, self.train_timesteps = resolve_objective(settings, self.parts) if self.uses_unet else \
             ("none", [])
         self.targets = encode_images(self.data.images, self.parts, self.clip_model, self.clip_processor,
@@ -523,7 +528,8 @@ class Finetuner:
                 "init": str(self.init) if self.init else None, "n_train": len(self.data.train),
                 "n_val": len(self.data.val), **scores, "settings": asdict(s),
                 "channel_naming": self.naming.to_dict() if self.naming is not None else None,
-                "selection": self.selection, "adapter_used": self.adapter_used, "adapter_choice": self.adapter_choice}
+                "selection": self.selection, "adapter_used": self.adapter_used, "adapter_choice": self.adapter_choice,
+                "route": s.route, "ip_adapter": str(Path(s.ip_adapter).resolve()) if s.ip_adapter else None}
 
     def save(self, scores: dict[str, float] | None = None) -> None:
         """Write the EEG model, the UNet adapter and the training state to the output folder."""
@@ -567,7 +573,7 @@ class Finetuner:
         with self._autocast():
             tokens = self.eeg_model.embed(x, mask) if self._input_learns else self._frozen_tokens(index)
             diffusion = clip = zero
-            if s.diffusion_weight > 0:
+            if self.uses_unet:
                 prompt_embeds = self.eeg_model.conditioning(tokens)
                 latents = self.targets.latents(images, generator)
                 if self.objective == "inference":
@@ -785,6 +791,23 @@ class Finetuner:
         return FinetuneResult(self.output, self.step, loss_v, diff_v, clip_v, scores.get("val_clip_cosine"),
                               len(self.data.train), len(self.data.val), scores.get("val_class_accuracy"),
                               scores.get("val_class_chance"))
+
+
+def check_adapter_width(ip_adapter: str | os.PathLike, clip_dim: int, clip_model: str) -> None:
+    """Raise :class:`FinetuneError` when the IP-Adapter's image-embedding width is not the CLIP model's (both
+    named): the CLIP head would predict embeddings the adapter cannot take."""
+    from safetensors import SafetensorError, safe_open
+
+    path = ip_adapter_file(ip_adapter)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            width = int(f.get_slice("image_proj.proj.weight").get_shape()[1])
+    except (OSError, SafetensorError, KeyError, IndexError) as e:
+        raise FinetuneError(f"cannot read the image projection of the IP-Adapter {path}: {e}") from e
+    if width != clip_dim:
+        raise FinetuneError(f"the IP-Adapter {path.name} takes CLIP image embeddings of width {width}, but "
+                            f"{clip_model} embeds images in width {clip_dim}; give the CLIP model of the adapter's "
+                            "image encoder (ViT-H/14 for the SDXL and plus adapters)")
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

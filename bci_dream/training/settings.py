@@ -35,6 +35,8 @@ OBJECTIVES = ("auto", "inference", "denoise")
 #: CLIP alignment losses: ``cosine`` (1 − cosine to the image shown), ``infonce`` (contrastive, the other training
 #: images as negatives, learned temperature), ``both`` (their sum).
 ALIGNMENTS = ("cosine", "infonce", "both")
+#: The routes a model is fine-tuned for (retrieval uses the ip-adapter route's CLIP head).
+TRAINING_ROUTES = ("dreamdiffusion", "ip-adapter")
 
 
 class FinetuneError(BciDreamError):
@@ -78,6 +80,11 @@ class FinetuneSettings:
             identification, not those of the last step (only with validation windows).
         adapter_by_validation: generation uses the UNet's LoRA adapter only when it lowers the held-out diffusion
             loss against the same UNet without it (only with validation windows; else it is used).
+        route: the conditioning route the model is trained for: ``dreamdiffusion`` (the conditioning head, the
+            diffusion loss) or ``ip-adapter`` (the CLIP head alone, for a frozen model's IP-Adapter: no diffusion
+            loss, no UNet adapter).
+        ip_adapter: for the ``ip-adapter`` route, the IP-Adapter the model will condition (its image-embedding width
+            is checked against the CLIP model's; its path is saved for the live commands).
     """
     model: str = defaults.DIFFUSION_MODEL
     clip_model: str = defaults.CLIP_MODEL
@@ -109,6 +116,8 @@ class FinetuneSettings:
     eval_every: int = 100
     select_best: bool = True
     adapter_by_validation: bool = True
+    route: str = "dreamdiffusion"
+    ip_adapter: str | None = None
 
     def check(self) -> None:
         """Raise :class:`FinetuneError` naming the first setting out of range."""
@@ -136,5 +145,9 @@ class FinetuneSettings:
             raise FinetuneError(f"--epoch must be a positive number of seconds, not {self.epoch_s}")
         if not math.isfinite(self.offset_s):
             raise FinetuneError(f"--offset must be a number of seconds, not {self.offset_s}")
+        if self.route not in TRAINING_ROUTES:
+            raise FinetuneError(f"unknown --route '{self.route}'; choose {', '.join(TRAINING_ROUTES)}")
+        if self.route == "ip-adapter" and self.clip_weight <= 0:
+            raise FinetuneError("--route ip-adapter trains the CLIP head: --clip-weight must be above 0")
         if self.preset not in PRESETS:
             raise FinetuneError(f"unknown --preset '{self.preset}'; presets: {', '.join(PRESETS)}")
