@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,8 +179,9 @@ def test_evaluate_command(tiny_models, manifest, tmp_path, capsys, caplog):
                      "--clip-model", str(tiny_models["clip"]), "--trials", "20", "--json", str(out)])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("EEG->image identification") and lines[2].startswith("generated-image classification")
+    assert lines[0].startswith("EEG->image identification") and lines[3].startswith("generated-image classification")
     assert lines[1].startswith("  averaged over repetitions")  # (images repeat in this manifest)
+    assert lines[2].startswith(f"retrieval among {n_distinct} images: top-1 ")
     assert f"reduced from 50 to {n_distinct}" in caplog.text and "reduced from 50 to 10" in caplog.text
     assert "1 of 30 manifest rows have no generated image" in caplog.text
 
@@ -199,6 +201,31 @@ def test_evaluate_command(tiny_models, manifest, tmp_path, capsys, caplog):
                  "--clip-model", str(tiny_models["clip"]), "--trials", "20", "--json", str(again)]) == 0
     assert json.loads(again.read_text())["identification"] == ident
     assert json.loads(again.read_text())["classification"] is None
+    retrieval = result["retrieval"]
+    assert retrieval["n_candidates"] == n_distinct and retrieval["n_items"] == N_PAIRS
+    assert retrieval["chance1"] == pytest.approx(1 / n_distinct) and retrieval["chance5"] == pytest.approx(5 / n_distinct)
+
+    # a bank's other images are retrieval candidates too
+    from bci_dream.generation.image_bank import build_bank
+
+    stim = Path(pairs[0].image).parents[1]  # faces/ and houses/
+    bank = build_bank(stim, tiny_models["clip"]).save(tmp_path / "bank.safetensors")
+    with_bank = tmp_path / "bank.json"
+    assert main(["evaluate", "--pairs", str(manifest), "--checkpoint", str(tiny_models["eeg"][32]),
+                 "--clip-model", str(tiny_models["clip"]), "--trials", "5", "--bank", str(bank),
+                 "--json", str(with_bank)]) == 0
+    assert json.loads(with_bank.read_text())["retrieval"]["n_candidates"] == len(list(stim.rglob("*.jpg")))
+
+
+def test_retrieval_ranks_the_true_image_among_all_candidates():
+    from bci_dream.training.evaluate import retrieval
+
+    candidates = np.eye(6)
+    eeg = candidates[[0, 1, 2, 3]] + 0.01
+    eeg[3] = candidates[4] * 2  # trial 3 (image 3) lands on image 4: not top-1, but in the top 5
+    r = retrieval(eeg, np.array([0, 1, 2, 3]), candidates)
+    assert (r.top1, r.top5, r.n_candidates) == (0.75, 1.0, 6) and r.chance1 == pytest.approx(1 / 6)
+    assert r.p1 < 0.05
 
 
 def test_evaluate_bad_inputs(tiny_models, manifest, tmp_path, capsys):

@@ -35,6 +35,8 @@ def register(subparsers) -> None:
                    help="seconds from image onset to window start (default: the checkpoint's, as it was trained)")
     add_compute_device_arg(p, old_device_flag=True)
     add_channel_args(p)  # (default: the naming the checkpoint was trained with)
+    p.add_argument("--bank", type=Path, metavar="FILE",
+                   help="an image bank ('bci-dream bank') whose images are retrieval candidates too")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     p.set_defaults(func=handler)
 
@@ -45,7 +47,7 @@ def handler(args: argparse.Namespace) -> int:
     clip_model = None if str(args.clip_model).lower() == "none" else args.clip_model
     report = evaluate(args.pairs, args.checkpoint, generated=args.generated, classifier=args.classifier,
                       clip_model=clip_model, n_way=args.n_way, trials=args.trials, seed=args.seed,
-                      offset_s=args.offset, device=args.gpu, naming=naming_from_args(args))
+                      offset_s=args.offset, device=args.gpu, naming=naming_from_args(args), bank=args.bank)
     for line in report.lines():
         print(line, flush=True)
     if args.json is not None:

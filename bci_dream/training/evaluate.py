@@ -44,6 +44,7 @@ from scipy.stats import binomtest
 
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
+from bci_dream.generation.image_bank import load_bank
 from bci_dream.loading.compute_device import resolve_device
 from bci_dream.loading.vision_models import (
     batched_images,
@@ -104,6 +105,29 @@ class NWayResult:
 IdentificationResult = NWayResult
 
 
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Retrieval of the image shown among all candidate images (the pairs' distinct images, and a bank's).
+
+    Attributes:
+        top1, top5: share of trials whose image is the nearest / among the 5 nearest candidates (by cosine).
+        chance1, chance5: what a random ranking gets (1 / M and min(5, M) / M).
+        p1, p5: one-sided binomial p-values against those chances.
+        n_items: trials; n_candidates: M, the candidate images.
+    """
+    top1: float
+    top5: float
+    chance1: float
+    chance5: float
+    p1: float
+    p5: float
+    n_items: int
+    n_candidates: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class EvaluationReport:
     """Both metrics (either may be None when not computed) and the settings used. ``identification_averaged``:
@@ -112,6 +136,7 @@ class EvaluationReport:
     identification: NWayResult | None = None
     classification: NWayResult | None = None
     identification_averaged: NWayResult | None = None
+    retrieval: RetrievalResult | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -120,6 +145,7 @@ class EvaluationReport:
                 "identification_averaged": self.identification_averaged.to_dict() if self.identification_averaged
                 else None,
                 "classification": self.classification.to_dict() if self.classification else None,
+                "retrieval": self.retrieval.to_dict() if self.retrieval else None,
                 "settings": self.settings, "notes": self.notes}
 
     def lines(self) -> list[str]:
@@ -134,6 +160,11 @@ class EvaluationReport:
             r = self.identification_averaged
             out.append(f"  averaged over repetitions: {r.n_way}-way top-1 accuracy {r.accuracy:.3f} (chance "
                        f"{r.chance:.3f}, p = {r.p_value:.3g}; {r.n_items} images shown more than once)")
+        if self.retrieval is not None:
+            r = self.retrieval
+            out.append(f"retrieval among {r.n_candidates} images: top-1 {r.top1:.3f} (chance {r.chance1:.3f}, "
+                       f"p = {r.p1:.3g}), top-5 {r.top5:.3f} (chance {r.chance5:.3f}, p = {r.p5:.3g}); "
+                       f"{r.n_items} pairs")
         if self.classification is not None:
             r = self.classification
             out.append(f"generated-image classification: {r.n_way}-way top-1 accuracy {r.accuracy:.3f} "
@@ -215,6 +246,29 @@ def n_way_top1(probs_generated: np.ndarray, labels: np.ndarray, n_way: int, tria
         raise ValueError(f"labels must lie in [0, {probs.shape[1]})")
     n = effective_n_way(n_way, probs.shape[1], "classifier classes")
     return float(_n_way_scores(probs, labels, n, trials, rng).mean())
+
+
+def retrieval(eeg_embeds: np.ndarray, truth: np.ndarray, candidates: np.ndarray) -> RetrievalResult:
+    """Top-1 and top-5 retrieval of each trial's image among ``candidates``.
+
+    Args:
+        eeg_embeds: [N, P] the EEG model's CLIP-space embeddings.
+        truth: int [N], each trial's row of ``candidates``.
+        candidates: [M, P] CLIP image embeddings of the candidate images (M >= 2).
+    """
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    m = len(candidates)
+    if m < 2:
+        raise EvaluationError(f"retrieval needs at least 2 candidate images, there is {m}")
+    sims = unit(eeg_embeds) @ unit(candidates).T
+    rank = (sims > sims[np.arange(len(truth)), truth][:, None]).sum(1)  # candidates strictly nearer
+    top1, top5 = float((rank < 1).mean()), float((rank < 5).mean())
+    chance1, chance5 = 1.0 / m, min(5, m) / m
+    return RetrievalResult(top1, top5, chance1, chance5, binomial_p_value(top1, len(truth), chance1),
+                           binomial_p_value(top5, len(truth), chance5) if chance5 < 1 else 1.0, len(truth), m)
 
 
 def n_way_identification(eeg_embeds: np.ndarray, image_embeds: np.ndarray, image_ids: Sequence[Any],
@@ -308,13 +362,15 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
              generated: str | os.PathLike | None = None, classifier: str | None = defaults.CLASSIFIER,
              clip_model: str | None = defaults.CLIP_MODEL, n_way: int = defaults.N_WAY, trials: int = defaults.N_WAY_TRIALS, seed: int = 0,
              offset_s: float | None = None, device: str | None = None,
-             naming: ChannelNaming | None = None) -> EvaluationReport:
+             naming: ChannelNaming | None = None, bank: str | os.PathLike | None = None) -> EvaluationReport:
     """Evaluate the EEG model at ``checkpoint`` on the pairs of ``pairs_manifest``.
 
     Identification runs when ``clip_model`` is given; generated-image classification when
     ``generated`` (a folder of ``{row:05d}.png``) and ``classifier`` are given. Each metric draws
     its distractors from its own random stream seeded by ``seed``.
     ``offset_s``: where epochs start after each onset (s); None: where the checkpoint's training epochs did.
+    With identification also retrieval top-1 / top-5 among the pairs' distinct images, and ``bank``'s (an image bank
+    file made with the same CLIP model).
 
     Raises:
         BciDreamError subclasses: missing or malformed manifest or checkpoint, a checkpoint without a
@@ -363,6 +419,13 @@ def evaluate(pairs_manifest: str | os.PathLike, checkpoint: str | os.PathLike, *
         if averaged is not None:
             report.identification_averaged = n_way_identification(*averaged, n_way, trials,
                                                                   np.random.default_rng([seed, 3]))
+        candidates = np.stack([by_id[i] for i in distinct])
+        if bank is not None:  # the bank's other images are candidates too
+            loaded = load_bank(bank, clip_model=str(clip_model))
+            known = set(distinct)
+            extra = [row for row, path in enumerate(loaded.images) if str(Path(path).resolve()) not in known]
+            candidates = np.concatenate([candidates, loaded.embeddings[extra].numpy()]) if extra else candidates
+        report.retrieval = retrieval(eeg_embeds, np.array([distinct.index(i) for i in ids]), candidates)
         if report.identification.n_way < n_way:
             report.notes.append(f"identification: only {report.identification.n_candidates} distinct images, "
                                 f"n-way reduced from {n_way} to {report.identification.n_way}")
