@@ -261,3 +261,21 @@ def test_finetuning_for_the_ip_adapter_route_and_a_checkpoint_given_to_the_other
     with pytest.raises(CheckpointError, match="trained for the ip-adapter route, not for dreamdiffusion"):
         load_generation_models(str(folders["sd"]), out, device="cpu", size=SIZE,
                                choice=RouteChoice(route="dreamdiffusion"))
+
+
+def test_a_subject_calibrated_for_the_ip_adapter_route_generates_through_it(folders, clip24, tmp_path, shared_data):
+    from bci_dream.cli import main
+    from bci_dream.generation.session_models import load_generation_models
+
+    stim = shared_data / "muse-lsl/stim_face_house"
+    folder = tmp_path / "s01"
+    assert main(["calibrate", "--headless", "--subject", "s01", "--recording",
+                 str(shared_data / "muse-lsl/N170/data_2017-09-13-15.30.01.csv"), "--class", f"2={stim / 'faces'}",
+                 "--class", f"1={stim / 'houses'}", "--round-robin", "--model", str(folders["sd"]), "--clip-model",
+                 str(clip24), "--route", "ip-adapter", "--ip-adapter", str(folders["sd-ip"]), "--preset", "tiny",
+                 "--resolution", "64", "--batch-size", "4", "--max-steps", "2", "--gpu", "cpu", "--subjects-dir",
+                 str(tmp_path), "--no-progress", "--figure-rows", "2"]) == 0
+    assert (folder / "validation.png").is_file()  # drawn through the IP-Adapter
+    models = load_generation_models(str(folders["sd"]), folder, device="cpu", size=SIZE)
+    assert models.route == "ip-adapter" and models.encoder.output == "clip_embeds"
+    assert "for the ip-adapter route" in models.training and "UNet" not in models.training

@@ -181,6 +181,10 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
     validation["notes"] = report.notes
     update_meta(model_dir, validation=validation)  # (the held-out score travels with the checkpoint too)
     figure = None
+    if figure_rows > 0 and settings.route == "ip-adapter" and settings.ip_adapter is None:
+        log.warning("%s: no validation figure: the ip-adapter route draws it through an IP-Adapter (give "
+                    "--ip-adapter FILE)", subject)
+        figure_rows = 0
     if figure_rows > 0:
         _check_cancel(cancel)
         phase("drawing")
@@ -228,8 +232,10 @@ def validation_figure(pairs: Sequence[Pair], checkpoint: Path, settings: Finetun
     """A grid: each row a held-out stimulus beside the image generated from its EEG window (PNG at ``output``)."""
     from PIL import Image, ImageDraw
 
-    generator = load_generator(settings.model, device=settings.device, adapter=unet_adapter_of(checkpoint),
-                               progress=False, warmup=False)
+    clip_route = settings.route == "ip-adapter"
+    generator = load_generator(settings.model, device=settings.device, progress=False, warmup=False,
+                               adapter=None if clip_route else unet_adapter_of(checkpoint),
+                               ip_adapter=settings.ip_adapter if clip_route else None)
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     model = model.eval().to(generator.device)
     eeg, mask, images, labels = pairs_to_arrays(pairs, window_spec_for(model.config), offset_s=settings.offset_s,
@@ -239,9 +245,12 @@ def validation_figure(pairs: Sequence[Pair], checkpoint: Path, settings: Finetun
     draw = ImageDraw.Draw(grid)
     with torch.inference_mode():
         for row, (window, m, image, label) in enumerate(zip(eeg, mask, images, labels)):
-            embeds = model.prompt_embeds(torch.from_numpy(window)[None].to(generator.device),
-                                         torch.from_numpy(m.astype("float32"))[None].to(generator.device))
-            generated = generator.generate(embeds).image
+            x = torch.from_numpy(window)[None].to(generator.device)
+            present = torch.from_numpy(m.astype("float32"))[None].to(generator.device)
+            if clip_route:
+                generated = generator.generate_from_image_embeds(model.clip_embeds(x, present)).image
+            else:
+                generated = generator.generate(model.prompt_embeds(x, present)).image
             y = 10 + row * (cell + 20)
             with Image.open(image) as stimulus:
                 grid.paste(stimulus.convert("RGB").resize((cell, cell)), (10, y + 10))

@@ -100,11 +100,13 @@ def describe_training(checkpoint: str | os.PathLike | None) -> str:
                + ("" if meta.get("source_file") else ", conditioning untrained")
     timesteps = meta.get("timesteps") or []
     objective = meta.get("objective", "denoise")
-    parts = [f"objective {objective}" + (f" (t={','.join(map(str, timesteps))})" if timesteps else ""),
-             f"alignment {meta.get('alignment', 'cosine')}",
-             f"UNet {meta.get('adapter', 'lora')}" + (" (unused: no lower held-out loss)"
-                                                     if meta.get("adapter_used") is False else ""),
-             f"{meta.get('steps', '?')} steps on {meta.get('n_train', '?')} trials", _epochs(raw)]
+    if meta.get("route") in CLIP_ROUTES:  # (the CLIP head alone: no diffusion objective, no UNet adapter)
+        parts = [f"for the {meta['route']} route", f"alignment {meta.get('alignment', 'cosine')}"]
+    else:
+        unused = " (unused: no lower held-out loss)" if meta.get("adapter_used") is False else ""
+        parts = [f"objective {objective}" + (f" (t={','.join(map(str, timesteps))})" if timesteps else ""),
+                 f"alignment {meta.get('alignment', 'cosine')}", f"UNet {meta.get('adapter', 'lora')}{unused}"]
+    parts += [f"{meta.get('steps', '?')} steps on {meta.get('n_train', '?')} trials", _epochs(raw)]
     selection = meta.get("selection") or {}
     if selection.get("selected_step") not in (None, meta.get("steps")):
         parts.append(f"kept step {selection['selected_step']} (best held-out {selection['metric']})")
