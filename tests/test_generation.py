@@ -293,6 +293,12 @@ def cache_registry_model(spec: models.ModelSpec, folder: Path) -> None:
         random_lora(unet)
         save_unet_adapter(unet, folder / "lora", full_cross_attention=False)
         fake_hub_repo(spec.lora_repo_id, folder / "lora" / LORA_FOLDER)
+    if spec.ip_adapter_repo_id:  # h94/IP-Adapter's layout: the adapter file in its subfolder
+        from bci_dream.generation.tiny import build_tiny_ip_adapter
+
+        made = build_tiny_ip_adapter(tiny, folder / "ip" / Path(spec.ip_adapter_file).parent, image_embed_dim=16)
+        made.rename(made.with_name(Path(spec.ip_adapter_file).name))
+        fake_hub_repo(spec.ip_adapter_repo_id, folder / "ip")
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -319,7 +325,11 @@ def test_every_registry_model_is_refused_in_one_line_until_cached_then_generates
         assert type(g.pipe.scheduler).__name__ == spec.scheduler
     if spec.vae_repo_id:
         assert type(g.pipe.vae).__name__ == "AutoencoderTiny"
-    assert g.generate(embeds(0, g.cross_attention_dim)).image.size == (SIZE, SIZE)
+    if spec.route == "ip-adapter":  # its IP-Adapter loaded with it: images come from CLIP image embeddings
+        assert g.image_embed_dim is not None
+        assert g.generate_from_image_embeds(torch.ones(g.image_embed_dim)).image.size == (SIZE, SIZE)
+    else:
+        assert g.generate(embeds(0, g.cross_attention_dim)).image.size == (SIZE, SIZE)
 
 
 # -- bad folders and names ------------------------------------------------------------------------
@@ -358,7 +368,8 @@ def test_models_list_shows_the_registry_and_the_cache(tiny_folder, capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith("*")}
-    assert set(rows) == {"sd-turbo", "sdxl-turbo", "lcm-sd15", "tiny"}
+    assert set(rows) == {"sd-turbo", "sdxl-turbo", "lcm-sd15", "tiny", "sdxl-turbo-ip", "tiny-sdxl-ip"}
+    assert "h94/IP-Adapter" in rows["sdxl-turbo-ip"]
     assert "stabilityai/sd-turbo + madebyollin/taesd" in rows["sd-turbo"] and " yes " in rows["sd-turbo"]
     assert " no " in rows["sdxl-turbo"] and "latent-consistency/lcm-lora-sdv1-5" in rows["lcm-sd15"]
     assert "untrained preview" in rows["tiny"]

@@ -279,3 +279,21 @@ def test_a_subject_calibrated_for_the_ip_adapter_route_generates_through_it(fold
     models = load_generation_models(str(folders["sd"]), folder, device="cpu", size=SIZE)
     assert models.route == "ip-adapter" and models.encoder.output == "clip_embeds"
     assert "for the ip-adapter route" in models.training and "UNet" not in models.training
+
+
+def test_the_tiny_sdxl_ip_preview_runs_the_route_anywhere(tmp_path):
+    """'bci-dream run --device synthetic --headless --model tiny-sdxl-ip': built locally on first use (random
+    weights, labelled), on the IP-Adapter route without any other option."""
+    import json
+
+    out = tmp_path / "out"
+    proc = _cli("run", "--device", "synthetic", "--seconds", "3", "--headless", "--out", str(out), "--model",
+                "tiny-sdxl-ip", "--similarity", "1.1", "--gpu", "cpu", cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert "model tiny-sdxl-ip · route ip-adapter" in proc.stdout
+    records = [json.loads(x) for x in (out / "frames.jsonl").read_text().splitlines()]
+    made = [r for r in records if not r["skipped"]]
+    assert made and all(r["route"] == "ip-adapter" and r["model"] == "tiny-sdxl-ip" for r in records)
+    assert all(r["labels"] == ["untrained preview model", "untrained conditioning"] for r in made)
+    listed = _cli("models", "list", cache=tmp_path / "cache")
+    assert listed.returncode == 0 and "tiny-sdxl-ip" in listed.stdout and "sdxl-turbo-ip" in listed.stdout

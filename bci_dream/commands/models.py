@@ -30,6 +30,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             repo += f" + {spec.vae_repo_id}"
         if spec.lora_repo_id:
             repo += f" + {spec.lora_repo_id}"
+        if spec.ip_adapter_repo_id:
+            repo += f" + {spec.ip_adapter_repo_id}"
         cached = ("built" if is_cached(spec) else "no") if spec.repo_id is None else \
             ("yes" if is_cached(spec) else "no")
         name = spec.name + (" *" if spec.name == DEFAULT_MODEL else "")

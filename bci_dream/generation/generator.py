@@ -360,7 +360,10 @@ class Generator:
 
     def warmup(self) -> None:
         """One image from zero embeddings: compiles, autotunes, and finds out-of-memory sizes before the session."""
-        self.generate(torch.zeros(1, 77, self.cross_attention_dim))
+        if self.image_embed_dim is not None:  # (a UNet with an IP-Adapter needs an image embedding every call)
+            self.generate_from_image_embeds(torch.zeros(self.image_embed_dim))
+        else:
+            self.generate(torch.zeros(1, 77, self.cross_attention_dim))
 
     def __repr__(self) -> str:
         return (f"Generator({self.model_id!r}, {self.size}x{self.size}, {self.steps} step(s), "
@@ -526,8 +529,8 @@ def prepare_pipeline(pipe, *, compile: bool | str = False):
 def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", size: int | None = None,
                    steps: int | None = None, seed: int = 0, compile: bool | str = False, dtype: str | None = None,
                    adapter: str | os.PathLike | None = None, guidance: float | None = None,
-                   warmup: bool | None = None, progress: bool = True, ip_adapter: str | os.PathLike | None = None,
-                   ip_adapter_scale: float = 1.0) -> Generator:
+                   warmup: bool | None = None, progress: bool = True,
+                   ip_adapter: str | os.PathLike | bool | None = None, ip_adapter_scale: float = 1.0) -> Generator:
     """Load ``model`` onto ``device`` and keep it there (see the module docstring).
 
     Args:
@@ -544,7 +547,8 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
             ``unet_cross_attention.safetensors``) is applied and fused.
         warmup: generate one image at load (default: on CUDA or when compiling).
         progress: progress bars for downloads.
-        ip_adapter: an IP-Adapter file (or its folder) to load, for :meth:`Generator.generate_from_image_embeds`.
+        ip_adapter: an IP-Adapter file (or its folder) to load, for :meth:`Generator.generate_from_image_embeds`;
+            None: the model's own, if the registry gives it one (``sdxl-turbo-ip``, ``tiny-sdxl-ip``); False: none.
         ip_adapter_scale: the adapter's strength (1: as trained; 0: the image embedding does nothing).
 
     Raises:
@@ -574,7 +578,9 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
     if adapter is not None:
         kind = _apply_adapter(pipe.unet, adapter)
         log.info("applied the fine-tuned UNet %s from %s", kind, adapter)
-    if ip_adapter is not None:
+    if ip_adapter is None:
+        ip_adapter = resolved.ip_adapter
+    if ip_adapter:
         load_ip_adapter(pipe, ip_adapter, scale=ip_adapter_scale)
     prepare_pipeline(pipe, compile=compile)
     generator = Generator(pipe, model_id=resolved.model_id, size=size, steps=spec.steps if steps is None else steps,

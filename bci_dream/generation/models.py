@@ -8,10 +8,14 @@ Registry names (``bci-dream models list``):
   guidance 0; cross-attention width 2048 plus a pooled embedding of 1280.
 - ``lcm-sd15``: Stable Diffusion 1.5 with the LCM-LoRA (``latent-consistency/lcm-lora-sdv1-5``,
   fused at load) and the LCM scheduler, 4 steps, guidance 1, taesd; cross-attention width 768.
+- ``sdxl-turbo-ip``: SDXL-Turbo with h94/IP-Adapter's ``ip-adapter_sdxl_vit-h`` (the CLIP-image-embedding route:
+  the EEG model predicts a ViT-H/14 image embedding, 1024 wide).
 - ``tiny``: an SD-Turbo-shaped pipeline with small widths and *random weights*, built on first use
   into ``$XDG_CACHE_HOME/bci-dream/tiny-sd-turbo`` (``~/.cache/...``) and loaded from there with
   ``from_pretrained`` like any other model. Its images mean nothing: every output is labelled
   "untrained preview model". Tests and offline demos use it.
+- ``tiny-sdxl-ip``: the same for the IP-Adapter route: an SDXL-Turbo-shaped pipeline with a random-weight
+  IP-Adapter in h94's file layout, built locally into ``.../bci-dream/tiny-sdxl-ip``.
 
 Only what generation needs is downloaded (``allow_patterns``): the UNet (fp16 safetensors), the
 scheduler, the small decoder repo, the LoRA; never text encoders, tokenizers, safety checkers or
@@ -33,7 +37,7 @@ from pathlib import Path
 
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError, first_line
-from bci_dream.generation.tiny import build_tiny_sd_turbo
+from bci_dream.generation.tiny import build_tiny_ip_adapter, build_tiny_sd_turbo, build_tiny_sdxl_turbo
 from bci_dream.loading.hub import hub_reachable, is_local, quiet
 from bci_dream.loading.pipeline_folder import (
     DIFFUSERS_WEIGHTS_STEM,
@@ -51,6 +55,8 @@ TINY_VERSION = 2
 #: Latent side of the ``tiny`` model built into the cache (256-pixel images).
 TINY_SAMPLE_SIZE = 32
 TINY_MARKER = "bci_dream_tiny.json"
+#: The ``tiny-sdxl-ip`` preview's IP-Adapter file (in its folder) and image-embedding width.
+TINY_IP_ADAPTER, TINY_IP_WIDTH = "ip-adapter.safetensors", 32
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class ModelSpec:
         variant: weights variant to download (``"fp16"``) or None for the plain files.
         description: one line for ``bci-dream models list``.
         is_preview: random weights (``tiny``): images carry the "untrained preview model" label.
+        ip_adapter_repo_id, ip_adapter_file: the IP-Adapter loaded with the model (repo and path in it; for a
+            locally built preview, the file name in its folder), or None.
+        route: the conditioning route the model serves by default (``ip-adapter`` for those with an adapter).
     """
     name: str
     repo_id: str | None
@@ -83,6 +92,9 @@ class ModelSpec:
     variant: str | None = "fp16"
     description: str = ""
     is_preview: bool = False
+    ip_adapter_repo_id: str | None = None
+    ip_adapter_file: str | None = None
+    route: str = "dreamdiffusion"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -96,9 +108,19 @@ MODELS: dict[str, ModelSpec] = {
         "lcm-sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "madebyollin/taesd", "sd", 512, 4, 1.0,
         lora_repo_id="latent-consistency/lcm-lora-sdv1-5", scheduler="LCMScheduler",
         description="Stable Diffusion 1.5 + LCM-LoRA, 4 steps, TAESD decoder; cross-attention width 768"),
+    "sdxl-turbo-ip": ModelSpec(
+        "sdxl-turbo-ip", "stabilityai/sdxl-turbo", "madebyollin/taesdxl", "sdxl", 512, 1, 0.0,
+        ip_adapter_repo_id="h94/IP-Adapter", ip_adapter_file="sdxl_models/ip-adapter_sdxl_vit-h.safetensors",
+        route="ip-adapter",
+        description="SDXL-Turbo + IP-Adapter SDXL (ViT-H/14 image embeddings, 1024): the CLIP-embedding route"),
     "tiny": ModelSpec(
         "tiny", None, None, "sd", TINY_SAMPLE_SIZE * 8, 1, 0.0, variant=None, is_preview=True,
         description="untrained preview: SD-Turbo-shaped, small widths, random weights, built locally"),
+    "tiny-sdxl-ip": ModelSpec(
+        "tiny-sdxl-ip", None, None, "sdxl", TINY_SAMPLE_SIZE * 8, 1, 0.0, variant=None, is_preview=True,
+        ip_adapter_file=TINY_IP_ADAPTER, route="ip-adapter",
+        description="untrained preview of the IP-Adapter route: SDXL-Turbo-shaped with an IP-Adapter (image "
+                    f"embeddings {TINY_IP_WIDTH} wide), random weights, built locally"),
 }
 DEFAULT_MODEL = "sd-turbo"
 AUTO = "auto"
@@ -124,6 +146,7 @@ class ResolvedModel:
         folder: the diffusers pipeline folder (a hub-cache snapshot, the tiny build, or the user's).
         vae_folder: folder of the ``AutoencoderTiny`` replacing the pipeline's vae, or None.
         lora_folder: folder with ``pytorch_lora_weights.safetensors`` to fuse, or None.
+        ip_adapter: the IP-Adapter file loaded with the model, or None.
         model_id: what the frames name as their model (registry name, hub id or folder).
         fallback: the one-line reason when ``auto`` fell back to ``tiny``, else None.
     """
@@ -133,6 +156,7 @@ class ResolvedModel:
     lora_folder: Path | None = None
     model_id: str = ""
     fallback: str | None = None
+    ip_adapter: Path | None = None
 
     @property
     def is_preview(self) -> bool:
@@ -147,34 +171,43 @@ def cache_root() -> Path:
     return Path(base) / "bci-dream"
 
 
-def tiny_folder() -> Path:
-    return cache_root() / "tiny-sd-turbo"
+def tiny_folder(name: str = "tiny") -> Path:
+    """Where the locally built preview model ``name`` (``tiny`` or ``tiny-sdxl-ip``) lives."""
+    return cache_root() / ("tiny-sd-turbo" if name == "tiny" else name)
 
 
-def _tiny_marker() -> dict:
-    return {"version": TINY_VERSION, "sample_size": TINY_SAMPLE_SIZE, "seed": 0}
+def _tiny_marker(name: str = "tiny") -> dict:
+    marker = {"version": TINY_VERSION, "sample_size": TINY_SAMPLE_SIZE, "seed": 0}
+    return marker if name == "tiny" else {**marker, "model": name, "ip_width": TINY_IP_WIDTH}
 
 
-def _tiny_ok(folder: Path) -> bool:
+def _tiny_ok(folder: Path, name: str = "tiny") -> bool:
     try:
         marker = json.loads((folder / TINY_MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return marker == _tiny_marker() and not missing_pipeline_files(folder)
+    adapter = MODELS[name].ip_adapter_file
+    return marker == _tiny_marker(name) and not missing_pipeline_files(folder) and \
+        (adapter is None or (folder / adapter).is_file())
 
 
-def ensure_tiny() -> Path:
-    """The ``tiny`` model's folder, built (random weights, seed 0) if it is missing or out of date."""
-    folder = tiny_folder()
-    if _tiny_ok(folder):
+def ensure_tiny(name: str = "tiny") -> Path:
+    """The folder of the preview model ``name`` (``tiny``, or ``tiny-sdxl-ip`` with its IP-Adapter), built (random
+    weights, seed 0) if it is missing or out of date."""
+    folder = tiny_folder(name)
+    if _tiny_ok(folder, name):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Built beside its final place and renamed, so that a half-written build is never loaded.
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=folder.parent))
     try:
         with quiet("diffusers.pipelines.pipeline_utils"):  # ("text_encoder=None ... cannot be saved": by design)
-            build_tiny_sd_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE)
-        (tmp / TINY_MARKER).write_text(json.dumps(_tiny_marker()))
+            if name == "tiny":
+                build_tiny_sd_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE)
+            else:
+                build_tiny_sdxl_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE)
+                build_tiny_ip_adapter(tmp, tmp, image_embed_dim=TINY_IP_WIDTH, seed=0)
+        (tmp / TINY_MARKER).write_text(json.dumps(_tiny_marker(name)))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -183,7 +216,7 @@ def ensure_tiny() -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("built the tiny preview model (random weights) in %s", folder)
+    log.info("built the %s preview model (random weights) in %s", name, folder)
     return folder
 
 
@@ -222,7 +255,9 @@ def _weight_names(prefix: str) -> list[str]:
 def is_cached(spec: ModelSpec) -> bool:
     """Whether everything ``spec`` needs is in the Hugging Face cache (``tiny``: already built)."""
     if spec.repo_id is None:
-        return _tiny_ok(tiny_folder())
+        return _tiny_ok(tiny_folder(spec.name), spec.name)
+    if spec.ip_adapter_repo_id and not _cached(spec.ip_adapter_repo_id, spec.ip_adapter_file):
+        return False
     repo = spec.repo_id
     if not all(_cached(repo, f) for f in ("model_index.json", "scheduler/scheduler_config.json", "unet/config.json")):
         return False
@@ -261,7 +296,11 @@ def _resolved(spec: ModelSpec, *, local_files_only: bool, progress: bool = True,
         vae = _snapshot(spec.vae_repo_id, _vae_patterns(), local_files_only=local_files_only, progress=progress)
     if spec.lora_repo_id:
         lora = _snapshot(spec.lora_repo_id, [DIFFUSERS_LORA_WEIGHTS], local_files_only=local_files_only, progress=progress)
-    return ResolvedModel(spec, folder, vae, lora, model_id or spec.name)
+    adapter = None
+    if spec.ip_adapter_repo_id:
+        adapter = _snapshot(spec.ip_adapter_repo_id, [spec.ip_adapter_file], local_files_only=local_files_only,
+                            progress=progress) / spec.ip_adapter_file
+    return ResolvedModel(spec, folder, vae, lora, model_id or spec.name, ip_adapter=adapter)
 
 
 def download(spec: ModelSpec, progress: bool = True) -> ResolvedModel:
@@ -271,7 +310,7 @@ def download(spec: ModelSpec, progress: bool = True) -> ResolvedModel:
         ModelNotAvailableError: the hub cannot be reached or did not provide a file (one line).
     """
     if spec.repo_id is None:
-        return ResolvedModel(spec, ensure_tiny(), model_id=spec.name)
+        return _resolved_tiny(spec)
     if not hub_reachable():
         reason = "the Hugging Face hub cannot be reached from here"
         raise ModelNotAvailableError(f"cannot download {spec.name} ({spec.repo_id}): {reason}", reason)
@@ -334,6 +373,12 @@ def _resolve_other_hub_id(repo_id: str, *, progress: bool) -> ResolvedModel:
     return ResolvedModel(_generic_spec(repo_id, pipeline_kind(folder)), folder, model_id=repo_id)
 
 
+def _resolved_tiny(spec: ModelSpec) -> ResolvedModel:
+    folder = ensure_tiny(spec.name)
+    adapter = folder / spec.ip_adapter_file if spec.ip_adapter_file else None
+    return ResolvedModel(spec, folder, model_id=spec.name, ip_adapter=adapter)
+
+
 def _unknown(name: str) -> ModelNotAvailableError:
     return ModelNotAvailableError(f"unknown model '{name}'; use one of {', '.join([AUTO, *MODELS])}, a hub id "
                                   "(owner/name) or a diffusers pipeline folder")
@@ -362,7 +407,7 @@ def resolve_model(name_or_folder: str | os.PathLike = AUTO, *, progress: bool = 
     if text in MODELS:
         spec = MODELS[text]
         if spec.repo_id is None:
-            return ResolvedModel(spec, ensure_tiny(), model_id=spec.name)
+            return _resolved_tiny(spec)
         try:
             return _resolve_hub(spec, progress=progress)
         except ModelNotAvailableError as e:

@@ -18,7 +18,7 @@ import torch
 from bci_dream.core.errors import CheckpointError
 from bci_dream.generation.generator import Generator, load_generator
 from bci_dream.generation.image_bank import ImageBank, build_bank, load_bank
-from bci_dream.generation.models import AUTO
+from bci_dream.generation.models import AUTO, MODELS
 from bci_dream.loading.unet_adapter import has_unet_adapter
 from bci_dream.models.channel_naming import saved_naming
 from bci_dream.models.checkpoint import load_checkpoint, model_config, read_config
@@ -203,11 +203,12 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
     """
     meta = read_config(checkpoint_of(checkpoint)).get("meta", {}) if checkpoint is not None else {}
-    route = choose_route(choice, meta)
-    ip_adapter = (choice.ip_adapter or meta.get("ip_adapter")) if route == "ip-adapter" else None
-    if route == "ip-adapter" and ip_adapter is None:
+    bundled = MODELS[str(model)].ip_adapter_file is not None if str(model) in MODELS else False
+    route = choose_route(choice, meta, MODELS[str(model)].route if str(model) in MODELS else None)
+    ip_adapter = (choice.ip_adapter or meta.get("ip_adapter")) if route == "ip-adapter" else False
+    if route == "ip-adapter" and ip_adapter is None and not bundled:
         raise CheckpointError("the ip-adapter route needs an IP-Adapter: give --ip-adapter FILE (e.g. "
-                              "ip-adapter_sdxl_vit-h.safetensors for SDXL-Turbo)")
+                              "ip-adapter_sdxl_vit-h.safetensors for SDXL-Turbo), or --model sdxl-turbo-ip")
     adapter = unet_adapter_of(checkpoint) if route == "dreamdiffusion" else None
     if reuse is not None and reuse.adapter == adapter and reuse.route == route == "dreamdiffusion":
         generator = reuse.generator
@@ -230,11 +231,12 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
                             route, bank)
 
 
-def choose_route(choice: RouteChoice, meta: dict) -> str:
+def choose_route(choice: RouteChoice, meta: dict, model_route: str | None = None) -> str:
     """The route of a session: the one asked for, else the checkpoint's, else ``ip-adapter`` when an IP-Adapter is
-    given, else ``dreamdiffusion``; a checkpoint trained for one route given to the other is refused in one line."""
+    given, else the model's own (``model_route``, from the registry), else ``dreamdiffusion``; a checkpoint trained
+    for one route given to the other is refused in one line."""
     trained = meta.get("route")
-    route = choice.route or trained or ("ip-adapter" if choice.ip_adapter else "dreamdiffusion")
+    route = choice.route or trained or ("ip-adapter" if choice.ip_adapter else model_route or "dreamdiffusion")
     if route not in ROUTES:
         raise CheckpointError(f"unknown route '{route}'; choose {', '.join(ROUTES)}")
     if trained is not None and (trained == "dreamdiffusion") != (route == "dreamdiffusion"):
