@@ -83,14 +83,9 @@ def _clip_model(width: int = WIDTH):
 
 
 def _window(seed: int = 0):
-    from bci_dream.signal.windower import Window
+    from test_engine import _window as engine_window  # (the engine tests' random 16-channel window)
 
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(128, bool)
-    mask[:16] = True
-    data = np.where(mask[:, None], rng.standard_normal((128, 512)) * 20, 0).astype(np.float32)
-    return Window(data=data, mask=mask, t_end=1.0, sfreq=256.0, index_end=512,
-                  ch_names=tuple(f"c{i}" for i in range(128)))
+    return engine_window(seed)
 
 
 @pytest.fixture()

@@ -31,8 +31,10 @@ import torch
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.generation.generator import load_generator
+from bci_dream.generation.image_bank import SUBJECT_BANK, embed_images
 from bci_dream.generation.session_models import unet_adapter_of
 from bci_dream.io.readers import read_recording
+from bci_dream.loading.compute_device import resolve_device
 from bci_dream.models.channel_naming import saved_naming
 from bci_dream.models.checkpoint import load_checkpoint, read_config, update_meta
 from bci_dream.models.subject_profile import (
@@ -180,6 +182,10 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
         validation["averaged_over_repetitions"] = report.identification_averaged.to_dict()
     validation["notes"] = report.notes
     update_meta(model_dir, validation=validation)  # (the held-out score travels with the checkpoint too)
+    if settings.route == "ip-adapter":  # the CLIP routes' default bank: the images this subject saw
+        stimuli = list(dict.fromkeys(str(p.image.resolve()) for p in all_pairs))
+        embed_images(stimuli, settings.clip_model, device=str(resolve_device(settings.device))).save(
+            folder / SUBJECT_BANK)
     figure = None
     if figure_rows > 0 and settings.route == "ip-adapter" and settings.ip_adapter is None:
         log.warning("%s: no validation figure: the ip-adapter route draws it through an IP-Adapter (give "

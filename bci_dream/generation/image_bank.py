@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "bci-dream-image-bank"
 BANK_SUFFIX = ".safetensors"
+#: A calibrated subject's bank of its stimuli, in the subject folder (the CLIP routes' default bank).
+SUBJECT_BANK = "bank.safetensors"
 #: The prior's defaults: the 5 nearest bank images, softmax temperature 0.05 on their cosines.
 TOP_K, TEMPERATURE = 5, 0.05
 
@@ -111,11 +114,23 @@ def build_bank(folder: str | os.PathLike, clip_model: str | os.PathLike, *, devi
     Raises:
         ImageBankError: no images; ImageFileError: an image cannot be read; ModelLoadError: CLIP cannot be loaded.
     """
-    images = bank_images(folder)
+    return embed_images(bank_images(folder), clip_model, device=device, batch_size=batch_size)
+
+
+def embed_images(images: Sequence[str | os.PathLike], clip_model: str | os.PathLike, *, device: str = "cpu",
+                 batch_size: int = 16) -> ImageBank:
+    """A bank of the images at ``images`` (e.g. a calibration's stimuli), embedded with ``clip_model``.
+
+    Raises:
+        ImageBankError: no images; ImageFileError: an image cannot be read; ModelLoadError: CLIP cannot be loaded.
+    """
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise ImageBankError("an image bank needs at least one image")
     model, processor = load_clip_vision(clip_model, device=device)
-    embeddings = torch.from_numpy(clip_image_embeds(images, model, processor, batch_size=batch_size))
-    log.info("image bank: %d images from %s embedded with %s", len(images), folder, clip_model)
-    return ImageBank(embeddings, tuple(str(p) for p in images), str(clip_model))
+    embeddings = torch.from_numpy(clip_image_embeds(paths, model, processor, batch_size=batch_size))
+    log.info("image bank: %d images embedded with %s", len(paths), clip_model)
+    return ImageBank(embeddings, tuple(str(p) for p in paths), str(clip_model))
 
 
 def load_bank(path: str | os.PathLike, *, clip_model: str | None = None) -> ImageBank:

@@ -17,7 +17,7 @@ import torch
 
 from bci_dream.core.errors import CheckpointError
 from bci_dream.generation.generator import Generator, load_generator
-from bci_dream.generation.image_bank import ImageBank, build_bank, load_bank
+from bci_dream.generation.image_bank import SUBJECT_BANK, ImageBank, build_bank, load_bank
 from bci_dream.generation.models import AUTO, MODELS
 from bci_dream.loading.unet_adapter import has_unet_adapter
 from bci_dream.models.channel_naming import saved_naming
@@ -46,7 +46,8 @@ class RouteChoice:
             IP-Adapter is given, else ``dreamdiffusion``.
         ip_adapter: the IP-Adapter file or folder (None: the one the checkpoint names, if any).
         ip_adapter_scale: its strength.
-        bank: an image bank: a ``.safetensors`` file or a folder of images (None: none; retrieval needs one).
+        bank: an image bank: a ``.safetensors`` file or a folder of images (None: a calibrated subject's stimuli
+            on the CLIP routes, when the checkpoint is a subject folder that has them; else none).
         clip_model: the CLIP model a folder bank is embedded with (None: the checkpoint's).
     """
 
@@ -248,6 +249,11 @@ def choose_route(choice: RouteChoice, meta: dict, model_route: str | None = None
 def _bank(choice: RouteChoice, meta: dict, checkpoint) -> ImageBank | None:
     """The image bank the command line names, checked against (or embedded with) the checkpoint's CLIP model."""
     if choice.bank is None:
+        own = Path(checkpoint) / SUBJECT_BANK if checkpoint is not None else None
+        if choice.route in CLIP_ROUTES or meta.get("route") in CLIP_ROUTES:
+            if own is not None and own.is_file():  # a calibrated subject's stimuli
+                log.info("image bank: the stimuli of %s", checkpoint)
+                return load_bank(own, clip_model=meta.get("clip_model"))
         if choice.route == "retrieval":
             raise CheckpointError("the retrieval route needs an image bank: give --bank FOLDER or FILE")
         return None
