@@ -59,6 +59,14 @@ def test_window_opens_on_the_synthetic_board_traces_move_and_images_arrive(make_
 STATUS_WAIT_MS = 700
 
 
+def test_the_app_generates_on_the_ip_adapter_route_of_its_model(make_window, qtbot):
+    """'bci-dream app --model tiny-sdxl-ip': the model's own route (its untrained preview, built locally)."""
+    window = make_window(device="synthetic", model="tiny-sdxl-ip")
+    qtbot.waitUntil(lambda: window.frames_received >= 2, timeout=90000)
+    assert window.engine.route.route == "ip-adapter" and window.images.images_shown >= 2
+    assert "route ip-adapter" in window.model_label.text() and not window.errors
+
+
 def test_record_then_replay_through_the_controls(make_window, qtbot, tmp_path):
     import pyxdf
 

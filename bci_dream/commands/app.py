@@ -12,6 +12,7 @@ from bci_dream.commands.common import (
     filters_from_args,
     filters_given,
     naming_from_args,
+    route_choice,
     source_options,
 )
 from bci_dream.core.errors import BciDreamError
@@ -44,5 +45,6 @@ def run_app(args: argparse.Namespace) -> int:
                          checkpoint=args.checkpoint, gpu=args.gpu, size=args.size, seed=args.seed, hop=args.hop,
                          similarity=args.similarity, compile=args.compile, steps=args.steps,
                          interpolate=args.interpolate, filters=filters, generate=not args.no_generate,
-                         naming=naming_from_args(args), source_options=source_options(args))
+                         naming=naming_from_args(args), source_options=source_options(args),
+                         route=route_choice(args), bank_k=args.bank_k, bank_temperature=args.bank_temperature)
     return run(options)

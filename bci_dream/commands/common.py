@@ -191,8 +191,7 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
                    help="torch.compile the UNet and decoder (CUDA); MODE 'reduce-overhead' adds CUDA graphs, the "
                    "fastest measured (about 11 ms from window to 512x512 image on an H100); default mode 'default'")
     add_compute_device_arg(g)
-    if headless:  # (the app conditions through the checkpoint's route)
-        add_route_args(p)
+    add_route_args(p)
 
 
 #: The conditioning routes (``--route``), as :mod:`bci_dream.runtime.routes` names them.

@@ -60,6 +60,9 @@ class AppOptions:
     generate: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)  # e.g. stall_timeout for BrainFlow sources
     naming: Any = None  # ChannelNaming from --channels/--channels-file/--layout (devices and replays alike)
+    route: Any = None  # RouteChoice from --route/--ip-adapter/--bank (None: the checkpoint's or the model's route)
+    bank_k: int = 5
+    bank_temperature: float = 0.05
 
 
 class Bridge(QtCore.QObject):
@@ -446,13 +449,16 @@ class MainWindow(QtWidgets.QMainWindow):
             self._load_models()
             return
         from bci_dream.runtime.engine import Engine
+        from bci_dream.runtime.routes import RouteSettings
 
         m = self.models
         try:
+            route = RouteSettings(m.route, bank=m.bank, k=self.options.bank_k,
+                                  temperature=self.options.bank_temperature)
             engine = Engine(self.live, m.eeg_model, m.generator, hop_s=self.prefs.hop,
                             similarity_threshold=self.prefs.similarity, interpolation_steps=self.prefs.interpolate,
                             untrained_conditioning=m.untrained, device=m.generator.device, encoder=m.encoder,
-                            channel_naming=m.channel_naming)
+                            channel_naming=m.channel_naming, route=route)
         except Exception as e:  # noqa: BLE001 - said in one sentence; the window stays usable
             self._want_generation = False
             self.generate_action.setChecked(False)
@@ -464,7 +470,8 @@ class MainWindow(QtWidgets.QMainWindow):
         for p in self.panels:
             p.set_labels(engine.labels)
         trained = [] if m.untrained else [m.training.removeprefix("EEG model: ")]
-        self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *engine.labels, *trained]))
+        route = [] if m.route == "dreamdiffusion" else [f"route {m.route}"]
+        self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *route, *engine.labels, *trained]))
         self.model_label.setToolTip(m.training)
         engine.start()
 
@@ -483,12 +490,13 @@ class MainWindow(QtWidgets.QMainWindow):
         checkpoint = opts.checkpoint
 
         def work() -> None:
-            from bci_dream.generation.session_models import load_generation_models
+            from bci_dream.generation.session_models import RouteChoice, load_generation_models
 
             try:
                 models = load_generation_models(
                     opts.model, checkpoint, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None,
-                    seed=prefs.seed, compile=opts.compile or False, progress=False, reuse=current)
+                    seed=prefs.seed, compile=opts.compile or False, progress=False, reuse=current,
+                    choice=opts.route or RouteChoice())
             except Exception as e:  # noqa: BLE001 - said in one line; the app goes on with what it had
                 log.debug("loading the models failed", exc_info=True)
                 self.bridge.models_ready.emit(request, None, str(e))
