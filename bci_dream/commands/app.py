@@ -12,7 +12,7 @@ from bci_dream.commands.common import (
     filters_from_args,
     filters_given,
     naming_from_args,
-    route_choice,
+    route_options,
     source_options,
 )
 from bci_dream.core.errors import BciDreamError
@@ -46,5 +46,5 @@ def run_app(args: argparse.Namespace) -> int:
                          similarity=args.similarity, compile=args.compile, steps=args.steps,
                          interpolate=args.interpolate, filters=filters, generate=not args.no_generate,
                          naming=naming_from_args(args), source_options=source_options(args),
-                         route=route_choice(args), bank_k=args.bank_k, bank_temperature=args.bank_temperature)
+                         route=route_options(args), bank_k=args.bank_k, bank_temperature=args.bank_temperature)
     return run(options)

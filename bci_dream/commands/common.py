@@ -217,12 +217,11 @@ def add_route_args(p: argparse.ArgumentParser) -> None:
                    help="CLIP model a bank folder is embedded with (default: the checkpoint's)")
 
 
-def route_choice(args: argparse.Namespace):
-    """The :class:`~bci_dream.generation.session_models.RouteChoice` of the command line."""
-    from bci_dream.generation.session_models import RouteChoice  # (torch)
-
-    return RouteChoice(route=args.route, ip_adapter=args.ip_adapter, ip_adapter_scale=args.ip_adapter_scale,
-                       bank=args.bank, clip_model=args.bank_clip_model)
+def route_options(args: argparse.Namespace) -> dict:
+    """The fields of :class:`~bci_dream.generation.session_models.RouteChoice` the command line gives (a plain dict:
+    making the choice itself imports torch, which the app's start-up must not wait for)."""
+    return {"route": args.route, "ip_adapter": args.ip_adapter, "ip_adapter_scale": args.ip_adapter_scale,
+            "bank": args.bank, "clip_model": args.bank_clip_model}
 
 
 def check_headless(args: argparse.Namespace) -> None:
@@ -337,7 +336,7 @@ def run_engine(live, args: argparse.Namespace) -> int:
     """Load the models, run the engine over ``live`` until it ends, write images and ``frames.jsonl`` to
     ``args.out`` and print the summary. The stream is stopped whatever happens (a model that cannot be
     loaded, Ctrl-C while compiling)."""
-    from bci_dream.generation.session_models import load_generation_models
+    from bci_dream.generation.session_models import RouteChoice, load_generation_models
     from bci_dream.runtime.engine import Engine
     from bci_dream.runtime.frame_writer import FrameWriter, summary
     from bci_dream.runtime.routes import RouteSettings
@@ -347,7 +346,7 @@ def run_engine(live, args: argparse.Namespace) -> int:
         writer = FrameWriter(args.out)
         models = load_generation_models(args.model, args.checkpoint, device=args.gpu, size=args.size,
                                         steps=args.steps, seed=args.seed, compile=args.compile or False,
-                                        choice=route_choice(args))
+                                        choice=RouteChoice(**route_options(args)))
         generator = models.generator
         route = RouteSettings(models.route, bank=models.bank, k=args.bank_k, temperature=args.bank_temperature)
         engine = Engine(live, models.eeg_model, generator, hop_s=args.hop, similarity_threshold=args.similarity,

@@ -60,7 +60,7 @@ class AppOptions:
     generate: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)  # e.g. stall_timeout for BrainFlow sources
     naming: Any = None  # ChannelNaming from --channels/--channels-file/--layout (devices and replays alike)
-    route: Any = None  # RouteChoice from --route/--ip-adapter/--bank (None: the checkpoint's or the model's route)
+    route: dict[str, Any] = field(default_factory=dict)  # RouteChoice fields from --route/--ip-adapter/--bank
     bank_k: int = 5
     bank_temperature: float = 0.05
 
@@ -496,7 +496,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 models = load_generation_models(
                     opts.model, checkpoint, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None,
                     seed=prefs.seed, compile=opts.compile or False, progress=False, reuse=current,
-                    choice=opts.route or RouteChoice())
+                    choice=RouteChoice(**opts.route))
             except Exception as e:  # noqa: BLE001 - said in one line; the app goes on with what it had
                 log.debug("loading the models failed", exc_info=True)
                 self.bridge.models_ready.emit(request, None, str(e))
