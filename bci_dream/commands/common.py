@@ -194,14 +194,10 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
     add_route_args(p)
 
 
-#: The conditioning routes (``--route``), as :mod:`bci_dream.runtime.routes` names them.
-ROUTE_NAMES = ("dreamdiffusion", "ip-adapter", "retrieval")
-
-
 def add_route_args(p: argparse.ArgumentParser) -> None:
     """``--route``, ``--ip-adapter``, ``--ip-adapter-scale``, ``--bank``, ``--bank-k``, ``--bank-temperature``."""
     g = p.add_argument_group("conditioning route")
-    g.add_argument("--route", choices=ROUTE_NAMES,
+    g.add_argument("--route", choices=defaults.ROUTES,
                    help="dreamdiffusion: the EEG model's prompt embeddings in the UNet's cross-attention; ip-adapter: "
                         "its CLIP image embedding through an IP-Adapter on a frozen model; retrieval: the nearest "
                         "image of --bank itself (default: the checkpoint's route)")

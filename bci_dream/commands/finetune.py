@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bci_dream.commands.common import add_channel_args, add_compute_device_arg, naming_from_args
 from bci_dream.models.encoder_config import PRESETS
-from bci_dream.training.settings import ALIGNMENTS, OBJECTIVES, FinetuneError, FinetuneSettings
+from bci_dream.training.settings import ALIGNMENTS, OBJECTIVES, TRAINING_ROUTES, FinetuneError, FinetuneSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = Fal
                         "windows this long, live too")
     p.add_argument("--offset", type=float, default=d.offset_s, metavar="S",
                    help="epochs start this many seconds after each image onset (default %(default)s)")
-    p.add_argument("--route", choices=("dreamdiffusion", "ip-adapter"), default=d.route,
+    p.add_argument("--route", choices=TRAINING_ROUTES, default=d.route,
                    help="what the model conditions: dreamdiffusion (its prompt embeddings in the UNet's "
                         "cross-attention, default) or ip-adapter (its CLIP image embedding through a frozen model's "
                         "IP-Adapter: the CLIP head alone is trained)")

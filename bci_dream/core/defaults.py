@@ -14,6 +14,9 @@ WINDOW_SFREQ: float = 256.0
 WINDOW_S: float = WINDOW_SAMPLES / WINDOW_SFREQ
 #: Seconds between live windows.
 HOP_S: float = 0.25
+#: Conditioning routes (:mod:`bci_dream.runtime.routes`): prompt embeddings into the UNet's cross-attention, a CLIP
+#: image embedding through an IP-Adapter, or the nearest image of a bank shown itself.
+ROUTES: tuple[str, ...] = ("dreamdiffusion", "ip-adapter", "retrieval")
 #: Calibration and fine-tuning epochs: this long (s), from EPOCH_OFFSET_S after each image onset; the fine-tuned
 #: encoder takes windows of this length, live too. The shipped protocols' onsets are at least this far apart.
 EPOCH_S: float = 1.0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from bci_dream.core import defaults
 from bci_dream.core.errors import CheckpointError
 from bci_dream.generation.generator import Generator, load_generator
 from bci_dream.generation.image_bank import SUBJECT_BANK, ImageBank, build_bank, load_bank
@@ -32,8 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Meta stages of checkpoints whose conditioning was trained on EEG-image pairs.
 TRAINED_STAGES = ("finetune", "calibrate")
-#: Conditioning routes (see :mod:`bci_dream.runtime.routes`), as checkpoints and the command line name them.
-ROUTES = ("dreamdiffusion", "ip-adapter", "retrieval")
+ROUTES = defaults.ROUTES
 CLIP_ROUTES = ROUTES[1:]
 
 
@@ -203,11 +203,12 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
     Raises:
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
     """
-    meta = read_config(checkpoint_of(checkpoint)).get("meta", {}) if checkpoint is not None else {}
-    bundled = MODELS[str(model)].ip_adapter_file is not None if str(model) in MODELS else False
-    route = choose_route(choice, meta, MODELS[str(model)].route if str(model) in MODELS else None)
+    raw = read_config(checkpoint_of(checkpoint)) if checkpoint is not None else {}
+    meta = raw.get("meta", {})
+    spec = MODELS.get(str(model))  # (a registry model may bring its own IP-Adapter and route)
+    route = choose_route(choice, meta, spec.route if spec is not None else None)
     ip_adapter = (choice.ip_adapter or meta.get("ip_adapter")) if route == "ip-adapter" else False
-    if route == "ip-adapter" and ip_adapter is None and not bundled:
+    if route == "ip-adapter" and ip_adapter is None and (spec is None or spec.ip_adapter_file is None):
         raise CheckpointError("the ip-adapter route needs an IP-Adapter: give --ip-adapter FILE (e.g. "
                               "ip-adapter_sdxl_vit-h.safetensors for SDXL-Turbo), or --model sdxl-turbo-ip")
     adapter = unet_adapter_of(checkpoint) if route == "dreamdiffusion" else None
@@ -226,7 +227,7 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
         check_widths(eeg_model, generator, checkpoint)
     encoder = PromptEncoder(eeg_model, generator.device,
                             output="clip_embeds" if route in CLIP_ROUTES else "prompt_embeds")
-    naming = saved_naming(read_config(checkpoint_of(checkpoint))) if checkpoint is not None else None
+    naming = saved_naming(raw) if checkpoint is not None else None
     return GenerationModels(generator, eeg_model, untrained, encoder, adapter,
                             Path(checkpoint) if checkpoint is not None else None, naming, describe_training(checkpoint),
                             route, bank)

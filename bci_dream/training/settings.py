@@ -36,7 +36,7 @@ OBJECTIVES = ("auto", "inference", "denoise")
 #: images as negatives, learned temperature), ``both`` (their sum).
 ALIGNMENTS = ("cosine", "infonce", "both")
 #: The routes a model is fine-tuned for (retrieval uses the ip-adapter route's CLIP head).
-TRAINING_ROUTES = ("dreamdiffusion", "ip-adapter")
+TRAINING_ROUTES = defaults.ROUTES[:2]
 
 
 class FinetuneError(BciDreamError):
