@@ -284,7 +284,8 @@ def cache_registry_model(spec: models.ModelSpec, folder: Path) -> None:
 
     from bci_dream.loading.unet_adapter import LORA_FOLDER, save_unet_adapter
 
-    tiny = (build_tiny_sdxl_turbo if spec.kind == "sdxl" else build_tiny_sd_turbo)(folder / "pipeline")
+    text = models.needs_text_encoders(spec)  # (downloaded with the model: it encodes the empty prompt every session)
+    tiny = (build_tiny_sdxl_turbo if spec.kind == "sdxl" else build_tiny_sd_turbo)(folder / "pipeline", text=text)
     fake_hub_repo(spec.repo_id, tiny, drop=("vae",) if spec.vae_repo_id else ())
     if spec.vae_repo_id:
         fake_hub_repo(spec.vae_repo_id, tiny / "vae")
@@ -312,7 +313,8 @@ def test_every_registry_model_is_refused_in_one_line_until_cached_then_generates
     if spec.repo_id is None:
         assert spec.is_preview  # only the locally built preview model has no hub repo
     else:
-        assert not spec.is_preview and "text_encoder" not in " ".join(models._pipeline_patterns(spec))
+        patterns = " ".join(models._pipeline_patterns(spec))
+        assert not spec.is_preview and ("text_encoder" in patterns) == models.needs_text_encoders(spec)
         with pytest.raises(BciDreamError) as refused:
             load_generator(name)
         assert f"bci-dream models download {name}" in str(refused.value) and "\n" not in str(refused.value)
@@ -325,6 +327,8 @@ def test_every_registry_model_is_refused_in_one_line_until_cached_then_generates
         assert type(g.pipe.scheduler).__name__ == spec.scheduler
     if spec.vae_repo_id:
         assert type(g.pipe.vae).__name__ == "AutoencoderTiny"
+    if g.kind == "sdxl":  # the pooled embedding (and the IP-Adapter route's text side) of the empty prompt
+        assert g.text is not None and g.text.prompt == "" and g.text.pooled.abs().sum() > 0
     if spec.route == "ip-adapter":  # its IP-Adapter loaded with it: images come from CLIP image embeddings
         assert g.image_embed_dim is not None
         assert g.generate_from_image_embeds(torch.ones(g.image_embed_dim)).image.size == (SIZE, SIZE)

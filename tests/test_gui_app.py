@@ -64,7 +64,16 @@ def test_the_app_generates_on_the_ip_adapter_route_of_its_model(make_window, qtb
     window = make_window(device="synthetic", model="tiny-sdxl-ip")
     qtbot.waitUntil(lambda: window.frames_received >= 2, timeout=90000)
     assert window.engine.route.route == "ip-adapter" and window.images.images_shown >= 2
-    assert "route ip-adapter" in window.model_label.text() and not window.errors
+    assert "route ip-adapter · empty prompt" in window.model_label.text() and not window.errors
+    from bci_dream.gui.settings_dialog import Settings, SettingsDialog
+
+    new = Settings(route="ip-adapter", prompt="a red cat", ip_adapter_scale=0.5, bank_k=3, bank_temperature=0.2)
+    assert SettingsDialog(new).settings() == new  # the route's fields show and come back
+    window.apply_settings(new)  # a new prompt or strength: the diffusion model is loaded again with them
+    qtbot.waitUntil(lambda: window.engine is not None and window.generator.text.prompt == "a red cat",
+                    timeout=90000)
+    assert "prompt 'a red cat'" in window.model_label.text() and window.engine.route.k == 3
+    assert not window.errors
 
 
 def test_record_then_replay_through_the_controls(make_window, qtbot, tmp_path):

@@ -50,6 +50,7 @@ from bci_dream.signal.channels import ChannelNaming
 from bci_dream.training.evaluate import evaluate
 from bci_dream.training.finetune import FinetuneCancelled, FinetuneSettings, finetune
 from bci_dream.training.pairs import Pair, make_pairs, pairs_to_arrays, read_pairs, write_pairs
+from bci_dream.training.settings import with_model_defaults
 from bci_dream.training.windows import window_spec_for
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def calibrate_headless(recording: str | os.PathLike | None, subject: str, settin
         raise BciDreamError("give the session's recording, or a pairs manifest that names its recordings")
     if recording is not None and not Path(recording).is_file():
         raise BciDreamError(f"recording {recording} does not exist")
+    settings = with_model_defaults(settings, progress=progress)
     phase = on_phase or (lambda name: None)
     folder = subject_folder(subject, subjects_dir)
     folder.mkdir(parents=True, exist_ok=True)

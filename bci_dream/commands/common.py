@@ -195,7 +195,8 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
 
 
 def add_route_args(p: argparse.ArgumentParser) -> None:
-    """``--route``, ``--ip-adapter``, ``--ip-adapter-scale``, ``--bank``, ``--bank-k``, ``--bank-temperature``."""
+    """``--route``, ``--ip-adapter``, ``--ip-adapter-scale``, ``--prompt``, ``--bank``, ``--bank-k``,
+    ``--bank-temperature``, ``--bank-clip-model``."""
     g = p.add_argument_group("conditioning route")
     g.add_argument("--route", choices=defaults.ROUTES,
                    help="dreamdiffusion: the EEG model's prompt embeddings in the UNet's cross-attention; ip-adapter: "
@@ -204,10 +205,14 @@ def add_route_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ip-adapter", metavar="FILE", help="IP-Adapter weights (or their folder) for --route ip-adapter")
     g.add_argument("--ip-adapter-scale", type=float, default=1.0, metavar="S",
                    help="the IP-Adapter's strength (default %(default)s)")
+    g.add_argument("--prompt", metavar="TEXT",
+                   help="ip-adapter route: a text prompt beside the EEG's image embedding, encoded once by the model's "
+                        "text encoders (default: the empty prompt)")
     g.add_argument("--bank", metavar="FOLDER|FILE", help="image bank: a folder of images or a file from "
                                                           "'bci-dream bank'; the CLIP embedding is pulled towards it")
-    g.add_argument("--bank-k", type=int, default=5, metavar="K", help="bank images mixed (default %(default)s)")
-    g.add_argument("--bank-temperature", type=float, default=0.05, metavar="T",
+    g.add_argument("--bank-k", type=int, default=defaults.BANK_K, metavar="K",
+                   help="bank images mixed (default %(default)s)")
+    g.add_argument("--bank-temperature", type=float, default=defaults.BANK_TEMPERATURE, metavar="T",
                    help="softmax temperature of their cosines (default %(default)s)")
     g.add_argument("--bank-clip-model", metavar="MODEL",
                    help="CLIP model a bank folder is embedded with (default: the checkpoint's)")
@@ -217,7 +222,7 @@ def route_options(args: argparse.Namespace) -> dict:
     """The fields of :class:`~bci_dream.generation.session_models.RouteChoice` the command line gives (a plain dict:
     making the choice itself imports torch, which the app's start-up must not wait for)."""
     return {"route": args.route, "ip_adapter": args.ip_adapter, "ip_adapter_scale": args.ip_adapter_scale,
-            "bank": args.bank, "clip_model": args.bank_clip_model}
+            "prompt": args.prompt, "bank": args.bank, "clip_model": args.bank_clip_model}
 
 
 def check_headless(args: argparse.Namespace) -> None:
@@ -351,9 +356,11 @@ def run_engine(live, args: argparse.Namespace) -> int:
                         route=route)
         engine.add_listener(writer)
         if generator.is_preview:
-            print("generating with the untrained preview model 'tiny' (SD-Turbo is not available)", flush=True)
+            why = "SD-Turbo is not available" if generator.notice else "random weights: the images mean nothing"
+            print(f"generating with the untrained preview model '{generator.model_id}' ({why})", flush=True)
         bank = f", bank of {len(models.bank)} images" if models.bank is not None else ""
-        print(f"model {generator.model_id} · route {models.route}{bank} · {models.training}", flush=True)
+        text = f" · {generator.text.label}" if models.route == "ip-adapter" and generator.text is not None else ""
+        print(f"model {generator.model_id} · route {models.route}{bank}{text} · {models.training}", flush=True)
         engine.start()
         if generator.compiled:
             print("compiling the diffusion model for this session (a minute or more the first time) ...", flush=True)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from bci_dream.commands.common import add_channel_args, add_compute_device_arg, naming_from_args
+from bci_dream.core import defaults
 from bci_dream.models.encoder_config import PRESETS
 from bci_dream.training.settings import ALIGNMENTS, OBJECTIVES, TRAINING_ROUTES, FinetuneError, FinetuneSettings
 
@@ -39,8 +40,12 @@ def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = Fal
     p.add_argument("--init", type=Path, help="start from this checkpoint (e.g. from 'bci-dream pretrain')")
     p.add_argument("--preset", choices=tuple(PRESETS),
                    help=f"encoder size without --init (default {d.preset})")
-    p.add_argument("--model", default=d.model, help="diffusers pipeline: hub id or folder")
-    p.add_argument("--clip-model", default=d.clip_model, help="CLIP vision model: hub id or folder")
+    p.add_argument("--model", default=d.model,
+                   help="diffusers pipeline: hub id, folder, or a name from 'bci-dream models list' (sdxl-turbo-ip: "
+                        "with --route ip-adapter, its IP-Adapter and image encoder are the defaults)")
+    p.add_argument("--clip-model", default=None,
+                   help="CLIP vision model: hub id, folder, or hub id with subfolder (default: the model's image "
+                        f"encoder on --route ip-adapter, else {defaults.CLIP_MODEL})")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--lora-rank", type=int, default=d.lora_rank, help="rank of the LoRA adapter on the cross-attention")
     g.add_argument("--full-cross-attention", action="store_true",
@@ -83,7 +88,8 @@ def add_training_args(p: argparse.ArgumentParser, *, old_device_flag: bool = Fal
                         "cross-attention, default) or ip-adapter (its CLIP image embedding through a frozen model's "
                         "IP-Adapter: the CLIP head alone is trained)")
     p.add_argument("--ip-adapter", metavar="FILE",
-                   help="for --route ip-adapter: the IP-Adapter to condition (its width is checked, its path saved)")
+                   help="for --route ip-adapter: the IP-Adapter to condition (its width is checked, its path saved; "
+                        "default: the --model's own, e.g. sdxl-turbo-ip's)")
     p.add_argument("--keep-last", action="store_true",
                    help="keep the last step's weights (default: those of the validation with the best held-out "
                         "identification, the starting point included)")
@@ -98,7 +104,7 @@ def settings_from_args(args: argparse.Namespace, val_fraction: float = 0.0) -> F
     if args.init and args.preset:
         log.warning("--preset %s is ignored: the encoder comes from --init %s", args.preset, args.init)
     return FinetuneSettings(
-        model=str(args.model), clip_model=str(args.clip_model), preset=args.preset or FinetuneSettings.preset, lora_rank=args.lora_rank,
+        model=str(args.model), clip_model=args.clip_model, preset=args.preset or FinetuneSettings.preset, lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha, full_cross_attention=args.full_cross_attention, train_encoder=args.train_encoder,
         channel_adapter=not args.no_channel_adapter,
         clip_weight=args.clip_weight, diffusion_weight=args.diffusion_weight, objective=args.objective,

@@ -5,19 +5,31 @@ from __future__ import annotations
 import argparse
 
 from bci_dream.core.errors import BciDreamError
-from bci_dream.generation.models import DEFAULT_MODEL, MODELS, download, is_cached, resolve_model, spec_for_repo
+from bci_dream.generation.models import (
+    DEFAULT_MODEL,
+    MODELS,
+    download,
+    download_image_encoder,
+    is_cached,
+    resolve_model,
+    spec_for_repo,
+)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="list or download the diffusion models used for generation",
                               description="Diffusion models for generation. Downloads go to the Hugging Face cache "
-                                          "(HF_HOME) and fetch only what generation needs (no text encoder).")
+                                          "(HF_HOME) and fetch only what generation needs (text encoders only for "
+                                          "the models that encode a prompt every session: SDXL, IP-Adapter).")
     sub = p.add_subparsers(dest="models_command", metavar="ACTION")
     lp = sub.add_parser("list", help="the known models and whether they are cached")
     lp.set_defaults(func=cmd_list)
     dp = sub.add_parser("download", help="download a model into the Hugging Face cache")
     dp.add_argument("name", help="a name from 'bci-dream models list' (or a hub id such as owner/name)")
     dp.add_argument("--quiet", action="store_true", help="no progress bars")
+    dp.add_argument("--for-training", action="store_true",
+                    help="also the image encoder an IP-Adapter model's EEG head is trained against "
+                         "('finetune --route ip-adapter'; ViT-H/14 for sdxl-turbo-ip)")
     dp.set_defaults(func=cmd_download)
     p.set_defaults(func=lambda args: cmd_list(args))
 
@@ -57,4 +69,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         resolved = download(spec, progress=not args.quiet)
     where = resolved.folder if resolved.vae_folder is None else f"{resolved.folder} and {resolved.vae_folder}"
     print(f"{resolved.model_id}: ready in {where}", flush=True)
+    if args.for_training and spec is not None:
+        encoder = download_image_encoder(spec, progress=not args.quiet)
+        print(f"image encoder for training: {encoder or 'none (this model has no IP-Adapter)'}", flush=True)
     return 0

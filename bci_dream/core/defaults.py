@@ -17,6 +17,10 @@ HOP_S: float = 0.25
 #: Conditioning routes (:mod:`bci_dream.runtime.routes`): prompt embeddings into the UNet's cross-attention, a CLIP
 #: image embedding through an IP-Adapter, or the nearest image of a bank shown itself.
 ROUTES: tuple[str, ...] = ("dreamdiffusion", "ip-adapter", "retrieval")
+#: The image-bank prior of the CLIP routes: the BANK_K nearest bank images, softmax temperature BANK_TEMPERATURE on
+#: their cosines.
+BANK_K: int = 5
+BANK_TEMPERATURE: float = 0.05
 #: Calibration and fine-tuning epochs: this long (s), from EPOCH_OFFSET_S after each image onset; the fine-tuned
 #: encoder takes windows of this length, live too. The shipped protocols' onsets are at least this far apart.
 EPOCH_S: float = 1.0

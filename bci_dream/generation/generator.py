@@ -36,7 +36,15 @@ from typing import Any
 import torch
 
 from bci_dream.core.errors import BciDreamError, first_line
-from bci_dream.generation.models import AUTO, ModelSpec, ResolvedModel, resolve_model
+from bci_dream.generation.models import (
+    AUTO,
+    ModelNotAvailableError,
+    ModelSpec,
+    ResolvedModel,
+    resolve_model,
+    text_encoder_folder,
+)
+from bci_dream.generation.text_prompt import TextConditioning, encode_prompt
 from bci_dream.loading.compute_device import resolve_device
 from bci_dream.loading.hub import ModelLoadError, quiet
 from bci_dream.loading.ip_adapter import image_embed_width, load_ip_adapter
@@ -126,6 +134,8 @@ class Generator:
         device, dtype: where and in which precision the models run.
         pipe: the diffusers pipeline (no text encoder, tokenizer or safety checker).
         notice: the one-line reason when ``auto`` fell back to the preview model, else None.
+        text: the encoded prompt that gives the text side the EEG does not (:meth:`set_text`; SDXL's pooled
+            embedding, the IP-Adapter route's prompt embeddings), or None: zeros.
     """
 
     def __init__(self, pipe, *, model_id: str, size: int, steps: int = 1, guidance: float = 0.0, seed: int = 0,
@@ -162,6 +172,7 @@ class Generator:
                               if self.pooled_dim is not None else None)
         self._pooled_notice = False
         self._no_prompt = torch.zeros(1, 77, self.cross_attention_dim, device=self.device, dtype=self.dtype)
+        self.text: TextConditioning | None = None
         self.notice: str | None = None  # why ``auto`` runs the preview model, if it does
         self.compiled = False  # torch.compile'd (compiled code and CUDA graphs warm up per thread)
         self._allocate(size)
@@ -181,6 +192,30 @@ class Generator:
         self._latents = noise.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         self._host = torch.empty((size, size, 3), dtype=torch.uint8, pin_memory=self._cuda)
         self._loop_constants()
+
+    def set_text(self, text: TextConditioning | None) -> None:
+        """Take the text side from ``text`` from now on (None: zeros).
+
+        Raises:
+            EmbeddingShapeError: its widths do not fit the UNet (both named).
+        """
+        with self._lock:
+            if text is None:
+                self.text = None
+                self._no_prompt.zero_()
+                self._pooled_zeros = (torch.zeros(1, self.pooled_dim, device=self.device, dtype=self.dtype)
+                                      if self.pooled_dim is not None else None)
+                return
+            width = int(text.prompt_embeds.shape[-1])
+            pooled = None if text.pooled is None else int(text.pooled.shape[-1])
+            if width != self.cross_attention_dim or pooled != self.pooled_dim:
+                raise EmbeddingShapeError(f"the {text.label} is encoded in width {width} (pooled {pooled}), but "
+                                          f"{self.model_id} takes {self.cross_attention_dim} "
+                                          f"(pooled {self.pooled_dim})")
+            self.text = text
+            self._no_prompt = text.prompt_embeds.to(self.device, self.dtype)
+            if text.pooled is not None:
+                self._pooled_zeros = text.pooled.to(self.device, self.dtype)
 
     def set_seed(self, seed: int) -> None:
         """Start drawing images from another noise seed (new initial latents)."""
@@ -203,7 +238,7 @@ class Generator:
         if self.pooled_dim is None:
             return embeds, None
         if pooled is None:
-            if not self._pooled_notice:
+            if self.text is None and not self._pooled_notice:
                 log.info("%s: no pooled embedding given; using zeros (width %d)", self.model_id, self.pooled_dim)
                 self._pooled_notice = True
             return embeds, self._pooled_zeros
@@ -292,7 +327,7 @@ class Generator:
     def generate(self, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor | None = None) -> GeneratedImage:
         """One image from ``prompt_embeds`` [1, tokens, cross_attention_dim] (77 tokens for SD models).
 
-        SDXL models also take ``pooled_prompt_embeds`` [1, pooled_dim] (zeros when not given).
+        SDXL models also take ``pooled_prompt_embeds`` [1, pooled_dim] (when not given: :attr:`text`'s, else zeros).
         The same embeddings and seed give the same image.
 
         Raises:
@@ -306,8 +341,9 @@ class Generator:
     def generate_from_image_embeds(self, image_embeds: torch.Tensor, prompt_embeds: torch.Tensor | None = None,
                                    pooled_prompt_embeds: torch.Tensor | None = None) -> GeneratedImage:
         """One image from a CLIP image embedding [P] or [1, P] through the loaded IP-Adapter (the route that
-        needs no fine-tuned UNet). The text side is ``prompt_embeds`` [1, tokens, cross_attention_dim] when given,
-        else zeros (no prompt). The same embeddings and seed give the same image.
+        needs no fine-tuned UNet). The text side is ``prompt_embeds`` [1, tokens, cross_attention_dim] and
+        ``pooled_prompt_embeds`` when given, else :attr:`text`'s (the encoded prompt, or the empty prompt), else
+        zeros. The same embeddings and seed give the same image.
 
         Raises:
             EmbeddingShapeError: no IP-Adapter is loaded, or the embedding's width is not the adapter's (both
@@ -369,10 +405,25 @@ class Generator:
         return (f"Generator({self.model_id!r}, {self.size}x{self.size}, {self.steps} step(s), "
                 f"guidance {self.guidance:g}, "
                 f"{self.device}, {str(self.dtype).removeprefix('torch.')}, seed {self.seed}"
+                f"{', ' + self.text.label if self.text is not None else ''}"
                 f"{', untrained preview' if self.is_preview else ''})")
 
 
 # -- loading --------------------------------------------------------------------------------------
+
+def _encode_text_side(generator: Generator, resolved: ResolvedModel, prompt: str, *, required: bool,
+                      progress: bool) -> None:
+    """Give ``generator`` the encoding of ``prompt``; a model without text encoders keeps zeros (said in one line)
+    unless a prompt was asked for (``required``: the error is raised)."""
+    try:
+        folder = text_encoder_folder(resolved, progress=progress)
+        generator.set_text(encode_prompt(generator.pipe, folder, generator.kind, prompt))
+    except (ModelNotAvailableError, ModelLoadError):
+        if required:
+            raise
+        log.warning("%s has no text encoders to encode the empty prompt: its %s zeros", resolved.model_id,
+                    "pooled embedding is" if generator.image_embed_dim is None else "text side is")
+
 
 def _dtype(name: str | None, device: torch.device) -> torch.dtype:
     if name is None:
@@ -530,7 +581,8 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
                    steps: int | None = None, seed: int = 0, compile: bool | str = False, dtype: str | None = None,
                    adapter: str | os.PathLike | None = None, guidance: float | None = None,
                    warmup: bool | None = None, progress: bool = True,
-                   ip_adapter: str | os.PathLike | bool | None = None, ip_adapter_scale: float = 1.0) -> Generator:
+                   ip_adapter: str | os.PathLike | bool | None = None, ip_adapter_scale: float = 1.0,
+                   prompt: str | None = None) -> Generator:
     """Load ``model`` onto ``device`` and keep it there (see the module docstring).
 
     Args:
@@ -550,6 +602,10 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
         ip_adapter: an IP-Adapter file (or its folder) to load, for :meth:`Generator.generate_from_image_embeds`;
             None: the model's own, if the registry gives it one (``sdxl-turbo-ip``, ``tiny-sdxl-ip``); False: none.
         ip_adapter_scale: the adapter's strength (1: as trained; 0: the image embedding does nothing).
+        prompt: a text prompt beside the IP-Adapter's image embedding (and SDXL's pooled embedding), encoded once by
+            the model's text encoders (:mod:`bci_dream.generation.text_prompt`). None: the empty prompt where the
+            model needs a text side (an IP-Adapter, SDXL), else none; without text encoders that side is zeros,
+            said in one line.
 
     Raises:
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
@@ -588,6 +644,8 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
                           is_preview=resolved.is_preview)
     generator.notice = resolved.fallback
     generator.compiled = bool(compile)
+    if prompt or generator.pooled_dim is not None or generator.image_embed_dim is not None:
+        _encode_text_side(generator, resolved, prompt or "", required=bool(prompt), progress=progress)
     if warmup or (warmup is None and (torch_device.type == "cuda" or compile)):
         t0 = time.perf_counter()
         generator.warmup()

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.io.image_file import IMAGE_SUFFIXES
 from bci_dream.loading.vision_models import clip_image_embeds, load_clip_vision
@@ -34,7 +35,7 @@ BANK_SUFFIX = ".safetensors"
 #: A calibrated subject's bank of its stimuli, in the subject folder (the CLIP routes' default bank).
 SUBJECT_BANK = "bank.safetensors"
 #: The prior's defaults: the 5 nearest bank images, softmax temperature 0.05 on their cosines.
-TOP_K, TEMPERATURE = 5, 0.05
+TOP_K, TEMPERATURE = defaults.BANK_K, defaults.BANK_TEMPERATURE
 
 
 class ImageBankError(BciDreamError):

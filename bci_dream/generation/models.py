@@ -37,26 +37,34 @@ from pathlib import Path
 
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError, first_line
-from bci_dream.generation.tiny import build_tiny_ip_adapter, build_tiny_sd_turbo, build_tiny_sdxl_turbo
-from bci_dream.loading.hub import hub_reachable, is_local, quiet
+from bci_dream.generation.tiny import (
+    build_tiny_clip_vision,
+    build_tiny_ip_adapter,
+    build_tiny_sd_turbo,
+    build_tiny_sdxl_turbo,
+)
+from bci_dream.loading.hub import hub_reachable, hub_subfolder, is_local, quiet, quiet_transformers
 from bci_dream.loading.pipeline_folder import (
     DIFFUSERS_WEIGHTS_STEM,
     check_pipeline_folder,
     missing_pipeline_files,
     pipeline_kind,
 )
+from bci_dream.loading.text_encoders import TEXT_PARTS, missing_text_files, text_patterns
 from bci_dream.loading.unet_adapter import DIFFUSERS_LORA_WEIGHTS
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever :func:`build_tiny_sd_turbo`'s output for the ``tiny`` model changes: older
 #: builds in the user cache are rebuilt.
-TINY_VERSION = 2
+TINY_VERSION = 3
 #: Latent side of the ``tiny`` model built into the cache (256-pixel images).
 TINY_SAMPLE_SIZE = 32
 TINY_MARKER = "bci_dream_tiny.json"
 #: The ``tiny-sdxl-ip`` preview's IP-Adapter file (in its folder) and image-embedding width.
 TINY_IP_ADAPTER, TINY_IP_WIDTH = "ip-adapter.safetensors", 32
+#: The ``tiny-sdxl-ip`` preview's image encoder (a tiny CLIP vision model, in its folder).
+TINY_IMAGE_ENCODER = "image_encoder"
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,9 @@ class ModelSpec:
         ip_adapter_repo_id, ip_adapter_file: the IP-Adapter loaded with the model (repo and path in it; for a
             locally built preview, the file name in its folder), or None.
         route: the conditioning route the model serves by default (``ip-adapter`` for those with an adapter).
+        image_encoder: the CLIP vision model whose image embeddings the IP-Adapter takes (what the EEG model's
+            CLIP head is trained against): a hub id with its subfolder, or, for a locally built preview, a folder in
+            it; None without an adapter.
     """
     name: str
     repo_id: str | None
@@ -95,6 +106,7 @@ class ModelSpec:
     ip_adapter_repo_id: str | None = None
     ip_adapter_file: str | None = None
     route: str = "dreamdiffusion"
+    image_encoder: str | None = None
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -111,14 +123,14 @@ MODELS: dict[str, ModelSpec] = {
     "sdxl-turbo-ip": ModelSpec(
         "sdxl-turbo-ip", "stabilityai/sdxl-turbo", "madebyollin/taesdxl", "sdxl", 512, 1, 0.0,
         ip_adapter_repo_id="h94/IP-Adapter", ip_adapter_file="sdxl_models/ip-adapter_sdxl_vit-h.safetensors",
-        route="ip-adapter",
+        route="ip-adapter", image_encoder="h94/IP-Adapter/models/image_encoder",
         description="SDXL-Turbo + IP-Adapter SDXL (ViT-H/14 image embeddings, 1024): the CLIP-embedding route"),
     "tiny": ModelSpec(
         "tiny", None, None, "sd", TINY_SAMPLE_SIZE * 8, 1, 0.0, variant=None, is_preview=True,
         description="untrained preview: SD-Turbo-shaped, small widths, random weights, built locally"),
     "tiny-sdxl-ip": ModelSpec(
         "tiny-sdxl-ip", None, None, "sdxl", TINY_SAMPLE_SIZE * 8, 1, 0.0, variant=None, is_preview=True,
-        ip_adapter_file=TINY_IP_ADAPTER, route="ip-adapter",
+        ip_adapter_file=TINY_IP_ADAPTER, route="ip-adapter", image_encoder=TINY_IMAGE_ENCODER,
         description="untrained preview of the IP-Adapter route: SDXL-Turbo-shaped with an IP-Adapter (image "
                     f"embeddings {TINY_IP_WIDTH} wide), random weights, built locally"),
 }
@@ -186,9 +198,20 @@ def _tiny_ok(folder: Path, name: str = "tiny") -> bool:
         marker = json.loads((folder / TINY_MARKER).read_text())
     except (OSError, ValueError):
         return False
-    adapter = MODELS[name].ip_adapter_file
+    spec = MODELS[name]
     return marker == _tiny_marker(name) and not missing_pipeline_files(folder) and \
-        (adapter is None or (folder / adapter).is_file())
+        not missing_text_files(folder, spec.kind) and \
+        (spec.ip_adapter_file is None or (folder / spec.ip_adapter_file).is_file()) and \
+        (spec.image_encoder is None or (folder / spec.image_encoder / "config.json").is_file())
+
+
+def _tiny_name(folder: Path) -> str:
+    """Which preview model the build in ``folder`` is (``tiny`` or ``tiny-sdxl-ip``), from its marker."""
+    try:
+        name = json.loads((folder / TINY_MARKER).read_text()).get("model", "tiny")
+    except (OSError, ValueError, AttributeError):
+        name = "tiny"
+    return name if name in MODELS and MODELS[name].repo_id is None else "tiny"
 
 
 def ensure_tiny(name: str = "tiny") -> Path:
@@ -201,12 +224,14 @@ def ensure_tiny(name: str = "tiny") -> Path:
     # Built beside its final place and renamed, so that a half-written build is never loaded.
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=folder.parent))
     try:
-        with quiet("diffusers.pipelines.pipeline_utils"):  # ("text_encoder=None ... cannot be saved": by design)
+        # ("text_encoder=None ... cannot be saved": by design; transformers' "writing shards" bar: noise)
+        with quiet("diffusers.pipelines.pipeline_utils"), quiet_transformers():
             if name == "tiny":
-                build_tiny_sd_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE)
+                build_tiny_sd_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE, text=True)
             else:
-                build_tiny_sdxl_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE)
+                build_tiny_sdxl_turbo(tmp, seed=0, sample_size=TINY_SAMPLE_SIZE, text=True)
                 build_tiny_ip_adapter(tmp, tmp, image_embed_dim=TINY_IP_WIDTH, seed=0)
+                build_tiny_clip_vision(tmp / TINY_IMAGE_ENCODER, projection_dim=TINY_IP_WIDTH, seed=0)
         (tmp / TINY_MARKER).write_text(json.dumps(_tiny_marker(name)))
         if folder.exists():
             shutil.rmtree(folder)
@@ -228,7 +253,15 @@ def _pipeline_patterns(spec: ModelSpec) -> list[str]:
                 f"unet/{DIFFUSERS_WEIGHTS_STEM}{suffix}.safetensors"]
     if spec.vae_repo_id is None:
         patterns += ["vae/config.json", f"vae/{DIFFUSERS_WEIGHTS_STEM}{suffix}.safetensors"]
+    if needs_text_encoders(spec):
+        patterns += text_patterns(spec.kind, spec.variant)
     return patterns
+
+
+def needs_text_encoders(spec: ModelSpec) -> bool:
+    """Whether every session of ``spec`` encodes a prompt (SDXL's pooled embedding; the IP-Adapter route's text
+    side), so that its text encoders are downloaded with it. Other models fetch them on their first prompt."""
+    return spec.kind == "sdxl" or spec.route == "ip-adapter"
 
 
 def _vae_patterns() -> list[str]:
@@ -268,7 +301,49 @@ def is_cached(spec: ModelSpec) -> bool:
             return False
     elif not all(_cached(spec.vae_repo_id, f) for f in _vae_patterns()):
         return False
+    if needs_text_encoders(spec) and not _text_cached(spec):
+        return False
     return spec.lora_repo_id is None or _cached(spec.lora_repo_id, DIFFUSERS_LORA_WEIGHTS)
+
+
+def _text_cached(spec: ModelSpec) -> bool:
+    return all(_cached(spec.repo_id, f"{encoder}/config.json") and
+               _cached_any(spec.repo_id, [f"{encoder}/model{v}.safetensors" for v in ("", ".fp16")]) and
+               _cached(spec.repo_id, f"{tokenizer}/tokenizer_config.json")
+               for encoder, tokenizer in TEXT_PARTS[spec.kind])
+
+
+def text_encoder_folder(resolved: ResolvedModel, *, progress: bool = True) -> Path:
+    """The pipeline folder of ``resolved`` with its text encoders and tokenizers in it: the model's own folder, or,
+    for a hub model whose cached snapshot lacks them, the snapshot after downloading them (said in one line).
+
+    Raises:
+        ModelNotAvailableError: a folder without them, or a hub model whose text encoders cannot be downloaded now.
+    """
+    spec, folder = resolved.spec, Path(resolved.folder)
+    missing = missing_text_files(folder, spec.kind)
+    if not missing:
+        return folder
+    repo = spec.repo_id or (resolved.model_id if not is_local(resolved.model_id) else None)
+    if repo is None:
+        raise ModelNotAvailableError(f"model folder {folder} lacks {', '.join(missing)}: a prompt cannot be encoded "
+                                     "without the pipeline's text encoders")
+    patterns = text_patterns(spec.kind, spec.variant if spec.repo_id else None)
+    try:
+        cached = _snapshot(repo, patterns, local_files_only=True)
+        if not missing_text_files(cached, spec.kind):
+            return cached
+    except Exception:  # noqa: BLE001 - not cached: download below
+        pass
+    if not hub_reachable():
+        raise ModelNotAvailableError(f"the text encoders of {repo} are not in the Hugging Face cache and the hub "
+                                     "cannot be reached from here; run without a prompt, or download them where "
+                                     f"there is a network ('bci-dream models download {spec.name}')")
+    log.warning("downloading the text encoders of %s (once) to encode the prompt", repo)
+    try:
+        return _snapshot(repo, patterns, local_files_only=False, progress=progress)
+    except Exception as e:
+        raise ModelNotAvailableError(f"downloading the text encoders of {repo} failed: {first_line(e)}") from e
 
 
 def _snapshot(repo_id: str, patterns: list[str] | None = None, *, local_files_only: bool,
@@ -326,6 +401,29 @@ def download(spec: ModelSpec, progress: bool = True) -> ResolvedModel:
     return resolved
 
 
+def download_image_encoder(spec: ModelSpec, progress: bool = True) -> str | None:
+    """Download the image encoder of ``spec``'s IP-Adapter (what ``finetune --route ip-adapter`` trains the CLIP head
+    against; generation does not need it) into the Hugging Face cache; returns its name, None when it has none.
+
+    Raises:
+        ModelNotAvailableError: the hub cannot be reached or the download failed (one line).
+    """
+    if spec.image_encoder is None or spec.repo_id is None:
+        return spec.image_encoder
+    repo, sub = hub_subfolder(spec.image_encoder) or (spec.image_encoder, "")
+    prefix = f"{sub}/" if sub else ""
+    if not hub_reachable():
+        raise ModelNotAvailableError(f"cannot download the image encoder {spec.image_encoder}: the Hugging Face hub "
+                                     "cannot be reached from here")
+    try:
+        _snapshot(repo, [f"{prefix}config.json", f"{prefix}model.safetensors", f"{prefix}preprocessor_config.json"],
+                  local_files_only=False, progress=progress)
+    except Exception as e:
+        raise ModelNotAvailableError(f"downloading the image encoder {spec.image_encoder} failed: "
+                                     f"{first_line(e)}") from e
+    return spec.image_encoder
+
+
 # -- names, hub ids and folders -------------------------------------------------------------------
 
 def spec_for_repo(repo_id: str) -> ModelSpec | None:
@@ -379,6 +477,15 @@ def _resolved_tiny(spec: ModelSpec) -> ResolvedModel:
     return ResolvedModel(spec, folder, model_id=spec.name, ip_adapter=adapter)
 
 
+def image_encoder_of(resolved: ResolvedModel) -> str | None:
+    """The CLIP vision model (hub id with subfolder, or folder) whose embeddings the IP-Adapter of ``resolved``
+    takes, or None when the registry does not say."""
+    encoder = resolved.spec.image_encoder
+    if encoder is None:
+        return None
+    return str(Path(resolved.folder) / encoder) if resolved.spec.repo_id is None else encoder
+
+
 def _unknown(name: str) -> ModelNotAvailableError:
     return ModelNotAvailableError(f"unknown model '{name}'; use one of {', '.join([AUTO, *MODELS])}, a hub id "
                                   "(owner/name) or a diffusers pipeline folder")
@@ -420,8 +527,8 @@ def resolve_model(name_or_folder: str | os.PathLike = AUTO, *, progress: bool = 
             raise _unknown(text)
         check_pipeline_folder(folder)
         spec = _generic_spec(str(folder), pipeline_kind(folder))
-        if (folder / TINY_MARKER).is_file():  # a copy of the tiny build: still random weights
-            spec = replace(MODELS["tiny"], name=str(folder))
+        if (folder / TINY_MARKER).is_file():  # a copy of a preview build: still random weights
+            spec = replace(MODELS[_tiny_name(folder)], name=str(folder))
         return ResolvedModel(spec, folder, model_id=str(folder))
     if "/" not in text:
         raise _unknown(text)

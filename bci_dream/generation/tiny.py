@@ -7,8 +7,10 @@ folder like ``stabilityai/sd-turbo``, a transformers CLIP vision folder like
 
 - :func:`build_tiny_sd_turbo`: an SD-Turbo-shaped ``StableDiffusionPipeline`` (same block types,
   linear projections, cross-attention width 1024, Euler "trailing" scheduler) with small widths and
-  an ``AutoencoderTiny`` (TAESD-shaped) vae; no text encoder, tokenizer or safety checker.
-- :func:`build_tiny_sdxl_turbo`: the same for SDXL-Turbo (pooled embeddings, ``StableDiffusionXLPipeline``).
+  an ``AutoencoderTiny`` (TAESD-shaped) vae; no safety checker; with ``text=True`` a tiny ``CLIPTextModel`` and a
+  byte-level ``CLIPTokenizer`` (:func:`tiny_text_parts`), so that prompts can be encoded offline.
+- :func:`build_tiny_sdxl_turbo`: the same for SDXL-Turbo (pooled embeddings, ``StableDiffusionXLPipeline``, two text
+  encoders).
 - :func:`build_tiny_clip_vision`: ``CLIPVisionModelWithProjection`` + ``CLIPImageProcessor``.
 """
 
@@ -37,13 +39,44 @@ SD_TURBO_SCHEDULER = {
 TINY_VAE_SCALE = 8
 
 
-def build_tiny_sd_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size: int = 8) -> Path:
+def _byte_level_vocab() -> dict[str, int]:
+    """A CLIP BPE vocabulary with no merges: the two special tokens, then GPT-2's 256 byte characters alone and as
+    word ends (``"a</w>"``). Any text tokenizes, one token per byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    rest = iter(range(256, 512))  # (the other bytes, in order, as the characters after U+00FF)
+    chars = [chr(b if b in printable else next(rest)) for b in range(256)]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for c in chars:
+            vocab[c + suffix] = len(vocab)
+    return vocab
+
+
+def tiny_text_parts(width: int, *, projection_dim: int | None = None, seed: int = 0) -> tuple:
+    """A random-weight CLIP text encoder of hidden ``width`` (1 layer, 2 heads, 77 positions; with a projection of
+    ``projection_dim`` when given: ``CLIPTextModelWithProjection``, SDXL's second encoder) and its tokenizer."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab = _byte_level_vocab()
+    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=width, intermediate_size=64, num_hidden_layers=1,
+                            num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                            pad_token_id=1, projection_dim=projection_dim or width)
+    torch.manual_seed(seed)
+    encoder = (CLIPTextModelWithProjection if projection_dim else CLIPTextModel)(config)
+    return encoder, CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def build_tiny_sd_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size: int = 8,
+                        text: bool = False) -> Path:
     """Write a tiny SD-Turbo-shaped pipeline with random weights to ``folder``; returns the folder.
 
     UNet: 3 x CrossAttnDownBlock2D + DownBlock2D / UpBlock2D + 3 x CrossAttnUpBlock2D, block widths
     (32, 64, 64, 64), one layer per block, 2-channel attention heads... scaled down from SD-Turbo's
     (320, 640, 1280, 1280); cross_attention_dim 1024 and linear projections as in SD-Turbo.
-    ``sample_size`` is the latent side (images of ``sample_size * 8`` pixels by default).
+    ``sample_size`` is the latent side (images of ``sample_size * 8`` pixels by default). ``text``: with a tiny
+    text encoder (width 1024, as SD 2's) and tokenizer.
 
     Load it back with ``StableDiffusionPipeline.from_pretrained(folder, text_encoder=None,
     tokenizer=None, feature_extractor=None, image_encoder=None, safety_checker=None,
@@ -82,7 +115,8 @@ def build_tiny_sd_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size
         latent_channels=4,
     )
     scheduler = EulerDiscreteScheduler(**SD_TURBO_SCHEDULER)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
+    encoder, tokenizer = tiny_text_parts(1024, seed=seed + 2) if text else (None, None)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     _calibrate_preview(pipe, sample_size)
@@ -90,12 +124,15 @@ def build_tiny_sd_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size
     return folder
 
 
-def build_tiny_sdxl_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size: int = 8) -> Path:
+def build_tiny_sdxl_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_size: int = 8,
+                          text: bool = False) -> Path:
     """Write a tiny SDXL-Turbo-shaped pipeline with random weights to ``folder``; returns the folder.
 
     A ``StableDiffusionXLPipeline`` whose UNet adds SDXL's pooled text embedding and size/crop ids to its time
     embedding (``addition_embed_type="text_time"``: pooled width 32 here, 1280 in SDXL), cross-attention width
-    64 (2048 in SDXL), an ``AutoencoderTiny`` vae and SD-Turbo's Euler "trailing" scheduler; no text encoders.
+    64 (2048 in SDXL), an ``AutoencoderTiny`` vae and SD-Turbo's Euler "trailing" scheduler. ``text``: with SDXL's
+    two text encoders, tiny (hidden widths 32 + 32 = the cross-attention width; the second's projection, 32, is the
+    pooled embedding) and their tokenizers.
     """
     import torch
     from diffusers import AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
@@ -110,8 +147,12 @@ def build_tiny_sdxl_turbo(folder: str | os.PathLike, seed: int = 0, *, sample_si
         projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64, norm_num_groups=16)
     vae = AutoencoderTiny(encoder_block_out_channels=(16,) * 4, decoder_block_out_channels=(16,) * 4,
                           num_encoder_blocks=(1,) * 4, num_decoder_blocks=(1,) * 4)
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None,
-                                     unet=unet, scheduler=EulerDiscreteScheduler(**SD_TURBO_SCHEDULER))
+    (encoder, tokenizer), (encoder_2, tokenizer_2) = (
+        (tiny_text_parts(32, seed=seed + 2), tiny_text_parts(32, projection_dim=32, seed=seed + 3)) if text
+        else ((None, None), (None, None)))
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=encoder, text_encoder_2=encoder_2, tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer_2, unet=unet,
+                                     scheduler=EulerDiscreteScheduler(**SD_TURBO_SCHEDULER))
     pipe.set_progress_bar_config(disable=True)
     saving = logging.getLogger("diffusers.pipelines.pipeline_utils")
     level = saving.level

@@ -61,8 +61,8 @@ class AppOptions:
     source_options: dict[str, Any] = field(default_factory=dict)  # e.g. stall_timeout for BrainFlow sources
     naming: Any = None  # ChannelNaming from --channels/--channels-file/--layout (devices and replays alike)
     route: dict[str, Any] = field(default_factory=dict)  # RouteChoice fields from --route/--ip-adapter/--bank
-    bank_k: int = 5
-    bank_temperature: float = 0.05
+    bank_k: int = defaults.BANK_K
+    bank_temperature: float = defaults.BANK_TEMPERATURE
 
 
 class Bridge(QtCore.QObject):
@@ -174,7 +174,21 @@ class MainWindow(QtWidgets.QMainWindow):
             prefs.steps = given.steps
         if given.interpolate:
             prefs.interpolate = given.interpolate
+        for name, value in given.route.items():  # (--route, --prompt, --ip-adapter-scale given on the command line)
+            if name in ("route", "prompt") and value:
+                setattr(prefs, name, value)
+        if given.route.get("ip_adapter_scale", 1.0) != 1.0:
+            prefs.ip_adapter_scale = given.route["ip_adapter_scale"]
+        for name in ("bank_k", "bank_temperature"):
+            if getattr(given, name) != getattr(default, name):
+                setattr(prefs, name, getattr(given, name))
         return prefs
+
+    def _route_choice(self) -> dict[str, Any]:
+        """The fields of the session's RouteChoice: the command line's, with the settings' route on top."""
+        prefs = self.prefs
+        return {**self.options.route, "route": prefs.route or None, "prompt": prefs.prompt or None,
+                "ip_adapter_scale": prefs.ip_adapter_scale}
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -453,8 +467,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         m = self.models
         try:
-            route = RouteSettings(m.route, bank=m.bank, k=self.options.bank_k,
-                                  temperature=self.options.bank_temperature)
+            route = RouteSettings(m.route, bank=m.bank, k=self.prefs.bank_k, temperature=self.prefs.bank_temperature)
             engine = Engine(self.live, m.eeg_model, m.generator, hop_s=self.prefs.hop,
                             similarity_threshold=self.prefs.similarity, interpolation_steps=self.prefs.interpolate,
                             untrained_conditioning=m.untrained, device=m.generator.device, encoder=m.encoder,
@@ -471,6 +484,8 @@ class MainWindow(QtWidgets.QMainWindow):
             p.set_labels(engine.labels)
         trained = [] if m.untrained else [m.training.removeprefix("EEG model: ")]
         route = [] if m.route == "dreamdiffusion" else [f"route {m.route}"]
+        if m.route == "ip-adapter" and m.generator.text is not None:
+            route.append(m.generator.text.label)
         self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *route, *engine.labels, *trained]))
         self.model_label.setToolTip(m.training)
         engine.start()
@@ -487,7 +502,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._loading_models = True
         self.model_label.setText("loading the models …")
         opts, prefs, current = self.options, self.prefs, self.models
-        checkpoint = opts.checkpoint
+        checkpoint, route = opts.checkpoint, self._route_choice()
 
         def work() -> None:
             from bci_dream.generation.session_models import RouteChoice, load_generation_models
@@ -496,7 +511,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 models = load_generation_models(
                     opts.model, checkpoint, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None,
                     seed=prefs.seed, compile=opts.compile or False, progress=False, reuse=current,
-                    choice=RouteChoice(**opts.route))
+                    choice=RouteChoice(**route))
             except Exception as e:  # noqa: BLE001 - said in one line; the app goes on with what it had
                 log.debug("loading the models failed", exc_info=True)
                 self.bridge.models_ready.emit(request, None, str(e))
@@ -543,19 +558,20 @@ class MainWindow(QtWidgets.QMainWindow):
             self.apply_settings(dialog.settings())
 
     def apply_settings(self, new: Settings) -> None:
-        """Use ``new`` settings now: filters reopen the stream, size or steps reload the diffusion model,
+        """Use ``new`` settings now: filters reopen the stream, size, steps or the route reload the diffusion model,
         the rest restarts generation; they are remembered."""
         old, self.prefs = self.prefs, new
         new.save(self.settings)
         if self.models is not None and new.seed != old.seed:
             self.models.generator.set_seed(new.seed)
-        if (new.size, new.steps) != (old.size, old.steps) and self.models is not None:
+        if ((new.size, new.steps) != (old.size, old.steps) or new.route_fields() != old.route_fields()) and \
+                self.models is not None:
             self.models = None  # (the generator is loaded again with the new size or steps)
             if self.engine is not None or self._want_generation:
                 self.stop_generation(keep_wanted=True)
                 self._load_models()
-        elif (new.hop, new.similarity, new.interpolate) != (old.hop, old.similarity, old.interpolate) and \
-                self.engine is not None:
+        elif self.engine is not None and (new.hop, new.similarity, new.interpolate, new.bank_k, new.bank_temperature) \
+                != (old.hop, old.similarity, old.interpolate, old.bank_k, old.bank_temperature):
             self.stop_generation(keep_wanted=True)
             self.start_generation()
         filters_changed = (new.device_filters, new.filters()) != (old.device_filters, old.filters())

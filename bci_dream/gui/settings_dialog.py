@@ -1,4 +1,5 @@
-"""The settings dialog: filters, windowing, and generation (steps, resolution, seed, similarity gate)."""
+"""The settings dialog: filters, windowing, generation (steps, resolution, seed, similarity gate) and the
+conditioning route (route, IP-Adapter strength, prompt, image-bank prior)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ class Settings:
         seed: the session's noise seed.
         similarity: skip a window whose embedding has at least this cosine similarity to the last (1.0: never).
         interpolate: frames generated between successive embeddings.
+        route: the conditioning route (one of :data:`~bci_dream.core.defaults.ROUTES`; "": the EEG model's own,
+            else the diffusion model's).
+        ip_adapter_scale: the IP-Adapter's strength on the ip-adapter route.
+        prompt: the ip-adapter route's text prompt beside the image embedding ("": the empty prompt).
+        bank_k, bank_temperature: the image-bank prior's top-k and softmax temperature.
     """
 
     device_filters: bool = True
@@ -36,6 +42,15 @@ class Settings:
     seed: int = 0
     similarity: float = defaults.SIMILARITY_THRESHOLD
     interpolate: int = 0
+    route: str = ""
+    ip_adapter_scale: float = 1.0
+    prompt: str = ""
+    bank_k: int = defaults.BANK_K
+    bank_temperature: float = defaults.BANK_TEMPERATURE
+
+    def route_fields(self) -> tuple:
+        """What the diffusion model is loaded for (a change reloads it)."""
+        return self.route, self.ip_adapter_scale, self.prompt
 
     def filters(self) -> FilterSettings:
         """The filters these settings name (used when ``device_filters`` is off)."""
@@ -93,6 +108,22 @@ class SettingsDialog(QtWidgets.QDialog):
         self.seed = spin(settings.seed, 0, 2**31 - 1, 1)
         self.similarity = spin(settings.similarity, 0, 1, 0.005, "", 3)
         self.interpolate = spin(settings.interpolate, 0, 8, 1)
+        self.route = QtWidgets.QComboBox()
+        self.route.addItem("the EEG model's own", "")
+        for name in defaults.ROUTES:
+            self.route.addItem(name, name)
+        self.route.setCurrentIndex(max(self.route.findData(settings.route), 0))
+        self.route.setToolTip("dreamdiffusion: the EEG model's prompt embeddings in the UNet's cross-attention; "
+                              "ip-adapter: its CLIP image embedding through an IP-Adapter on a frozen model; "
+                              "retrieval: the nearest image of the bank itself")
+        self.ip_adapter_scale = spin(settings.ip_adapter_scale, 0, 2, 0.05, "", 2)
+        self.prompt = QtWidgets.QLineEdit(settings.prompt)
+        self.prompt.setPlaceholderText("none (the empty prompt)")
+        self.bank_k = spin(settings.bank_k, 1, 100, 1)
+        self.bank_temperature = spin(settings.bank_temperature, 0.001, 10, 0.01, "", 3)
+        clip_only = (self.ip_adapter_scale, self.prompt, self.bank_k, self.bank_temperature)
+        self.route.currentIndexChanged.connect(lambda _: self._enable_route_fields(clip_only))
+        self._enable_route_fields(clip_only)
         form.addRow("filters", self.device_filters)
         for widget in (self.low, self.high, self.notch):
             widget.setEnabled(not settings.device_filters)
@@ -101,21 +132,33 @@ class SettingsDialog(QtWidgets.QDialog):
         form.addRow("band-pass high (0: off)", self.high)
         form.addRow("notch", self.notch)
         form.addRow("hop between windows", self.hop)
-        form.addRow("window", QtWidgets.QLabel("set by the EEG model (2 s)"))
+        form.addRow("window", QtWidgets.QLabel("set by the EEG model (its checkpoint)"))
         form.addRow("denoising steps", self.steps)
         form.addRow("image size", self.size)
         form.addRow("noise seed", self.seed)
         form.addRow("similarity gate (1: off)", self.similarity)
         form.addRow("interpolated frames", self.interpolate)
+        form.addRow("conditioning route", self.route)
+        form.addRow("IP-Adapter strength", self.ip_adapter_scale)
+        form.addRow("prompt beside the EEG", self.prompt)
+        form.addRow("bank images mixed (k)", self.bank_k)
+        form.addRow("bank temperature", self.bank_temperature)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
                                              | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    def _enable_route_fields(self, widgets) -> None:
+        """The CLIP routes' fields are editable unless the dreamdiffusion route is chosen explicitly."""
+        for widget in widgets:
+            widget.setEnabled(self.route.currentData() != defaults.ROUTES[0])
+
     def settings(self) -> Settings:
         return Settings(device_filters=self.device_filters.isChecked(), bandpass_low=self.low.value(),
                         bandpass_high=self.high.value(), notch=float(self.notch.currentData()), hop=self.hop.value(),
                         steps=self.steps.value(),
                         size=self.size.value(), seed=self.seed.value(), similarity=self.similarity.value(),
-                        interpolate=self.interpolate.value())
+                        interpolate=self.interpolate.value(), route=str(self.route.currentData()),
+                        ip_adapter_scale=self.ip_adapter_scale.value(), prompt=self.prompt.text().strip(),
+                        bank_k=self.bank_k.value(), bank_temperature=self.bank_temperature.value())

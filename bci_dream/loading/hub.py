@@ -19,6 +19,7 @@ from bci_dream.core.errors import BciDreamError, first_line
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_HUB_SUBFOLDER = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)/([\w.-]+(?:/[\w.-]+)*)$")
 T = TypeVar("T")
 
 
@@ -30,6 +31,16 @@ def is_local(source: str | os.PathLike) -> bool:
     """True when ``source`` names a local folder (existing, or written like a path rather than a hub id)."""
     text = str(source)
     return Path(text).expanduser().exists() or not _HUB_ID.match(text) or text.startswith((".", "~"))
+
+
+def hub_subfolder(source: str | os.PathLike) -> tuple[str, str] | None:
+    """``("h94/IP-Adapter", "models/image_encoder")`` for a hub id with a subfolder (``owner/name/sub/...``) that
+    is not a local path (neither it nor its first part exists here), else None."""
+    text = str(source)
+    match = _HUB_SUBFOLDER.match(text)
+    if match is None or Path(text).expanduser().exists() or Path(text.split("/", 1)[0]).exists():
+        return None
+    return match.group(1), match.group(2)
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:
@@ -95,3 +106,18 @@ def quiet(*loggers: str) -> Iterator[None]:
     finally:
         for lg, level in saved:
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers without its per-load progress bars and notes (weights loading, shard reports) in the block."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with quiet("transformers"):
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -48,7 +48,9 @@ def load_ip_adapter(pipe, source: str | os.PathLike, *, scale: float = 1.0) -> P
     """
     path = ip_adapter_file(source)
     try:
-        with quiet("diffusers.loaders.ip_adapter", "diffusers.loaders.unet", "transformers"):
+        # ("modules that should be kept in float32: []": the loader casts the UNet to its own dtype, a no-op)
+        with quiet("diffusers.loaders.ip_adapter", "diffusers.loaders.unet", "diffusers.models.modeling_utils",
+                   "transformers"):
             pipe.load_ip_adapter(str(path.parent), subfolder="", weight_name=path.name, image_encoder_folder=None)
         pipe.set_ip_adapter_scale(float(scale))
     except (OSError, ValueError, KeyError, RuntimeError) as e:

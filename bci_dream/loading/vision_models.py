@@ -7,13 +7,16 @@ Both come from a local folder or a hub id through :func:`~bci_dream.loading.hub.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bci_dream.io.image_file import read_image
-from bci_dream.loading.hub import ModelLoadError, is_local, load_from_folder_or_hub
+from bci_dream.loading.hub import ModelLoadError, hub_subfolder, is_local, load_from_folder_or_hub
+
+log = logging.getLogger(__name__)
 
 _CLIP_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                  "pytorch_model.bin.index.json")
@@ -29,7 +32,8 @@ def clip_image_processor_class():
 
 
 def check_clip_folder(folder: str | os.PathLike) -> None:
-    """Check a local transformers CLIP folder (config, weights, image processor config).
+    """Check a local transformers CLIP folder (config and weights; without an image processor config, CLIP's standard
+    preprocessing is used).
 
     Raises:
         ModelLoadError: the folder is missing or lacks a file (named).
@@ -38,7 +42,7 @@ def check_clip_folder(folder: str | os.PathLike) -> None:
     if not folder.is_dir():
         raise ModelLoadError(f"cannot load the CLIP vision model: CLIP model folder {folder} does not exist; pass a "
                              "transformers CLIP folder or a hub id such as openai/clip-vit-large-patch14")
-    missing = [f for f in ("config.json", "preprocessor_config.json") if not (folder / f).is_file()]
+    missing = [f for f in ("config.json",) if not (folder / f).is_file()]
     if not any((folder / f).is_file() for f in _CLIP_WEIGHTS):
         missing.append("model.safetensors")
     if missing:
@@ -67,12 +71,22 @@ def _without_progress_bars(load):
     return run
 
 
-def _load_frozen(source: str, what: str, model_class, processor_class, device: str | None) -> tuple[Any, Any]:
-    """``(model_class, processor_class)`` from the folder or hub id ``source``, frozen, in eval mode, on ``device``."""
+def _load_frozen(source: str, what: str, model_class, processor_class, device: str | None, *,
+                 subfolder: str = "", default_processor: bool = False) -> tuple[Any, Any]:
+    """``(model_class, processor_class)`` from the folder or hub id ``source`` (its ``subfolder``), frozen, in eval
+    mode, on ``device``. ``default_processor``: without a preprocessor config, the processor's defaults (CLIP's
+    standard 224-pixel preprocessing, as diffusers uses for IP-Adapter image encoders, which ship none)."""
 
     def load(local_files_only: bool) -> tuple[Any, Any]:
-        model = model_class.from_pretrained(source, local_files_only=local_files_only)
-        processor = processor_class.from_pretrained(source, local_files_only=local_files_only)
+        model = model_class.from_pretrained(source, subfolder=subfolder, local_files_only=local_files_only)
+        try:
+            processor = processor_class.from_pretrained(source, subfolder=subfolder, local_files_only=local_files_only)
+        except OSError:
+            if not default_processor:
+                raise
+            log.info("%s%s has no preprocessor config: CLIP's standard preprocessing (224 pixels)", source,
+                     f"/{subfolder}" if subfolder else "")
+            processor = processor_class()
         return model, processor
 
     model, processor = load_from_folder_or_hub(source, what, _without_progress_bars(load),
@@ -82,20 +96,20 @@ def _load_frozen(source: str, what: str, model_class, processor_class, device: s
 
 
 def load_clip_vision(clip_model: str | os.PathLike, device: str | None = "cpu") -> tuple[Any, Any]:
-    """``(CLIPVisionModelWithProjection, CLIP image processor)`` from a folder or hub id, frozen, on ``device``
-    (None: CUDA when available).
+    """``(CLIPVisionModelWithProjection, CLIP image processor)`` from a folder, a hub id, or a hub id with a subfolder
+    (``h94/IP-Adapter/models/image_encoder``), frozen, on ``device`` (None: CUDA when available).
 
     Raises:
         ModelLoadError: one line naming the model and what is missing.
     """
     from transformers import CLIPVisionModelWithProjection
 
-    source = str(clip_model)
-    if is_local(source):
+    source, subfolder = hub_subfolder(clip_model) or (str(clip_model), "")
+    if not subfolder and is_local(source):
         source = str(Path(source).expanduser())
         check_clip_folder(source)
     return _load_frozen(source, "CLIP vision model", CLIPVisionModelWithProjection, clip_image_processor_class(),
-                        device)
+                        device, subfolder=subfolder, default_processor=True)
 
 
 def load_image_classifier(classifier: str | os.PathLike, device: str | None = None) -> tuple[Any, Any]:

@@ -89,7 +89,7 @@ from bci_dream.training.alignment import cosine_loss as clip_loss
 from bci_dream.training.objective import clean_latent_loss, denoising_loss, resolve_objective
 from bci_dream.training.pairs import Pair, epoch_overlap, pairs_to_arrays, read_pairs
 from bci_dream.training.pretrain import NonFiniteLossError, lr_factor
-from bci_dream.training.settings import FinetuneError, FinetuneSettings
+from bci_dream.training.settings import FinetuneError, FinetuneSettings, with_model_defaults
 from bci_dream.training.windows import WindowSpec, window_spec_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -268,6 +268,7 @@ class Finetuner:
                  init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
                  naming: ChannelNaming | None = None) -> None:
         settings.check()
+        settings = with_model_defaults(settings)
         self.settings, self.output, self.pairs_path = settings, Path(output), Path(pairs)
         self.init = Path(init) if init is not None else None
         has_checkpoint = (self.output / CONFIG_FILE).is_file()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
+from bci_dream.generation.models import MODELS, image_encoder_of, resolve_model
 from bci_dream.models.encoder_config import PRESETS
 
 
@@ -48,8 +49,11 @@ class FinetuneSettings:
     """Hyper-parameters of a fine-tuning run (stored in the checkpoint's meta).
 
     Attributes:
-        model: diffusers pipeline folder or hub id (UNet, VAE, scheduler are read from it).
-        clip_model: transformers CLIP folder or hub id (vision tower with projection + image processor).
+        model: diffusers pipeline folder, hub id, or a name from ``bci-dream models list`` (UNet, VAE, scheduler are
+            read from it; a name is made local, and on the ip-adapter route gives its IP-Adapter and image encoder).
+        clip_model: transformers CLIP folder, hub id, or hub id with a subfolder (vision tower with projection +
+            image processor); None: the model's image encoder on the ip-adapter route, else
+            :data:`~bci_dream.core.defaults.CLIP_MODEL` (:func:`with_model_defaults`).
         preset: encoder preset when no ``init`` checkpoint is given.
         lora_rank, lora_alpha: LoRA on the cross-attention projections (alpha defaults to the rank).
         full_cross_attention: train the ``attn2`` weights themselves instead of a LoRA adapter.
@@ -87,7 +91,7 @@ class FinetuneSettings:
             is checked against the CLIP model's; its path is saved for the live commands).
     """
     model: str = defaults.DIFFUSION_MODEL
-    clip_model: str = defaults.CLIP_MODEL
+    clip_model: str | None = None
     preset: str = "small"
     lora_rank: int = 8
     lora_alpha: float | None = None
@@ -151,3 +155,22 @@ class FinetuneSettings:
             raise FinetuneError("--route ip-adapter trains the CLIP head: --clip-weight must be above 0")
         if self.preset not in PRESETS:
             raise FinetuneError(f"unknown --preset '{self.preset}'; presets: {', '.join(PRESETS)}")
+
+
+def with_model_defaults(settings: FinetuneSettings, *, progress: bool = True) -> FinetuneSettings:
+    """``settings`` with a registry ``model`` name made local (its pipeline folder; downloaded if need be) and, on
+    the ip-adapter route, the model's IP-Adapter and image encoder where ``ip_adapter`` / ``clip_model`` are not
+    given (``sdxl-turbo-ip``: h94's ip-adapter_sdxl_vit-h and its ViT-H/14); ``clip_model`` else the default.
+
+    Raises:
+        ModelNotAvailableError: the registry model is not cached and cannot be downloaded now (one line).
+    """
+    model, ip_adapter, clip_model = settings.model, settings.ip_adapter, settings.clip_model
+    if model in MODELS:
+        resolved = resolve_model(model, progress=progress)
+        model = str(resolved.folder)
+        if settings.route == "ip-adapter":
+            if ip_adapter is None and resolved.ip_adapter is not None:
+                ip_adapter = str(resolved.ip_adapter)
+            clip_model = clip_model or image_encoder_of(resolved)
+    return replace(settings, model=model, ip_adapter=ip_adapter, clip_model=clip_model or defaults.CLIP_MODEL)
