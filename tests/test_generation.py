@@ -372,7 +372,7 @@ def test_models_list_shows_the_registry_and_the_cache(tiny_folder, capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith("*")}
-    assert set(rows) == {"sd-turbo", "sdxl-turbo", "lcm-sd15", "tiny", "sdxl-turbo-ip", "tiny-sdxl-ip"}
+    assert set(rows) == {"sd-turbo", "sdxl-turbo", "lcm-sd15", "tiny", "sdxl-turbo-ip", "lcm-sd15-ip", "tiny-sdxl-ip"}
     assert "h94/IP-Adapter" in rows["sdxl-turbo-ip"]
     assert "stabilityai/sd-turbo + madebyollin/taesd" in rows["sd-turbo"] and " yes " in rows["sd-turbo"]
     assert " no " in rows["sdxl-turbo"] and "latent-consistency/lcm-lora-sdv1-5" in rows["lcm-sd15"]

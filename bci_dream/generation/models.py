@@ -9,7 +9,9 @@ Registry names (``bci-dream models list``):
 - ``lcm-sd15``: Stable Diffusion 1.5 with the LCM-LoRA (``latent-consistency/lcm-lora-sdv1-5``,
   fused at load) and the LCM scheduler, 4 steps, guidance 1, taesd; cross-attention width 768.
 - ``sdxl-turbo-ip``: SDXL-Turbo with h94/IP-Adapter's ``ip-adapter_sdxl_vit-h`` (the CLIP-image-embedding route:
-  the EEG model predicts a ViT-H/14 image embedding, 1024 wide).
+  the EEG model predicts a ViT-H/14 image embedding, 1024 wide, as h94's ``models/image_encoder`` gives it).
+- ``lcm-sd15-ip``: ``lcm-sd15`` with h94/IP-Adapter's ``ip-adapter_sd15`` (the same ViT-H/14 embeddings): the
+  lighter model of that route.
 - ``tiny``: an SD-Turbo-shaped pipeline with small widths and *random weights*, built on first use
   into ``$XDG_CACHE_HOME/bci-dream/tiny-sd-turbo`` (``~/.cache/...``) and loaded from there with
   ``from_pretrained`` like any other model. Its images mean nothing: every output is labelled
@@ -18,8 +20,9 @@ Registry names (``bci-dream models list``):
   IP-Adapter in h94's file layout, built locally into ``.../bci-dream/tiny-sdxl-ip``.
 
 Only what generation needs is downloaded (``allow_patterns``): the UNet (fp16 safetensors), the
-scheduler, the small decoder repo, the LoRA; never text encoders, tokenizers, safety checkers or
-``.bin``/``.ckpt`` duplicates. Downloads go to the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``)
+scheduler, the small decoder repo, the LoRA, the IP-Adapter; the text encoders and tokenizers only for the models
+that encode a prompt every session (SDXL's pooled embedding, the IP-Adapter route's text side; the others fetch
+them on their first ``--prompt``); never safety checkers or ``.bin``/``.ckpt`` duplicates. Downloads go to the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``)
 with huggingface_hub's progress bars.
 
 This module imports no torch at load time (``bci-dream models list`` stays quick).
@@ -125,6 +128,13 @@ MODELS: dict[str, ModelSpec] = {
         ip_adapter_repo_id="h94/IP-Adapter", ip_adapter_file="sdxl_models/ip-adapter_sdxl_vit-h.safetensors",
         route="ip-adapter", image_encoder="h94/IP-Adapter/models/image_encoder",
         description="SDXL-Turbo + IP-Adapter SDXL (ViT-H/14 image embeddings, 1024): the CLIP-embedding route"),
+    "lcm-sd15-ip": ModelSpec(
+        "lcm-sd15-ip", "stable-diffusion-v1-5/stable-diffusion-v1-5", "madebyollin/taesd", "sd", 512, 4, 1.0,
+        lora_repo_id="latent-consistency/lcm-lora-sdv1-5", scheduler="LCMScheduler",
+        ip_adapter_repo_id="h94/IP-Adapter", ip_adapter_file="models/ip-adapter_sd15.safetensors",
+        route="ip-adapter", image_encoder="h94/IP-Adapter/models/image_encoder",
+        description="SD 1.5 + LCM-LoRA + IP-Adapter SD 1.5 (ViT-H/14 image embeddings, 1024), 4 steps: the "
+                    "lighter CLIP-embedding route"),
     "tiny": ModelSpec(
         "tiny", None, None, "sd", TINY_SAMPLE_SIZE * 8, 1, 0.0, variant=None, is_preview=True,
         description="untrained preview: SD-Turbo-shaped, small widths, random weights, built locally"),
