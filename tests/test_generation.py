@@ -190,9 +190,9 @@ def test_cuda_out_of_memory_halves_the_size_once(tiny_folder, monkeypatch, caplo
         g.generate(embeds(0))
 
 
-def test_guidance_above_one_is_refused(tiny_folder):
-    with pytest.raises(GenerationError, match="negative prompt embeddings"):
-        load_generator(str(tiny_folder), size=SIZE, guidance=7.5)
+def test_a_negative_prompt_without_guidance_is_refused(tiny_folder):
+    with pytest.raises(GenerationError, match="a negative prompt needs classifier-free guidance"):
+        load_generator(str(tiny_folder), size=SIZE, negative_prompt="blurry")
 
 
 # -- auto, the hub cache, the registry --------------------------------------------------------------

@@ -16,6 +16,8 @@ from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import AUX_KINDS, CONNECTION_PARAMETERS, DeviceProfile, get_profile, parse_aux_kinds
 from bci_dream.models.subject_profile import checkpoint_of
+from bci_dream.runtime.steering import parse_rule
+from bci_dream.runtime.styles import load_style
 
 log = logging.getLogger("bci_dream")
 
@@ -192,11 +194,63 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
                    "fastest measured (about 11 ms from window to 512x512 image on an H100); default mode 'default'")
     add_compute_device_arg(g)
     add_route_args(p)
+    add_creative_args(p)
+
+
+def add_creative_args(p: argparse.ArgumentParser) -> None:
+    """Creative mode: ``--prompt``, ``--negative-prompt``, ``--guidance``, ``--eeg-influence``, ``--style``,
+    ``--steer``, ``--baseline``, ``--hold-artefact``, ``--sham``, ``--sham-shift``."""
+    g = p.add_argument_group("creative mode", "prompts blended with the EEG, steered by band power (no calibration)")
+    g.add_argument("--prompt", metavar="TEXT",
+                   help="a text prompt the EEG's conditioning is blended with (--eeg-influence); on the ip-adapter "
+                        "route it goes beside the image embedding (default: none, the empty prompt)")
+    g.add_argument("--negative-prompt", metavar="TEXT",
+                   help="what classifier-free guidance steers away from (needs --guidance above 1)")
+    g.add_argument("--guidance", type=float, metavar="G",
+                   help="guidance scale (default: the model's, 0 for SD-Turbo); above 1 runs the UNet twice per step")
+    g.add_argument("--eeg-influence", type=float, default=1.0, metavar="W",
+                   help="the EEG's share of the conditioning, 0 (the prompt alone) to 1 (the EEG alone, default); on "
+                        "the ip-adapter route, the adapter's strength")
+    g.add_argument("--style", metavar="NAME|FILE",
+                   help="a style preset's words after the prompt and its negative prompt (dreamlike, photo, ink, "
+                        "neon, or a .toml file)")
+    g.add_argument("--steer", action="append", default=[], metavar="RULE",
+                   help="brain-state steering, repeatable: FEATURE=PROMPT (e.g. 'alpha=calm ocean at dusk'), "
+                        "FEATURE>ip_scale or FEATURE>seed; features: delta theta alpha beta gamma (also .frontal, "
+                        ".occipital ...), alpha_asymmetry, engagement, artefact")
+    g.add_argument("--baseline", type=float, default=0.0, metavar="S",
+                   help="record a baseline over the first S seconds (30-60 recommended) and z-score the features "
+                        "against it (default: against the running session mean)")
+    g.add_argument("--hold-artefact", type=float, metavar="SHARE",
+                   help="hold generation while the artefact share (blinks, EMG, line noise; 0-1) is above SHARE")
+    g.add_argument("--sham", choices=("shifted", "shuffled"),
+                   help="feed the EEG model EEG from another time of the session instead of the live one (a control)")
+    g.add_argument("--sham-shift", type=float, default=30.0, metavar="S", help="the shifted sham's lag (default 30 s)")
+
+
+def creative_options(args: argparse.Namespace) -> dict:
+    """The command line's creative-mode settings (plain fields: the app's start-up must not import torch): the
+    prompt with the style's words, the negative prompt, and the rest of
+    :class:`~bci_dream.runtime.creative.CreativeSettings`.
+
+    Raises:
+        StyleError, SteeringError: a style or rule that cannot be read (one line).
+    """
+    prompt, negative = args.prompt, args.negative_prompt
+    if args.style:
+        style = load_style(args.style)
+        prompt = style.apply(prompt)
+        if (args.guidance or 0) > 1:  # (a negative prompt acts only through classifier-free guidance)
+            negative = negative or style.negative_prompt or None
+    return {"prompt": prompt or None, "negative_prompt": negative or None, "guidance": args.guidance,
+            "eeg_influence": args.eeg_influence, "rules": tuple(parse_rule(r) for r in args.steer),
+            "baseline_s": args.baseline, "hold_artefact": args.hold_artefact, "sham": args.sham,
+            "sham_shift_s": args.sham_shift}
 
 
 def add_route_args(p: argparse.ArgumentParser) -> None:
-    """``--route``, ``--ip-adapter``, ``--ip-adapter-scale``, ``--prompt``, ``--bank``, ``--bank-k``,
-    ``--bank-temperature``, ``--bank-clip-model``."""
+    """``--route``, ``--ip-adapter``, ``--ip-adapter-scale``, ``--bank``, ``--bank-k``, ``--bank-temperature``,
+    ``--bank-clip-model``."""
     g = p.add_argument_group("conditioning route")
     g.add_argument("--route", choices=defaults.ROUTES,
                    help="dreamdiffusion: the EEG model's prompt embeddings in the UNet's cross-attention; ip-adapter: "
@@ -205,9 +259,6 @@ def add_route_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ip-adapter", metavar="FILE", help="IP-Adapter weights (or their folder) for --route ip-adapter")
     g.add_argument("--ip-adapter-scale", type=float, default=1.0, metavar="S",
                    help="the IP-Adapter's strength (default %(default)s)")
-    g.add_argument("--prompt", metavar="TEXT",
-                   help="ip-adapter route: a text prompt beside the EEG's image embedding, encoded once by the model's "
-                        "text encoders (default: the empty prompt)")
     g.add_argument("--bank", metavar="FOLDER|FILE", help="image bank: a folder of images or a file from "
                                                           "'bci-dream bank'; the CLIP embedding is pulled towards it")
     g.add_argument("--bank-k", type=int, default=defaults.BANK_K, metavar="K",
@@ -222,7 +273,8 @@ def route_options(args: argparse.Namespace) -> dict:
     """The fields of :class:`~bci_dream.generation.session_models.RouteChoice` the command line gives (a plain dict:
     making the choice itself imports torch, which the app's start-up must not wait for)."""
     return {"route": args.route, "ip_adapter": args.ip_adapter, "ip_adapter_scale": args.ip_adapter_scale,
-            "prompt": args.prompt, "bank": args.bank, "clip_model": args.bank_clip_model}
+            "prompt": args.prompt, "negative_prompt": args.negative_prompt, "bank": args.bank,
+            "clip_model": args.bank_clip_model}
 
 
 def check_headless(args: argparse.Namespace) -> None:
@@ -338,29 +390,38 @@ def run_engine(live, args: argparse.Namespace) -> int:
     ``args.out`` and print the summary. The stream is stopped whatever happens (a model that cannot be
     loaded, Ctrl-C while compiling)."""
     from bci_dream.generation.session_models import RouteChoice, load_generation_models
+    from bci_dream.runtime.creative import start_creative
     from bci_dream.runtime.engine import Engine
-    from bci_dream.runtime.frame_writer import FrameWriter, summary
+    from bci_dream.runtime.frame_writer import FrameWriter, summary, write_session
     from bci_dream.runtime.routes import RouteSettings
 
-    engine = writer = None
+    engine = writer = monitor = None
     try:
+        creative_opts = creative_options(args)
         writer = FrameWriter(args.out)
+        choice = RouteChoice(**{**route_options(args), "prompt": creative_opts["prompt"],
+                                "negative_prompt": creative_opts["negative_prompt"]})
         models = load_generation_models(args.model, args.checkpoint, device=args.gpu, size=args.size,
                                         steps=args.steps, seed=args.seed, compile=args.compile or False,
-                                        choice=RouteChoice(**route_options(args)))
+                                        choice=choice, guidance=creative_opts["guidance"])
         generator = models.generator
+        creative, monitor = start_creative(live, generator, models.route, creative_opts)
         route = RouteSettings(models.route, bank=models.bank, k=args.bank_k, temperature=args.bank_temperature)
         engine = Engine(live, models.eeg_model, generator, hop_s=args.hop, similarity_threshold=args.similarity,
                         interpolation_steps=args.interpolate, untrained_conditioning=models.untrained,
                         device=generator.device, encoder=models.encoder, channel_naming=models.channel_naming,
-                        route=route)
+                        route=route, creative=creative)
         engine.add_listener(writer)
+        write_session(args.out, model=generator.model_id, route=models.route, seed=args.seed,
+                      training=models.training, creative=creative_opts if creative is not None else None)
         if generator.is_preview:
             why = "SD-Turbo is not available" if generator.notice else "random weights: the images mean nothing"
             print(f"generating with the untrained preview model '{generator.model_id}' ({why})", flush=True)
         bank = f", bank of {len(models.bank)} images" if models.bank is not None else ""
         text = f" · {generator.text.label}" if models.route == "ip-adapter" and generator.text is not None else ""
         print(f"model {generator.model_id} · route {models.route}{bank}{text} · {models.training}", flush=True)
+        if creative is not None:
+            print(f"creative mode: {creative.describe()}", flush=True)
         engine.start()
         if generator.compiled:
             print("compiling the diffusion model for this session (a minute or more the first time) ...", flush=True)
@@ -374,6 +435,8 @@ def run_engine(live, args: argparse.Namespace) -> int:
     finally:
         if engine is not None:
             engine.stop()
+        if monitor is not None:
+            monitor.stop()
         if writer is not None:
             writer.close()
     if engine.error is not None:

@@ -44,7 +44,7 @@ from bci_dream.generation.models import (
     resolve_model,
     text_encoder_folder,
 )
-from bci_dream.generation.text_prompt import TextConditioning, encode_prompt
+from bci_dream.generation.text_prompt import TextConditioning, encode_prompts
 from bci_dream.loading.compute_device import resolve_device
 from bci_dream.loading.hub import ModelLoadError, quiet
 from bci_dream.loading.ip_adapter import image_embed_width, load_ip_adapter
@@ -65,6 +65,8 @@ _UNUSED_COMPONENTS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_
                       "image_encoder", "safety_checker")
 
 _cpu_notice_given = False
+_NO_GUIDANCE = ("a negative prompt needs classifier-free guidance: a guidance scale above 1 (--guidance), not "
+                "{guidance:g}; distilled models such as SD-Turbo run without it")
 
 
 class GenerationError(BciDreamError):
@@ -136,6 +138,9 @@ class Generator:
         notice: the one-line reason when ``auto`` fell back to the preview model, else None.
         text: the encoded prompt that gives the text side the EEG does not (:meth:`set_text`; SDXL's pooled
             embedding, the IP-Adapter route's prompt embeddings), or None: zeros.
+        cfg: classifier-free guidance (guidance above 1 on a UNet without a guidance embedding): each step runs the
+            UNet on :attr:`negative` (the negative prompt; None: zeros) and on the conditioning.
+        text_source: where :meth:`encode_texts` finds the model's text encoders (None: it has none).
     """
 
     def __init__(self, pipe, *, model_id: str, size: int, steps: int = 1, guidance: float = 0.0, seed: int = 0,
@@ -159,9 +164,9 @@ class Generator:
         self._shift = float(getattr(self.vae.config, "shift_factor", 0.0) or 0.0)
         self._cuda = self.device.type == "cuda"
         pipe.set_progress_bar_config(disable=True)
-        if self.guidance > 1 and unet.config.time_cond_proj_dim is None:
-            raise GenerationError(f"guidance {self.guidance:g} needs negative prompt embeddings, which EEG "
-                                  "conditioning does not provide; use a guidance scale of at most 1")
+        # Classifier-free guidance (two UNet passes per step) against the negative prompt, as the pipeline does it;
+        # guidance-distilled UNets take the scale as an embedding instead.
+        self.cfg = self.guidance > 1 and unet.config.time_cond_proj_dim is None
         if self.steps < 1:
             raise GenerationError(f"steps must be at least 1, not {self.steps}")
         # The scheduler RNG (ancestral and LCM schedulers draw noise between steps), re-seeded every frame.
@@ -173,6 +178,12 @@ class Generator:
         self._pooled_notice = False
         self._no_prompt = torch.zeros(1, 77, self.cross_attention_dim, device=self.device, dtype=self.dtype)
         self.text: TextConditioning | None = None
+        self.ip_adapter_scale = 1.0  # (load_generator sets the loaded adapter's)
+        self.negative: TextConditioning | None = None
+        self._negative_embeds: torch.Tensor | None = None
+        self._negative_pooled: torch.Tensor | None = None
+        self.text_source: tuple[Path, str] | None = None  # (pipeline folder with text encoders, kind), if known
+        self.resolved: ResolvedModel | None = None  # (set by load_generator: where text encoders are fetched from)
         self.notice: str | None = None  # why ``auto`` runs the preview model, if it does
         self.compiled = False  # torch.compile'd (compiled code and CUDA graphs warm up per thread)
         self._allocate(size)
@@ -186,10 +197,8 @@ class Generator:
         if size < 64 or size % factor:
             raise GenerationError(f"image size {size} is not a multiple of {factor} of at least 64")
         self.size = int(size)
-        channels = int(self.pipe.unet.config.in_channels)
-        noise = torch.randn((1, channels, size // factor, size // factor),
-                            generator=torch.Generator("cpu").manual_seed(self.seed), dtype=torch.float32)
-        self._latents = noise.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        self._latents = self._noise(self.seed).to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        self.noise_mix = 0.0
         self._host = torch.empty((size, size, 3), dtype=torch.uint8, pin_memory=self._cuda)
         self._loop_constants()
 
@@ -206,22 +215,86 @@ class Generator:
                 self._pooled_zeros = (torch.zeros(1, self.pooled_dim, device=self.device, dtype=self.dtype)
                                       if self.pooled_dim is not None else None)
                 return
-            width = int(text.prompt_embeds.shape[-1])
-            pooled = None if text.pooled is None else int(text.pooled.shape[-1])
-            if width != self.cross_attention_dim or pooled != self.pooled_dim:
-                raise EmbeddingShapeError(f"the {text.label} is encoded in width {width} (pooled {pooled}), but "
-                                          f"{self.model_id} takes {self.cross_attention_dim} "
-                                          f"(pooled {self.pooled_dim})")
+            self._check_text_widths(text)
             self.text = text
             self._no_prompt = text.prompt_embeds.to(self.device, self.dtype)
             if text.pooled is not None:
                 self._pooled_zeros = text.pooled.to(self.device, self.dtype)
+
+    def set_negative(self, text: TextConditioning | None) -> None:
+        """Guide away from ``text`` (the negative prompt) from now on; only with :attr:`cfg` (guidance above 1).
+
+        Raises:
+            GenerationError: the generator does not guide (guidance at most 1).
+            EmbeddingShapeError: its widths do not fit the UNet.
+        """
+        with self._lock:
+            if text is not None and not self.cfg:
+                raise GenerationError(_NO_GUIDANCE.format(guidance=self.guidance))
+            self._check_text_widths(text)
+            self.negative = text
+            self._negative_embeds = None if text is None else text.prompt_embeds.to(self.device, self.dtype)
+            self._negative_pooled = None if text is None or text.pooled is None else \
+                text.pooled.to(self.device, self.dtype)
+
+    def encode_texts(self, prompts: list[str]) -> list[TextConditioning]:
+        """``prompts`` encoded by this model's text encoders (cached: see :mod:`bci_dream.generation.text_prompt`).
+
+        Raises:
+            ModelLoadError, ModelNotAvailableError: the model has no text encoders, or they cannot be fetched now
+                (one line).
+        """
+        if self.text_source is None:
+            if self.resolved is None:
+                raise ModelLoadError(f"{self.model_id} has no text encoders: a prompt cannot be encoded for it")
+            self.text_source = (text_encoder_folder(self.resolved), self.kind)
+        folder, kind = self.text_source
+        with self._lock:  # (the text encoders are attached to the pipeline while they encode)
+            return encode_prompts(self.pipe, folder, kind, prompts)
+
+    def _check_text_widths(self, text: TextConditioning | None) -> None:
+        if text is None:
+            return
+        width = int(text.prompt_embeds.shape[-1])
+        pooled = None if text.pooled is None else int(text.pooled.shape[-1])
+        if width != self.cross_attention_dim or pooled != self.pooled_dim:
+            raise EmbeddingShapeError(f"the {text.label} is encoded in width {width} (pooled {pooled}), but "
+                                      f"{self.model_id} takes {self.cross_attention_dim} (pooled {self.pooled_dim})")
 
     def set_seed(self, seed: int) -> None:
         """Start drawing images from another noise seed (new initial latents)."""
         with self._lock:
             self.seed = int(seed)
             self._allocate(self.size)
+
+    def set_noise_mix(self, mix: float) -> None:
+        """Initial latents between the seed's noise (``mix`` 0) and the next seed's (1), on the sphere: the
+        composition drifts as ``mix`` moves (brain-state steering's ``seed`` target)."""
+        mix = min(1.0, max(0.0, float(mix)))
+        with self._lock:
+            if abs(mix - self.noise_mix) < 1e-4:
+                return
+            a = self._noise(self.seed)
+            b = self._noise(self.seed + 1)
+            af, bf = a.flatten(), b.flatten()
+            omega = torch.arccos(torch.clamp((af @ bf) / (af.norm() * bf.norm()), -1.0, 1.0))
+            mixed = (torch.sin((1 - mix) * omega) * a + torch.sin(mix * omega) * b) / torch.sin(omega)
+            self._latents = mixed.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+            self.noise_mix = mix
+
+    def set_ip_adapter_scale(self, scale: float) -> None:
+        """The IP-Adapter's strength from now on (0: the image embedding does nothing)."""
+        with self._lock:
+            if self.image_embed_dim is None or abs(float(scale) - self.ip_adapter_scale) < 1e-4:
+                return
+            self.pipe.set_ip_adapter_scale(float(scale))
+            self.ip_adapter_scale = float(scale)
+
+    def _noise(self, seed: int) -> torch.Tensor:
+        factor = int(self.pipe.vae_scale_factor)
+        channels = int(self.pipe.unet.config.in_channels)
+        return torch.randn((1, channels, self.size // factor, self.size // factor),
+                           generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
 
     # -- generating -----------------------------------------------------------------------------------
 
@@ -270,18 +343,39 @@ class Generator:
         scheduler = self.pipe.scheduler
         scheduler.set_timesteps(self.steps, device=self.device)
         latents = self._latents * scheduler.init_noise_sigma
-        added = {"text_embeds": pooled, "time_ids": self._time_ids} if pooled is not None else {}
+        time_ids = self._time_ids
+        if self.cfg:  # (negative first, as the pipeline batches them; the IP-Adapter's negative image is zeros)
+            embeds, pooled, image = self._with_negative(embeds, pooled, image)
+            time_ids = time_ids.repeat(2, 1) if time_ids is not None else None
+        added = {"text_embeds": pooled, "time_ids": time_ids} if pooled is not None else {}
         if image is not None:
             added["image_embeds"] = [image]
         added = added or None
         step_kwargs = {"generator": self._rng} if self._accepts_generator else {}
         self._rng.manual_seed(self.seed)
         for t in scheduler.timesteps:
-            model_input = scheduler.scale_model_input(latents, t)
+            model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if self.cfg else latents, t)
             noise = self.pipe.unet(model_input, t, encoder_hidden_states=embeds, timestep_cond=self._timestep_cond,
                                    added_cond_kwargs=added, return_dict=False)[0]
+            if self.cfg:
+                uncond, cond = noise.chunk(2)
+                noise = uncond + self.guidance * (cond - uncond)
             latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
         return latents
+
+    def _with_negative(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
+                       image: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The batch of two classifier-free guidance runs on: [negative, conditioning]."""
+        negative = self._negative_embeds if self._negative_embeds is not None else torch.zeros_like(embeds)
+        if negative.shape[1] != embeds.shape[1]:
+            negative = torch.zeros_like(embeds)  # (a token count the negative prompt's encoding does not have)
+        embeds = torch.cat([negative, embeds])
+        if pooled is not None:
+            negative_pooled = self._negative_pooled if self._negative_pooled is not None else torch.zeros_like(pooled)
+            pooled = torch.cat([negative_pooled, pooled])
+        if image is not None:
+            image = torch.cat([torch.zeros_like(image), image])
+        return embeds, pooled, image
 
     def _denoise_with_pipeline(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
                                image: torch.Tensor | None = None) -> torch.Tensor:
@@ -291,6 +385,13 @@ class Generator:
             kwargs["pooled_prompt_embeds"] = pooled
         if image is not None:
             kwargs["ip_adapter_image_embeds"] = [image]
+        if self.cfg:
+            negative, negative_pooled, both_images = self._with_negative(embeds, pooled, image)
+            kwargs["negative_prompt_embeds"] = negative[:1]
+            if pooled is not None:
+                kwargs["negative_pooled_prompt_embeds"] = negative_pooled[:1]
+            if image is not None:
+                kwargs["ip_adapter_image_embeds"] = [both_images]
         self._rng.manual_seed(self.seed)
         return self.pipe(**kwargs, height=self.size, width=self.size, num_inference_steps=self.steps,
                          guidance_scale=self.guidance, latents=self._latents, generator=self._rng,
@@ -406,18 +507,24 @@ class Generator:
                 f"guidance {self.guidance:g}, "
                 f"{self.device}, {str(self.dtype).removeprefix('torch.')}, seed {self.seed}"
                 f"{', ' + self.text.label if self.text is not None else ''}"
+                f"{', negative ' + repr(self.negative.prompt) if self.negative is not None else ''}"
                 f"{', untrained preview' if self.is_preview else ''})")
 
 
 # -- loading --------------------------------------------------------------------------------------
 
 def _encode_text_side(generator: Generator, resolved: ResolvedModel, prompt: str, *, required: bool,
-                      progress: bool) -> None:
-    """Give ``generator`` the encoding of ``prompt``; a model without text encoders keeps zeros (said in one line)
-    unless a prompt was asked for (``required``: the error is raised)."""
+                      progress: bool, negative: str | None = None) -> None:
+    """Give ``generator`` the encoding of ``prompt`` (and of the ``negative`` prompt); a model without text encoders
+    keeps zeros (said in one line) unless a prompt was asked for (``required``: the error is raised)."""
     try:
         folder = text_encoder_folder(resolved, progress=progress)
-        generator.set_text(encode_prompt(generator.pipe, folder, generator.kind, prompt))
+        generator.text_source = (folder, generator.kind)
+        texts = encode_prompts(generator.pipe, folder, generator.kind,
+                               [prompt] if negative is None else [prompt, negative])
+        generator.set_text(texts[0])
+        if negative is not None:
+            generator.set_negative(texts[1])
     except (ModelNotAvailableError, ModelLoadError):
         if required:
             raise
@@ -582,7 +689,7 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
                    adapter: str | os.PathLike | None = None, guidance: float | None = None,
                    warmup: bool | None = None, progress: bool = True,
                    ip_adapter: str | os.PathLike | bool | None = None, ip_adapter_scale: float = 1.0,
-                   prompt: str | None = None) -> Generator:
+                   prompt: str | None = None, negative_prompt: str | None = None) -> Generator:
     """Load ``model`` onto ``device`` and keep it there (see the module docstring).
 
     Args:
@@ -606,6 +713,8 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
             the model's text encoders (:mod:`bci_dream.generation.text_prompt`). None: the empty prompt where the
             model needs a text side (an IP-Adapter, SDXL), else none; without text encoders that side is zeros,
             said in one line.
+        negative_prompt: what classifier-free guidance steers away from (needs ``guidance`` above 1; with guidance
+            above 1 and no negative prompt, the empty prompt's encoding, else zeros).
 
     Raises:
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
@@ -644,8 +753,14 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
                           is_preview=resolved.is_preview)
     generator.notice = resolved.fallback
     generator.compiled = bool(compile)
-    if prompt or generator.pooled_dim is not None or generator.image_embed_dim is not None:
-        _encode_text_side(generator, resolved, prompt or "", required=bool(prompt), progress=progress)
+    generator.resolved = resolved
+    generator.ip_adapter_scale = float(ip_adapter_scale)
+    if negative_prompt and not generator.cfg:
+        raise GenerationError(_NO_GUIDANCE.format(guidance=generator.guidance))
+    if prompt or negative_prompt or generator.cfg or generator.pooled_dim is not None or \
+            generator.image_embed_dim is not None:
+        _encode_text_side(generator, resolved, prompt or "", required=bool(prompt or negative_prompt),
+                          progress=progress, negative=negative_prompt or "" if generator.cfg else None)
     if warmup or (warmup is None and (torch_device.type == "cuda" or compile)):
         t0 = time.perf_counter()
         generator.warmup()

@@ -22,7 +22,8 @@ Registry names (``bci-dream models list``):
 Only what generation needs is downloaded (``allow_patterns``): the UNet (fp16 safetensors), the
 scheduler, the small decoder repo, the LoRA, the IP-Adapter; the text encoders and tokenizers only for the models
 that encode a prompt every session (SDXL's pooled embedding, the IP-Adapter route's text side; the others fetch
-them on their first ``--prompt``); never safety checkers or ``.bin``/``.ckpt`` duplicates. Downloads go to the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``)
+them on their first ``--prompt``); never safety checkers or ``.bin``/``.ckpt`` duplicates. Downloads go to the
+Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``)
 with huggingface_hub's progress bars.
 
 This module imports no torch at load time (``bci-dream models list`` stays quick).

@@ -46,7 +46,8 @@ class RouteChoice:
             IP-Adapter is given, else ``dreamdiffusion``.
         ip_adapter: the IP-Adapter file or folder (None: the one the checkpoint names, if any).
         ip_adapter_scale: its strength.
-        prompt: the ip-adapter route's text prompt beside the image embedding (None: the empty prompt).
+        prompt: the text prompt (on the ip-adapter route beside the image embedding; None: the empty prompt).
+        negative_prompt: what classifier-free guidance steers away from (with a guidance scale above 1).
         bank: an image bank: a ``.safetensors`` file or a folder of images (None: a calibrated subject's stimuli
             on the CLIP routes, when the checkpoint is a subject folder that has them; else none).
         clip_model: the CLIP model a folder bank is embedded with (None: the checkpoint's).
@@ -56,6 +57,7 @@ class RouteChoice:
     ip_adapter: str | None = None
     ip_adapter_scale: float = 1.0
     prompt: str | None = None
+    negative_prompt: str | None = None
     bank: str | None = None
     clip_model: str | None = None
 
@@ -193,7 +195,7 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
                            device: str = "auto", size: int | None = None, steps: int | None = None, seed: int = 0,
                            compile: bool | str = False, progress: bool = True,
                            reuse: GenerationModels | None = None,
-                           choice: RouteChoice = RouteChoice()) -> GenerationModels:
+                           choice: RouteChoice = RouteChoice(), guidance: float | None = None) -> GenerationModels:
     """Load the diffusion ``model`` (with the UNet adapter of ``checkpoint``, if it has one) and the EEG model
     of ``checkpoint`` (random when None: labelled untrained).
 
@@ -214,16 +216,17 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
         raise CheckpointError("the ip-adapter route needs an IP-Adapter: give --ip-adapter FILE (e.g. "
                               "ip-adapter_sdxl_vit-h.safetensors for SDXL-Turbo), or --model sdxl-turbo-ip")
     adapter = unet_adapter_of(checkpoint) if route == "dreamdiffusion" else None
-    if choice.prompt and route != "ip-adapter":
-        log.warning("--prompt is not used on the %s route (it goes beside the IP-Adapter's image embedding; here "
-                    "the EEG gives the whole conditioning)", route)
-    if reuse is not None and reuse.adapter == adapter and reuse.route == route == "dreamdiffusion":
+    if choice.prompt and route == "retrieval":
+        log.warning("--prompt is not used on the retrieval route (it shows bank images, it generates none)")
+    if reuse is not None and reuse.adapter == adapter and reuse.route == route == "dreamdiffusion" and \
+            guidance is None and choice.negative_prompt is None:
         generator = reuse.generator
     else:
         generator = load_generator(model, device=device, size=size, steps=steps, seed=seed, compile=compile,
                                    warmup=False if compile else None, adapter=adapter, progress=progress,
                                    ip_adapter=ip_adapter, ip_adapter_scale=choice.ip_adapter_scale,
-                                   prompt=choice.prompt if route == "ip-adapter" else None)
+                                   prompt=choice.prompt if route == "ip-adapter" else None,
+                                   negative_prompt=choice.negative_prompt, guidance=guidance)
     bank = _bank(choice, meta, checkpoint)
     clip_width = None
     if route in CLIP_ROUTES:

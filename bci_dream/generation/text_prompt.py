@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from bci_dream.generation.models import cache_root
-from bci_dream.loading.hub import ModelLoadError
+from bci_dream.loading.hub import ModelLoadError, quiet
 from bci_dream.loading.text_encoders import TEXT_PARTS, load_text_parts, missing_text_files
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,15 @@ def _write_cached(path: Path, text: TextConditioning) -> None:
 
 
 def encode_prompt(pipe, folder: str | os.PathLike, kind: str, prompt: str = "") -> TextConditioning:
-    """``prompt`` encoded by the text encoders in the pipeline folder ``folder`` (``kind`` ``sd`` or ``sdxl``) with
-    ``pipe.encode_prompt``, on ``pipe``'s device; from the cache when this model encoded it before.
+    """``prompt`` encoded by the text encoders in the pipeline folder ``folder`` (:func:`encode_prompts`)."""
+    return encode_prompts(pipe, folder, kind, [prompt])[0]
+
+
+def encode_prompts(pipe, folder: str | os.PathLike, kind: str, prompts: list[str]) -> list[TextConditioning]:
+    """Each of ``prompts`` encoded by the text encoders in the pipeline folder ``folder`` (``kind`` ``sd`` or
+    ``sdxl``) with ``pipe.encode_prompt``, on ``pipe``'s device; from the cache when this model encoded it before
+    (the text encoders are loaded once, and only when a prompt is not cached). A prompt longer than the tokenizer
+    takes (77 tokens) is truncated, said in a warning.
 
     ``pipe`` gets the text encoders only for this call (the resident pipeline keeps none).
 
@@ -94,29 +101,51 @@ def encode_prompt(pipe, folder: str | os.PathLike, kind: str, prompt: str = "") 
     missing = missing_text_files(folder, kind)
     if missing:
         raise ModelLoadError(f"cannot encode the prompt: model folder {folder} lacks {', '.join(missing)}")
-    cache = _cache_file(folder, kind, prompt)
-    if cache.is_file() and (cached := _read_cached(cache, prompt)) is not None:
-        return cached
+    out: dict[str, TextConditioning] = {}
+    for prompt in prompts:
+        cache = _cache_file(folder, kind, prompt)
+        if cache.is_file() and (cached := _read_cached(cache, prompt)) is not None:
+            out[prompt] = cached
+    todo = [p for p in dict.fromkeys(prompts) if p not in out]
+    if todo:
+        for text in _encode(pipe, folder, kind, todo):
+            _write_cached(_cache_file(folder, kind, text.prompt), text)
+            out[text.prompt] = text
+    return [out[p] for p in prompts]
+
+
+def _encode(pipe, folder: Path, kind: str, prompts: list[str]) -> list[TextConditioning]:
     unet = pipe.unet
     device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
     parts = load_text_parts(folder, kind, device=device, dtype=dtype)
+    texts = []
     try:
         for name, part in parts.items():
             setattr(pipe, name, part)
-        with torch.inference_mode():
-            if kind == "sdxl":
-                embeds, _, pooled, _ = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
-                                                          do_classifier_free_guidance=False)
-            else:
-                embeds, _ = pipe.encode_prompt(prompt, device, 1, False)
-                pooled = None
+        tokenizer = parts["tokenizer"]
+        for prompt in prompts:
+            n_tokens = len(tokenizer(prompt).input_ids)
+            if n_tokens > tokenizer.model_max_length:
+                log.warning("the prompt %r is %d tokens long; the text encoder takes %d: the rest is cut off",
+                            _short(prompt), n_tokens, tokenizer.model_max_length)
+            with torch.inference_mode(), quiet("diffusers.pipelines"):  # (our warning says it, once)
+                if kind == "sdxl":
+                    embeds, _, pooled, _ = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
+                                                              do_classifier_free_guidance=False)
+                else:
+                    embeds, _ = pipe.encode_prompt(prompt, device, 1, False)
+                    pooled = None
+            texts.append(TextConditioning(prompt, embeds.float().cpu(),
+                                          None if pooled is None else pooled.float().cpu()))
+            log.info("encoded the %s with the text encoders of %s", texts[-1].label, folder)
     except (RuntimeError, ValueError, IndexError, OverflowError) as e:
         raise ModelLoadError(f"cannot encode the prompt with the text encoders of {folder}: {e}") from e
     finally:
         for name in parts:
             setattr(pipe, name, None)
         del parts
-    text = TextConditioning(prompt, embeds.float().cpu(), None if pooled is None else pooled.float().cpu())
-    _write_cached(cache, text)
-    log.info("encoded the %s with the text encoders of %s", text.label, folder)
-    return text
+    return texts
+
+
+def _short(prompt: str, limit: int = 40) -> str:
+    return prompt if len(prompt) <= limit else prompt[:limit] + "…"

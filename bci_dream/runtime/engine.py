@@ -36,6 +36,7 @@ from bci_dream.models.channel_naming import naming_that_fits
 from bci_dream.models.eeg_model import EegModel
 from bci_dream.models.prompt_encoder import PromptEncoder
 from bci_dream.models.window_spec import channel_mismatch
+from bci_dream.runtime.creative import Creative, CreativeFrame
 from bci_dream.runtime.routes import (
     DREAMDIFFUSION,
     RETRIEVAL,
@@ -79,7 +80,10 @@ class FrameRecord:
     ``latency_ms`` runs from that sample to the moment the image was ready (None when the stream's stamps
     run ahead of the clock, as in a replay faster than real time). ``route`` is how the image was made
     (:data:`bci_dream.runtime.routes.ROUTES`); ``bank_images`` the bank images the embedding was pulled towards,
-    nearest first (the one shown, for retrieval).
+    nearest first (the one shown, for retrieval). Creative mode (:mod:`bci_dream.runtime.creative`) adds
+    ``eeg_influence`` (the EEG's share, 0-1; None without creative mode), ``prompt_weights`` (prompt → share of the
+    text conditioning), ``features`` (the steering features' z-scores, against ``feature_reference``: ``baseline``
+    or ``running``) and ``sham`` (how the EEG fed instead of the live window was chosen; "" for the live EEG).
     """
 
     index: int
@@ -99,6 +103,11 @@ class FrameRecord:
     gap_s: float = 0.0
     route: str = DREAMDIFFUSION
     bank_images: list[str] = field(default_factory=list)
+    eeg_influence: float | None = None
+    prompt_weights: dict[str, float] = field(default_factory=dict)
+    features: dict[str, float] = field(default_factory=dict)
+    feature_reference: str = ""
+    sham: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,6 +127,7 @@ class EngineStats:
     frames: int = 0
     skipped_similar: int = 0
     skipped_nonfinite: int = 0
+    held_artefact: int = 0
     dropped_stale: int = 0
     errors: int = 0
 
@@ -187,13 +197,16 @@ class Engine:
             naming of its own and it fits the stream's channels.
         route: how embeddings become images (:class:`~bci_dream.runtime.routes.RouteSettings`: DreamDiffusion's
             prompt embeddings, the IP-Adapter's CLIP embedding with an optional image-bank prior, or retrieval).
+        creative: creative mode (:class:`~bci_dream.runtime.creative.Creative`: a prompt blended with the EEG,
+            brain-state steering, a sham), or None.
     """
 
     def __init__(self, live: LiveStream, eeg_model: EegModel, generator: ImageGenerator, *, hop_s: float = defaults.HOP_S,
                  similarity_threshold: float = defaults.SIMILARITY_THRESHOLD, interpolation_steps: int = 0,
                  untrained_conditioning: bool = False, device: str | torch.device = "cpu",
                  encoder: PromptEncoder | None = None, max_errors: int = 5,
-                 channel_naming: ChannelNaming | None = None, route: RouteSettings | None = None) -> None:
+                 channel_naming: ChannelNaming | None = None, route: RouteSettings | None = None,
+                 creative: Creative | None = None) -> None:
         self.route = route if route is not None else RouteSettings()
         if self.route.uses_clip:
             check_route(self.route, eeg_model, generator)
@@ -224,9 +237,10 @@ class Engine:
         self.similarity_threshold = similarity_threshold
         self.interpolation_steps = interpolation_steps
         retrieval = self.route.route == RETRIEVAL
+        self.creative = creative
         self.labels = ([PREVIEW_LABEL] if generator.is_preview and not retrieval else []) + \
             ([UNTRAINED_CONDITIONING_LABEL] if untrained_conditioning else []) + \
-            ([RETRIEVAL_LABEL] if retrieval else [])
+            ([RETRIEVAL_LABEL] if retrieval else []) + (creative.labels if creative is not None else [])
         self.stats = EngineStats()
         self._listeners: list[Callable[[Frame], None]] = []
         self._slot = LatestSlot()
@@ -338,12 +352,26 @@ class Engine:
         is set: interpolated frames are not generated after a stop)."""
         record = self._record(window)
         t0 = time.perf_counter()
+        creative = None
+        if self.creative is not None:
+            window, record.sham = self.creative.swap_window(window)
         embeds = self.encode(window)
         if embeds is not None and self.route.bank is not None:
             conditioning = condition(self.route, embeds)
             embeds = conditioning.embeds
             record.bank_images = [self.route.bank.images[i] for i in conditioning.bank_rows]
             self._bank_row = conditioning.bank_rows[0]
+        if embeds is not None and self.creative is not None:
+            creative = self.creative.apply(embeds, window.t_end)
+            embeds = creative.embeds
+            record.eeg_influence = creative.record.get("eeg_influence")
+            record.prompt_weights = creative.record.get("prompt_weights", {})
+            record.features = creative.record.get("features", {})
+            record.feature_reference = creative.record.get("feature_reference", "")
+            if creative.hold:
+                record.encode_ms = (time.perf_counter() - t0) * 1000
+                self.stats.held_artefact += 1
+                return [self._emit(Frame(None, self._skipped(record, creative.hold)))]
         previous = self._last_embeds
         finite, record.similarity = gate_values(embeds, previous) if embeds is not None else (False, None)
         record.encode_ms = (time.perf_counter() - t0) * 1000
@@ -361,18 +389,30 @@ class Engine:
                 alpha = k / (self.interpolation_steps + 1)
                 mid = self._record(window)
                 mid.interpolated, mid.bank_images = True, list(record.bank_images)
-                frames.append(self._generate(between(self.route, previous, embeds, alpha), mid))
+                mid.eeg_influence, mid.prompt_weights, mid.sham = record.eeg_influence, record.prompt_weights, \
+                    record.sham
+                frames.append(self._generate(between(self.route, previous, embeds, alpha), mid, creative))
         self._last_embeds = embeds
-        frames.append(self._generate(embeds, record))
+        frames.append(self._generate(embeds, record, creative))
         return frames
 
-    def _generate(self, embeds: torch.Tensor, record: FrameRecord) -> Frame:
+    def _generate(self, embeds: torch.Tensor, record: FrameRecord, creative: CreativeFrame | None = None) -> Frame:
         if self._bank_images is not None:  # retrieval: the nearest bank image itself
             record.latency_ms = _latency_ms(record.t_end)
             self.stats.frames += 1
             return self._emit(Frame(self._bank_images.image(self._bank_row), record))
+        text = pooled = None
+        if creative is not None:
+            if creative.ip_scale is not None:
+                self.generator.set_ip_adapter_scale(creative.ip_scale)
+            if creative.seed_mix is not None:
+                self.generator.set_noise_mix(creative.seed_mix)
+            if creative.text is not None:
+                text, pooled = creative.text
         if self.route.uses_clip:
-            out = self.generator.generate_from_image_embeds(embeds)
+            out = self.generator.generate_from_image_embeds(embeds, text, pooled)
+        elif pooled is not None:
+            out = self.generator.generate(embeds, pooled)
         else:
             out = self.generator.generate(embeds)
         record.denoise_ms, record.decode_ms = out.denoise_ms, out.decode_ms

@@ -91,3 +91,13 @@ def summary(tally: FrameTally, seconds: float) -> str:
     labels = sorted(tally.labels)
     return (f"{tally.made} frames, {tally.skipped} skipped, {fps:.2f} frames/s, {latency}"
             + (f" [{'; '.join(labels)}]" if labels else ""))
+
+
+def write_session(out: str | os.PathLike, **fields) -> Path:
+    """``out/session.json``: what the session generated with (model, route, seed, training, creative settings), so
+    that its frames can be read later for what they were. Rules and other objects are written as text."""
+    path = Path(out) / "session.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fields, indent=2, ensure_ascii=False,
+                               default=lambda o: o.describe() if hasattr(o, "describe") else str(o)))
+    return path
