@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "bci_dream.commands.evaluate",
     "bci_dream.commands.bank",
     "bci_dream.commands.run",
+    "bci_dream.commands.render",
     "bci_dream.commands.models",
     "bci_dream.commands.app",
     "bci_dream.commands.calibrate",

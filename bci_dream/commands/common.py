@@ -195,6 +195,19 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
     add_compute_device_arg(g)
     add_route_args(p)
     add_creative_args(p)
+    add_output_args(p)
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """``--osc``, ``--osc-listen``, ``--video``."""
+    g = p.add_argument_group("outputs")
+    g.add_argument("--osc", metavar="HOST:PORT",
+                   help="send band powers, signal quality, steering weights and frame events over OSC (UDP)")
+    g.add_argument("--osc-listen", type=int, metavar="PORT",
+                   help="take OSC commands on this UDP port: /bci-dream/eeg_influence, /prompt, /seed, /generate, "
+                        "/marker")
+    g.add_argument("--video", type=Path, metavar="FILE.mp4",
+                   help="write the images to a video as they come (with FILE.mp4.frames.csv of frame times)")
 
 
 def add_creative_args(p: argparse.ArgumentParser) -> None:
@@ -334,9 +347,10 @@ def status_line(elapsed: float, status) -> str:
     return "  ".join(parts)
 
 
-def run_live(live, seconds: float | None, interval: float = 1.0) -> int:
+def run_live(live, seconds: float | None, interval: float = 1.0, on_status=None) -> int:
     """Start ``live`` and print a status line every ``interval`` s until ``seconds`` pass, Ctrl-C, or the source
-    ends; stop it and return the exit status (problems in the stream: :data:`EXIT_INPUT_PROBLEMS`)."""
+    ends; stop it and return the exit status (problems in the stream: :data:`EXIT_INPUT_PROBLEMS`). ``on_status``
+    is also given each status (OSC's signal quality)."""
     live.start()
     start = time.monotonic()
     next_print = start + interval
@@ -346,7 +360,10 @@ def run_live(live, seconds: float | None, interval: float = 1.0) -> int:
             if live.source.wait(max(0.0, wake - time.monotonic())):
                 break  # the source ended by itself: a replay reached its end, or the device failed
             if time.monotonic() >= next_print:
-                print(status_line(time.monotonic() - start, live.status()), flush=True)
+                status = live.status()
+                print(status_line(time.monotonic() - start, status), flush=True)
+                if on_status is not None:
+                    on_status(status)
                 next_print += interval
     except (KeyboardInterrupt, Terminate):
         print("stopping", flush=True)
@@ -393,9 +410,10 @@ def run_engine(live, args: argparse.Namespace) -> int:
     from bci_dream.runtime.creative import start_creative
     from bci_dream.runtime.engine import Engine
     from bci_dream.runtime.frame_writer import FrameWriter, summary, write_session
+    from bci_dream.runtime.outputs import SessionOutputs
     from bci_dream.runtime.routes import RouteSettings
 
-    engine = writer = monitor = None
+    engine = writer = monitor = outputs = None
     try:
         creative_opts = creative_options(args)
         writer = FrameWriter(args.out)
@@ -405,13 +423,16 @@ def run_engine(live, args: argparse.Namespace) -> int:
                                         steps=args.steps, seed=args.seed, compile=args.compile or False,
                                         choice=choice, guidance=creative_opts["guidance"])
         generator = models.generator
-        creative, monitor = start_creative(live, generator, models.route, creative_opts)
+        creative, monitor = start_creative(live, generator, models.route, creative_opts,
+                                           features=bool(args.osc), commands=args.osc_listen is not None)
         route = RouteSettings(models.route, bank=models.bank, k=args.bank_k, temperature=args.bank_temperature)
         engine = Engine(live, models.eeg_model, generator, hop_s=args.hop, similarity_threshold=args.similarity,
                         interpolation_steps=args.interpolate, untrained_conditioning=models.untrained,
                         device=generator.device, encoder=models.encoder, channel_naming=models.channel_naming,
                         route=route, creative=creative)
         engine.add_listener(writer)
+        outputs = SessionOutputs(engine, monitor=monitor, creative=creative, osc=args.osc, osc_listen=args.osc_listen,
+                                 video=args.video, markers=Path(args.out) / "markers.jsonl")
         write_session(args.out, model=generator.model_id, route=models.route, seed=args.seed,
                       training=models.training, creative=creative_opts if creative is not None else None)
         if generator.is_preview:
@@ -422,13 +443,15 @@ def run_engine(live, args: argparse.Namespace) -> int:
         print(f"model {generator.model_id} · route {models.route}{bank}{text} · {models.training}", flush=True)
         if creative is not None:
             print(f"creative mode: {creative.describe()}", flush=True)
+        if outputs.describe():
+            print(f"outputs: {outputs.describe()}", flush=True)
         engine.start()
         if generator.compiled:
             print("compiling the diffusion model for this session (a minute or more the first time) ...", flush=True)
             while not engine.ready.wait(0.5):
                 pass  # (a wait with a timeout, so that Ctrl-C still ends it)
         started = time.monotonic()
-        code = run_live(live, args.seconds)
+        code = run_live(live, args.seconds, on_status=outputs.quality)
     except BaseException:
         live.stop()
         raise
@@ -437,6 +460,8 @@ def run_engine(live, args: argparse.Namespace) -> int:
             engine.stop()
         if monitor is not None:
             monitor.stop()
+        if outputs is not None:
+            outputs.close()
         if writer is not None:
             writer.close()
     if engine.error is not None:

@@ -267,11 +267,13 @@ class Creative:
         return frame
 
 
-def start_creative(live, generator, route: str, options: dict) -> tuple[Creative | None, FeatureMonitor | None]:
+def start_creative(live, generator, route: str, options: dict, *, features: bool = False,
+                   commands: bool = False) -> tuple[Creative | None, FeatureMonitor | None]:
     """Creative mode for a session from plain ``options`` (those of the command line or the app: ``prompt``,
     ``eeg_influence``, ``rules``, ``baseline_s``, ``hold_artefact``, ``sham``, ``sham_shift_s``): the
-    :class:`Creative` (None when nothing asks for it) and the started :class:`FeatureMonitor` it steers with (None
-    without steering, baseline or artefact hold).
+    :class:`Creative` (None when nothing asks for it, and ``commands`` — OSC that may set a prompt later — does not
+    either) and the started :class:`FeatureMonitor` it steers with (None without steering, baseline, artefact hold
+    or ``features``: OSC sends them).
 
     Raises:
         CreativeError, ModelLoadError: settings that cannot work, a prompt that cannot be encoded (one line).
@@ -284,12 +286,12 @@ def start_creative(live, generator, route: str, options: dict) -> tuple[Creative
         raise CreativeError("the retrieval route shows bank images: prompts and steering do not apply to it")
     settings.check()
     monitor = None
-    if settings.rules or settings.hold_artefact is not None or baseline > 0:
+    if features or settings.rules or settings.hold_artefact is not None or baseline > 0:
         monitor = FeatureMonitor(live)
         if baseline > 0:
             monitor.start_baseline(baseline)
         monitor.start()
-    if not settings.active:
+    if not settings.active and not (commands and route != "retrieval"):
         return None, monitor
     try:
         return Creative(generator, settings, monitor=monitor, clip_route=route == "ip-adapter"), monitor

@@ -1,0 +1,109 @@
+"""A session's outputs beside its images: OSC out and in, a video, markers.
+
+:class:`SessionOutputs` connects them to an engine, its feature monitor and its creative mode, for the headless
+commands and the app alike. OSC commands act on the session: ``eeg_influence`` and ``prompt`` on creative mode,
+``seed`` on the generator, ``generate`` starts or stops the engine, ``marker`` is written to ``markers.jsonl``
+(LSL clock seconds) beside the frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+from pylsl import local_clock
+
+from bci_dream.runtime.osc import OscReceiver, OscSender, parse_host_port
+from bci_dream.runtime.video_writer import VideoWriter
+
+log = logging.getLogger(__name__)
+
+
+class SessionOutputs:
+    """OSC, video and markers of one session (see the module docstring); :meth:`close` ends them.
+
+    Args:
+        engine: the session's engine (frames go out as they leave it).
+        monitor: its feature monitor (features go out every hop), or None.
+        creative: its creative mode (OSC's ``eeg_influence`` and ``prompt``), or None.
+        osc: ``HOST:PORT`` to send to, or None.
+        osc_listen: a UDP port to take commands on, or None.
+        video: a video file to write the images to, or None.
+        markers: where received markers are appended (``markers.jsonl``), or None.
+        on_generate: called with True / False for OSC's ``generate`` (default: start / stop the engine).
+    """
+
+    def __init__(self, engine, *, monitor=None, creative=None, osc: str | None = None, osc_listen: int | None = None,
+                 video: str | os.PathLike | None = None, markers: str | os.PathLike | None = None,
+                 on_generate=None) -> None:
+        self.engine, self.monitor, self.creative = engine, monitor, creative
+        self.sender = self.receiver = self.video = None
+        self._markers = Path(markers) if markers is not None else None
+        self._lock = threading.Lock()
+        self._on_generate = on_generate or self._generate
+        self.markers_received = 0
+        try:
+            if osc:
+                self.sender = OscSender(*parse_host_port(osc))
+                engine.add_listener(self.sender.frame)
+                if monitor is not None:
+                    monitor.add_listener(self.sender.features)
+            if video is not None:
+                self.video = VideoWriter(video)
+                engine.add_listener(self.video)
+            if osc_listen is not None:
+                self.receiver = OscReceiver(osc_listen, self._handlers())
+        except BaseException:
+            self.close()
+            raise
+
+    def _handlers(self) -> dict:
+        handlers = {"seed": lambda v: self.engine.generator.set_seed(int(v)),
+                    "generate": lambda v: self._on_generate(bool(int(v))), "marker": self.marker}
+        if self.creative is not None:
+            handlers["eeg_influence"] = lambda v: self.creative.set_eeg_influence(float(v))
+            handlers["prompt"] = lambda v: self.creative.set_prompt(str(v))
+        else:
+            handlers["eeg_influence"] = handlers["prompt"] = lambda v: log.warning(
+                "OSC: this session has no creative mode (start it with --prompt or --eeg-influence)")
+        return handlers
+
+    def _generate(self, on: bool) -> None:
+        if on:
+            self.engine.start()
+        else:
+            self.engine.stop(timeout=0)
+
+    def marker(self, value) -> None:
+        """Write a marker with the LSL clock's time to ``markers.jsonl``."""
+        self.markers_received += 1
+        if self._markers is None:
+            log.info("marker %r (not written: this session keeps no markers file)", value)
+            return
+        with self._lock:
+            with open(self._markers, "a") as f:
+                f.write(json.dumps({"t": local_clock(), "marker": str(value), "source": "osc"}) + "\n")
+
+    def quality(self, status) -> None:
+        """A stream status's channel quality to OSC (call it about once a second)."""
+        if self.sender is not None and status.quality:
+            self.sender.quality(status.quality)
+
+    def describe(self) -> str:
+        parts = []
+        if self.sender is not None:
+            parts.append(f"OSC to {self.sender.host}:{self.sender.port}")
+        if self.receiver is not None:
+            parts.append(f"OSC commands on port {self.receiver.port}")
+        if self.video is not None:
+            parts.append(f"video {self.video.path}")
+        return ", ".join(parts)
+
+    def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()
+        if self.video is not None:
+            self.video.close()

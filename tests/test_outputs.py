@@ -1,0 +1,127 @@
+"""A session's outputs: OSC out and in on 127.0.0.1 (a real python-osc server in the test), video written as frames
+come and rendered afterwards (read back with PyAV), markers from OSC; bad addresses and ports in one line. The
+sessions run the real command line on BrainFlow's synthetic board with the tiny random-weight model."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bci_dream.runtime.osc import OscError, OscReceiver, parse_host_port
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bci_dream(*args: str, cache: Path, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bci_dream.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "XDG_CACHE_HOME": str(cache), "HF_HUB_OFFLINE": "1"}, **kwargs)
+
+
+def _video_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+@pytest.fixture()
+def osc_server():
+    """A python-osc server on 127.0.0.1 that keeps every message it gets."""
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    got: list[tuple] = []
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: got.append((address, *args)))
+    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], got
+    server.shutdown()
+    server.server_close()
+
+
+def test_osc_round_trip_video_and_markers_of_a_headless_session(osc_server, tmp_path):
+    from pythonosc.udp_client import SimpleUDPClient
+
+    port, got = osc_server
+    listen = _free_port()
+    out, video = tmp_path / "out", tmp_path / "session.mp4"
+    proc = _bci_dream("run", "--device", "synthetic", "--seconds", "6", "--headless", "--out", str(out), "--model",
+                      "tiny", "--gpu", "cpu", "--similarity", "1.1", "--osc", f"127.0.0.1:{port}", "--osc-listen",
+                      str(listen), "--video", str(video), "--prompt", "a red cat", cache=tmp_path / "xdg")
+    client = SimpleUDPClient("127.0.0.1", listen)
+    influence_sent = False
+    while proc.poll() is None:  # (commands until the session ends: its receiver opens once the models are loaded)
+        client.send_message("/bci-dream/marker", "stimulus on")
+        if any(a == "/bci-dream/frame" for a, *_ in got) and not influence_sent:
+            client.send_message("/bci-dream/eeg_influence", 0.25)
+            influence_sent = True
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert f"outputs: OSC to 127.0.0.1:{port}, OSC commands on port {listen}, video {video}" in stdout
+    addresses = {a for a, *_ in got}
+    assert {"/bci-dream/feature/alpha", "/bci-dream/feature/artefact", "/bci-dream/frame",
+            "/bci-dream/eeg_influence", "/bci-dream/steering"} <= addresses
+    assert any(a.startswith("/bci-dream/quality/") for a in addresses)  # signal quality, once a second
+    alpha = next(args for a, *args in got if a == "/bci-dream/feature/alpha")
+    assert len(alpha) == 2 and 0 <= alpha[0] <= 1  # (smoothed relative power, z-score)
+    markers = [json.loads(line) for line in (out / "markers.jsonl").read_text().splitlines()]
+    assert markers and all(m["marker"] == "stimulus on" and m["source"] == "osc" for m in markers)
+    records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    made = [r for r in records if not r["skipped"]]
+    assert influence_sent and any(r["eeg_influence"] == 0.25 for r in made)  # the command changed the session
+    assert _video_frames(video) == len(made)  # every image, in the video as it came
+    sidecar = (tmp_path / "session.mp4.frames.csv").read_text().splitlines()
+    assert sidecar[0] == "video_frame,pts_ms,engine_index,t_end" and len(sidecar) == len(made) + 1
+    rendered = tmp_path / "rendered.mp4"
+    done = subprocess.run([sys.executable, "-m", "bci_dream.cli", "render", str(out), "-o", str(rendered)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"rendered {len(made)} frames" in done.stdout and _video_frames(rendered) == len(made)
+
+
+def test_bad_outputs_are_one_line_and_an_unreachable_host_does_not_stop_generation(tmp_path):
+    assert parse_host_port("10.0.0.2:7000") == ("10.0.0.2", 7000) and parse_host_port(":9000") == ("127.0.0.1", 9000)
+    for bad in ("localhost", "host:0", "host:99999", "host:port"):
+        with pytest.raises(OscError, match="is not an OSC address"):
+            parse_host_port(bad)
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("0.0.0.0", 0))
+    try:
+        with pytest.raises(OscError, match="cannot listen for OSC on port"):
+            OscReceiver(taken.getsockname()[1], {})
+    finally:
+        taken.close()
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        proc = _bci_dream("run", "--device", "synthetic", "--seconds", "3", "--headless", "--out", str(tmp_path / "o"),
+                          "--model", "tiny", "--gpu", "cpu", *extra, cache=tmp_path / "xdg")
+        stdout, stderr = proc.communicate(timeout=180)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+    unreachable = run("--osc", "no-such-host.invalid:9000")
+    assert unreachable.returncode == 0, unreachable.stderr
+    assert unreachable.stderr.count("cannot send OSC to no-such-host.invalid:9000") == 1
+    assert "generation goes on without OSC" in unreachable.stderr and "Traceback" not in unreachable.stderr
+    assert "frames" in unreachable.stdout.splitlines()[-1]
+    for extra, said in ((["--osc", "nowhere"], "is not an OSC address"),
+                        (["--video", str(tmp_path / "out.gif")], "give a .mp4, .mkv or .mov file")):
+        bad = run(*extra)
+        assert bad.returncode == 1 and said in bad.stderr and bad.stderr.count("error:") == 1, bad.stderr
+    empty = subprocess.run([sys.executable, "-m", "bci_dream.cli", "render", str(tmp_path), "-o",
+                            str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 1 and "has no frames.jsonl" in empty.stderr and "Traceback" not in empty.stderr
