@@ -67,12 +67,15 @@ def test_the_app_generates_on_the_ip_adapter_route_of_its_model(make_window, qtb
     assert "route ip-adapter · empty prompt" in window.model_label.text() and not window.errors
     from bci_dream.gui.settings_dialog import Settings, SettingsDialog
 
-    new = Settings(route="ip-adapter", prompt="a red cat", ip_adapter_scale=0.5, bank_k=3, bank_temperature=0.2)
+    new = Settings(route="ip-adapter", ip_adapter_scale=0.5, bank_k=3, bank_temperature=0.2)
     assert SettingsDialog(new).settings() == new  # the route's fields show and come back
-    window.apply_settings(new)  # a new prompt or strength: the diffusion model is loaded again with them
-    qtbot.waitUntil(lambda: window.engine is not None and window.generator.text.prompt == "a red cat",
-                    timeout=90000)
-    assert "prompt 'a red cat'" in window.model_label.text() and window.engine.route.k == 3
+    window.apply_settings(new)  # a new strength: the diffusion model is loaded again with it
+    qtbot.waitUntil(lambda: window.engine is not None and window.generator.ip_adapter_scale == 0.5, timeout=90000)
+    assert window.engine.route.k == 3
+    window.creative_panel.prompt.setText("a red cat")  # the creative panel's prompt goes beside the image embedding
+    window.creative_panel.prompt.returnPressed.emit()
+    qtbot.waitUntil(lambda: window.creative.prompt == "a red cat", timeout=30000)
+    qtbot.waitUntil(lambda: "100% 'a red cat'" in window.creative_panel.weights.text(), timeout=30000)
     assert not window.errors
 
 
@@ -383,3 +386,58 @@ def test_channels_the_model_never_sees_are_greyed_and_a_layout_names_them(make_w
     named = make_window(replay=path, generate=False, naming=layout_naming(get_profile("cyton")))
     qtbot.waitUntil(lambda: named.live is not None, timeout=15000)
     assert named.live.info.ch_names == get_profile("cyton").channels and named.traces.unmapped == set()
+
+
+def test_creative_mode_in_the_window_osc_commands_change_it_and_the_show_window_follows(make_window, qtbot,
+                                                                                        tmp_path):
+    """The creative panel shows the live features and the blend; OSC on 127.0.0.1 (a python-osc server here) gets the
+    features, and OSC commands move the window's controls; the full-screen show window (offscreen) gets every image;
+    the frames go out on LSL."""
+    import socket
+    import threading
+
+    import pylsl
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+    from pythonosc.udp_client import SimpleUDPClient
+
+    got = []
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: got.append(address))
+    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        listen = s.getsockname()[1]
+    try:
+        window = make_window(device="synthetic", osc=f"127.0.0.1:{server.server_address[1]}", osc_listen=listen,
+                             lsl_frames=True, show_screen=0,
+                             creative={"prompt": "a red cat", "eeg_influence": 0.5, "rules": ()})
+        qtbot.waitUntil(lambda: window.frames_received >= 2 and window.creative is not None, timeout=90000)
+        panel = window.creative_panel
+        assert panel.prompt.text() == "a red cat" and panel.influence.value() == 50
+        qtbot.waitUntil(lambda: panel.features_shown > 0 and panel.table.rowCount() > 5, timeout=10000)
+        assert "z against the running session mean" in panel.reference.text()
+        assert "blend: 100% 'a red cat'" in panel.weights.text()
+        assert window.show_window is not None and window.show_window.isFullScreen()
+        qtbot.waitUntil(lambda: window.show_window.frames_shown >= 1, timeout=30000)
+        assert "/bci-dream/feature/alpha" in got and "/bci-dream/frame" in got
+        inlet = pylsl.StreamInlet(pylsl.resolve_byprop("name", "bci-dream-frames", timeout=5)[0])
+        sample, stamp = inlet.pull_sample(timeout=30)
+        assert sample is not None and stamp >= sample[1]  # (frame index, t_end), stamped when the image was ready
+        client = SimpleUDPClient("127.0.0.1", listen)
+        client.send_message("/bci-dream/eeg_influence", 0.2)
+        qtbot.waitUntil(lambda: window.creative.eeg_influence == pytest.approx(0.2) and panel.influence.value() == 20,
+                        timeout=10000)
+        client.send_message("/bci-dream/generate", 0)
+        qtbot.waitUntil(lambda: window.engine is None, timeout=10000)
+        panel.baseline_requested.emit(1.0)
+        qtbot.waitUntil(lambda: window.monitor.tracker.baseline_state == "done", timeout=15000)
+        qtbot.waitUntil(lambda: "z against the baseline" in panel.reference.text(), timeout=5000)
+        assert not window.errors
+        window.close_show()
+        window.open_show(7)  # a screen that does not exist: one line naming those there are
+        assert window.show_window is None and "there is no screen 7; screens: 0:" in window.errors[-1]
+    finally:
+        server.shutdown()
+        server.server_close()

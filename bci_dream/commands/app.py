@@ -9,6 +9,7 @@ from bci_dream.commands.common import (
     add_device_args,
     add_generation_args,
     connection_params,
+    creative_options,
     filters_from_args,
     filters_given,
     naming_from_args,
@@ -26,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     p.add_argument("--no-generate", action="store_true", help="only show the traces until Generate is pressed")
     add_generation_args(p, headless=False)
+    p.add_argument("--show", type=int, metavar="SCREEN",
+                   help="open the full-screen show window on this screen (0 the first; a second monitor or a "
+                        "projector is 1)")
     p.set_defaults(func=run_app)
 
 
@@ -46,5 +50,7 @@ def run_app(args: argparse.Namespace) -> int:
                          similarity=args.similarity, compile=args.compile, steps=args.steps,
                          interpolate=args.interpolate, filters=filters, generate=not args.no_generate,
                          naming=naming_from_args(args), source_options=source_options(args),
-                         route=route_options(args), bank_k=args.bank_k, bank_temperature=args.bank_temperature)
+                         route=route_options(args), bank_k=args.bank_k, bank_temperature=args.bank_temperature,
+                         creative=creative_options(args), osc=args.osc, osc_listen=args.osc_listen, video=args.video,
+                         lsl_frames=args.lsl_frames, show_screen=args.show)
     return run(options)

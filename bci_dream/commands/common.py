@@ -199,7 +199,7 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
-    """``--osc``, ``--osc-listen``, ``--video``."""
+    """``--osc``, ``--osc-listen``, ``--video``, ``--lsl-frames`` (and ``--show`` for the app)."""
     g = p.add_argument_group("outputs")
     g.add_argument("--osc", metavar="HOST:PORT",
                    help="send band powers, signal quality, steering weights and frame events over OSC (UDP)")
@@ -208,6 +208,9 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
                         "/marker")
     g.add_argument("--video", type=Path, metavar="FILE.mp4",
                    help="write the images to a video as they come (with FILE.mp4.frames.csv of frame times)")
+    g.add_argument("--lsl-frames", action="store_true",
+                   help="publish each image as a sample of the LSL stream bci-dream-frames (frame index and the "
+                        "window's t_end), so that recordings line the images up with the EEG")
 
 
 def add_creative_args(p: argparse.ArgumentParser) -> None:
@@ -432,7 +435,8 @@ def run_engine(live, args: argparse.Namespace) -> int:
                         route=route, creative=creative)
         engine.add_listener(writer)
         outputs = SessionOutputs(engine, monitor=monitor, creative=creative, osc=args.osc, osc_listen=args.osc_listen,
-                                 video=args.video, markers=Path(args.out) / "markers.jsonl")
+                                 video=args.video, markers=Path(args.out) / "markers.jsonl",
+                                 lsl_frames=args.lsl_frames)
         write_session(args.out, model=generator.model_id, route=models.route, seed=args.seed,
                       training=models.training, creative=creative_opts if creative is not None else None)
         if generator.is_preview:

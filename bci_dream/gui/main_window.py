@@ -22,19 +22,23 @@ from bci_dream.acquisition.live import LiveStream, make_source
 from bci_dream.acquisition.xdf_replay import XdfReplaySource
 from bci_dream.core import defaults
 from bci_dream.devices import DeviceProfile, get_profile, list_profiles
+from bci_dream.gui.creative_panel import CreativePanel
 from bci_dream.gui.image_panel import ImagePanel
 from bci_dream.gui.panel import Panel
 from bci_dream.gui.settings_dialog import Settings, SettingsDialog
+from bci_dream.gui.show_window import ScreenError, ShowWindow
 from bci_dream.gui.stream_adapter import QtStreamController
 from bci_dream.gui.trace_panel import TracePanel
 from bci_dream.gui.traces import TraceView
+from bci_dream.runtime.feature_monitor import FeatureMonitor
+from bci_dream.runtime.outputs import SessionOutputs
 
 log = logging.getLogger(__name__)
 
 TRACE_INTERVAL_MS = 16
 STATUS_INTERVAL_MS = 500
 #: The panels the window lays out (a new panel: one file with a :class:`Panel` subclass, one entry here).
-PANELS: tuple[type[Panel], ...] = (TracePanel, ImagePanel)
+PANELS: tuple[type[Panel], ...] = (TracePanel, ImagePanel, CreativePanel)
 
 
 @dataclass
@@ -63,12 +67,20 @@ class AppOptions:
     route: dict[str, Any] = field(default_factory=dict)  # RouteChoice fields from --route/--ip-adapter/--bank
     bank_k: int = defaults.BANK_K
     bank_temperature: float = defaults.BANK_TEMPERATURE
+    creative: dict[str, Any] = field(default_factory=dict)  # creative-mode fields (commands.common.creative_options)
+    osc: str | None = None  # HOST:PORT to send features, steering and frames to
+    osc_listen: int | None = None  # UDP port for OSC commands
+    video: Path | None = None  # a video the images are written to as they come
+    lsl_frames: bool = False  # publish each image on the LSL stream bci-dream-frames
+    show_screen: int | None = None  # open the full-screen show window on this screen at start
 
 
 class Bridge(QtCore.QObject):
     """Signals that carry the results of model loading and generation from worker threads to the GUI thread."""
 
     models_ready = QtCore.Signal(int, object, str)  # request number, GenerationModels or None, error line
+    command = QtCore.Signal(str, object)  # an OSC command for the GUI thread: name, value
+    prompt_ready = QtCore.Signal(object, str)  # the Creative whose prompt was encoded, error line ("" if none)
     frame = QtCore.Signal(object, object)  # the Engine that made it, Frame
     generation_failed = QtCore.Signal(object, str)  # the Engine that stopped, why
 
@@ -106,6 +118,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bridge.models_ready.connect(self._on_models_ready)
         self.bridge.frame.connect(self._on_frame)
         self.bridge.generation_failed.connect(self._on_generation_failed)
+        self.bridge.command.connect(self._on_command)
+        self.bridge.prompt_ready.connect(self._on_prompt_ready)
+        self.monitor = None  # the open stream's FeatureMonitor
+        self.creative = None  # the running engine's Creative
         self.state_history: list[str] = []  # every device state shown, in order
 
         self.setWindowTitle("bci-dream")
@@ -114,6 +130,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(self._lay_out_panels())
         self._build_status_bar()
         self._restore_settings()
+        self._connect_creative_panel()
+        self.outputs = self._start_outputs()
+        self.show_window = None
+        if self.options.show_screen is not None:
+            QtCore.QTimer.singleShot(0, lambda: self.open_show(self.options.show_screen))
 
         self.trace_timer = QtCore.QTimer(self, interval=TRACE_INTERVAL_MS)
         self.trace_timer.timeout.connect(self._refresh_panels)
@@ -142,6 +163,126 @@ class MainWindow(QtWidgets.QMainWindow):
     def live(self):
         """The open LiveStream, or None."""
         return self.streams.controller.live
+
+    @property
+    def creative_panel(self) -> CreativePanel:
+        return self.panel(CreativePanel)
+
+    def _connect_creative_panel(self) -> None:
+        panel = self.creative_panel
+        creative = self.options.creative
+        panel.set_session(creative.get("prompt"), float(creative.get("eeg_influence", 1.0)))
+        panel.prompt_changed.connect(self.set_prompt)
+        panel.influence_changed.connect(self.set_eeg_influence)
+        panel.baseline_requested.connect(self.record_baseline)
+
+    def _start_outputs(self):
+        """OSC and video for the window's lifetime (each engine is attached as it starts); None without any."""
+        opts = self.options
+        if not (opts.osc or opts.osc_listen is not None or opts.video is not None or opts.lsl_frames):
+            return None
+        def to_gui(name: str):
+            return lambda value: self.bridge.command.emit(name, value)
+
+        try:
+            return SessionOutputs(osc=opts.osc, osc_listen=opts.osc_listen, video=opts.video,
+                                  lsl_frames=opts.lsl_frames,
+                                  handlers={name: to_gui(name) for name in ("generate", "prompt", "eeg_influence")})
+        except Exception as e:  # noqa: BLE001 - said in one line; the window works without them
+            message = f"outputs not started: {e}"
+            QtCore.QTimer.singleShot(0, lambda: self.show_error(message))
+            return None
+
+    def _on_command(self, name: str, value) -> None:
+        """An OSC command, on the GUI thread: as if the user had used the control."""
+        if name == "generate":
+            self.start_generation() if value else self.stop_generation()
+        elif name == "prompt":
+            self.creative_panel.prompt.setText(str(value))
+            self.set_prompt(str(value))
+        elif name == "eeg_influence":
+            self.creative_panel.set_session(self.options.creative.get("prompt"), min(1.0, max(0.0, float(value))),
+                                            self.creative_panel.mode.text())
+            self.set_eeg_influence(float(value))
+
+    # -- creative mode ----------------------------------------------------------------------------
+
+    def set_prompt(self, prompt: str) -> None:
+        """Anchor the images to ``prompt`` ("" for none) from now on: encoded on a worker thread (the text encoders
+        load once, then the encoding is cached), used from the next frame."""
+        self.options.creative["prompt"] = prompt or None
+        creative = self.creative
+        if creative is None:
+            return  # (used when generation starts)
+
+        def work() -> None:
+            try:
+                creative.set_prompt(prompt or None)
+                creative.set_eeg_influence(float(self.options.creative.get("eeg_influence", 1.0)))
+            except Exception as e:  # noqa: BLE001 - said in one line; the old prompt stays
+                self.bridge.prompt_ready.emit(creative, str(e))
+                return
+            self.bridge.prompt_ready.emit(creative, "")
+
+        threading.Thread(target=work, name="gui:prompt", daemon=True).start()
+
+    def _on_prompt_ready(self, creative, error: str) -> None:
+        if error:
+            self.show_error(f"the prompt cannot be used: {error}")
+        elif creative is self.creative:
+            self.creative_panel.mode.setText(creative.describe())
+
+    def set_eeg_influence(self, influence: float) -> None:
+        """The EEG's share of the conditioning from now on (0-1; applied from the next frame)."""
+        influence = min(1.0, max(0.0, float(influence)))
+        self.options.creative["eeg_influence"] = influence
+        if self.creative is not None:
+            self.creative.set_eeg_influence(influence)
+            self.creative_panel.mode.setText(self.creative.describe())
+
+    # -- show window ------------------------------------------------------------------------------
+
+    def toggle_show(self, checked: bool | None = None) -> None:
+        if self.show_window is not None:
+            self.close_show()
+        else:
+            self.open_show(len(QtGui.QGuiApplication.screens()) - 1)
+
+    def open_show(self, screen: int) -> None:
+        """The images full screen on ``screen`` (a bad index is said in one line, naming the screens)."""
+        self.close_show()
+        try:
+            window = ShowWindow(screen)
+        except ScreenError as e:
+            self.show_action.setChecked(False)
+            self.show_error(str(e))
+            return
+        window.set_labels(self.engine.labels if self.engine is not None else [])
+        if self.images.current is not None:
+            window.show_image(self.images.current)
+        window.destroyed.connect(lambda: self._show_closed(window))
+        window.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.show_window = window
+        self.show_action.setChecked(True)
+        window.show_on_screen()
+
+    def _show_closed(self, window) -> None:
+        if self.show_window is window:
+            self.show_window = None
+            self.show_action.setChecked(False)
+
+    def close_show(self) -> None:
+        window, self.show_window = self.show_window, None
+        self.show_action.setChecked(False)
+        if window is not None:
+            window.close()
+
+    def record_baseline(self, seconds: float) -> None:
+        """Record the features' baseline over the next ``seconds`` of the open stream."""
+        if self.monitor is None:
+            self.show_error("connect a device before recording a baseline")
+            return
+        self.monitor.start_baseline(seconds)
 
     def _lay_out_panels(self) -> QtWidgets.QSplitter:
         """Panels of the same area stacked vertically; the areas side by side, the left one wider."""
@@ -174,9 +315,8 @@ class MainWindow(QtWidgets.QMainWindow):
             prefs.steps = given.steps
         if given.interpolate:
             prefs.interpolate = given.interpolate
-        for name, value in given.route.items():  # (--route, --prompt, --ip-adapter-scale given on the command line)
-            if name in ("route", "prompt") and value:
-                setattr(prefs, name, value)
+        if given.route.get("route"):  # (--route and --ip-adapter-scale given on the command line)
+            prefs.route = given.route["route"]
         if given.route.get("ip_adapter_scale", 1.0) != 1.0:
             prefs.ip_adapter_scale = given.route["ip_adapter_scale"]
         for name in ("bank_k", "bank_temperature"):
@@ -185,10 +325,12 @@ class MainWindow(QtWidgets.QMainWindow):
         return prefs
 
     def _route_choice(self) -> dict[str, Any]:
-        """The fields of the session's RouteChoice: the command line's, with the settings' route on top."""
+        """The fields of the session's RouteChoice: the command line's, with the settings' route and the creative
+        panel's prompt on top."""
         prefs = self.prefs
-        return {**self.options.route, "route": prefs.route or None, "prompt": prefs.prompt or None,
-                "ip_adapter_scale": prefs.ip_adapter_scale}
+        creative = self.options.creative
+        return {**self.options.route, "route": prefs.route or None, "prompt": creative.get("prompt"),
+                "negative_prompt": creative.get("negative_prompt"), "ip_adapter_scale": prefs.ip_adapter_scale}
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -220,8 +362,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.open_checkpoint_action = self._action("Open checkpoint…", self.choose_checkpoint, "Ctrl+L")
         self.save_image_action = self._action("Save image…", self.choose_image_file, "Ctrl+S")
         self.settings_action = self._action("Settings…", self.edit_settings, "Ctrl+,")
+        self.show_action = self._action("Show", self.toggle_show, "F11", checkable=True)
+        self.show_action.setToolTip("the images full screen on the last screen (a second monitor or a projector), "
+                                    "with a crossfade; Esc closes it (F11)")
         for action in (self.connect_action, self.disconnect_action, self.generate_action, self.record_action,
-                       self.open_replay_action, self.open_checkpoint_action, self.save_image_action):
+                       self.open_replay_action, self.open_checkpoint_action, self.save_image_action,
+                       self.show_action):
             bar.addAction(action)
         for p in self.panels:
             for action in p.toolbar_actions():
@@ -383,8 +529,13 @@ class MainWindow(QtWidgets.QMainWindow):
         """Take the engine out of the window and the stream out of the panels, without waiting for them; returns
         what a worker must still stop (the engine's threads)."""
         engine, self.engine = self.engine, None
+        self.creative = None
         for p in self.panels:
             p.set_stream(None)
+        monitor, self.monitor = self.monitor, None
+        self.creative_panel.set_monitor(None)
+        if monitor is not None:
+            monitor.stop(timeout=0)
         if engine is None:
             return ()
         engine.stop(timeout=0)
@@ -403,9 +554,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_replay_bar()
         for p in self.panels:
             p.set_stream(live)
+        self._start_monitor(live)
         self.state_label.setText(f"{live.info.name}: {live.info.n_channels} channels, {live.info.sfreq:g} Hz")
         if self._want_generation:
             self.start_generation()
+
+    def _start_monitor(self, live) -> None:
+        """Band-power features of the open stream, every hop, whether or not generation runs."""
+        self.monitor = FeatureMonitor(live)
+        baseline = float(self.options.creative.get("baseline_s") or 0.0)
+        if baseline > 0:
+            self.monitor.start_baseline(baseline)
+        self.monitor.start()
+        self.creative_panel.set_monitor(self.monitor)
+        if self.outputs is not None:
+            self.outputs.set_monitor(self.monitor)
 
     def _on_open_failed(self, number: int, error: str) -> None:
         if self.streams.controller.is_current(number):
@@ -462,16 +625,20 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.models is None:
             self._load_models()
             return
+        from bci_dream.runtime.creative import start_creative
         from bci_dream.runtime.engine import Engine
         from bci_dream.runtime.routes import RouteSettings
 
         m = self.models
         try:
             route = RouteSettings(m.route, bank=m.bank, k=self.prefs.bank_k, temperature=self.prefs.bank_temperature)
+            # (commands: a creative mode always, so that the panel's prompt and slider act at any time)
+            creative, _ = start_creative(self.live, m.generator, m.route, self._creative_options(),
+                                         monitor=self.monitor, commands=True)
             engine = Engine(self.live, m.eeg_model, m.generator, hop_s=self.prefs.hop,
                             similarity_threshold=self.prefs.similarity, interpolation_steps=self.prefs.interpolate,
                             untrained_conditioning=m.untrained, device=m.generator.device, encoder=m.encoder,
-                            channel_naming=m.channel_naming, route=route)
+                            channel_naming=m.channel_naming, route=route, creative=creative)
         except Exception as e:  # noqa: BLE001 - said in one sentence; the window stays usable
             self._want_generation = False
             self.generate_action.setChecked(False)
@@ -479,7 +646,13 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         engine.add_listener(lambda frame, source=engine: self.bridge.frame.emit(source, frame))
         engine.add_error_listener(lambda error, source=engine: self.bridge.generation_failed.emit(source, str(error)))
-        self.engine = engine
+        self.engine, self.creative = engine, creative
+        if self.show_window is not None:
+            self.show_window.set_labels(engine.labels)
+        if self.outputs is not None:
+            self.outputs.attach(engine, creative)
+        if creative is not None:
+            self.creative_panel.set_session(creative.prompt, creative.eeg_influence, creative.describe())
         for p in self.panels:
             p.set_labels(engine.labels)
         trained = [] if m.untrained else [m.training.removeprefix("EEG model: ")]
@@ -489,6 +662,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *route, *engine.labels, *trained]))
         self.model_label.setToolTip(m.training)
         engine.start()
+
+    def _creative_options(self) -> dict[str, Any]:
+        """Creative mode as the command line and the panel left it; an EEG influence below 1 without a prompt
+        (the slider moved first) leaves the EEG alone until a prompt is given."""
+        options = dict(self.options.creative)
+        if not options.get("prompt") and not options.get("rules"):
+            options["eeg_influence"] = 1.0
+        return options
 
     @property
     def generator(self):
@@ -511,7 +692,11 @@ class MainWindow(QtWidgets.QMainWindow):
                 models = load_generation_models(
                     opts.model, checkpoint, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None,
                     seed=prefs.seed, compile=opts.compile or False, progress=False, reuse=current,
-                    choice=RouteChoice(**route))
+                    choice=RouteChoice(**route), guidance=opts.creative.get("guidance"))
+                prompts = [opts.creative.get("prompt")] + [r.prompt for r in opts.creative.get("rules", ())
+                                                           if r.target == "prompt"]
+                if any(prompts):  # (encoded here, off the GUI thread; the engine's creative mode reads the cache)
+                    models.generator.encode_texts([p for p in prompts if p])
             except Exception as e:  # noqa: BLE001 - said in one line; the app goes on with what it had
                 log.debug("loading the models failed", exc_info=True)
                 self.bridge.models_ready.emit(request, None, str(e))
@@ -601,6 +786,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._latencies = (self._latencies + [frame.record.latency_ms])[-50:]
         for p in self.panels:
             p.show_frame(frame)
+        if self.show_window is not None:
+            self.show_window.show_image(frame.image)
         if frame.record.gap_s:
             self.statusBar().showMessage(f"the window of this image had a gap of {frame.record.gap_s:.2f} s "
                                          "(samples that never arrived)", 3000)
@@ -696,4 +883,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._models_request += 1
         # (waits: a recording must be closed before the process ends)
         self.streams.controller.close(retire=self._detach(), wait=True)
+        self.close_show()
+        if self.outputs is not None:
+            self.outputs.close()  # (after the engine: the video gets its last frame, then is finished)
         super().closeEvent(event)

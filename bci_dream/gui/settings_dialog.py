@@ -1,5 +1,5 @@
 """The settings dialog: filters, windowing, generation (steps, resolution, seed, similarity gate) and the
-conditioning route (route, IP-Adapter strength, prompt, image-bank prior)."""
+conditioning route (route, IP-Adapter strength, image-bank prior). The prompt is the creative panel's."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ class Settings:
         route: the conditioning route (one of :data:`~bci_dream.core.defaults.ROUTES`; "": the EEG model's own,
             else the diffusion model's).
         ip_adapter_scale: the IP-Adapter's strength on the ip-adapter route.
-        prompt: the ip-adapter route's text prompt beside the image embedding ("": the empty prompt).
         bank_k, bank_temperature: the image-bank prior's top-k and softmax temperature.
     """
 
@@ -44,13 +43,12 @@ class Settings:
     interpolate: int = 0
     route: str = ""
     ip_adapter_scale: float = 1.0
-    prompt: str = ""
     bank_k: int = defaults.BANK_K
     bank_temperature: float = defaults.BANK_TEMPERATURE
 
     def route_fields(self) -> tuple:
         """What the diffusion model is loaded for (a change reloads it)."""
-        return self.route, self.ip_adapter_scale, self.prompt
+        return self.route, self.ip_adapter_scale
 
     def filters(self) -> FilterSettings:
         """The filters these settings name (used when ``device_filters`` is off)."""
@@ -117,11 +115,9 @@ class SettingsDialog(QtWidgets.QDialog):
                               "ip-adapter: its CLIP image embedding through an IP-Adapter on a frozen model; "
                               "retrieval: the nearest image of the bank itself")
         self.ip_adapter_scale = spin(settings.ip_adapter_scale, 0, 2, 0.05, "", 2)
-        self.prompt = QtWidgets.QLineEdit(settings.prompt)
-        self.prompt.setPlaceholderText("none (the empty prompt)")
         self.bank_k = spin(settings.bank_k, 1, 100, 1)
         self.bank_temperature = spin(settings.bank_temperature, 0.001, 10, 0.01, "", 3)
-        clip_only = (self.ip_adapter_scale, self.prompt, self.bank_k, self.bank_temperature)
+        clip_only = (self.ip_adapter_scale, self.bank_k, self.bank_temperature)
         self.route.currentIndexChanged.connect(lambda _: self._enable_route_fields(clip_only))
         self._enable_route_fields(clip_only)
         form.addRow("filters", self.device_filters)
@@ -140,7 +136,6 @@ class SettingsDialog(QtWidgets.QDialog):
         form.addRow("interpolated frames", self.interpolate)
         form.addRow("conditioning route", self.route)
         form.addRow("IP-Adapter strength", self.ip_adapter_scale)
-        form.addRow("prompt beside the EEG", self.prompt)
         form.addRow("bank images mixed (k)", self.bank_k)
         form.addRow("bank temperature", self.bank_temperature)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
@@ -160,5 +155,5 @@ class SettingsDialog(QtWidgets.QDialog):
                         steps=self.steps.value(),
                         size=self.size.value(), seed=self.seed.value(), similarity=self.similarity.value(),
                         interpolate=self.interpolate.value(), route=str(self.route.currentData()),
-                        ip_adapter_scale=self.ip_adapter_scale.value(), prompt=self.prompt.text().strip(),
+                        ip_adapter_scale=self.ip_adapter_scale.value(),
                         bank_k=self.bank_k.value(), bank_temperature=self.bank_temperature.value())

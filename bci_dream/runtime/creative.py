@@ -268,12 +268,13 @@ class Creative:
 
 
 def start_creative(live, generator, route: str, options: dict, *, features: bool = False,
-                   commands: bool = False) -> tuple[Creative | None, FeatureMonitor | None]:
+                   commands: bool = False, monitor: FeatureMonitor | None = None
+                   ) -> tuple[Creative | None, FeatureMonitor | None]:
     """Creative mode for a session from plain ``options`` (those of the command line or the app: ``prompt``,
     ``eeg_influence``, ``rules``, ``baseline_s``, ``hold_artefact``, ``sham``, ``sham_shift_s``): the
     :class:`Creative` (None when nothing asks for it, and ``commands`` — OSC that may set a prompt later — does not
     either) and the started :class:`FeatureMonitor` it steers with (None without steering, baseline, artefact hold
-    or ``features``: OSC sends them).
+    or ``features``: OSC sends them). ``monitor``: one that runs already (the app's), used instead of a new one.
 
     Raises:
         CreativeError, ModelLoadError: settings that cannot work, a prompt that cannot be encoded (one line).
@@ -285,17 +286,17 @@ def start_creative(live, generator, route: str, options: dict, *, features: bool
     if route == "retrieval" and (settings.prompt or settings.rules or settings.eeg_influence < 1):
         raise CreativeError("the retrieval route shows bank images: prompts and steering do not apply to it")
     settings.check()
-    monitor = None
-    if features or settings.rules or settings.hold_artefact is not None or baseline > 0:
+    own = monitor is None and (features or settings.rules or settings.hold_artefact is not None or baseline > 0)
+    if own:
         monitor = FeatureMonitor(live)
-        if baseline > 0:
-            monitor.start_baseline(baseline)
         monitor.start()
+    if monitor is not None and baseline > 0 and monitor.tracker.baseline_state == "none":
+        monitor.start_baseline(baseline)
     if not settings.active and not (commands and route != "retrieval"):
         return None, monitor
     try:
         return Creative(generator, settings, monitor=monitor, clip_route=route == "ip-adapter"), monitor
     except BaseException:
-        if monitor is not None:
+        if own:
             monitor.stop()
         raise

@@ -22,6 +22,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.udp_client import SimpleUDPClient
+
 from bci_dream.core.errors import BciDreamError
 
 log = logging.getLogger(__name__)
@@ -55,8 +59,6 @@ class OscSender:
     failure is said once, in one line, and later messages are dropped quietly until one goes through again."""
 
     def __init__(self, host: str, port: int) -> None:
-        from pythonosc.udp_client import SimpleUDPClient
-
         self.host, self.port = host, int(port)
         self._failing = False
         self.sent = 0
@@ -108,9 +110,6 @@ class OscReceiver:
     """
 
     def __init__(self, port: int, handlers: Mapping[str, Callable[[Any], None]], host: str = "0.0.0.0") -> None:
-        from pythonosc.dispatcher import Dispatcher
-        from pythonosc.osc_server import ThreadingOSCUDPServer
-
         unknown = set(handlers) - set(COMMANDS)
         if unknown:
             raise OscError(f"unknown OSC commands {', '.join(sorted(unknown))}; known: {', '.join(COMMANDS)}")

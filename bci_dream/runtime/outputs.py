@@ -1,4 +1,4 @@
-"""A session's outputs beside its images: OSC out and in, a video, markers.
+"""A session's outputs beside its images: OSC out and in, a video, a frame stream on LSL, markers.
 
 :class:`SessionOutputs` connects them to an engine, its feature monitor and its creative mode, for the headless
 commands and the app alike. OSC commands act on the session: ``eeg_influence`` and ``prompt`` on creative mode,
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pylsl import local_clock
 
+from bci_dream.runtime.lsl_frames import FrameOutlet
 from bci_dream.runtime.osc import OscReceiver, OscSender, parse_host_port
-from bci_dream.runtime.video_writer import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,17 @@ class SessionOutputs:
         osc: ``HOST:PORT`` to send to, or None.
         osc_listen: a UDP port to take commands on, or None.
         video: a video file to write the images to, or None.
+        lsl_frames: publish a frame stream on LSL (:mod:`bci_dream.runtime.lsl_frames`).
         markers: where received markers are appended (``markers.jsonl``), or None.
         on_generate: called with True / False for OSC's ``generate`` (default: start / stop the engine).
     """
 
-    def __init__(self, engine, *, monitor=None, creative=None, osc: str | None = None, osc_listen: int | None = None,
-                 video: str | os.PathLike | None = None, markers: str | os.PathLike | None = None,
-                 on_generate=None) -> None:
-        self.engine, self.monitor, self.creative = engine, monitor, creative
-        self.sender = self.receiver = self.video = None
+    def __init__(self, engine=None, *, monitor=None, creative=None, osc: str | None = None,
+                 osc_listen: int | None = None, video: str | os.PathLike | None = None,
+                 markers: str | os.PathLike | None = None, on_generate=None, handlers: dict | None = None,
+                 lsl_frames: bool = False) -> None:
+        self.engine = self.creative = self.monitor = None
+        self.sender = self.receiver = self.video = self.frames = None
         self._markers = Path(markers) if markers is not None else None
         self._lock = threading.Lock()
         self._on_generate = on_generate or self._generate
@@ -48,30 +50,58 @@ class SessionOutputs:
         try:
             if osc:
                 self.sender = OscSender(*parse_host_port(osc))
-                engine.add_listener(self.sender.frame)
-                if monitor is not None:
-                    monitor.add_listener(self.sender.features)
             if video is not None:
+                from bci_dream.runtime.video_writer import VideoWriter  # (PyAV: a tenth of a second, when asked for)
+
                 self.video = VideoWriter(video)
-                engine.add_listener(self.video)
+            if lsl_frames:
+                self.frames = FrameOutlet()
             if osc_listen is not None:
-                self.receiver = OscReceiver(osc_listen, self._handlers())
+                self.receiver = OscReceiver(osc_listen, {**self._handlers(), **(handlers or {})})
         except BaseException:
             self.close()
             raise
+        self.set_monitor(monitor)
+        if engine is not None:
+            self.attach(engine, creative)
+
+    def set_monitor(self, monitor) -> None:
+        """Send the features of ``monitor`` (a new stream's) from now on."""
+        self.monitor = monitor
+        if monitor is not None and self.sender is not None:
+            monitor.add_listener(self.sender.features)
+
+    def attach(self, engine, creative=None) -> None:
+        """Take the frames of ``engine`` (and OSC's creative commands to ``creative``) from now on: the app starts a
+        new engine when its settings change; its outputs stay."""
+        self.engine, self.creative = engine, creative
+        if self.sender is not None:
+            engine.add_listener(self.sender.frame)
+        if self.video is not None:
+            engine.add_listener(self.video)
+        if self.frames is not None:
+            engine.add_listener(self.frames)
 
     def _handlers(self) -> dict:
-        handlers = {"seed": lambda v: self.engine.generator.set_seed(int(v)),
-                    "generate": lambda v: self._on_generate(bool(int(v))), "marker": self.marker}
-        if self.creative is not None:
-            handlers["eeg_influence"] = lambda v: self.creative.set_eeg_influence(float(v))
-            handlers["prompt"] = lambda v: self.creative.set_prompt(str(v))
-        else:
-            handlers["eeg_influence"] = handlers["prompt"] = lambda v: log.warning(
-                "OSC: this session has no creative mode (start it with --prompt or --eeg-influence)")
-        return handlers
+        def creative(act):
+            def handle(value) -> None:
+                if self.creative is None:
+                    log.warning("OSC: this session has no creative mode (start it with --prompt or --eeg-influence)")
+                else:
+                    act(self.creative, value)
+            return handle
+
+        def seed(value) -> None:
+            if self.engine is not None:
+                self.engine.generator.set_seed(int(value))
+
+        return {"seed": seed, "generate": lambda v: self._on_generate(bool(int(v))), "marker": self.marker,
+                "eeg_influence": creative(lambda c, v: c.set_eeg_influence(float(v))),
+                "prompt": creative(lambda c, v: c.set_prompt(str(v)))}
 
     def _generate(self, on: bool) -> None:
+        if self.engine is None:
+            return
         if on:
             self.engine.start()
         else:
@@ -100,6 +130,8 @@ class SessionOutputs:
             parts.append(f"OSC commands on port {self.receiver.port}")
         if self.video is not None:
             parts.append(f"video {self.video.path}")
+        if self.frames is not None:
+            parts.append(f"frames on LSL as {self.frames.name}")
         return ", ".join(parts)
 
     def close(self) -> None:
@@ -107,3 +139,5 @@ class SessionOutputs:
             self.receiver.close()
         if self.video is not None:
             self.video.close()
+        if self.frames is not None:
+            self.frames.close()

@@ -18,6 +18,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from bci_dream.core.errors import BciDreamError
@@ -34,8 +35,6 @@ class VideoError(BciDreamError):
 
 
 def _codec() -> str:
-    import av
-
     for name in CODECS:
         if name in av.codecs_available:
             return name
@@ -51,8 +50,6 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 30.0) -> None:
-        import av
-
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".mkv", ".mov"):
             raise VideoError(f"{self.path}: give a .mp4, .mkv or .mov file for the video")
@@ -81,8 +78,6 @@ class VideoWriter:
 
     def write(self, image, *, at_s: float | None = None, index: int = -1, t_end: float = float("nan")) -> None:
         """One image (PIL or RGB uint8 array) at ``at_s`` seconds from the first (default: now)."""
-        import av
-
         with self._lock:
             if self._closed:
                 return
