@@ -10,7 +10,11 @@ tiny image model generating on the CPU, lets it settle, then for ``--seconds``:
   (the whole process includes acquisition, the encoder and the diffusion model on the CPU);
 - images shown per second.
 
-    QT_QPA_PLATFORM=offscreen python benchmarks/gui_app.py [--seconds 20] [--no-generate]
+``--outputs`` adds what a show runs: the full-screen show window (offscreen, screen 0) with its crossfade, OSC out
+(features every hop, frame events) to a local UDP port, video export to a temporary MP4, the frame stream on LSL,
+and creative mode (a prompt at EEG influence 0.5 and two steering rules).
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/gui_app.py [--seconds 20] [--no-generate] [--outputs]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=5.0, help="seconds before measuring (model load, warm-up)")
     p.add_argument("--no-generate", action="store_true")
     p.add_argument("--device", default="synthetic")
+    p.add_argument("--outputs", action="store_true", help="show window, OSC, video, LSL frames and creative mode on")
     args = p.parse_args()
 
     from PySide6 import QtCore, QtWidgets
@@ -47,8 +52,15 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bci-dream-bench-")
     os.environ.setdefault("XDG_CACHE_HOME", os.path.join(tmp, "cache"))
     settings = QtCore.QSettings(os.path.join(tmp, "settings.ini"), QtCore.QSettings.Format.IniFormat)
-    window = MainWindow(AppOptions(device=args.device, model="tiny", gpu="cpu", generate=not args.no_generate),
-                        settings=settings)
+    extra = {}
+    if args.outputs:
+        from bci_dream.runtime.steering import parse_rule
+
+        extra = dict(osc="127.0.0.1:9", video=os.path.join(tmp, "show.mp4"), lsl_frames=True, show_screen=0,
+                     creative={"prompt": "a red cat", "eeg_influence": 0.5,
+                               "rules": (parse_rule("alpha=calm ocean at dusk"), parse_rule("beta=busy city"))})
+    window = MainWindow(AppOptions(device=args.device, model="tiny", gpu="cpu", generate=not args.no_generate,
+                                   **extra), settings=settings)
     window.resize(1400, 800)
     window.show()
 
@@ -87,12 +99,18 @@ def main() -> None:
     ips = (window.images.images_shown - images0) / elapsed
     n_ch = window.live.info.n_channels if window.live else 0
     print(f"window 1400x800 offscreen; {args.device} {n_ch} channels; span {window.traces.span_s:g} s; "
-          f"generation {'off' if args.no_generate else 'tiny model on the CPU'}; {elapsed:.1f} s measured", flush=True)
+          f"generation {'off' if args.no_generate else 'tiny model on the CPU'}; outputs "
+          f"{'show window + OSC + video + LSL frames + creative mode' if args.outputs else 'none'}; "
+          f"{elapsed:.1f} s measured", flush=True)
     print(f"event-loop delay (10 ms timer): p50 {statistics.median(delays):.1f} ms, p95 {pct(delays, 95):.1f} ms, "
           f"max {max(delays):.1f} ms (n={len(delays)})", flush=True)
     print(f"traces: {fps:.1f} frames/s; images: {ips:.2f}/s; CPU: GUI thread {gui_cpu_pct:.1f} % of one core, "
           f"whole process {proc_cpu_pct:.1f} %", flush=True)
-    print(f"SUMMARY gui_app.py: event-loop delay p95 {pct(delays, 95):.1f} ms (goal <= 30 ms); traces "
+    if args.outputs:
+        print(f"show window frames {window.show_window.frames_shown if window.show_window else 0}; OSC messages "
+              f"{window.outputs.sender.sent}; video frames {window.outputs.video.frames}", flush=True)
+    print(f"SUMMARY gui_app.py{' --outputs' if args.outputs else ''}: event-loop delay p95 {pct(delays, 95):.1f} ms "
+          "(goal <= 30 ms); traces "
           f"{fps:.1f} frames/s at {gui_cpu_pct:.1f} % of one core on the GUI thread while "
           f"{'not ' if args.no_generate else ''}generating ({ips:.2f} images/s)", flush=True)
     window.close()

@@ -167,6 +167,7 @@ class Creative:
         self._lock = threading.Lock()
         self.eeg_influence = float(settings.eeg_influence)
         self._texts: list[TextConditioning] = []
+        self._stack = self._pooled_stack = None
         self._encode(settings.prompt)
         self.sham = ShamSource(settings.sham, settings.sham_shift_s) if settings.sham else None
         self._features: deque[TrackedFeatures] = deque(maxlen=4096)
@@ -201,9 +202,13 @@ class Creative:
     def _encode(self, prompt: str | None) -> None:
         prompts = ([prompt] if prompt else []) + self.steering.prompts
         texts = self.generator.encode_texts(prompts) if prompts else []
+        device = getattr(self.generator, "device", "cpu")
+        stack = torch.cat([t.prompt_embeds for t in texts]).to(device) if texts else None  # [k, 77, D]
+        pooled = torch.cat([t.pooled for t in texts]).to(device) if texts and texts[0].pooled is not None else None
         with self._lock:
             self.prompt = prompt
             self._texts = texts
+            self._stack, self._pooled_stack = stack, pooled
 
     def set_prompt(self, prompt: str | None) -> None:
         """Anchor to another prompt from now on (encoded here, off the frame path; cached for the next time)."""
@@ -232,6 +237,7 @@ class Creative:
         """Creative mode's conditioning for the EEG model's output ``embeds`` of the window that ended at ``t``."""
         with self._lock:
             texts, influence, prompt = list(self._texts), self.eeg_influence, self.prompt
+            stack, pooled_stack = self._stack, self._pooled_stack
         features = self._features_at(t)
         z = features.z if features is not None else {}
         state = self.steering.state(z)
@@ -247,13 +253,13 @@ class Creative:
             weights = [1.0]
         frame = CreativeFrame(embeds, record=record)
         if texts:
-            mix = sum(w * tc.prompt_embeds for w, tc in zip(weights, texts))
-            pooled = None if texts[0].pooled is None else sum(w * tc.pooled for w, tc in zip(weights, texts))
+            w = torch.tensor(weights, dtype=stack.dtype, device=stack.device)
+            mix = torch.tensordot(w, stack, dims=1)[None]  # [1, 77, D]: the prompts' weighted sum
+            pooled = None if pooled_stack is None else (w @ pooled_stack)[None]
             record["prompt_weights"] = {name: round(w, 4) for name, w in zip(names, weights)}
-            device = embeds.device
-            frame.text = (mix.to(device), None if pooled is None else pooled.to(device))
+            frame.text = (mix, pooled)
             if not self.clip_route:
-                frame.embeds = blend(frame.text[0].to(embeds.dtype), embeds, influence)
+                frame.embeds = blend(mix.to(embeds.device, embeds.dtype), embeds, influence)
         if self.clip_route:
             frame.ip_scale = self.base_ip_scale * influence * (1.0 if state.ip_scale is None else state.ip_scale)
         frame.seed_mix = state.seed_mix

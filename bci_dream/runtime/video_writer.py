@@ -66,6 +66,7 @@ class VideoWriter:
         self._t0: float | None = None
         self._last_pts = -1
         self.frames = 0
+        self.failed = False
         self._lock = threading.Lock()
         self._closed = False
 
@@ -73,7 +74,9 @@ class VideoWriter:
         stream = self._container.add_stream(self._codec, rate=Fraction(self._fps).limit_denominator(1000))
         stream.width, stream.height = width + width % 2, height + height % 2  # (4:2:0 needs even sides)
         stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, 1000)
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if self._codec == "libx264":  # (no B-frames or look-ahead: frames go out as they come, in order)
+            stream.codec_context.options = {"tune": "zerolatency", "preset": "veryfast"}
         self._stream = stream
 
     def write(self, image, *, at_s: float | None = None, index: int = -1, t_end: float = float("nan")) -> None:
@@ -94,11 +97,22 @@ class VideoWriter:
             pts = max(self._last_pts + 1, int(round((now - self._t0) * 1000)))
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts, frame.time_base = pts, self._stream.time_base
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+            try:
+                for packet in self._stream.encode(frame):
+                    self._container.mux(packet)
+            except av.error.FFmpegError as e:  # (said once; the session and its other outputs go on)
+                self._fail(e)
+                return
             self._sidecar.writerow([self.frames, pts, index, f"{t_end:.6f}"])
             self._last_pts = pts
             self.frames += 1
+
+    def _fail(self, error: Exception) -> None:
+        if not self.failed:
+            log.warning("the video %s cannot take more frames (%s); %d frames are in it", self.path, error,
+                        self.frames)
+        self.failed = True
+        self._closed = True
 
     def __call__(self, frame) -> None:
         """Engine listener: generated frames only (skipped windows have no image)."""
@@ -110,10 +124,13 @@ class VideoWriter:
             if self._closed:
                 return
             self._closed = True
-            if self._stream is not None:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
-            self._container.close()
+            try:
+                if self._stream is not None and not self.failed:
+                    for packet in self._stream.encode():
+                        self._container.mux(packet)
+                self._container.close()
+            except av.error.FFmpegError as e:
+                self._fail(e)
             self._sidecar_file.close()
         if self.frames == 0:
             log.warning("no frames were generated: %s holds no video", self.path)

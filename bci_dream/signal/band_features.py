@@ -19,6 +19,7 @@ how the signal's spectrum moves, not what a person thinks.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal as sps
@@ -97,6 +98,7 @@ class BandFeatureExtractor:
         upper = {n.upper(): i for i, n in enumerate(self.ch_names)}
         self._pairs = np.asarray([(upper[r], upper[left]) for r, left in ASYMMETRY_PAIRS
                                   if r in upper and left in upper], dtype=int).reshape(-1, 2)
+        self._layouts: dict[bytes, _Layout] = {}
 
     def __call__(self, data: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
         """The features of one window ``data`` [C, n_samples] µV (rows outside ``mask`` left out)."""
@@ -113,28 +115,56 @@ class BandFeatureExtractor:
         live = sums[:, n] > 0  # (a flat channel has no spectrum to share out)
         if not live.any():
             return dict.fromkeys(feature_names([c for c, k in zip(self.ch_names, keep) if k]), float("nan"))
-        sums, groups = sums[live], self._groups[keep][live]
+        rows = np.flatnonzero(keep)[live]
+        if not live.all():
+            sums = sums[live]
+        layout = self._layout(rows)
+        # (every denominator holds the 1-45 Hz total, positive on these rows: no division by zero)
         relative = sums[:, :n] / sums[:, n:n + 1]  # [C, 5]
-        out = dict(zip(BANDS, relative.mean(axis=0).tolist()))
-        for group in sorted(set(groups.tolist()) - {""}):
-            out.update(zip((f"{name}.{group}" for name in BANDS), relative[groups == group].mean(axis=0).tolist()))
-        alpha, theta, beta = relative[:, 2], relative[:, 1], relative[:, 3]
-        out["engagement"] = float((beta / np.maximum(alpha + theta, 1e-12)).mean())
-        frontal, temporal = groups == "frontal", groups == "temporal"
-        rows = frontal if frontal.any() else slice(None)
-        out["blink"] = float((sums[rows, n + 1] / np.maximum(sums[rows, n + 2], 1e-30)).mean())
-        rows = temporal if temporal.any() else slice(None)
-        out["emg"] = float((sums[rows, n + 3] / np.maximum(sums[rows, n + 4], 1e-30)).mean())
-        out["line_noise"] = float((sums[:, n + 5] / np.maximum(sums[:, n + 4], 1e-30)).mean())
+        shares = sums[:, n + 1:] / sums[:, [n + 2, n + 2, n + 4, n + 4, n + 4]]  # blink, -, emg, -, line
+        engagement = relative[:, 3] / np.maximum(relative[:, 2] + relative[:, 1], 1e-12)
+        blink, emg = shares[layout.blink_rows, 0], shares[layout.emg_rows, 2]
+        values = [relative.sum(axis=0) / len(relative), (layout.groups @ relative).ravel(),
+                  [engagement.sum() / len(engagement), blink.sum() / len(blink), emg.sum() / len(emg),
+                   shares[:, 4].sum() / len(shares)]]
+        out = dict(zip(layout.names, np.concatenate(values).tolist()))
         out["artefact"] = max(out["blink"], out["emg"], out["line_noise"])
         if len(self._pairs):
             power = np.zeros(len(x))
-            power[np.flatnonzero(keep)[live]] = sums[:, 2]
+            power[rows] = sums[:, 2]
             right, left = power[self._pairs[:, 0]], power[self._pairs[:, 1]]
             ok = (right > 0) & (left > 0)
             if ok.any():
                 out["alpha_asymmetry"] = float(np.mean(np.log(right[ok]) - np.log(left[ok])))
         return out
+
+    def _layout(self, rows: np.ndarray) -> _Layout:
+        """The group means and feature names for the channels ``rows`` (cached: the set rarely changes)."""
+        key = rows.tobytes()
+        layout = self._layouts.get(key)
+        if layout is None:
+            groups = self._groups[rows]
+            present = sorted(set(groups.tolist()) - {""})
+            matrix = np.zeros((len(present), len(rows)))
+            for i, group in enumerate(present):
+                members = groups == group
+                matrix[i, members] = 1.0 / members.sum()
+            # (group-major, band-minor, as (matrix @ relative).ravel() orders them)
+            names = [*BANDS, *(f"{band}.{group}" for group in present for band in BANDS), "engagement", "blink",
+                     "emg", "line_noise"]
+            frontal, temporal = groups == "frontal", groups == "temporal"
+            layout = _Layout(matrix, names, frontal if frontal.any() else slice(None),
+                             temporal if temporal.any() else slice(None))
+            self._layouts[key] = layout
+        return layout
+
+
+@dataclass(frozen=True)
+class _Layout:
+    groups: np.ndarray  # [n_groups, C]: each group's mean
+    names: list[str]
+    blink_rows: np.ndarray | slice
+    emg_rows: np.ndarray | slice
 
 
 def band_features(data: np.ndarray, sfreq: float, ch_names: Sequence[str],
