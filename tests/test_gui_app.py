@@ -441,3 +441,50 @@ def test_creative_mode_in_the_window_osc_commands_change_it_and_the_show_window_
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_scene_sets_up_the_app_and_the_window_saves_it_back(make_window, qtbot, tmp_path):
+    """'bci-dream app --scene gallery.toml': the scene's device, prompt, steering and show window, started
+    unattended; Save scene… writes what runs, and it reads back the same."""
+    from bci_dream.commands.app import apply_scene
+    from bci_dream.runtime.scene import SceneError, load_scene
+
+    scene_file = tmp_path / "gallery.toml"
+    scene_file.write_text('[source]\ndevice = "synthetic"\n\n[model]\nmodel = "tiny"\ngpu = "cpu"\nseed = 4\n\n'
+                          '[creative]\nprompt = "a lighthouse"\neeg_influence = 0.6\n'
+                          'steer = ["alpha=calm ocean at dusk", "beta*2=busy city"]\n\n'
+                          '[outputs]\nshow_screen = 0\n\n[auto]\nconnect = true\nstart = true\nreconnect = true\n')
+    options = AppOptions()
+    apply_scene(options, load_scene(scene_file))
+    assert (options.device, options.model, options.seed, options.show_screen) == ("synthetic", "tiny", 4, 0)
+    assert options.creative["prompt"] == "a lighthouse" and len(options.creative["rules"]) == 2
+    assert options.auto_reconnect and options.generate
+    window = make_window(**{k: getattr(options, k) for k in ("device", "model", "seed", "creative", "show_screen",
+                                                             "auto_reconnect")})
+    qtbot.waitUntil(lambda: window.frames_received >= 1 and window.creative is not None, timeout=90000)
+    assert window.creative.prompt == "a lighthouse" and window.show_window is not None
+    assert "steered by band power" in window.engine.labels
+    saved = tmp_path / "saved.toml"
+    window.save_scene(saved)
+    again = load_scene(saved)
+    assert again["creative"]["steer"] == ["alpha=calm ocean at dusk", "beta*2=busy city"]
+    assert again["creative"]["prompt"] == "a lighthouse" and again["source"]["device"] == "synthetic"
+    assert again["outputs"]["show_screen"] == 0 and again["auto"]["reconnect"] is True
+    assert window.settings.value("scene/last") == str(saved)  # ('--scene last' opens it)
+    for text, said in (('[creative]\ncolour = "red"\n', "unknown key 'colour' in [creative]"),
+                       ('[lights]\non = true\n', "unknown section [lights]"),
+                       ('[creative]\neeg_influence = "lots"\n', "[creative] eeg_influence must be")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(SceneError, match=said.replace("[", r"\[").replace("]", r"\]")):
+            load_scene(bad)
+    proc = subprocess.run([sys.executable, "-m", "bci_dream.cli", "app", "--scene", str(bad)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert proc.returncode == 1 and "eeg_influence must be" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unattended_app_keeps_trying_a_device_that_cannot_be_opened(make_window, qtbot):
+    window = make_window(device="cyton", params={"serial_port": "/dev/ttyNOPE42"}, auto_reconnect=True,
+                         reconnect_s=0.3)
+    qtbot.waitUntil(lambda: window.reconnects >= 2, timeout=30000)
+    assert not window.errors  # (said in the status bar and the log, not in dialogs nobody is there to close)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from bci_dream.core.errors import BciDreamError
 from bci_dream.gui.calibration_wizard import CalibrationWizard
-from bci_dream.gui.main_window import AppOptions, MainWindow
+from bci_dream.gui.main_window import LAST_SCENE_KEY, AppOptions, MainWindow
 from bci_dream.gui.system_check import display_error
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,12 @@ def _exec(app, window) -> int:
     """Run Qt's event loop until ``window`` closes (by itself, Ctrl-C or SIGTERM)."""
     wake = close_on_signals(window)  # noqa: F841 - (kept alive while the loop runs)
     return int(app.exec())
+
+
+def last_scene():
+    """The scene file the app opened or saved last (None before any)."""
+    value = QtCore.QSettings("bci-dream", "bci-dream").value(LAST_SCENE_KEY)
+    return Path(str(value)) if value else None
 
 
 def run(options: AppOptions, argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from bci_dream.gui.trace_panel import TracePanel
 from bci_dream.gui.traces import TraceView
 from bci_dream.runtime.feature_monitor import FeatureMonitor
 from bci_dream.runtime.outputs import SessionOutputs
+from bci_dream.runtime.scene import SceneError, save_scene
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ TRACE_INTERVAL_MS = 16
 STATUS_INTERVAL_MS = 500
 #: The panels the window lays out (a new panel: one file with a :class:`Panel` subclass, one entry here).
 PANELS: tuple[type[Panel], ...] = (TracePanel, ImagePanel, CreativePanel)
+#: QSettings key of the scene file opened or saved last ('bci-dream app --scene last').
+LAST_SCENE_KEY = "scene/last"
 
 
 @dataclass
@@ -73,6 +76,9 @@ class AppOptions:
     video: Path | None = None  # a video the images are written to as they come
     lsl_frames: bool = False  # publish each image on the LSL stream bci-dream-frames
     show_screen: int | None = None  # open the full-screen show window on this screen at start
+    auto_reconnect: bool = False  # open the device again, every reconnect_s, when it cannot be opened or is lost
+    reconnect_s: float = 5.0
+    scene: Path | None = None  # the scene file these options came from
 
 
 class Bridge(QtCore.QObject):
@@ -133,6 +139,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._connect_creative_panel()
         self.outputs = self._start_outputs()
         self.show_window = None
+        self.reconnects = 0
+        if self.options.scene is not None:
+            self.settings.setValue(LAST_SCENE_KEY, str(self.options.scene))
         if self.options.show_screen is not None:
             QtCore.QTimer.singleShot(0, lambda: self.open_show(self.options.show_screen))
 
@@ -361,13 +370,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.open_replay_action = self._action("Open replay…", self.choose_replay, "Ctrl+O")
         self.open_checkpoint_action = self._action("Open checkpoint…", self.choose_checkpoint, "Ctrl+L")
         self.save_image_action = self._action("Save image…", self.choose_image_file, "Ctrl+S")
+        self.save_scene_action = self._action("Save scene…", self.choose_scene_file, "Ctrl+Shift+S")
         self.settings_action = self._action("Settings…", self.edit_settings, "Ctrl+,")
         self.show_action = self._action("Show", self.toggle_show, "F11", checkable=True)
         self.show_action.setToolTip("the images full screen on the last screen (a second monitor or a projector), "
                                     "with a crossfade; Esc closes it (F11)")
         for action in (self.connect_action, self.disconnect_action, self.generate_action, self.record_action,
                        self.open_replay_action, self.open_checkpoint_action, self.save_image_action,
-                       self.show_action):
+                       self.save_scene_action, self.show_action):
             bar.addAction(action)
         for p in self.panels:
             for action in p.toolbar_actions():
@@ -573,7 +583,24 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_open_failed(self, number: int, error: str) -> None:
         if self.streams.controller.is_current(number):
             self.state_label.setText("disconnected")
+            if self._reconnect_later(error):
+                return
             self.show_error(error)
+
+    def _reconnect_later(self, why: str) -> bool:
+        """With auto-reconnect (an unattended installation), try the device again in ``reconnect_s``; said in the
+        status bar, not in a dialog. False without it, or for a replay."""
+        if not self.options.auto_reconnect or self.options.replay is not None:
+            return False
+        self.reconnects += 1
+        log.warning("%s; trying again in %g s", why, self.options.reconnect_s)
+        self.statusBar().showMessage(f"{why}; trying again in {self.options.reconnect_s:g} s", 10000)
+        QtCore.QTimer.singleShot(int(self.options.reconnect_s * 1000), self._reconnect)
+        return True
+
+    def _reconnect(self) -> None:
+        if self.live is None or self.live.source.state.value == "failed":
+            self.connect_source()
 
     def auto_scale(self) -> None:
         """Set the vertical scale so that a typical channel's swing fills its row (a 1-2-5 value)."""
@@ -584,6 +611,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.state_history.append(state)
         self.state_label.setText(state)
+        if state == "failed" and self._reconnect_later(f"the device was lost ({reason or 'failed'})"):
+            return
         if reason:
             self.statusBar().showMessage(f"{state}: {reason}", 10000)
 
@@ -791,6 +820,45 @@ class MainWindow(QtWidgets.QMainWindow):
         if frame.record.gap_s:
             self.statusBar().showMessage(f"the window of this image had a gap of {frame.record.gap_s:.2f} s "
                                          "(samples that never arrived)", 3000)
+
+    # -- scenes ---------------------------------------------------------------------------------------
+
+    def choose_scene_file(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the scene", "scene.toml", "Scene (*.toml)")
+        if path:
+            self.save_scene(Path(path))
+
+    def current_scene(self) -> dict[str, dict[str, Any]]:
+        """What the window runs now, as a scene (:mod:`bci_dream.runtime.scene`)."""
+        opts, prefs, creative = self.options, self.prefs, self.options.creative
+        source: dict[str, Any] = {"replay": str(opts.replay)} if opts.replay is not None else {
+            "device": self.device_box.currentText(), "params": self.connection_params() or None}
+        model = {"model": str(opts.model), "checkpoint": str(opts.checkpoint) if opts.checkpoint else None,
+                 "gpu": opts.gpu, "seed": prefs.seed, "hop": prefs.hop, "similarity": prefs.similarity,
+                 "interpolate": prefs.interpolate, "size": prefs.size or None, "steps": prefs.steps or None,
+                 "route": prefs.route or opts.route.get("route"), "ip_adapter": opts.route.get("ip_adapter"),
+                 "ip_adapter_scale": prefs.ip_adapter_scale, "bank": opts.route.get("bank")}
+        rules = [r.text() for r in creative.get("rules", ())]
+        creative_table = {"prompt": creative.get("prompt"), "negative_prompt": creative.get("negative_prompt"),
+                          "guidance": creative.get("guidance"), "eeg_influence": creative.get("eeg_influence"),
+                          "steer": rules or None, "baseline_s": creative.get("baseline_s") or None,
+                          "hold_artefact": creative.get("hold_artefact"), "sham": creative.get("sham")}
+        outputs = {"osc": opts.osc, "osc_listen": opts.osc_listen, "video": str(opts.video) if opts.video else None,
+                   "lsl_frames": opts.lsl_frames or None, "show_screen": opts.show_screen}
+        auto = {"connect": opts.connect, "start": self._want_generation, "reconnect": opts.auto_reconnect,
+                "reconnect_s": opts.reconnect_s}
+        return {"source": source, "model": model, "creative": creative_table, "outputs": outputs, "auto": auto}
+
+    def save_scene(self, path: Path) -> None:
+        """Write :meth:`current_scene` to ``path`` and remember it as the last scene."""
+        try:
+            save_scene(self.current_scene(), path)
+        except SceneError as e:
+            self.show_error(str(e))
+            return
+        self.options.scene = Path(path)
+        self.settings.setValue(LAST_SCENE_KEY, str(path))
+        self.statusBar().showMessage(f"scene saved: {path}", 10000)
 
     def choose_image_file(self) -> None:
         if self.images.current is None:

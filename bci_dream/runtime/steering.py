@@ -43,6 +43,11 @@ class SteeringRule:
     prompt: str | None = None
     gain: float = 1.0
 
+    def text(self) -> str:
+        """The rule as :func:`parse_rule` reads it (``"alpha*2=calm ocean"``, ``"engagement>seed"``)."""
+        gain = f"*{self.gain:g}" if self.gain != 1 else ""
+        return f"{self.feature}{gain}" + (f"={self.prompt}" if self.target == "prompt" else f">{self.target}")
+
     def describe(self) -> str:
         gain = f" ×{self.gain:g}" if self.gain != 1 else ""
         return f"{self.feature}{gain} → " + (f"'{self.prompt}'" if self.target == "prompt" else self.target)
