@@ -488,3 +488,14 @@ def test_an_unattended_app_keeps_trying_a_device_that_cannot_be_opened(make_wind
                          reconnect_s=0.3)
     qtbot.waitUntil(lambda: window.reconnects >= 2, timeout=30000)
     assert not window.errors  # (said in the status bar and the log, not in dialogs nobody is there to close)
+
+
+def test_key_presses_are_markers(make_window, qtbot):
+    window = make_window(device="synthetic", generate=False)
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    qtbot.keyClick(window, "3")
+    qtbot.waitUntil(lambda: any(m.text == "key 3" for m in window.live.pipeline.markers.since(0)[0]), timeout=5000)
+    window.creative_panel.prompt.setFocus()
+    qtbot.keyClick(window.creative_panel.prompt, "7")  # (typed into the prompt box: a digit, not a marker)
+    assert window.creative_panel.prompt.text() == "7"
+    assert not any(m.text == "key 7" for m in window.live.pipeline.markers.since(0)[0])

@@ -125,3 +125,42 @@ def test_bad_outputs_are_one_line_and_an_unreachable_host_does_not_stop_generati
     empty = subprocess.run([sys.executable, "-m", "bci_dream.cli", "render", str(tmp_path), "-o",
                             str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
     assert empty.returncode == 1 and "has no frames.jsonl" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_markers_from_udp_and_an_lsl_stream_reach_a_brainflow_source(tmp_path):
+    """For any source, not only LSL ones: markers as UDP datagrams and from an LSL marker stream go into the stream
+    (here BrainFlow's real synthetic board), with the LSL marker's own time."""
+    import pylsl
+
+    from bci_dream.acquisition.live import LiveStream, make_source
+    from bci_dream.acquisition.marker_inputs import LslMarkers, MarkerInputError, UdpMarkers
+    from bci_dream.devices import get_profile
+
+    live = LiveStream(make_source(get_profile("synthetic")))
+    live.open()
+    live.start()
+    udp = UdpMarkers(live, 0)
+    info = pylsl.StreamInfo("test-stimuli", "Markers", 1, pylsl.IRREGULAR_RATE, "string", "test-stimuli-1")
+    outlet = pylsl.StreamOutlet(info)
+    lsl = LslMarkers(live, "test-stimuli")
+    try:
+        with pytest.raises(MarkerInputError, match="cannot listen for UDP markers on port"):
+            UdpMarkers(live, udp.port)  # (taken)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"face\n", ("127.0.0.1", udp.port))
+        assert lsl.connected.wait(10)
+        stamp = pylsl.local_clock()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and lsl.received == 0:
+            outlet.push_sample(["house"], stamp)
+            time.sleep(0.2)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and {"face", "house"} - {m.text for m in live.pipeline.markers.since(0)[0]}:
+            time.sleep(0.1)
+        markers = {m.text: m for m in live.pipeline.markers.since(0)[0]}
+        assert markers["face"].stream == "udp" and markers["house"].stream == "test-stimuli"
+        assert abs(markers["house"].timestamp - stamp) < 0.05  # (its own time, mapped to this clock)
+    finally:
+        udp.close()
+        lsl.close()
+        live.stop()

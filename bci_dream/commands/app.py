@@ -56,7 +56,8 @@ def run_app(args: argparse.Namespace) -> int:
                          naming=naming_from_args(args), source_options=source_options(args),
                          route=route_options(args), bank_k=args.bank_k, bank_temperature=args.bank_temperature,
                          creative=creative_options(args), osc=args.osc, osc_listen=args.osc_listen, video=args.video,
-                         lsl_frames=args.lsl_frames, show_screen=args.show)
+                         lsl_frames=args.lsl_frames, show_screen=args.show, markers_udp=args.markers_udp,
+                         markers_lsl=args.markers_lsl)
     if args.scene:
         path = last_scene() if args.scene == "last" else Path(args.scene)
         if path is None:

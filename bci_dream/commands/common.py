@@ -199,7 +199,8 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
-    """``--osc``, ``--osc-listen``, ``--video``, ``--lsl-frames`` (and ``--show`` for the app)."""
+    """``--osc``, ``--osc-listen``, ``--video``, ``--markers-udp``, ``--markers-lsl``, ``--lsl-frames`` (and
+    ``--show`` for the app)."""
     g = p.add_argument_group("outputs")
     g.add_argument("--osc", metavar="HOST:PORT",
                    help="send band powers, signal quality, steering weights and frame events over OSC (UDP)")
@@ -208,6 +209,11 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
                         "/marker")
     g.add_argument("--video", type=Path, metavar="FILE.mp4",
                    help="write the images to a video as they come (with FILE.mp4.frames.csv of frame times)")
+    g.add_argument("--markers-udp", type=int, metavar="PORT",
+                   help="take markers as UDP datagrams on this port (each datagram's text is one marker), for any "
+                        "source")
+    g.add_argument("--markers-lsl", metavar="NAME",
+                   help="take markers from the LSL marker stream NAME, for any source")
     g.add_argument("--lsl-frames", action="store_true",
                    help="publish each image as a sample of the LSL stream bci-dream-frames (frame index and the "
                         "window's t_end), so that recordings line the images up with the EEG")
@@ -436,7 +442,8 @@ def run_engine(live, args: argparse.Namespace) -> int:
         engine.add_listener(writer)
         outputs = SessionOutputs(engine, monitor=monitor, creative=creative, osc=args.osc, osc_listen=args.osc_listen,
                                  video=args.video, markers=Path(args.out) / "markers.jsonl",
-                                 lsl_frames=args.lsl_frames)
+                                 lsl_frames=args.lsl_frames, live=live, markers_udp=args.markers_udp,
+                                 markers_lsl=args.markers_lsl)
         write_session(args.out, model=generator.model_id, route=models.route, seed=args.seed,
                       training=models.training, creative=creative_opts if creative is not None else None)
         if generator.is_preview:

@@ -75,6 +75,8 @@ class AppOptions:
     osc_listen: int | None = None  # UDP port for OSC commands
     video: Path | None = None  # a video the images are written to as they come
     lsl_frames: bool = False  # publish each image on the LSL stream bci-dream-frames
+    markers_udp: int | None = None  # a UDP port markers come from
+    markers_lsl: str | None = None  # an LSL marker stream markers come from
     show_screen: int | None = None  # open the full-screen show window on this screen at start
     auto_reconnect: bool = False  # open the device again, every reconnect_s, when it cannot be opened or is lost
     reconnect_s: float = 5.0
@@ -188,14 +190,16 @@ class MainWindow(QtWidgets.QMainWindow):
     def _start_outputs(self):
         """OSC and video for the window's lifetime (each engine is attached as it starts); None without any."""
         opts = self.options
-        if not (opts.osc or opts.osc_listen is not None or opts.video is not None or opts.lsl_frames):
+        if not (opts.osc or opts.osc_listen is not None or opts.video is not None or opts.lsl_frames
+                or opts.markers_udp is not None or opts.markers_lsl):
             return None
         def to_gui(name: str):
             return lambda value: self.bridge.command.emit(name, value)
 
         try:
             return SessionOutputs(osc=opts.osc, osc_listen=opts.osc_listen, video=opts.video,
-                                  lsl_frames=opts.lsl_frames,
+                                  lsl_frames=opts.lsl_frames, markers_udp=opts.markers_udp,
+                                  markers_lsl=opts.markers_lsl,
                                   handlers={name: to_gui(name) for name in ("generate", "prompt", "eeg_influence")})
         except Exception as e:  # noqa: BLE001 - said in one line; the window works without them
             message = f"outputs not started: {e}"
@@ -384,6 +388,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 bar.addAction(action)
         bar.addAction(self.settings_action)
         self._build_replay_bar()
+        for key in "123456789":  # (markers from the keyboard; a text box being typed in keeps its digits)
+            shortcut = QtGui.QShortcut(QtGui.QKeySequence(key), self)
+            shortcut.activated.connect(lambda key=key: self.add_key_marker(key))
 
     def _build_replay_bar(self) -> None:
         bar = self.replay_bar = QtWidgets.QToolBar("replay")
@@ -544,6 +551,8 @@ class MainWindow(QtWidgets.QMainWindow):
             p.set_stream(None)
         monitor, self.monitor = self.monitor, None
         self.creative_panel.set_monitor(None)
+        if self.outputs is not None:
+            self.outputs.set_stream(None)
         if monitor is not None:
             monitor.stop(timeout=0)
         if engine is None:
@@ -579,6 +588,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.creative_panel.set_monitor(self.monitor)
         if self.outputs is not None:
             self.outputs.set_monitor(self.monitor)
+            try:
+                self.outputs.set_stream(live)
+            except Exception as e:  # noqa: BLE001 - a UDP marker port in use: said, the stream goes on
+                self.show_error(str(e))
 
     def _on_open_failed(self, number: int, error: str) -> None:
         if self.streams.controller.is_current(number):
@@ -820,6 +833,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if frame.record.gap_s:
             self.statusBar().showMessage(f"the window of this image had a gap of {frame.record.gap_s:.2f} s "
                                          "(samples that never arrived)", 3000)
+
+    def add_key_marker(self, key: str) -> None:
+        """A marker ``key 1`` ... ``key 9`` from the keyboard, into the stream (traces, recording, LSL outlet)."""
+        if self.live is None:
+            return
+        marker = self.live.mark(f"key {key}", stream="keys")
+        self.statusBar().showMessage(f"marker '{marker.text}'", 2000)
 
     # -- scenes ---------------------------------------------------------------------------------------
 

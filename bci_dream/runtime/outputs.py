@@ -1,9 +1,10 @@
-"""A session's outputs beside its images: OSC out and in, a video, a frame stream on LSL, markers.
+"""A session's outputs beside its images: OSC out and in, a video, a frame stream on LSL, and its marker inputs.
 
 :class:`SessionOutputs` connects them to an engine, its feature monitor and its creative mode, for the headless
 commands and the app alike. OSC commands act on the session: ``eeg_influence`` and ``prompt`` on creative mode,
-``seed`` on the generator, ``generate`` starts or stops the engine, ``marker`` is written to ``markers.jsonl``
-(LSL clock seconds) beside the frames.
+``seed`` on the generator, ``generate`` starts or stops the engine, ``marker`` goes into the stream (the traces, a
+recording) and ``markers.jsonl`` (LSL clock seconds) beside the frames; UDP and LSL markers go into the stream
+(:mod:`bci_dream.acquisition.marker_inputs`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pylsl import local_clock
 
+from bci_dream.acquisition.marker_inputs import LslMarkers, UdpMarkers
 from bci_dream.runtime.lsl_frames import FrameOutlet
 from bci_dream.runtime.osc import OscReceiver, OscSender, parse_host_port
 
@@ -33,6 +35,8 @@ class SessionOutputs:
         osc_listen: a UDP port to take commands on, or None.
         video: a video file to write the images to, or None.
         lsl_frames: publish a frame stream on LSL (:mod:`bci_dream.runtime.lsl_frames`).
+        live: the stream markers go into (:meth:`set_stream`), or None.
+        markers_udp, markers_lsl: a UDP port and an LSL marker stream name markers come from, or None.
         markers: where received markers are appended (``markers.jsonl``), or None.
         on_generate: called with True / False for OSC's ``generate`` (default: start / stop the engine).
     """
@@ -40,9 +44,12 @@ class SessionOutputs:
     def __init__(self, engine=None, *, monitor=None, creative=None, osc: str | None = None,
                  osc_listen: int | None = None, video: str | os.PathLike | None = None,
                  markers: str | os.PathLike | None = None, on_generate=None, handlers: dict | None = None,
-                 lsl_frames: bool = False) -> None:
-        self.engine = self.creative = self.monitor = None
+                 lsl_frames: bool = False, live=None, markers_udp: int | None = None,
+                 markers_lsl: str | None = None) -> None:
+        self.engine = self.creative = self.monitor = self.live = None
         self.sender = self.receiver = self.video = self.frames = None
+        self.marker_inputs: list = []
+        self._markers_udp, self._markers_lsl = markers_udp, markers_lsl
         self._markers = Path(markers) if markers is not None else None
         self._lock = threading.Lock()
         self._on_generate = on_generate or self._generate
@@ -62,8 +69,26 @@ class SessionOutputs:
             self.close()
             raise
         self.set_monitor(monitor)
+        if live is not None:
+            self.set_stream(live)
         if engine is not None:
             self.attach(engine, creative)
+
+    def set_stream(self, live) -> None:
+        """Markers (OSC's, UDP's, LSL's) go into ``live`` from now on (None: the stream closed).
+
+        Raises:
+            MarkerInputError: the UDP marker port cannot be opened.
+        """
+        for source in self.marker_inputs:
+            source.close()
+        self.marker_inputs, self.live = [], live
+        if live is None:
+            return
+        if self._markers_udp is not None:
+            self.marker_inputs.append(UdpMarkers(live, self._markers_udp))
+        if self._markers_lsl:
+            self.marker_inputs.append(LslMarkers(live, self._markers_lsl))
 
     def set_monitor(self, monitor) -> None:
         """Send the features of ``monitor`` (a new stream's) from now on."""
@@ -108,10 +133,14 @@ class SessionOutputs:
             self.engine.stop(timeout=0)
 
     def marker(self, value) -> None:
-        """Write a marker with the LSL clock's time to ``markers.jsonl``."""
+        """An OSC marker: into the stream, and with the LSL clock's time into ``markers.jsonl``."""
         self.markers_received += 1
+        if self.live is not None:
+            try:
+                self.live.mark(str(value), stream="osc")
+            except Exception as e:  # noqa: BLE001 - (a closed stream: the file below still keeps it)
+                log.debug("OSC marker not added to the stream: %s", e)
         if self._markers is None:
-            log.info("marker %r (not written: this session keeps no markers file)", value)
             return
         with self._lock:
             with open(self._markers, "a") as f:
@@ -132,9 +161,14 @@ class SessionOutputs:
             parts.append(f"video {self.video.path}")
         if self.frames is not None:
             parts.append(f"frames on LSL as {self.frames.name}")
+        if self._markers_udp is not None:
+            parts.append(f"UDP markers on port {self._markers_udp}")
+        if self._markers_lsl:
+            parts.append(f"markers from LSL stream {self._markers_lsl!r}")
         return ", ".join(parts)
 
     def close(self) -> None:
+        self.set_stream(None)
         if self.receiver is not None:
             self.receiver.close()
         if self.video is not None:
