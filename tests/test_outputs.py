@@ -164,3 +164,53 @@ def test_markers_from_udp_and_an_lsl_stream_reach_a_brainflow_source(tmp_path):
         udp.close()
         lsl.close()
         live.stop()
+
+
+def test_a_virtual_camera_without_its_library_is_one_line(tmp_path):
+    """pyvirtualcam is an optional extra (it needs a camera driver, which this machine has none of): asked for
+    without it, the session does not start and one line says what to install."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyvirtualcam") is not None:
+        pytest.skip("pyvirtualcam is installed here; this test is for a machine without it")
+    proc = _bci_dream("run", "--device", "synthetic", "--seconds", "2", "--headless", "--out", str(tmp_path / "o"),
+                      "--model", "tiny", "--gpu", "cpu", "--virtual-camera", cache=tmp_path / "xdg")
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 1 and "pip install 'bci-dream[show]'" in stderr and "Traceback" not in stderr
+    assert stderr.count("error:") == 1
+
+
+def test_the_virtual_camera_gets_every_image(monkeypatch):
+    """The camera driver cannot run here (no v4l2loopback in this VM), so pyvirtualcam is replaced by a stand-in
+    with its interface (Camera(width, height, fps), send(rgb array), close()); the rest is the real listener."""
+    import types
+
+    import numpy as np
+    from PIL import Image
+
+    from bci_dream.runtime.engine import Frame, FrameRecord
+    from bci_dream.runtime.virtual_camera import VirtualCamera
+
+    sent = []
+
+    class Camera:
+        device = "/dev/video9 (stand-in)"
+
+        def __init__(self, width, height, fps):
+            self.shape = (height, width, 3)
+
+        def send(self, frame):
+            assert frame.shape == self.shape and frame.dtype == np.uint8
+            sent.append(frame)
+
+        def close(self):
+            sent.append("closed")
+
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", types.SimpleNamespace(Camera=Camera))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+    camera = VirtualCamera(64)
+    for i in range(3):
+        camera(Frame(Image.new("RGB", (32, 32), (i * 50, 0, 0)), FrameRecord(index=i, t_end=0.0, index_end=0)))
+    camera(Frame(None, FrameRecord(index=3, t_end=0.0, index_end=0, skipped=True)))
+    camera.close()
+    assert len(sent) == 4 and sent[-1] == "closed" and int(sent[2][0, 0, 0]) == 100

@@ -214,6 +214,9 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
                         "source")
     g.add_argument("--markers-lsl", metavar="NAME",
                    help="take markers from the LSL marker stream NAME, for any source")
+    g.add_argument("--virtual-camera", action="store_true",
+                   help="send the images to a virtual camera (needs pip install 'bci-dream[show]' and a camera "
+                        "driver: v4l2loopback on Linux, OBS's on Windows and macOS)")
     g.add_argument("--lsl-frames", action="store_true",
                    help="publish each image as a sample of the LSL stream bci-dream-frames (frame index and the "
                         "window's t_end), so that recordings line the images up with the EEG")
@@ -443,7 +446,8 @@ def run_engine(live, args: argparse.Namespace) -> int:
         outputs = SessionOutputs(engine, monitor=monitor, creative=creative, osc=args.osc, osc_listen=args.osc_listen,
                                  video=args.video, markers=Path(args.out) / "markers.jsonl",
                                  lsl_frames=args.lsl_frames, live=live, markers_udp=args.markers_udp,
-                                 markers_lsl=args.markers_lsl)
+                                 markers_lsl=args.markers_lsl,
+                                 virtual_camera=generator.size if args.virtual_camera else None)
         write_session(args.out, model=generator.model_id, route=models.route, seed=args.seed,
                       training=models.training, creative=creative_opts if creative is not None else None)
         if generator.is_preview:

@@ -37,6 +37,7 @@ class SessionOutputs:
         lsl_frames: publish a frame stream on LSL (:mod:`bci_dream.runtime.lsl_frames`).
         live: the stream markers go into (:meth:`set_stream`), or None.
         markers_udp, markers_lsl: a UDP port and an LSL marker stream name markers come from, or None.
+        virtual_camera: the side in pixels of a virtual camera the images go to (pyvirtualcam), or None.
         markers: where received markers are appended (``markers.jsonl``), or None.
         on_generate: called with True / False for OSC's ``generate`` (default: start / stop the engine).
     """
@@ -45,9 +46,9 @@ class SessionOutputs:
                  osc_listen: int | None = None, video: str | os.PathLike | None = None,
                  markers: str | os.PathLike | None = None, on_generate=None, handlers: dict | None = None,
                  lsl_frames: bool = False, live=None, markers_udp: int | None = None,
-                 markers_lsl: str | None = None) -> None:
+                 markers_lsl: str | None = None, virtual_camera: int | None = None) -> None:
         self.engine = self.creative = self.monitor = self.live = None
-        self.sender = self.receiver = self.video = self.frames = None
+        self.sender = self.receiver = self.video = self.frames = self.camera = None
         self.marker_inputs: list = []
         self._markers_udp, self._markers_lsl = markers_udp, markers_lsl
         self._markers = Path(markers) if markers is not None else None
@@ -63,6 +64,10 @@ class SessionOutputs:
                 self.video = VideoWriter(video)
             if lsl_frames:
                 self.frames = FrameOutlet()
+            if virtual_camera is not None:
+                from bci_dream.runtime.virtual_camera import VirtualCamera  # (an optional extra, when asked for)
+
+                self.camera = VirtualCamera(virtual_camera)
             if osc_listen is not None:
                 self.receiver = OscReceiver(osc_listen, {**self._handlers(), **(handlers or {})})
         except BaseException:
@@ -106,6 +111,8 @@ class SessionOutputs:
             engine.add_listener(self.video)
         if self.frames is not None:
             engine.add_listener(self.frames)
+        if self.camera is not None:
+            engine.add_listener(self.camera)
 
     def _handlers(self) -> dict:
         def creative(act):
@@ -161,6 +168,8 @@ class SessionOutputs:
             parts.append(f"video {self.video.path}")
         if self.frames is not None:
             parts.append(f"frames on LSL as {self.frames.name}")
+        if self.camera is not None:
+            parts.append("virtual camera")
         if self._markers_udp is not None:
             parts.append(f"UDP markers on port {self._markers_udp}")
         if self._markers_lsl:
@@ -175,3 +184,5 @@ class SessionOutputs:
             self.video.close()
         if self.frames is not None:
             self.frames.close()
+        if self.camera is not None:
+            self.camera.close()
