@@ -289,7 +289,7 @@ def test_bad_creative_settings_are_one_line(folders, tmp_path):
             Creative(g, settings)
 
 
-def test_the_command_line_runs_creative_mode_and_saves_it_with_the_session(tmp_path):
+def test_the_command_line_runs_creative_mode_and_saves_it_with_the_session(tmp_path, capsys, monkeypatch):
     import os
     import subprocess
     import sys
@@ -312,10 +312,15 @@ def test_the_command_line_runs_creative_mode_and_saves_it_with_the_session(tmp_p
     assert made and all(set(r["prompt_weights"]) == {"a red cat, photograph, natural light, 35 mm, detailed",
                                                      "calm ocean at dusk", "busy city at noon"} for r in made)
     assert any(r["feature_reference"] == "baseline" for r in made)  # the 1-s baseline was recorded, then used
+    from bci_dream.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     for extra, said in ((["--steer", "alfa"], "cannot read the steering rule 'alfa'"),
                         (["--eeg-influence", "0.3"], "give --prompt"),
                         (["--negative-prompt", "blurry"], "needs classifier-free guidance"),
                         (["--style", "nope"], "unknown style 'nope'")):
-        bad = run(*extra)
-        assert bad.returncode == 1 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
-        assert bad.stderr.count("error:") == 1
+        capsys.readouterr()
+        code = main(["run", "--device", "synthetic", "--seconds", "4", "--headless", "--out", str(tmp_path / "bad"),
+                     "--model", "tiny", "--gpu", "cpu", *extra])  # (in this process: refused before the models load)
+        err = capsys.readouterr().err
+        assert code == 1 and said in err and "Traceback" not in err and err.count("error:") == 1, err

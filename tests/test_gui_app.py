@@ -429,6 +429,11 @@ def test_creative_mode_in_the_window_osc_commands_change_it_and_the_show_window_
         client.send_message("/bci-dream/eeg_influence", 0.2)
         qtbot.waitUntil(lambda: window.creative.eeg_influence == pytest.approx(0.2) and panel.influence.value() == 20,
                         timeout=10000)
+        panel.sham.setChecked(True)  # the sham switch: EEG from another time, said in every frame
+        qtbot.waitUntil(lambda: window.engine is not None and "sham EEG (shifted)" in window.engine.labels,
+                        timeout=30000)
+        frames_before = window.frames_received
+        qtbot.waitUntil(lambda: window.frames_received > frames_before, timeout=30000)
         client.send_message("/bci-dream/generate", 0)
         qtbot.waitUntil(lambda: window.engine is None, timeout=10000)
         panel.baseline_requested.emit(1.0)

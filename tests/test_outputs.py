@@ -94,7 +94,7 @@ def test_osc_round_trip_video_and_markers_of_a_headless_session(osc_server, tmp_
     assert f"rendered {len(made)} frames" in done.stdout and _video_frames(rendered) == len(made)
 
 
-def test_bad_outputs_are_one_line_and_an_unreachable_host_does_not_stop_generation(tmp_path):
+def test_bad_outputs_are_one_line_and_an_unreachable_host_does_not_stop_generation(tmp_path, capsys, monkeypatch):
     assert parse_host_port("10.0.0.2:7000") == ("10.0.0.2", 7000) and parse_host_port(":9000") == ("127.0.0.1", 9000)
     for bad in ("localhost", "host:0", "host:99999", "host:port"):
         with pytest.raises(OscError, match="is not an OSC address"):
@@ -118,10 +118,16 @@ def test_bad_outputs_are_one_line_and_an_unreachable_host_does_not_stop_generati
     assert unreachable.stderr.count("cannot send OSC to no-such-host.invalid:9000") == 1
     assert "generation goes on without OSC" in unreachable.stderr and "Traceback" not in unreachable.stderr
     assert "frames" in unreachable.stdout.splitlines()[-1]
+    from bci_dream.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     for extra, said in ((["--osc", "nowhere"], "is not an OSC address"),
                         (["--video", str(tmp_path / "out.gif")], "give a .mp4, .mkv or .mov file")):
-        bad = run(*extra)
-        assert bad.returncode == 1 and said in bad.stderr and bad.stderr.count("error:") == 1, bad.stderr
+        capsys.readouterr()
+        code = main(["run", "--device", "synthetic", "--seconds", "3", "--headless", "--out", str(tmp_path / "o"),
+                     "--model", "tiny", "--gpu", "cpu", *extra])  # (in this process: refused before the models load)
+        err = capsys.readouterr().err
+        assert code == 1 and said in err and err.count("error:") == 1 and "Traceback" not in err, err
     empty = subprocess.run([sys.executable, "-m", "bci_dream.cli", "render", str(tmp_path), "-o",
                             str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
     assert empty.returncode == 1 and "has no frames.jsonl" in empty.stderr and "Traceback" not in empty.stderr
@@ -214,3 +220,47 @@ def test_the_virtual_camera_gets_every_image(monkeypatch):
     camera(Frame(None, FrameRecord(index=3, t_end=0.0, index_end=0, skipped=True)))
     camera.close()
     assert len(sent) == 4 and sent[-1] == "closed" and int(sent[2][0, 0, 0]) == 100
+
+
+def test_ndi_output_sends_every_image_as_bgrx(monkeypatch):
+    """The NDI runtime cannot run here (ndi-python is an optional extra, not installed in CI), so NDIlib is replaced
+    by a stand-in with its interface (initialize, SendCreate, send_create, VideoFrameV2, send_send_video_v2,
+    send_destroy, destroy); the rest is the real listener. Without the library: one line."""
+    import types
+
+    import numpy as np
+    from PIL import Image
+
+    from bci_dream.runtime.engine import Frame, FrameRecord
+    from bci_dream.runtime.ndi_output import NdiError, NdiOutput
+
+    if importlib_util_find("NDIlib") is None:
+        with pytest.raises(NdiError, match=r"pip install 'bci-dream\[show\]'"):
+            NdiOutput()
+    sent, events = [], []
+
+    class VideoFrameV2:
+        data = None
+        FourCC = None
+
+    ndi = types.SimpleNamespace(
+        initialize=lambda: True, destroy=lambda: events.append("destroyed"), SendCreate=types.SimpleNamespace,
+        send_create=lambda settings: events.append(settings.ndi_name) or "sender", VideoFrameV2=VideoFrameV2,
+        FOURCC_VIDEO_TYPE_BGRX="BGRX", send_destroy=lambda sender: events.append("sender closed"),
+        send_send_video_v2=lambda sender, frame: sent.append((frame.FourCC, frame.data.copy())))
+    monkeypatch.setitem(sys.modules, "NDIlib", ndi)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+    output = NdiOutput("stage left")
+    output(Frame(Image.new("RGB", (8, 8), (10, 20, 30)), FrameRecord(index=0, t_end=0.0, index_end=0)))
+    output(Frame(None, FrameRecord(index=1, t_end=0.0, index_end=0, skipped=True)))
+    output.close()
+    assert events == ["stage left", "sender closed", "destroyed"] and len(sent) == 1
+    fourcc, pixels = sent[0]
+    assert fourcc == "BGRX" and pixels.shape == (8, 8, 4) and list(pixels[0, 0]) == [30, 20, 10, 255]
+    assert pixels.dtype == np.uint8
+
+
+def importlib_util_find(name: str):
+    import importlib.util
+
+    return importlib.util.find_spec(name)

@@ -130,12 +130,19 @@ class Source(ABC):
             self._aux_sink(index, chunk)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to end and wait up to ``timeout`` seconds for it."""
+        """Ask the thread to end and wait up to ``timeout`` seconds for it. A source opened but never started is
+        released here (its thread would have done it): a BrainFlow session left prepared blocks the next one."""
         self._stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("%s: acquisition thread did not stop within %.1f s", self.name, timeout)
+        elif self._info is not None:
+            try:
+                self._close()
+            except Exception:
+                log.exception("%s: closing failed", self.name)
+            self._info = None  # (a later start opens it again)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the acquisition thread to end by itself (a replay that finished); True if it did."""

@@ -217,6 +217,9 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--virtual-camera", action="store_true",
                    help="send the images to a virtual camera (needs pip install 'bci-dream[show]' and a camera "
                         "driver: v4l2loopback on Linux, OBS's on Windows and macOS)")
+    g.add_argument("--ndi", nargs="?", const="bci-dream", metavar="NAME",
+                   help="send the images as an NDI source (default name bci-dream; needs pip install "
+                        "'bci-dream[show]')")
     g.add_argument("--lsl-frames", action="store_true",
                    help="publish each image as a sample of the LSL stream bci-dream-frames (frame index and the "
                         "window's t_end), so that recordings line the images up with the EEG")
@@ -419,7 +422,7 @@ def run_engine(live, args: argparse.Namespace) -> int:
     ``args.out`` and print the summary. The stream is stopped whatever happens (a model that cannot be
     loaded, Ctrl-C while compiling)."""
     from bci_dream.generation.session_models import RouteChoice, load_generation_models
-    from bci_dream.runtime.creative import start_creative
+    from bci_dream.runtime.creative import creative_settings, start_creative
     from bci_dream.runtime.engine import Engine
     from bci_dream.runtime.frame_writer import FrameWriter, summary, write_session
     from bci_dream.runtime.outputs import SessionOutputs
@@ -427,7 +430,16 @@ def run_engine(live, args: argparse.Namespace) -> int:
 
     engine = writer = monitor = outputs = None
     try:
+        # (settings and outputs that cannot work are said before the models load: a port in use, a bad address)
         creative_opts = creative_options(args)
+        creative_settings(creative_opts).check()
+        if args.negative_prompt and not (args.guidance or 0) > 1:
+            raise BciDreamError("a negative prompt needs classifier-free guidance: a guidance scale above 1 "
+                                "(--guidance); distilled models such as SD-Turbo run without it")
+        outputs = SessionOutputs(osc=args.osc, osc_listen=args.osc_listen, video=args.video,
+                                 markers=Path(args.out) / "markers.jsonl", lsl_frames=args.lsl_frames, live=live,
+                                 markers_udp=args.markers_udp, markers_lsl=args.markers_lsl, ndi=args.ndi,
+                                 virtual_camera=(args.size or 0) if args.virtual_camera else None)
         writer = FrameWriter(args.out)
         choice = RouteChoice(**{**route_options(args), "prompt": creative_opts["prompt"],
                                 "negative_prompt": creative_opts["negative_prompt"]})
@@ -443,11 +455,8 @@ def run_engine(live, args: argparse.Namespace) -> int:
                         device=generator.device, encoder=models.encoder, channel_naming=models.channel_naming,
                         route=route, creative=creative)
         engine.add_listener(writer)
-        outputs = SessionOutputs(engine, monitor=monitor, creative=creative, osc=args.osc, osc_listen=args.osc_listen,
-                                 video=args.video, markers=Path(args.out) / "markers.jsonl",
-                                 lsl_frames=args.lsl_frames, live=live, markers_udp=args.markers_udp,
-                                 markers_lsl=args.markers_lsl,
-                                 virtual_camera=generator.size if args.virtual_camera else None)
+        outputs.set_monitor(monitor)
+        outputs.attach(engine, creative)
         write_session(args.out, model=generator.model_id, route=models.route, seed=args.seed,
                       training=models.training, creative=creative_opts if creative is not None else None)
         if generator.is_preview:

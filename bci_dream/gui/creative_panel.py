@@ -24,6 +24,7 @@ class CreativePanel(Panel):
         prompt_changed(str): Enter pressed in the prompt box ("" for none).
         influence_changed(float): the slider moved (0-1).
         baseline_requested(float): the baseline button, with its length in seconds.
+        sham_changed(bool): the sham switch (EEG from 30 s earlier instead of the live EEG).
     """
 
     title = "creative"
@@ -33,6 +34,7 @@ class CreativePanel(Panel):
     prompt_changed = QtCore.Signal(str)
     influence_changed = QtCore.Signal(float)
     baseline_requested = QtCore.Signal(float)
+    sham_changed = QtCore.Signal(bool)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -48,6 +50,10 @@ class CreativePanel(Panel):
         self.baseline = QtWidgets.QPushButton(f"Record baseline ({BASELINE_S:g} s)")
         self.baseline.setToolTip("sit still, eyes open, for the features' reference")
         self.baseline.clicked.connect(lambda: self.baseline_requested.emit(BASELINE_S))
+        self.sham = QtWidgets.QCheckBox("sham")
+        self.sham.setToolTip("a control: feed the EEG model (and the steering) EEG from 30 s earlier in the session "
+                             "instead of the live EEG, to see what the live brain adds; every frame records it")
+        self.sham.toggled.connect(self.sham_changed.emit)
         self.reference = QtWidgets.QLabel("features: no stream")
         self.table = QtWidgets.QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["feature", "value", "z"])
@@ -63,6 +69,7 @@ class CreativePanel(Panel):
         row.addWidget(QtWidgets.QLabel("EEG influence"))
         row.addWidget(self.influence, 1)
         row.addWidget(self.influence_label)
+        row.addWidget(self.sham)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.prompt)
@@ -81,9 +88,13 @@ class CreativePanel(Panel):
         self.influence_label.setText(f"EEG {value} %")
         self.influence_changed.emit(value / 100)
 
-    def set_session(self, prompt: str | None, influence: float, describe: str = "") -> None:
+    def set_session(self, prompt: str | None, influence: float, describe: str = "", sham: bool | None = None) -> None:
         """Show a session's creative settings (without emitting them back)."""
         self.prompt.setText(prompt or "")
+        if sham is not None:
+            self.sham.blockSignals(True)
+            self.sham.setChecked(sham)
+            self.sham.blockSignals(False)
         self.influence.blockSignals(True)
         self.influence.setValue(round(100 * influence))
         self.influence.blockSignals(False)

@@ -182,8 +182,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def _connect_creative_panel(self) -> None:
         panel = self.creative_panel
         creative = self.options.creative
-        panel.set_session(creative.get("prompt"), float(creative.get("eeg_influence", 1.0)))
+        panel.set_session(creative.get("prompt"), float(creative.get("eeg_influence", 1.0)),
+                          sham=bool(creative.get("sham")))
         panel.prompt_changed.connect(self.set_prompt)
+        panel.sham_changed.connect(self.set_sham)
         panel.influence_changed.connect(self.set_eeg_influence)
         panel.baseline_requested.connect(self.record_baseline)
 
@@ -289,6 +291,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.show_action.setChecked(False)
         if window is not None:
             window.close()
+
+    def set_sham(self, on: bool) -> None:
+        """Feed the EEG model EEG from 30 s earlier instead of the live EEG (a control), or the live EEG again;
+        generation restarts with it (its labels say so)."""
+        self.options.creative["sham"] = "shifted" if on else None
+        if self.engine is not None:
+            self.stop_generation(keep_wanted=True)
+            self.start_generation()
 
     def record_baseline(self, seconds: float) -> None:
         """Record the features' baseline over the next ``seconds`` of the open stream."""
@@ -694,7 +704,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.outputs is not None:
             self.outputs.attach(engine, creative)
         if creative is not None:
-            self.creative_panel.set_session(creative.prompt, creative.eeg_influence, creative.describe())
+            self.creative_panel.set_session(creative.prompt, creative.eeg_influence, creative.describe(),
+                                            sham=creative.sham is not None)
         for p in self.panels:
             p.set_labels(engine.labels)
         trained = [] if m.untrained else [m.training.removeprefix("EEG model: ")]

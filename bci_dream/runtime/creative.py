@@ -273,6 +273,13 @@ class Creative:
         return frame
 
 
+def creative_settings(options: dict) -> CreativeSettings:
+    """:class:`CreativeSettings` from plain ``options`` (see :func:`start_creative`); not checked yet."""
+    return CreativeSettings(prompt=options.get("prompt"), eeg_influence=float(options.get("eeg_influence", 1.0)),
+                            rules=tuple(options.get("rules", ())), hold_artefact=options.get("hold_artefact"),
+                            sham=options.get("sham"), sham_shift_s=float(options.get("sham_shift_s", 30.0)))
+
+
 def start_creative(live, generator, route: str, options: dict, *, features: bool = False,
                    commands: bool = False, monitor: FeatureMonitor | None = None
                    ) -> tuple[Creative | None, FeatureMonitor | None]:
@@ -285,9 +292,7 @@ def start_creative(live, generator, route: str, options: dict, *, features: bool
     Raises:
         CreativeError, ModelLoadError: settings that cannot work, a prompt that cannot be encoded (one line).
     """
-    settings = CreativeSettings(prompt=options.get("prompt"), eeg_influence=float(options.get("eeg_influence", 1.0)),
-                                rules=tuple(options.get("rules", ())), hold_artefact=options.get("hold_artefact"),
-                                sham=options.get("sham"), sham_shift_s=float(options.get("sham_shift_s", 30.0)))
+    settings = creative_settings(options)
     baseline = float(options.get("baseline_s") or 0.0)
     if route == "retrieval" and (settings.prompt or settings.rules or settings.eeg_influence < 1):
         raise CreativeError("the retrieval route shows bank images: prompts and steering do not apply to it")

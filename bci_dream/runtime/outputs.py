@@ -38,6 +38,7 @@ class SessionOutputs:
         live: the stream markers go into (:meth:`set_stream`), or None.
         markers_udp, markers_lsl: a UDP port and an LSL marker stream name markers come from, or None.
         virtual_camera: the side in pixels of a virtual camera the images go to (pyvirtualcam), or None.
+        ndi: the name of an NDI source the images go to (ndi-python), or None.
         markers: where received markers are appended (``markers.jsonl``), or None.
         on_generate: called with True / False for OSC's ``generate`` (default: start / stop the engine).
     """
@@ -46,9 +47,9 @@ class SessionOutputs:
                  osc_listen: int | None = None, video: str | os.PathLike | None = None,
                  markers: str | os.PathLike | None = None, on_generate=None, handlers: dict | None = None,
                  lsl_frames: bool = False, live=None, markers_udp: int | None = None,
-                 markers_lsl: str | None = None, virtual_camera: int | None = None) -> None:
+                 markers_lsl: str | None = None, virtual_camera: int | None = None, ndi: str | None = None) -> None:
         self.engine = self.creative = self.monitor = self.live = None
-        self.sender = self.receiver = self.video = self.frames = self.camera = None
+        self.sender = self.receiver = self.video = self.frames = self.camera = self.ndi = None
         self.marker_inputs: list = []
         self._markers_udp, self._markers_lsl = markers_udp, markers_lsl
         self._markers = Path(markers) if markers is not None else None
@@ -67,7 +68,11 @@ class SessionOutputs:
             if virtual_camera is not None:
                 from bci_dream.runtime.virtual_camera import VirtualCamera  # (an optional extra, when asked for)
 
-                self.camera = VirtualCamera(virtual_camera)
+                self.camera = VirtualCamera(virtual_camera or None)
+            if ndi:
+                from bci_dream.runtime.ndi_output import NdiOutput  # (an optional extra, when asked for)
+
+                self.ndi = NdiOutput(ndi)
             if osc_listen is not None:
                 self.receiver = OscReceiver(osc_listen, {**self._handlers(), **(handlers or {})})
         except BaseException:
@@ -113,6 +118,8 @@ class SessionOutputs:
             engine.add_listener(self.frames)
         if self.camera is not None:
             engine.add_listener(self.camera)
+        if self.ndi is not None:
+            engine.add_listener(self.ndi)
 
     def _handlers(self) -> dict:
         def creative(act):
@@ -170,6 +177,8 @@ class SessionOutputs:
             parts.append(f"frames on LSL as {self.frames.name}")
         if self.camera is not None:
             parts.append("virtual camera")
+        if self.ndi is not None:
+            parts.append(f"NDI source {self.ndi.name!r}")
         if self._markers_udp is not None:
             parts.append(f"UDP markers on port {self._markers_udp}")
         if self._markers_lsl:
@@ -186,3 +195,5 @@ class SessionOutputs:
             self.frames.close()
         if self.camera is not None:
             self.camera.close()
+        if self.ndi is not None:
+            self.ndi.close()

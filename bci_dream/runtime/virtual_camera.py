@@ -30,27 +30,43 @@ def check_available() -> None:
 
 
 class VirtualCamera:
-    """An engine listener that sends every generated image to a virtual camera of ``size`` x ``size`` pixels.
+    """An engine listener that sends every generated image to a virtual camera of ``size`` x ``size`` pixels (None:
+    the first image's size; the camera opens then).
 
     Raises:
-        VirtualCameraError: pyvirtualcam is missing or finds no camera device (one line).
+        VirtualCameraError: pyvirtualcam is missing (here) or finds no camera device (here, or with the first image
+            when the size comes from it); one line.
     """
 
-    def __init__(self, size: int, fps: float = 30.0) -> None:
+    def __init__(self, size: int | None = None, fps: float = 30.0) -> None:
         check_available()
-        import pyvirtualcam  # (optional: checked above)
+        self.size, self.fps, self.sent = size, float(fps), 0
+        self._camera = None
+        self._closed = False
+        if size:
+            self._open(int(size))
+
+    def _open(self, size: int) -> None:
+        import pyvirtualcam  # (optional: checked in __init__)
 
         try:
-            self._camera = pyvirtualcam.Camera(width=int(size), height=int(size), fps=float(fps))
+            self._camera = pyvirtualcam.Camera(width=size, height=size, fps=self.fps)
         except RuntimeError as e:
             raise VirtualCameraError(f"no virtual camera to send to: {e}; on Linux load v4l2loopback "
                                      "('sudo modprobe v4l2loopback'), elsewhere start OBS's virtual camera once") from e
-        self.size, self.sent = int(size), 0
+        self.size = size
         log.info("virtual camera %s at %dx%d", self._camera.device, size, size)
 
     def __call__(self, frame) -> None:
-        if frame.image is None or self._camera is None:
+        if frame.image is None or self._closed:
             return
+        if self._camera is None:
+            try:
+                self._open(frame.image.size[0])
+            except VirtualCameraError as e:  # (said once; the session and its other outputs go on)
+                log.warning("%s", e)
+                self._closed = True
+                return
         image = frame.image.convert("RGB")
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size))
@@ -58,6 +74,7 @@ class VirtualCamera:
         self.sent += 1
 
     def close(self) -> None:
+        self._closed = True
         camera, self._camera = self._camera, None
         if camera is not None:
             camera.close()
