@@ -72,6 +72,10 @@ def test_the_tracker_smooths_and_scores_against_the_baseline():
     assert tracker.baseline_state == "done"
     high = tracker.update({"alpha": 0.3}, t=6.0)
     assert high.reference == "baseline" and high.z["alpha"] > 3
+    stale = FeatureTracker(tau_s=0.0)
+    stale.update({"alpha": 0.2, "alpha.occipital": 0.3}, 0.0)
+    gone = stale.update({"alpha": 0.2, "alpha.occipital": float("nan")}, 0.25)  # (its channels went flat)
+    assert "alpha.occipital" not in gone.smoothed and "alpha.occipital" not in gone.z
     smooth = FeatureTracker(tau_s=2.0)
     smooth.update({"alpha": 0.0}, 0.0)
     assert 0 < smooth.update({"alpha": 1.0}, 0.25).smoothed["alpha"] < 0.2  # one hop moves it by 1 - e^-1/8
@@ -109,7 +113,8 @@ def test_steering_rules_read_and_weigh():
     rule = parse_rule("alpha*2=calm ocean at dusk")
     assert (rule.feature, rule.target, rule.prompt, rule.gain) == ("alpha", "prompt", "calm ocean at dusk", 2.0)
     assert parse_rule("engagement>ip_scale").target == "ip_scale" and parse_rule("beta.frontal>seed").target == "seed"
-    for bad, said in (("alpha", "cannot read"), ("alpha>volume", "unknown steering target"), ("alpha=", "cannot read")):
+    for bad, said in (("alpha", "cannot read"), ("alpha>volume", "unknown steering target"), ("alpha=", "cannot read"),
+                      ("alpha*1.2.3=sea", "cannot read"), ("alpha*1e999=sea", "not a finite number")):
         with pytest.raises(SteeringError, match=said):
             parse_rule(bad)
     with pytest.raises(SteeringError, match="unknown feature 'alfa'"):
@@ -222,13 +227,33 @@ def test_steering_and_the_sham_are_recorded_per_frame_and_artefacts_hold_generat
     assert "steering alpha → 'calm ocean'" in creative.describe()
 
 
+def test_one_engine_runs_one_pair_of_threads_and_seeds_are_checked(folders, live):
+    import threading
+
+    from bci_dream.generation.generator import GenerationError
+
+    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu")
+    engine = _engine(g, live)
+    engine.start()
+    engine.start()  # (an OSC /generate 1 while it runs)
+    try:
+        assert sum(t.name == "engine:generate" and t.is_alive() for t in threading.enumerate()) == 1
+    finally:
+        engine.stop()
+    for bad in (2 ** 64, -1, 1.5, "7"):
+        with pytest.raises(GenerationError, match="a seed is a whole number"):
+            g.set_seed(bad)
+    assert g.seed == 3
+
+
 def test_the_sham_feeds_eeg_from_another_time():
     windows = [Window(np.full((2, 4), float(i), np.float32), np.array([True, False]), t_end=float(i), sfreq=250.0,
                       index_end=i, ch_names=("Fz", "Cz")) for i in range(60)]
     sham = ShamSource("shifted", shift_s=30.0)
     fed = [sham.swap(w) for w in windows]
     assert fed[5][1].startswith("shifted 5.0 s (the session is younger")  # the oldest it has, said so
-    assert float(fed[50][0].data[0, 0]) == 20.0 and fed[50][1] == "shifted 30 s"
+    assert float(fed[50][0].data[0, 0]) == 20.0 and fed[50][1] == "shifted 30 s" and fed[50][2] == 20.0
+    assert fed[1][2] == 0.0  # (the window before it, not the live one, once there is one)
     assert float(fed[50][0].data[1, 0]) == 0.0  # (rows of absent channels stay zero)
     shuffled = ShamSource("shuffled", seed=1)
     picks = {float(shuffled.swap(w)[0].data[0, 0]) for w in windows}
@@ -245,6 +270,13 @@ def test_the_ip_adapter_route_takes_the_influence_as_the_adapters_strength(folde
     creative.set_eeg_influence(1.0)
     c, d = engine.process(_window(0))[0], engine.process(_window(1))[0]
     assert g.ip_adapter_scale == 1.0 and not np.array_equal(pixels(c), pixels(d))
+    creative.set_eeg_influence(0.0)
+    engine.process(_window(0))
+    again = Creative(g, CreativeSettings(prompt="a red cat", eeg_influence=0.5), clip_route=True)
+    assert again.base_ip_scale == 1.0  # (the strength loaded, not the last one steered)
+    again.set_prompt(None)  # a cleared prompt is the empty prompt beside the image, not the one loaded
+    blank = again.apply(torch.ones(1, 24), 0.0)
+    assert torch.equal(blank.text[0], g.encode_texts([""])[0].prompt_embeds)
 
 
 def test_a_negative_prompt_guides_as_the_pipeline_does(folders):

@@ -178,7 +178,8 @@ class Generator:
         self._pooled_notice = False
         self._no_prompt = torch.zeros(1, 77, self.cross_attention_dim, device=self.device, dtype=self.dtype)
         self.text: TextConditioning | None = None
-        self.ip_adapter_scale = 1.0  # (load_generator sets the loaded adapter's)
+        self.ip_adapter_scale = 1.0  # (the strength in use; load_generator sets the loaded adapter's)
+        self.ip_adapter_base_scale = 1.0  # (the strength it was loaded with, which steering scales)
         self.negative: TextConditioning | None = None
         self._negative_embeds: torch.Tensor | None = None
         self._negative_pooled: torch.Tensor | None = None
@@ -249,8 +250,7 @@ class Generator:
                 raise ModelLoadError(f"{self.model_id} has no text encoders: a prompt cannot be encoded for it")
             self.text_source = (text_encoder_folder(self.resolved), self.kind)
         folder, kind = self.text_source
-        with self._lock:  # (the text encoders are attached to the pipeline while they encode)
-            return encode_prompts(self.pipe, folder, kind, prompts)
+        return encode_prompts(self.pipe, folder, kind, prompts)  # (beside the resident pipeline: no lock)
 
     def _check_text_widths(self, text: TextConditioning | None) -> None:
         if text is None:
@@ -262,10 +262,20 @@ class Generator:
                                       f"{self.model_id} takes {self.cross_attention_dim} (pooled {self.pooled_dim})")
 
     def set_seed(self, seed: int) -> None:
-        """Start drawing images from another noise seed (new initial latents)."""
+        """Start drawing images from another noise seed (new initial latents).
+
+        Raises:
+            GenerationError: not a whole number from 0 to 2**63 - 1.
+        """
+        if not isinstance(seed, (int, float)) or seed != int(seed) or not 0 <= int(seed) < 2 ** 63:
+            raise GenerationError(f"a seed is a whole number from 0 to 2**63 - 1, not {seed!r}")
         with self._lock:
-            self.seed = int(seed)
-            self._allocate(self.size)
+            old, self.seed = self.seed, int(seed)
+            try:
+                self._allocate(self.size)
+            except Exception:
+                self.seed = old
+                raise
 
     def set_noise_mix(self, mix: float) -> None:
         """Initial latents between the seed's noise (``mix`` 0) and the next seed's (1), on the sphere: the
@@ -754,7 +764,7 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
     generator.notice = resolved.fallback
     generator.compiled = bool(compile)
     generator.resolved = resolved
-    generator.ip_adapter_scale = float(ip_adapter_scale)
+    generator.ip_adapter_scale = generator.ip_adapter_base_scale = float(ip_adapter_scale)
     if negative_prompt and not generator.cfg:
         raise GenerationError(_NO_GUIDANCE.format(guidance=generator.guidance))
     if prompt or negative_prompt or generator.cfg or generator.pooled_dim is not None or \

@@ -92,7 +92,8 @@ def encode_prompts(pipe, folder: str | os.PathLike, kind: str, prompts: list[str
     (the text encoders are loaded once, and only when a prompt is not cached). A prompt longer than the tokenizer
     takes (77 tokens) is truncated, said in a warning.
 
-    ``pipe`` gets the text encoders only for this call (the resident pipeline keeps none).
+    The encoding runs in a second pipeline object made around ``pipe``'s modules and the text encoders, so that the
+    resident pipeline is never changed and may go on generating meanwhile.
 
     Raises:
         ModelLoadError: the folder lacks its text encoders (named in one line) or they cannot be loaded.
@@ -120,8 +121,9 @@ def _encode(pipe, folder: Path, kind: str, prompts: list[str]) -> list[TextCondi
     parts = load_text_parts(folder, kind, device=device, dtype=dtype)
     texts = []
     try:
-        for name, part in parts.items():
-            setattr(pipe, name, part)
+        base = getattr(type(pipe), "_bci_dream_base", type(pipe))  # (the pipeline class, not its pinned subclass)
+        with quiet("diffusers.pipelines"):  # ("the safety checker is disabled": generation has none)
+            encoder = base(**{**pipe.components, **parts})
         tokenizer = parts["tokenizer"]
         for prompt in prompts:
             n_tokens = len(tokenizer(prompt).input_ids)
@@ -130,19 +132,17 @@ def _encode(pipe, folder: Path, kind: str, prompts: list[str]) -> list[TextCondi
                             _short(prompt), n_tokens, tokenizer.model_max_length)
             with torch.inference_mode(), quiet("diffusers.pipelines"):  # (our warning says it, once)
                 if kind == "sdxl":
-                    embeds, _, pooled, _ = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
-                                                              do_classifier_free_guidance=False)
+                    embeds, _, pooled, _ = encoder.encode_prompt(prompt, device=device, num_images_per_prompt=1,
+                                                                 do_classifier_free_guidance=False)
                 else:
-                    embeds, _ = pipe.encode_prompt(prompt, device, 1, False)
+                    embeds, _ = encoder.encode_prompt(prompt, device, 1, False)
                     pooled = None
             texts.append(TextConditioning(prompt, embeds.float().cpu(),
                                           None if pooled is None else pooled.float().cpu()))
             log.info("encoded the %s with the text encoders of %s", texts[-1].label, folder)
-    except (RuntimeError, ValueError, IndexError, OverflowError) as e:
+    except (RuntimeError, ValueError, IndexError, OverflowError, TypeError) as e:
         raise ModelLoadError(f"cannot encode the prompt with the text encoders of {folder}: {e}") from e
     finally:
-        for name in parts:
-            setattr(pipe, name, None)
         del parts
     return texts
 

@@ -93,6 +93,14 @@ class Bridge(QtCore.QObject):
     generation_failed = QtCore.Signal(object, str)  # the Engine that stopped, why
 
 
+def _quietly(fn, *args) -> None:
+    """``fn(*args)`` on a worker thread whose failure is said when its result is used, not here."""
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001
+        log.debug("%s failed: %s", getattr(fn, "__name__", fn), e)
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """The bci-dream window. ``options`` say what to open first; settings are remembered in QSettings.
 
@@ -142,6 +150,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.outputs = self._start_outputs()
         self.show_window = None
         self.reconnects = 0
+        self._want_connection = False  # (connect_source sets it; Disconnect clears it: auto-reconnect asks it)
         if self.options.scene is not None:
             self.settings.setValue(LAST_SCENE_KEY, str(self.options.scene))
         if self.options.show_screen is not None:
@@ -209,7 +218,14 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
 
     def _on_command(self, name: str, value) -> None:
-        """An OSC command, on the GUI thread: as if the user had used the control."""
+        """An OSC command, on the GUI thread: as if the user had used the control (a value that does not fit is
+        said in the status bar)."""
+        try:
+            value = bool(int(float(value))) if name == "generate" else float(value) if name == "eeg_influence" \
+                else str(value)
+        except (TypeError, ValueError):
+            self.statusBar().showMessage(f"OSC /bci-dream/{name}: {value!r} does not fit", 10000)
+            return
         if name == "generate":
             self.start_generation() if value else self.stop_generation()
         elif name == "prompt":
@@ -227,8 +243,12 @@ class MainWindow(QtWidgets.QMainWindow):
         load once, then the encoding is cached), used from the next frame."""
         self.options.creative["prompt"] = prompt or None
         creative = self.creative
-        if creative is None:
-            return  # (used when generation starts)
+        if creative is None:  # (used when generation starts; encoded now, so that starting does not wait for it)
+            generator = self.generator
+            if prompt and generator is not None:
+                threading.Thread(target=lambda: _quietly(generator.encode_texts, [prompt]), name="gui:prompt",
+                                 daemon=True).start()
+            return
 
         def work() -> None:
             try:
@@ -245,7 +265,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if error:
             self.show_error(f"the prompt cannot be used: {error}")
         elif creative is self.creative:
-            self.creative_panel.mode.setText(creative.describe())
+            self.creative_panel.set_session(creative.prompt, creative.eeg_influence, creative.describe())
 
     def set_eeg_influence(self, influence: float) -> None:
         """The EEG's share of the conditioning from now on (0-1; applied from the next frame)."""
@@ -535,6 +555,7 @@ class MainWindow(QtWidgets.QMainWindow):
         replay = self.options.replay
         name, params = self.device_box.currentText(), self.connection_params()
         options = self.options
+        self._want_connection = True
         self.state_label.setText(f"connecting to {replay.name if replay else name} …")
 
         def make_live() -> LiveStream:
@@ -556,6 +577,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Take the engine out of the window and the stream out of the panels, without waiting for them; returns
         what a worker must still stop (the engine's threads)."""
         engine, self.engine = self.engine, None
+        if self.creative is not None:
+            self.creative.close()
         self.creative = None
         for p in self.panels:
             p.set_stream(None)
@@ -616,12 +639,15 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.options.auto_reconnect or self.options.replay is not None:
             return False
         self.reconnects += 1
-        log.warning("%s; trying again in %g s", why, self.options.reconnect_s)
-        self.statusBar().showMessage(f"{why}; trying again in {self.options.reconnect_s:g} s", 10000)
-        QtCore.QTimer.singleShot(int(self.options.reconnect_s * 1000), self._reconnect)
+        wait = max(0.5, float(self.options.reconnect_s))
+        log.warning("%s; trying again in %g s", why, wait)
+        self.statusBar().showMessage(f"{why}; trying again in {wait:g} s", 10000)
+        QtCore.QTimer.singleShot(int(wait * 1000), self._reconnect)
         return True
 
     def _reconnect(self) -> None:
+        if not self._want_connection:
+            return  # (disconnected by the user meanwhile)
         if self.live is None or self.live.source.state.value == "failed":
             self.connect_source()
 
@@ -643,6 +669,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop generation and acquisition, on a worker thread (a recording is closed and kept)."""
         self.record_action.setChecked(False)
         self.state_label.setText("disconnected")
+        self._want_connection = False
         self.streams.controller.close(retire=self._detach())
 
     def _on_recorded(self, summary) -> None:
@@ -862,19 +889,22 @@ class MainWindow(QtWidgets.QMainWindow):
     def current_scene(self) -> dict[str, dict[str, Any]]:
         """What the window runs now, as a scene (:mod:`bci_dream.runtime.scene`)."""
         opts, prefs, creative = self.options, self.prefs, self.options.creative
-        source: dict[str, Any] = {"replay": str(opts.replay)} if opts.replay is not None else {
+        def absolute(path) -> str | None:  # (a scene's relative paths are read against its own folder)
+            return str(Path(path).expanduser().resolve()) if path else None
+
+        source: dict[str, Any] = {"replay": absolute(opts.replay)} if opts.replay is not None else {
             "device": self.device_box.currentText(), "params": self.connection_params() or None}
-        model = {"model": str(opts.model), "checkpoint": str(opts.checkpoint) if opts.checkpoint else None,
+        model = {"model": str(opts.model), "checkpoint": absolute(opts.checkpoint),
                  "gpu": opts.gpu, "seed": prefs.seed, "hop": prefs.hop, "similarity": prefs.similarity,
                  "interpolate": prefs.interpolate, "size": prefs.size or None, "steps": prefs.steps or None,
-                 "route": prefs.route or opts.route.get("route"), "ip_adapter": opts.route.get("ip_adapter"),
-                 "ip_adapter_scale": prefs.ip_adapter_scale, "bank": opts.route.get("bank")}
+                 "route": prefs.route or opts.route.get("route"), "ip_adapter": absolute(opts.route.get("ip_adapter")),
+                 "ip_adapter_scale": prefs.ip_adapter_scale, "bank": absolute(opts.route.get("bank"))}
         rules = [r.text() for r in creative.get("rules", ())]
         creative_table = {"prompt": creative.get("prompt"), "negative_prompt": creative.get("negative_prompt"),
                           "guidance": creative.get("guidance"), "eeg_influence": creative.get("eeg_influence"),
                           "steer": rules or None, "baseline_s": creative.get("baseline_s") or None,
                           "hold_artefact": creative.get("hold_artefact"), "sham": creative.get("sham")}
-        outputs = {"osc": opts.osc, "osc_listen": opts.osc_listen, "video": str(opts.video) if opts.video else None,
+        outputs = {"osc": opts.osc, "osc_listen": opts.osc_listen, "video": absolute(opts.video),
                    "lsl_frames": opts.lsl_frames or None, "show_screen": opts.show_screen}
         auto = {"connect": opts.connect, "start": self._want_generation, "reconnect": opts.auto_reconnect,
                 "reconnect_s": opts.reconnect_s}

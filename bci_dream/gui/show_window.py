@@ -64,8 +64,11 @@ class ShowWindow(QtWidgets.QWidget):
         self.update()
 
     def show_image(self, image) -> None:
-        """Fade to ``image`` (PIL)."""
-        self._previous = self._current
+        """Fade to ``image`` (PIL), from what is on screen (a fade still running continues from its blend)."""
+        if self._animation.state() == QtCore.QAbstractAnimation.State.Running and self._current is not None:
+            self._previous = self.grab()  # (the blend as shown, not the half-faded image at full opacity)
+        else:
+            self._previous = self._current
         self._current = QtGui.QPixmap.fromImage(to_qimage(image))
         self.frames_shown += 1
         if self._previous is None or self.fade_ms <= 0:

@@ -118,28 +118,31 @@ class ShamSource:
 
     def __init__(self, mode: str, shift_s: float = 30.0, seed: int = 0) -> None:
         self.mode, self.shift_s = mode, float(shift_s)
-        self._history: deque[tuple[float, np.ndarray, np.ndarray, Window]] = deque()
+        self._history: deque[tuple[float, np.ndarray, np.ndarray, float]] = deque()  # t_end, rows, mask, gap_s
         self._rng = random.Random(seed)
 
-    def swap(self, window: Window) -> tuple[Window, str]:
-        """Keep ``window`` and give the one to feed instead, with how it was chosen (``"shifted 30 s"``, ``"shifted
-        12.5 s (the session is younger than 30 s)"``, ``"shuffled from 40.2 s ago"``)."""
-        self._history.append((window.t_end, window.data[window.mask].copy(), window.mask.copy(), window))
+    def swap(self, window: Window) -> tuple[Window, str, float]:
+        """Keep ``window`` and give the one to feed instead, how it was chosen (``"shifted 30 s"``, ``"shifted 12.5 s
+        (the session is younger than 30 s)"``, ``"shuffled from 40.2 s ago"``) and when that EEG ended (LSL s). The
+        live window itself is fed only while there is no other (the first window: "shifted 0.0 s ...")."""
+        earlier = list(self._history)  # (the windows before this one)
+        self._history.append((window.t_end, window.data[window.mask].copy(), window.mask.copy(), window.gap_s))
         horizon = window.t_end - (self.shift_s + SHAM_HISTORY_S if self.mode == "shuffled" else self.shift_s + 5)
         while self._history and self._history[0][0] < horizon:
             self._history.popleft()
+        earlier = [item for item in earlier if item[0] >= horizon] or [self._history[-1]]
         if self.mode == "shuffled":
-            t, rows, mask, like = self._history[self._rng.randrange(len(self._history))]
+            t, rows, mask, gap = earlier[self._rng.randrange(len(earlier))]
             said = f"shuffled from {window.t_end - t:.1f} s ago"
         else:
             target = window.t_end - self.shift_s
-            t, rows, mask, like = min(self._history, key=lambda item: abs(item[0] - target))
+            t, rows, mask, gap = min(earlier, key=lambda item: abs(item[0] - target))
             lag = window.t_end - t
             said = f"shifted {self.shift_s:g} s" if abs(lag - self.shift_s) < 1.0 else \
                 f"shifted {lag:.1f} s (the session is younger than {self.shift_s:g} s)"
         data = np.zeros_like(window.data)
         data[mask] = rows
-        return Window(data, mask, window.t_end, window.sfreq, window.index_end, window.ch_names, like.gap_s), said
+        return Window(data, mask, window.t_end, window.sfreq, window.index_end, window.ch_names, gap), said, t
 
 
 class Creative:
@@ -163,16 +166,23 @@ class Creative:
             raise CreativeError("brain-state steering needs the live features (a FeatureMonitor)")
         self.generator, self.settings, self.monitor, self.clip_route = generator, settings, monitor, clip_route
         self.steering = Steering(settings.rules)
-        self.base_ip_scale = float(getattr(generator, "ip_adapter_scale", 1.0))
+        self.base_ip_scale = float(getattr(generator, "ip_adapter_base_scale", 1.0))
         self._lock = threading.Lock()
         self.eeg_influence = float(settings.eeg_influence)
         self._texts: list[TextConditioning] = []
         self._stack = self._pooled_stack = None
+        self._requests = 0
+        self._blank: TextConditioning | None = None
         self._encode(settings.prompt)
         self.sham = ShamSource(settings.sham, settings.sham_shift_s) if settings.sham else None
-        self._features: deque[TrackedFeatures] = deque(maxlen=4096)
-        if monitor is not None:
+        self._features: deque[TrackedFeatures] = deque(maxlen=int(4 * (settings.sham_shift_s + SHAM_HISTORY_S)))
+        if monitor is not None and self.sham is not None:  # (a sham steers with the features of its EEG's time)
             monitor.add_listener(self._features.append)
+
+    def close(self) -> None:
+        """Stop taking the monitor's features (a new creative mode replaces this one)."""
+        if self.monitor is not None:
+            self.monitor.remove_listener(self._features.append)
 
     def describe(self) -> str:
         """One line: ``prompt 'a cat' · EEG influence 0.50 · steering alpha → 'calm ocean' · sham shifted 30 s``."""
@@ -200,12 +210,19 @@ class Creative:
         return out
 
     def _encode(self, prompt: str | None) -> None:
+        with self._lock:
+            self._requests += 1
+            request = self._requests
         prompts = ([prompt] if prompt else []) + self.steering.prompts
         texts = self.generator.encode_texts(prompts) if prompts else []
+        if self.clip_route and not texts and self._blank is None:  # (a cleared prompt is the empty prompt there)
+            self._blank = self.generator.encode_texts([""])[0]
         device = getattr(self.generator, "device", "cpu")
         stack = torch.cat([t.prompt_embeds for t in texts]).to(device) if texts else None  # [k, 77, D]
         pooled = torch.cat([t.pooled for t in texts]).to(device) if texts and texts[0].pooled is not None else None
         with self._lock:
+            if request != self._requests:
+                return  # (a later prompt was asked for meanwhile: it wins)
             self.prompt = prompt
             self._texts = texts
             self._stack, self._pooled_stack = stack, pooled
@@ -219,19 +236,20 @@ class Creative:
         with self._lock:
             self.eeg_influence = min(1.0, max(0.0, float(influence)))
 
-    def swap_window(self, window: Window) -> tuple[Window, str]:
-        """The window to encode: ``window`` itself, or the sham's (with how it was chosen)."""
+    def swap_window(self, window: Window) -> tuple[Window, str, float]:
+        """The window to encode: ``window`` itself, or the sham's; how it was chosen; and when its EEG ended."""
         if self.sham is None:
-            return window, ""
+            return window, "", window.t_end
         return self.sham.swap(window)
 
     def _features_at(self, t: float) -> TrackedFeatures | None:
         """The live features (or, for a sham, those nearest the time ``t`` it took its window from)."""
         if self.monitor is None:
             return None
-        if self.sham is None or not self._features:
+        history = list(self._features)  # (a copy: the feature thread appends meanwhile)
+        if self.sham is None or not history:
             return self.monitor.latest
-        return min(self._features, key=lambda f: abs(f.t - t))
+        return min(history, key=lambda f: abs(f.t - t))
 
     def apply(self, embeds: torch.Tensor, t: float) -> CreativeFrame:
         """Creative mode's conditioning for the EEG model's output ``embeds`` of the window that ended at ``t``."""
@@ -260,6 +278,10 @@ class Creative:
             frame.text = (mix, pooled)
             if not self.clip_route:
                 frame.embeds = blend(mix.to(embeds.device, embeds.dtype), embeds, influence)
+        elif self.clip_route and self._blank is not None:
+            blank = self._blank
+            frame.text = (blank.prompt_embeds.to(embeds.device),
+                          None if blank.pooled is None else blank.pooled.to(embeds.device))
         if self.clip_route:
             frame.ip_scale = self.base_ip_scale * influence * (1.0 if state.ip_scale is None else state.ip_scale)
         frame.seed_mix = state.seed_mix

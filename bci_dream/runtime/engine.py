@@ -271,7 +271,15 @@ class Engine:
         """Call ``listener(error)`` once when generation stops after ``max_errors`` failures in a row."""
         self._error_listeners.append(listener)
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped."""
+        return any(t.is_alive() for t in self._threads) and not self._stop.is_set()
+
     def start(self) -> None:
+        """Start both threads (nothing happens while they run: one engine, one pair of threads)."""
+        if self.running:
+            return
         # (fresh stop flag and slot: threads of an earlier start that outlived stop()'s timeout stay stopped)
         self._stop = threading.Event()
         self._slot = LatestSlot()
@@ -353,8 +361,9 @@ class Engine:
         record = self._record(window)
         t0 = time.perf_counter()
         creative = None
+        source_t = window.t_end  # (when the EEG that is encoded was recorded: earlier for a sham)
         if self.creative is not None:
-            window, record.sham = self.creative.swap_window(window)
+            window, record.sham, source_t = self.creative.swap_window(window)
         embeds = self.encode(window)
         if embeds is not None and self.route.bank is not None:
             conditioning = condition(self.route, embeds)
@@ -362,7 +371,7 @@ class Engine:
             record.bank_images = [self.route.bank.images[i] for i in conditioning.bank_rows]
             self._bank_row = conditioning.bank_rows[0]
         if embeds is not None and self.creative is not None:
-            creative = self.creative.apply(embeds, window.t_end)
+            creative = self.creative.apply(embeds, source_t)
             embeds = creative.embeds
             record.eeg_influence = creative.record.get("eeg_influence")
             record.prompt_weights = creative.record.get("prompt_weights", {})

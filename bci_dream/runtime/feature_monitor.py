@@ -58,6 +58,10 @@ class FeatureMonitor:
         """Call ``listener(features)`` for every window (on the feature thread)."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[TrackedFeatures], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def start_baseline(self, duration_s: float) -> None:
         """Record a baseline over the next ``duration_s`` seconds (:meth:`FeatureTracker.start_baseline`)."""
         with self._lock:

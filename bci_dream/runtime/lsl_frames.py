@@ -28,9 +28,10 @@ class FrameOutlet:
         self.pushed = 0
 
     def __call__(self, frame) -> None:
-        if frame.image is None:
+        outlet = self._outlet  # (close() may run meanwhile, on another thread)
+        if frame.image is None or outlet is None:
             return
-        self._outlet.push_sample([float(frame.record.index), float(frame.record.t_end)], pylsl.local_clock())
+        outlet.push_sample([float(frame.record.index), float(frame.record.t_end)], pylsl.local_clock())
         self.pushed += 1
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.osc_server import BlockingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
 from bci_dream.core.errors import BciDreamError
@@ -118,7 +118,8 @@ class OscReceiver:
             dispatcher.map(f"{PREFIX}/{command}", self._call(command, handler))
         dispatcher.set_default_handler(lambda address, *args: log.debug("unknown OSC message %s %s", address, args))
         try:
-            self._server = ThreadingOSCUDPServer((host, int(port)), dispatcher)
+            # (one message at a time, in the order sent: a later prompt is never overtaken by an earlier one)
+            self._server = BlockingOSCUDPServer((host, int(port)), dispatcher)
         except OSError as e:
             raise OscError(f"cannot listen for OSC on port {port}: {e.strerror or e}; choose another --osc-listen "
                            "port") from e

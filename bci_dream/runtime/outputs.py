@@ -75,12 +75,12 @@ class SessionOutputs:
                 self.ndi = NdiOutput(ndi)
             if osc_listen is not None:
                 self.receiver = OscReceiver(osc_listen, {**self._handlers(), **(handlers or {})})
+            if live is not None:
+                self.set_stream(live)
         except BaseException:
             self.close()
             raise
         self.set_monitor(monitor)
-        if live is not None:
-            self.set_stream(live)
         if engine is not None:
             self.attach(engine, creative)
 

@@ -26,7 +26,7 @@ from bci_dream.core.errors import BciDreamError
 
 TARGETS = ("prompt", "ip_scale", "seed")
 STEERED_LABEL = "steered by band power"
-_RULE = re.compile(r"^\s*(?P<feature>[A-Za-z_][\w.]*)\s*(\*\s*(?P<gain>[-+]?[\d.]+(e[-+]?\d+)?))?\s*"
+_RULE = re.compile(r"^\s*(?P<feature>[A-Za-z_][\w.]*)\s*(\*\s*(?P<gain>[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?))?\s*"
                    r"(=(?P<prompt>.+)|>\s*(?P<target>\w+))\s*$")
 
 
@@ -73,7 +73,10 @@ def parse_rule(text: str, features: Sequence[str] | None = None) -> SteeringRule
     prompt = match["prompt"].strip().strip("\"'") if match["prompt"] else None
     if target == "prompt" and not prompt:
         raise SteeringError(f"the steering rule '{text}' has an empty prompt")
-    return SteeringRule(feature, target, prompt, float(match["gain"]) if match["gain"] else 1.0)
+    gain = float(match["gain"]) if match["gain"] else 1.0
+    if not math.isfinite(gain):
+        raise SteeringError(f"the gain in '{text}' is not a finite number")
+    return SteeringRule(feature, target, prompt, gain)
 
 
 def logistic(x: float) -> float:

@@ -53,6 +53,7 @@ class VideoWriter:
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".mkv", ".mov"):
             raise VideoError(f"{self.path}: give a .mp4, .mkv or .mov file for the video")
+        self._codec, self._fps = _codec(), fps  # (before anything is opened)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(str(self.path), "w")
@@ -61,7 +62,6 @@ class VideoWriter:
             raise VideoError(f"cannot write the video {self.path}: {e.strerror or e}") from e
         self._sidecar = csv.writer(self._sidecar_file)
         self._sidecar.writerow(["video_frame", "pts_ms", "engine_index", "t_end"])
-        self._codec, self._fps = _codec(), fps
         self._stream = None
         self._t0: float | None = None
         self._last_pts = -1

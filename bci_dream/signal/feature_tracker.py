@@ -112,7 +112,10 @@ class FeatureTracker:
                 continue
             old = self._smoothed.get(name)
             self._smoothed[name] = value if old is None else keep * old + (1 - keep) * value
-        smoothed = dict(self._smoothed)
+        # (only what this window has: a feature it lacks, a group whose channels went flat, does not steer on
+        # its last value)
+        smoothed = {name: self._smoothed[name] for name, value in values.items()
+                    if name in self._smoothed and math.isfinite(value)}
         if self._recording is not None:
             if self._baseline_from is None:
                 self._baseline_from = t
