@@ -40,3 +40,22 @@ def calibration_models(tmp_path_factory) -> dict[str, Path]:
     init = EegModel(EegModelConfig(encoder=preset("tiny"), cross_attention_dim=None, clip_projection_dim=None))
     return {"sd": build_tiny_sd_turbo(root / "sd", seed=0), "clip": build_tiny_clip_vision(root / "clip", seed=0),
             "init": save_checkpoint(root / "pretrained", init, meta={"stage": "pretrain"})}
+
+
+@pytest.fixture()
+def tiny_xdf_live(tmp_path):
+    """An opened LiveStream over a 10-sample, 2-channel (Fz, Cz) .xdf written here: the engine needs a stream to
+    window, the tests hand it windows themselves."""
+    import numpy as np
+
+    from bci_dream.acquisition.live import LiveStream
+    from bci_dream.acquisition.xdf_replay import XdfReplaySource
+    from bci_dream.io.xdf_writer import XdfWriter
+
+    path = tmp_path / "tiny.xdf"
+    with XdfWriter(path) as w:
+        sid = w.add_stream("EEG", "EEG", 2, 250.0, channel_labels=["Fz", "Cz"])
+        w.write_samples(sid, np.zeros((10, 2), np.float32), np.arange(10) / 250.0)
+    stream = LiveStream(XdfReplaySource(path, speed=0))
+    stream.open()
+    return stream

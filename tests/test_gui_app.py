@@ -455,7 +455,8 @@ def test_a_scene_sets_up_the_app_and_the_window_saves_it_back(make_window, qtbot
     from bci_dream.runtime.scene import SceneError, load_scene
 
     scene_file = tmp_path / "gallery.toml"
-    scene_file.write_text('[source]\ndevice = "synthetic"\n\n[model]\nmodel = "tiny"\ngpu = "cpu"\nseed = 4\n\n'
+    scene_file.write_text('[source]\ndevice = "synthetic"\nbandpass = [2, 40]\nnotch = 60\n\n'
+                          '[model]\nmodel = "tiny"\ngpu = "cpu"\nseed = 4\n\n'
                           '[creative]\nprompt = "a lighthouse"\neeg_influence = 0.6\n'
                           'steer = ["alpha=calm ocean at dusk", "beta*2=busy city"]\n\n'
                           '[outputs]\nshow_screen = 0\n\n[auto]\nconnect = true\nstart = true\nreconnect = true\n')
@@ -464,8 +465,9 @@ def test_a_scene_sets_up_the_app_and_the_window_saves_it_back(make_window, qtbot
     assert (options.device, options.model, options.seed, options.show_screen) == ("synthetic", "tiny", 4, 0)
     assert options.creative["prompt"] == "a lighthouse" and len(options.creative["rules"]) == 2
     assert options.auto_reconnect and options.generate
+    assert (options.filters.bandpass, options.filters.notch) == ((2, 40), 60.0)
     window = make_window(**{k: getattr(options, k) for k in ("device", "model", "seed", "creative", "show_screen",
-                                                             "auto_reconnect")})
+                                                             "auto_reconnect", "filters")})
     qtbot.waitUntil(lambda: window.frames_received >= 1 and window.creative is not None, timeout=90000)
     assert window.creative.prompt == "a lighthouse" and window.show_window is not None
     assert "steered by band power" in window.engine.labels
@@ -475,6 +477,7 @@ def test_a_scene_sets_up_the_app_and_the_window_saves_it_back(make_window, qtbot
     assert again["creative"]["steer"] == ["alpha=calm ocean at dusk", "beta*2=busy city"]
     assert again["creative"]["prompt"] == "a lighthouse" and again["source"]["device"] == "synthetic"
     assert again["outputs"]["show_screen"] == 0 and again["auto"]["reconnect"] is True
+    assert again["source"]["bandpass"] == [2, 40] and again["source"]["notch"] == 60
     assert window.settings.value("scene/last") == str(saved)  # ('--scene last' opens it)
     for text, said in (('[creative]\ncolour = "red"\n', "unknown key 'colour' in [creative]"),
                        ('[lights]\non = true\n', "unknown section [lights]"),

@@ -89,18 +89,8 @@ def _window(seed: int = 0):
 
 
 @pytest.fixture()
-def live(tmp_path):
-    from bci_dream.acquisition.live import LiveStream
-    from bci_dream.acquisition.xdf_replay import XdfReplaySource
-    from bci_dream.io.xdf_writer import XdfWriter
-
-    path = tmp_path / "tiny.xdf"
-    with XdfWriter(path) as w:
-        sid = w.add_stream("EEG", "EEG", 2, 250.0, channel_labels=["Fz", "Cz"])
-        w.write_samples(sid, np.zeros((10, 2), np.float32), np.arange(10) / 250.0)
-    stream = LiveStream(XdfReplaySource(path, speed=0))
-    stream.open()
-    return stream
+def live(tiny_xdf_live):
+    return tiny_xdf_live
 
 
 @pytest.fixture(scope="module")

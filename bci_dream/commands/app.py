@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bci_dream.acquisition.filter_settings import FilterSettings
 from bci_dream.commands.common import (
     add_device_args,
     add_generation_args,
@@ -82,6 +83,11 @@ def apply_scene(options, scene: dict) -> None:
     if "replay" in source:
         options.replay = Path(source["replay"])
     options.speed = float(source.get("speed", options.speed))
+    if "bandpass" in source or "notch" in source:
+        default = options.filters or FilterSettings()
+        band = source.get("bandpass", list(default.bandpass) if default.bandpass else [])
+        notch = (float(source["notch"]) or None) if "notch" in source else default.notch
+        options.filters = FilterSettings(tuple(band) if band else None, notch)
     for key in ("model", "gpu", "size", "steps", "seed", "hop", "similarity", "interpolate", "compile"):
         if key in model:
             setattr(options, key, model[key])

@@ -894,6 +894,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
         source: dict[str, Any] = {"replay": absolute(opts.replay)} if opts.replay is not None else {
             "device": self.device_box.currentText(), "params": self.connection_params() or None}
+        if opts.filters is not None:  # (the command line's or the scene's; else the device's, which need no saving)
+            source["bandpass"] = list(opts.filters.bandpass) if opts.filters.bandpass else []
+            source["notch"] = opts.filters.notch or 0
         model = {"model": str(opts.model), "checkpoint": absolute(opts.checkpoint),
                  "gpu": opts.gpu, "seed": prefs.seed, "hop": prefs.hop, "similarity": prefs.similarity,
                  "interpolate": prefs.interpolate, "size": prefs.size or None, "steps": prefs.steps or None,

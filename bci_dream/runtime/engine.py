@@ -30,6 +30,7 @@ from bci_dream.acquisition.filter_settings import band_pass_mismatch
 from bci_dream.acquisition.live import LiveStream
 from bci_dream.core import defaults
 from bci_dream.core.errors import CheckpointError
+from bci_dream.core.listeners import notify
 from bci_dream.core.memory import release_free_memory
 from bci_dream.generation.session_models import check_widths
 from bci_dream.models.channel_naming import naming_that_fits
@@ -443,10 +444,5 @@ class Engine:
     def _emit(self, frame: Frame) -> Frame:
         frame.record.index = self._frame_index  # numbered in the order frames leave the engine
         self._frame_index += 1
-        for listener in list(self._listeners):
-            try:
-                listener(frame)
-            except Exception:
-                log.exception("a frame listener failed; it is removed")
-                self._listeners.remove(listener)
+        notify(self._listeners, frame, "frame")
         return frame

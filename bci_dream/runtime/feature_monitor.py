@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from bci_dream.acquisition.live import LiveStream
 from bci_dream.core.defaults import HOP_S
+from bci_dream.core.listeners import notify
 from bci_dream.signal.band_features import BandFeatureExtractor
 from bci_dream.signal.feature_tracker import TAU_S, FeatureTracker, TrackedFeatures
 from bci_dream.signal.montage import Montage
@@ -75,12 +76,7 @@ class FeatureMonitor:
         with self._lock:
             tracked = self.tracker.update(values, window.t_end)
         self.latest = tracked
-        for listener in list(self._listeners):
-            try:
-                listener(tracked)
-            except Exception:
-                log.exception("a feature listener failed; it is removed")
-                self._listeners.remove(listener)
+        notify(self._listeners, tracked, "feature")
         return tracked
 
     def start(self) -> None:

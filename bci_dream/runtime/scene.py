@@ -5,6 +5,8 @@
     [source]                      # the device (as 'bci-dream devices' names it) and its connection, or a replay
     device = "cyton"
     params = { serial_port = "/dev/ttyUSB0" }
+    bandpass = [1, 45]            # filters (default: the device profile's); [] and notch = 0 turn them off
+    notch = 50
     # replay = "session.xdf"; speed = 1.0
 
     [model]                       # what generates: the options of 'bci-dream app' of the same names
@@ -48,7 +50,8 @@ from bci_dream.core.toml_file import read_toml
 _NUM = (int, float)
 #: section → key → accepted types.
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
-    "source": {"device": (str,), "params": (dict,), "replay": (str,), "speed": _NUM},
+    "source": {"device": (str,), "params": (dict,), "replay": (str,), "speed": _NUM, "bandpass": (list,),
+               "notch": _NUM},
     "model": {"model": (str,), "checkpoint": (str,), "gpu": (str,), "size": (int,), "steps": (int,), "seed": (int,),
               "route": (str,), "ip_adapter": (str,), "ip_adapter_scale": _NUM, "bank": (str,), "hop": _NUM,
               "similarity": _NUM, "interpolate": (int,), "compile": (str,)},
@@ -93,6 +96,10 @@ def load_scene(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
             if (section, key) in _PATHS and not Path(value).expanduser().is_absolute():
                 value = str((path.parent / value).resolve())
             scene.setdefault(section, {})[key] = value
+    band = scene.get("source", {}).get("bandpass")
+    if band is not None and not (band == [] or (len(band) == 2 and all(isinstance(f, _NUM) for f in band)
+                                                and 0 <= band[0] < band[1])):
+        raise SceneError(f"scene file {path}: [source] bandpass must be [LOW, HIGH] in Hz (or [] for none), not {band}")
     for rule in scene.get("creative", {}).get("steer", []):
         if not isinstance(rule, str):
             raise SceneError(f"scene file {path}: [creative] steer must be a list of rules (text), not {rule!r}")
