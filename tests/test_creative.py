@@ -37,8 +37,13 @@ def sines(freqs: dict[str, float], seconds: float = 2.0, noise: float = 1.0, see
 # -- features ------------------------------------------------------------------------------------------------------
 
 def test_band_features_find_a_known_rhythm_where_it_was_put():
-    assert [channel_group(n) for n in ("O1", "Oz", "PO8", "Fp1", "FCz", "T7", "EXG Channel 0", "A5")] == \
-        ["occipital", "occipital", "occipital", "frontal", "central", "temporal", None, None]
+    assert [channel_group(n) for n in ("O1", "Oz", "PO8", "Fp1", "FCz", "T7", "EXG Channel 0", "A5", "EEG Fp1-REF",
+                                       "T3", "O01")] == \
+        ["occipital", "occipital", "occipital", "frontal", "central", "temporal", None, None, "frontal", "temporal",
+         "occipital"]
+    referenced = [f"EEG {n}-REF" for n in NAMES]  # (an EDF's labels: the same sites, grouped and paired the same)
+    assert band_features(sines({"F4": 10.0}), FS, referenced)["alpha_asymmetry"] == pytest.approx(
+        band_features(sines({"F4": 10.0}), FS, NAMES)["alpha_asymmetry"])
     alpha = band_features(sines({"Oz": 10.0, "PO7": 10.0, "PO8": 10.0}), FS, NAMES)
     assert alpha["alpha.occipital"] > 0.8 and alpha["alpha.frontal"] < 0.35
     assert alpha["alpha"] > 1.5 * band_features(sines({}), FS, NAMES)["alpha"]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
+from bci_dream.signal.montage import normalise_channel_name
+
 #: Band edges in Hz (low inclusive, high exclusive).
 BANDS: dict[str, tuple[float, float]] = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0),
                                          "beta": (13.0, 30.0), "gamma": (30.0, 45.0)}
@@ -37,9 +39,9 @@ BLINK_HZ, EMG_HZ, LINE_HZ = 3.0, 30.0, (50.0, 60.0)
 
 
 def channel_group(name: str) -> str | None:
-    """The group of a 10-20 channel name (``"O1"`` → ``"occipital"``, ``"FC3"`` → ``"central"``), None for other
-    names (``"EXG Channel 0"``, ``"A5"``)."""
-    text = name.strip().upper()
+    """The group of a 10-20 channel name (``"O1"`` → ``"occipital"``, ``"FC3"`` → ``"central"``, ``"EEG Fp1-REF"``
+    → ``"frontal"``: labels are normalised first), None for other names (``"EXG Channel 0"``, ``"A5"``)."""
+    text = normalise_channel_name(name).strip().upper()
     stem = text.rstrip("0123456789Z")
     if not stem or not stem.isalpha() or len(stem) > 2 or stem == text:
         return None
@@ -56,7 +58,7 @@ def feature_names(ch_names: Sequence[str]) -> list[str]:
     groups = sorted({g for g in map(channel_group, ch_names) if g})
     names = [*BANDS, *(f"{band}.{g}" for band in BANDS for g in groups), "engagement", "blink", "emg", "line_noise",
              "artefact"]
-    upper = {n.upper() for n in ch_names}
+    upper = {normalise_channel_name(n).upper() for n in ch_names}
     if any(r in upper and left in upper for r, left in ASYMMETRY_PAIRS):
         names.append("alpha_asymmetry")
     return names
@@ -95,7 +97,7 @@ class BandFeatureExtractor:
                 line |= band(f - 1, f + 1)
         self._sums = np.stack([*columns, line], axis=1).astype(np.float64)
         self._groups = np.asarray([channel_group(n) or "" for n in self.ch_names])
-        upper = {n.upper(): i for i, n in enumerate(self.ch_names)}
+        upper = {normalise_channel_name(n).upper(): i for i, n in enumerate(self.ch_names)}
         self._pairs = np.asarray([(upper[r], upper[left]) for r, left in ASYMMETRY_PAIRS
                                   if r in upper and left in upper], dtype=int).reshape(-1, 2)
         self._layouts: dict[bytes, _Layout] = {}
