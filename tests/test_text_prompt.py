@@ -88,6 +88,9 @@ def test_sdxl_takes_its_pooled_embedding_from_the_empty_prompt_not_zeros(folders
     default = g.generate(tokens)
     assert np.array_equal(pixels(default), pixels(g.generate(tokens, g.text.pooled)))
     assert not np.array_equal(pixels(default), pixels(g.generate(tokens, torch.zeros(1, g.pooled_dim))))
+    text, kept = g.text, g.text.prompt_embeds.clone()
+    g.set_text(None)  # (back to zeros; the encoding itself, cached and shared, is left as it was)
+    assert torch.equal(text.prompt_embeds, kept) and float(g._no_prompt.abs().sum()) == 0
 
 
 def test_a_model_without_text_encoders_is_one_line_for_a_prompt_and_zeros_without(folders, caplog, sandbox):

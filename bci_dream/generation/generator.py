@@ -173,8 +173,7 @@ class Generator:
         self._rng = torch.Generator(self.device.type if self._cuda else "cpu")
         self._events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if self._cuda else []
         self._lock = threading.RLock()
-        self._pooled_zeros = (torch.zeros(1, self.pooled_dim, device=self.device, dtype=self.dtype)
-                              if self.pooled_dim is not None else None)
+        self._pooled_default = self._zero_pooled()  # (the text's pooled embedding once set_text is given one)
         self._pooled_notice = False
         self._no_prompt = torch.zeros(1, 77, self.cross_attention_dim, device=self.device, dtype=self.dtype)
         self.text: TextConditioning | None = None
@@ -210,17 +209,18 @@ class Generator:
             EmbeddingShapeError: its widths do not fit the UNet (both named).
         """
         with self._lock:
-            if text is None:
-                self.text = None
-                self._no_prompt.zero_()
-                self._pooled_zeros = (torch.zeros(1, self.pooled_dim, device=self.device, dtype=self.dtype)
-                                      if self.pooled_dim is not None else None)
-                return
             self._check_text_widths(text)
             self.text = text
-            self._no_prompt = text.prompt_embeds.to(self.device, self.dtype)
-            if text.pooled is not None:
-                self._pooled_zeros = text.pooled.to(self.device, self.dtype)
+            # (fresh tensors, never written in place: on a matching device ``.to`` returns the cached encoding itself)
+            self._no_prompt = text.prompt_embeds.to(self.device, self.dtype) if text is not None else \
+                torch.zeros(1, 77, self.cross_attention_dim, device=self.device, dtype=self.dtype)
+            self._pooled_default = text.pooled.to(self.device, self.dtype) \
+                if text is not None and text.pooled is not None else self._zero_pooled()
+
+    def _zero_pooled(self) -> torch.Tensor | None:
+        if self.pooled_dim is None:
+            return None
+        return torch.zeros(1, self.pooled_dim, device=self.device, dtype=self.dtype)
 
     def set_negative(self, text: TextConditioning | None) -> None:
         """Guide away from ``text`` (the negative prompt) from now on; only with :attr:`cfg` (guidance above 1).
@@ -324,7 +324,7 @@ class Generator:
             if self.text is None and not self._pooled_notice:
                 log.info("%s: no pooled embedding given; using zeros (width %d)", self.model_id, self.pooled_dim)
                 self._pooled_notice = True
-            return embeds, self._pooled_zeros
+            return embeds, self._pooled_default
         if tuple(pooled.shape) != (1, self.pooled_dim):
             raise EmbeddingShapeError(f"pooled_prompt_embeds of shape {list(pooled.shape)} do not fit {self.model_id}: "
                                       f"expected [1, {self.pooled_dim}]")

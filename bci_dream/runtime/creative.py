@@ -258,23 +258,15 @@ class Creative:
             stack, pooled_stack = self._stack, self._pooled_stack
         features = self._features_at(t)
         z = features.z if features is not None else {}
-        state = self.steering.state(z)
+        state = self.steering.state(z, anchor=bool(prompt))
         record: dict = {"eeg_influence": influence}
         names = ([prompt] if prompt else []) + self.steering.prompts
-        weights = list(state.prompt_weights)
-        if prompt and weights:  # (the anchor joins the blend as a neutral member: its score is 0)
-            scores = [0.0] + [r.gain * z.get(r.feature, 0.0) for r in self.steering.prompt_rules]
-            top = max(scores)
-            exps = np.exp(np.asarray(scores) - top)
-            weights = (exps / exps.sum()).tolist()
-        elif prompt:
-            weights = [1.0]
         frame = CreativeFrame(embeds, record=record)
         if texts:
-            w = torch.tensor(weights, dtype=stack.dtype, device=stack.device)
-            mix = torch.tensordot(w, stack, dims=1)[None]  # [1, 77, D]: the prompts' weighted sum
-            pooled = None if pooled_stack is None else (w @ pooled_stack)[None]
-            record["prompt_weights"] = {name: round(w, 4) for name, w in zip(names, weights)}
+            shares = torch.tensor(state.prompt_weights, dtype=stack.dtype, device=stack.device)
+            mix = torch.tensordot(shares, stack, dims=1)[None]  # [1, 77, D]: the prompts' weighted sum
+            pooled = None if pooled_stack is None else (shares @ pooled_stack)[None]
+            record["prompt_weights"] = {name: round(w, 4) for name, w in zip(names, state.prompt_weights)}
             frame.text = (mix, pooled)
             if not self.clip_route:
                 frame.embeds = blend(mix.to(embeds.device, embeds.dtype), embeds, influence)

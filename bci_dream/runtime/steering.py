@@ -104,11 +104,12 @@ class Steering:
     def prompts(self) -> list[str]:
         return [r.prompt for r in self.prompt_rules]
 
-    def state(self, z: Mapping[str, float]) -> SteeringState:
-        """The weights for the z-scores ``z`` (a feature the window lacks counts as 0)."""
+    def state(self, z: Mapping[str, float], *, anchor: bool = False) -> SteeringState:
+        """The weights for the z-scores ``z`` (a feature the window lacks counts as 0). ``anchor``: a prompt of the
+        user's joins the blend first, as a neutral member (its score is 0)."""
         weights: tuple[float, ...] = ()
-        if self.prompt_rules:
-            scores = [r.gain * _finite(z.get(r.feature, 0.0)) for r in self.prompt_rules]
+        if self.prompt_rules or anchor:
+            scores = [0.0] * anchor + [r.gain * _finite(z.get(r.feature, 0.0)) for r in self.prompt_rules]
             top = max(scores)
             exps = [math.exp(s - top) for s in scores]
             total = sum(exps)
