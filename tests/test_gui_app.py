@@ -491,6 +491,27 @@ def test_a_scene_sets_up_the_app_and_the_window_saves_it_back(make_window, qtbot
     assert proc.returncode == 1 and "eeg_influence must be" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_stage_outputs_from_a_scene_that_this_system_lacks_are_one_line_and_the_app_runs(make_window, qtbot,
+                                                                                       tmp_path):
+    """A scene made on a Windows machine (Spout) opened on Linux: its outputs are named in one line, the images
+    still come, and the scene saved back still holds the Spout sender."""
+    from bci_dream.commands.app import apply_scene
+    from bci_dream.runtime.scene import load_scene
+
+    scene_file = tmp_path / "stage.toml"
+    scene_file.write_text('[outputs]\nspout = "stage left"\nndi = "stage left"\nvirtual_camera = true\n')
+    options = AppOptions()
+    apply_scene(options, load_scene(scene_file))
+    assert (options.spout, options.ndi, options.virtual_camera, options.syphon) == ("stage left", "stage left",
+                                                                                     True, None)
+    window = make_window(device="synthetic", spout=options.spout)
+    qtbot.waitUntil(lambda: window.frames_received >= 1, timeout=90000)
+    assert len(window.errors) == 1 and "outputs not started: Spout output is Windows-only" in window.errors[0]
+    saved = tmp_path / "saved.toml"
+    window.save_scene(saved)
+    assert load_scene(saved)["outputs"]["spout"] == "stage left"
+
+
 def test_an_unattended_app_keeps_trying_a_device_that_cannot_be_opened(make_window, qtbot):
     window = make_window(device="cyton", params={"serial_port": "/dev/ttyNOPE42"}, auto_reconnect=True,
                          reconnect_s=0.3)

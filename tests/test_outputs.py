@@ -264,3 +264,127 @@ def importlib_util_find(name: str):
     import importlib.util
 
     return importlib.util.find_spec(name)
+
+
+def test_spout_and_syphon_on_another_system_are_one_line(tmp_path):
+    """Spout is Windows-only and Syphon macOS-only: asked for on Linux, the session does not start and one line
+    says what to use here instead."""
+    for flag, other in (("--spout", "--syphon on macOS"), ("--syphon", "--spout on Windows")):
+        proc = _bci_dream("run", "--device", "synthetic", "--seconds", "2", "--headless", "--out", str(tmp_path / "o"),
+                          "--model", "tiny", "--gpu", "cpu", flag, cache=tmp_path / "xdg")
+        _, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 1 and other in stderr and "--ndi or --virtual-camera" in stderr, stderr
+        assert stderr.count("error:") == 1 and "Traceback" not in stderr
+
+
+def _frames():
+    from PIL import Image
+
+    from bci_dream.runtime.engine import Frame, FrameRecord
+
+    yield Frame(Image.new("RGB", (8, 6), (10, 20, 30)), FrameRecord(index=0, t_end=0.0, index_end=0))
+    yield Frame(None, FrameRecord(index=1, t_end=0.0, index_end=0, skipped=True))
+    yield Frame(Image.new("RGB", (4, 4), (1, 2, 3)), FrameRecord(index=2, t_end=0.0, index_end=0))
+
+
+def _stand_in(name: str, **attributes):
+    """A module ``name`` with ``attributes``, found by importlib (for libraries that cannot run on this system)."""
+    import importlib.machinery
+    import types
+
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    module.__dict__.update(attributes)
+    return module
+
+
+def test_spout_shares_every_image_as_rgba(monkeypatch):
+    """Spout runs only on Windows (SpoutGL's wheels are Windows-only), so SpoutGL is replaced by a stand-in with
+    its interface (SpoutSender: setSenderName, sendImage(buffer, width, height, GL format, invert, fbo),
+    setFrameSync, releaseSender; enums.GL_RGBA) and the platform is said to be Windows; the rest is the real
+    listener. Without SpoutGL (as here): one line."""
+    import types
+
+    import numpy as np
+
+    from bci_dream.runtime import texture_share
+    from bci_dream.runtime.texture_share import SpoutOutput, TextureShareError
+
+    monkeypatch.setattr(texture_share, "sys", types.SimpleNamespace(platform="win32"))  # (this module's view only)
+    with pytest.raises(TextureShareError, match=r"needs SpoutGL: pip install 'bci-dream\[show\]'"):
+        SpoutOutput()
+    events, sent = [], []
+
+    class SpoutSender:
+        def setSenderName(self, name):
+            events.append(("name", name))
+
+        def sendImage(self, pixels, width, height, gl_format, invert, fbo):
+            assert pixels.flags.c_contiguous and gl_format == 0x1908 and not invert and fbo == 0
+            sent.append((width, height, np.array(pixels)))
+            return True
+
+        def setFrameSync(self, name):
+            events.append(("sync", name))
+
+        def releaseSender(self):
+            events.append("released")
+
+    enums = _stand_in("SpoutGL.enums", GL_RGBA=0x1908)
+    monkeypatch.setitem(sys.modules, "SpoutGL", _stand_in("SpoutGL", SpoutSender=SpoutSender, enums=enums))
+    monkeypatch.setitem(sys.modules, "SpoutGL.enums", enums)
+    output = SpoutOutput("stage left")
+    for frame in _frames():
+        output(frame)
+    output.close()
+    assert events == [("name", "stage left"), ("sync", "stage left"), ("sync", "stage left"), "released"]
+    assert [(w, h) for w, h, _ in sent] == [(8, 6), (4, 4)] and output.sent == 2
+    assert sent[0][2].shape == (6, 8, 4) and list(sent[0][2][0, 0]) == [10, 20, 30, 255]
+
+
+def test_syphon_shares_every_image_as_a_metal_texture(monkeypatch):
+    """Syphon runs only on macOS (Metal, PyObjC), so syphon-python is replaced by a stand-in with its interface
+    (SyphonMetalServer(name): device, publish_frame_texture, stop; utils.raw.create_mtl_texture(device, w, h);
+    utils.numpy.copy_image_to_mtl_texture(rgba, texture)) and the platform is said to be macOS; the rest is the
+    real listener. A texture is made per image size."""
+    import types
+
+    from bci_dream.runtime import texture_share
+    from bci_dream.runtime.texture_share import SyphonOutput
+
+    monkeypatch.setattr(texture_share, "sys", types.SimpleNamespace(platform="darwin"))  # (this module's view only)
+    events, textures = [], []
+
+    class SyphonMetalServer:
+        device = "metal device"
+
+        def __init__(self, name):
+            events.append(("server", name))
+
+        def publish_frame_texture(self, texture):
+            events.append(("published", texture["size"], list(texture["pixels"][0, 0])))
+
+        def stop(self):
+            events.append("stopped")
+
+    def create_mtl_texture(device, width, height):
+        assert device == "metal device"
+        textures.append({"size": (width, height)})
+        return textures[-1]
+
+    def copy_image_to_mtl_texture(image, texture):
+        assert image.shape == (texture["size"][1], texture["size"][0], 4)
+        texture["pixels"] = image
+
+    modules = [_stand_in("syphon", SyphonMetalServer=SyphonMetalServer),
+               _stand_in("syphon.utils.raw", create_mtl_texture=create_mtl_texture),
+               _stand_in("syphon.utils.numpy", copy_image_to_mtl_texture=copy_image_to_mtl_texture)]
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    output = SyphonOutput("gallery")
+    for frame in [*_frames(), *_frames()]:
+        output(frame)
+    output.close()
+    first, second = ("published", (8, 6), [10, 20, 30, 255]), ("published", (4, 4), [1, 2, 3, 255])
+    assert events == [("server", "gallery"), first, second, first, second, "stopped"]
+    assert len(textures) == 4 and output.sent == 4

@@ -58,7 +58,8 @@ def run_app(args: argparse.Namespace) -> int:
                          route=route_options(args), bank_k=args.bank_k, bank_temperature=args.bank_temperature,
                          creative=creative_options(args), osc=args.osc, osc_listen=args.osc_listen, video=args.video,
                          lsl_frames=args.lsl_frames, show_screen=args.show, markers_udp=args.markers_udp,
-                         markers_lsl=args.markers_lsl)
+                         markers_lsl=args.markers_lsl, virtual_camera=args.virtual_camera, ndi=args.ndi,
+                         spout=args.spout, syphon=args.syphon)
     if args.scene:
         path = last_scene() if args.scene == "last" else Path(args.scene)
         if path is None:
@@ -103,7 +104,7 @@ def apply_scene(options, scene: dict) -> None:
                                    hold_artefact=creative.get("hold_artefact"), sham=creative.get("sham"),
                                    sham_shift=float(creative.get("sham_shift_s", 30.0)))
         options.creative = creative_options(given)
-    for key in ("osc", "osc_listen", "lsl_frames", "show_screen"):
+    for key in ("osc", "osc_listen", "lsl_frames", "show_screen", "virtual_camera", "ndi", "spout", "syphon"):
         if key in outputs:
             setattr(options, key, outputs[key])
     if "video" in outputs:

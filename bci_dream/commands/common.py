@@ -220,6 +220,12 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ndi", nargs="?", const="bci-dream", metavar="NAME",
                    help="send the images as an NDI source (default name bci-dream; needs pip install "
                         "'bci-dream[show]')")
+    g.add_argument("--spout", nargs="?", const="bci-dream", metavar="NAME",
+                   help="share the images as a Spout sender, Windows (default name bci-dream; needs pip install "
+                        "'bci-dream[show]')")
+    g.add_argument("--syphon", nargs="?", const="bci-dream", metavar="NAME",
+                   help="share the images as a Syphon server, macOS (default name bci-dream; needs pip install "
+                        "'bci-dream[show]')")
     g.add_argument("--lsl-frames", action="store_true",
                    help="publish each image as a sample of the LSL stream bci-dream-frames (frame index and the "
                         "window's t_end), so that recordings line the images up with the EEG")
@@ -439,6 +445,7 @@ def run_engine(live, args: argparse.Namespace) -> int:
         outputs = SessionOutputs(osc=args.osc, osc_listen=args.osc_listen, video=args.video,
                                  markers=Path(args.out) / "markers.jsonl", lsl_frames=args.lsl_frames, live=live,
                                  markers_udp=args.markers_udp, markers_lsl=args.markers_lsl, ndi=args.ndi,
+                                 spout=args.spout, syphon=args.syphon,
                                  virtual_camera=(args.size or 0) if args.virtual_camera else None)
         writer = FrameWriter(args.out)
         choice = RouteChoice(**{**route_options(args), "prompt": creative_opts["prompt"],

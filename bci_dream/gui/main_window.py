@@ -78,6 +78,10 @@ class AppOptions:
     markers_udp: int | None = None  # a UDP port markers come from
     markers_lsl: str | None = None  # an LSL marker stream markers come from
     show_screen: int | None = None  # open the full-screen show window on this screen at start
+    virtual_camera: bool = False  # send the images to a virtual camera (pyvirtualcam)
+    ndi: str | None = None  # the NDI source name the images go to
+    spout: str | None = None  # the Spout sender name the images go to (Windows)
+    syphon: str | None = None  # the Syphon server name the images go to (macOS)
     auto_reconnect: bool = False  # open the device again, every reconnect_s, when it cannot be opened or is lost
     reconnect_s: float = 5.0
     scene: Path | None = None  # the scene file these options came from
@@ -202,7 +206,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """OSC and video for the window's lifetime (each engine is attached as it starts); None without any."""
         opts = self.options
         if not (opts.osc or opts.osc_listen is not None or opts.video is not None or opts.lsl_frames
-                or opts.markers_udp is not None or opts.markers_lsl):
+                or opts.markers_udp is not None or opts.markers_lsl or opts.virtual_camera or opts.ndi or opts.spout
+                or opts.syphon):
             return None
         def to_gui(name: str):
             return lambda value: self.bridge.command.emit(name, value)
@@ -210,7 +215,8 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             return SessionOutputs(osc=opts.osc, osc_listen=opts.osc_listen, video=opts.video,
                                   lsl_frames=opts.lsl_frames, markers_udp=opts.markers_udp,
-                                  markers_lsl=opts.markers_lsl,
+                                  markers_lsl=opts.markers_lsl, ndi=opts.ndi, spout=opts.spout, syphon=opts.syphon,
+                                  virtual_camera=(opts.size or 0) if opts.virtual_camera else None,
                                   handlers={name: to_gui(name) for name in ("generate", "prompt", "eeg_influence")})
         except Exception as e:  # noqa: BLE001 - said in one line; the window works without them
             message = f"outputs not started: {e}"
@@ -908,7 +914,9 @@ class MainWindow(QtWidgets.QMainWindow):
                           "steer": rules or None, "baseline_s": creative.get("baseline_s") or None,
                           "hold_artefact": creative.get("hold_artefact"), "sham": creative.get("sham")}
         outputs = {"osc": opts.osc, "osc_listen": opts.osc_listen, "video": absolute(opts.video),
-                   "lsl_frames": opts.lsl_frames or None, "show_screen": opts.show_screen}
+                   "lsl_frames": opts.lsl_frames or None, "show_screen": opts.show_screen,
+                   "virtual_camera": opts.virtual_camera or None, "ndi": opts.ndi, "spout": opts.spout,
+                   "syphon": opts.syphon}
         auto = {"connect": opts.connect, "start": self._want_generation, "reconnect": opts.auto_reconnect,
                 "reconnect_s": opts.reconnect_s}
         return {"source": source, "model": model, "creative": creative_table, "outputs": outputs, "auto": auto}

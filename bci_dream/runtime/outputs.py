@@ -39,6 +39,7 @@ class SessionOutputs:
         markers_udp, markers_lsl: a UDP port and an LSL marker stream name markers come from, or None.
         virtual_camera: the side in pixels of a virtual camera the images go to (pyvirtualcam), or None.
         ndi: the name of an NDI source the images go to (ndi-python), or None.
+        spout, syphon: the name of a Spout sender (Windows) or a Syphon server (macOS) the images go to, or None.
         markers: where received markers are appended (``markers.jsonl``), or None.
         on_generate: called with True / False for OSC's ``generate`` (default: start / stop the engine).
     """
@@ -47,9 +48,11 @@ class SessionOutputs:
                  osc_listen: int | None = None, video: str | os.PathLike | None = None,
                  markers: str | os.PathLike | None = None, on_generate=None, handlers: dict | None = None,
                  lsl_frames: bool = False, live=None, markers_udp: int | None = None,
-                 markers_lsl: str | None = None, virtual_camera: int | None = None, ndi: str | None = None) -> None:
+                 markers_lsl: str | None = None, virtual_camera: int | None = None, ndi: str | None = None,
+                 spout: str | None = None, syphon: str | None = None) -> None:
         self.engine = self.creative = self.monitor = self.live = None
         self.sender = self.receiver = self.video = self.frames = self.camera = self.ndi = None
+        self.texture_shares: list = []  # Spout, Syphon
         self.marker_inputs: list = []
         self._markers_udp, self._markers_lsl = markers_udp, markers_lsl
         self._markers = Path(markers) if markers is not None else None
@@ -73,6 +76,14 @@ class SessionOutputs:
                 from bci_dream.runtime.ndi_output import NdiOutput  # (an optional extra, when asked for)
 
                 self.ndi = NdiOutput(ndi)
+            if spout:
+                from bci_dream.runtime.texture_share import SpoutOutput  # (an optional extra, when asked for)
+
+                self.texture_shares.append(SpoutOutput(spout))
+            if syphon:
+                from bci_dream.runtime.texture_share import SyphonOutput  # (an optional extra, when asked for)
+
+                self.texture_shares.append(SyphonOutput(syphon))
             if osc_listen is not None:
                 self.receiver = OscReceiver(osc_listen, {**self._handlers(), **(handlers or {})})
             if live is not None:
@@ -120,6 +131,8 @@ class SessionOutputs:
             engine.add_listener(self.camera)
         if self.ndi is not None:
             engine.add_listener(self.ndi)
+        for share in self.texture_shares:
+            engine.add_listener(share)
 
     def _handlers(self) -> dict:
         def creative(act):
@@ -179,6 +192,8 @@ class SessionOutputs:
             parts.append("virtual camera")
         if self.ndi is not None:
             parts.append(f"NDI source {self.ndi.name!r}")
+        for share in self.texture_shares:
+            parts.append(f"{type(share).__name__.removesuffix('Output')} sender {share.name!r}")
         if self._markers_udp is not None:
             parts.append(f"UDP markers on port {self._markers_udp}")
         if self._markers_lsl:
@@ -197,3 +212,5 @@ class SessionOutputs:
             self.camera.close()
         if self.ndi is not None:
             self.ndi.close()
+        for share in self.texture_shares:
+            share.close()

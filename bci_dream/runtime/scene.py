@@ -27,6 +27,7 @@
     show_screen = 1
     video = "gallery.mp4"
     lsl_frames = true
+    ndi = "gallery"               # also virtual_camera = true, spout = "gallery" (Windows), syphon = "gallery" (macOS)
 
     [auto]                        # unattended: connect and generate at start, reconnect when the device is lost
     connect = true
@@ -58,7 +59,8 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "creative": {"prompt": (str,), "negative_prompt": (str,), "guidance": _NUM, "style": (str,),
                  "eeg_influence": _NUM, "steer": (list,), "baseline_s": _NUM, "hold_artefact": _NUM, "sham": (str,),
                  "sham_shift_s": _NUM},
-    "outputs": {"osc": (str,), "osc_listen": (int,), "video": (str,), "lsl_frames": (bool,), "show_screen": (int,)},
+    "outputs": {"osc": (str,), "osc_listen": (int,), "video": (str,), "lsl_frames": (bool,), "show_screen": (int,),
+                "virtual_camera": (bool,), "ndi": (str,), "spout": (str,), "syphon": (str,)},
     "auto": {"connect": (bool,), "start": (bool,), "reconnect": (bool,), "reconnect_s": _NUM},
 }
 _PATHS = {("source", "replay"), ("model", "checkpoint"), ("model", "ip_adapter"), ("model", "bank"),
