@@ -8,6 +8,7 @@ diffusers, Qt) inside their handlers, so that ``bci-dream devices`` stays instan
 #: In the order ``bci-dream --help`` lists them.
 COMMAND_MODULES = (
     "bci_dream.commands.streaming",
+    "bci_dream.commands.dataset",
     "bci_dream.commands.pretrain",
     "bci_dream.commands.pairs",
     "bci_dream.commands.finetune",

@@ -52,7 +52,20 @@ def read_mne(path: str | Path):
         raise RecordingError(f"cannot read {path} with MNE: {type(e).__name__}: {message}; "
                              "the file may be damaged or incomplete (BrainVision needs its .vmrk and .eeg, "
                              "EEGLAB its .fdt)") from e
+    return recording_from_raw(raw, path)
 
+
+def recording_from_raw(raw, path: str | Path, source_format: str | None = None):
+    """An MNE ``Raw`` (loaded) as a :class:`~bci_dream.io.recording.Recording` in µV, EEG channels only (see the
+    module docstring); ``path`` names it (a file, or where a dataset's run came from), ``source_format`` defaults
+    to ``mne-`` and the path's suffix.
+
+    Raises:
+        RecordingError: it holds no EEG channels or no samples.
+    """
+    import mne
+
+    path = Path(path)
     names = list(raw.ch_names)
     types = raw.get_channel_types()
     retype = {n: "stim" for n, t in zip(names, types) if t != "stim" and _TRIGGER_NAME.match(n.strip())}
@@ -98,12 +111,12 @@ def read_mne(path: str | Path):
     eeg_names = tuple(names[i] for i in eeg_idx)
     kept = set(eeg_idx)
     positions, frame = _positions(raw, eeg_names)
-    fmt = path.suffix.lower().lstrip(".") or "raw"
+    fmt = source_format or f"mne-{path.suffix.lower().lstrip('.') or 'raw'}"
     log.info("%s: %d EEG channels of %d, %g Hz, %.1f s, %d markers", path.name, len(eeg_names), len(names),
              sfreq, n / sfreq, len(markers))
     return Recording(
         data=data.astype(np.float32), sfreq=sfreq, ch_names=eeg_names, markers=markers,
-        times=np.arange(n, dtype=np.float64) / sfreq, path=path, source_format=f"mne-{fmt}",
+        times=np.arange(n, dtype=np.float64) / sfreq, path=path, source_format=fmt,
         info={"stim_channel": stim, "dropped_channels": [c for i, c in enumerate(names) if i not in kept],
               **({"positions": positions, "positions_frame": frame} if positions else {})},
     )

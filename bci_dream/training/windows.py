@@ -253,6 +253,60 @@ def extract_epochs(recording: Recording, spec: WindowSpec | None, onsets: Sequen
     return _expand(compact, w), w.mapping.mask.copy(), valid
 
 
+@dataclass
+class RecordingWindows:
+    """The encoder windows of one recording, only the rows of the channels it has.
+
+    Attributes:
+        windows: float32 [N, n_mapped, T], normalised (the montage rows ``target_index`` of each window).
+        target_index: int [n_mapped], the montage row of each stored row.
+        t_end: float64 [N], recording time of each window's last sample.
+        gap_windows: windows left out because they straddle a gap in the timestamps.
+    """
+
+    windows: np.ndarray
+    target_index: np.ndarray
+    t_end: np.ndarray
+    gap_windows: int = 0
+
+
+def recording_windows(recording: Recording, spec: WindowSpec, hop_s: float = 1.0) -> RecordingWindows:
+    """Every window of ``recording`` every ``hop_s`` seconds, as the live path makes them, but those across gaps.
+
+    Raises:
+        RecordingError: no channel of the recording is in the montage, it is shorter than a window, or every
+            window straddles a gap.
+        ValueError: the filter band does not fit its sampling rate.
+    """
+    w = make_windower(recording.sfreq, recording.ch_names, spec)
+    ends = window_ends(recording.n_samples, recording.sfreq, spec, hop_s, windower=w)
+    if len(ends) == 0:
+        raise RecordingError(f"{recording.path} lasts {recording.duration:.2f} s, shorter than one "
+                             f"{spec.window_s:g} s window")
+    if w.mapping.n_mapped == 0:
+        raise RecordingError(f"no channel of {recording.path} is a 10-05 site (channels: "
+                             f"{', '.join(recording.ch_names[:8])}{' ...' if recording.n_channels > 8 else ''}); "
+                             "name them with --channels NAMES, --channels-file FILE (a list, a BIDS channels.tsv "
+                             "or electrodes.tsv, a montage file) or --layout PROFILE")
+    left_out = [c for c in w.mapping.unmapped if not c.endswith(LEFT_OUT)]
+    if left_out:
+        log.warning("%s: %d of %d channels are not 10-05 sites and are left out: %s", recording.path.name,
+                    len(left_out), recording.n_channels, ", ".join(left_out[:12]) + (" ..." if len(left_out) > 12
+                                                                                     else ""))
+    across = straddles_gap(recording.times, recording.sfreq, ends, w.n_core)
+    if across.any():
+        log.info("%s: %d of %d windows straddle a gap in the timestamps and are left out", recording.path.name,
+                 int(across.sum()), len(ends))
+        ends = ends[~across]
+        if len(ends) == 0:
+            raise RecordingError(f"every window of {recording.path} straddles a gap in its timestamps "
+                                 "(samples that never arrived)")
+    filtered = preprocess(recording, bandpass=spec.bandpass, notch=spec.notch)
+    windows = normalize_window(_cut(filtered, ends, w), np.ones(w.mapping.n_mapped, bool))
+    return RecordingWindows(windows, w.mapping.target_index.copy(), np.asarray(recording.times[ends - 1], np.float64),
+                            int(across.sum()))
+
+
 class WindowDataset(_Dataset):
     """All windows of many recordings, preprocessed once and kept in memory.
 
@@ -321,42 +375,21 @@ class WindowDataset(_Dataset):
                 window.
             ValueError: the filter band does not fit its sampling rate.
         """
-        w = make_windower(recording.sfreq, recording.ch_names, self.spec)
-        ends = window_ends(recording.n_samples, recording.sfreq, self.spec, hop_s, windower=w)
-        if len(ends) == 0:
-            raise RecordingError(f"{recording.path} lasts {recording.duration:.2f} s, shorter than one "
-                                 f"{self.spec.window_s:g} s window")
-        if w.mapping.n_mapped == 0:
-            raise RecordingError(f"no channel of {recording.path} is a 10-05 site (channels: "
-                                 f"{', '.join(recording.ch_names[:8])}{' ...' if recording.n_channels > 8 else ''}); "
-                                 "name them with --channels NAMES, --channels-file FILE (a list, a BIDS channels.tsv "
-                                 "or electrodes.tsv, a montage file) or --layout PROFILE")
-        left_out = [c for c in w.mapping.unmapped if not c.endswith(LEFT_OUT)]
-        if left_out:
-            log.warning("%s: %d of %d channels are not 10-05 sites and are left out: %s", recording.path.name,
-                        len(left_out), recording.n_channels, ", ".join(left_out[:12]) + (" ..." if len(left_out) > 12
-                                                                                         else ""))
-        across = straddles_gap(recording.times, recording.sfreq, ends, w.n_core)
-        if across.any():
-            log.info("%s: %d of %d windows straddle a gap in the timestamps and are left out", recording.path.name,
-                     int(across.sum()), len(ends))
-            self.gap_windows += int(across.sum())
-            ends = ends[~across]
-            if len(ends) == 0:
-                raise RecordingError(f"every window of {recording.path} straddles a gap in its timestamps "
-                                     "(samples that never arrived)")
-        filtered = preprocess(recording, bandpass=self.spec.bandpass, notch=self.spec.notch)
-        compact = normalize_window(_cut(filtered, ends, w), np.ones(w.mapping.n_mapped, bool))
+        cut = recording_windows(recording, self.spec, hop_s)
+        self.gap_windows += cut.gap_windows
+        n = len(cut.t_end)
         r = len(self.recordings)
-        self._windows.append(compact.astype(self.dtype))
-        self._targets.append(w.mapping.target_index.copy())
-        self._masks.append(w.mapping.mask.copy())
-        self._t_end.append(np.asarray(recording.times[ends - 1], np.float64))
+        self._windows.append(cut.windows.astype(self.dtype))
+        self._targets.append(cut.target_index)
+        mask = np.zeros(self.spec.n_channels, bool)
+        mask[cut.target_index] = True
+        self._masks.append(mask)
+        self._t_end.append(cut.t_end)
         self.recordings.append({"path": recording.path, "source_format": recording.source_format,
-                                "sfreq": recording.sfreq, "ch_names": recording.ch_names, "n_windows": len(ends)})
-        new = np.stack([np.full(len(ends), r, np.int64), np.arange(len(ends), dtype=np.int64)], axis=1)
+                                "sfreq": recording.sfreq, "ch_names": recording.ch_names, "n_windows": n})
+        new = np.stack([np.full(n, r, np.int64), np.arange(n, dtype=np.int64)], axis=1)
         self._index = np.concatenate([self._index, new])
-        return len(ends)
+        return n
 
     def __len__(self) -> int:
         return int(self._index.shape[0])

@@ -1,0 +1,113 @@
+"""The window store: built from real recordings (and MOABB's fake dataset), extended and resumed without rebuilding,
+a full disk and another window specification handled in one line, streamed to several ranks without a window
+twice, and pretrained from with subjects held out."""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+import torch
+
+from bci_dream.cli import main
+from bci_dream.training import store_build
+from bci_dream.training.corpus_sources import SourceError, file_items, moabb_items
+from bci_dream.training.store_build import StoreWriteError, build_store
+from bci_dream.training.store_stream import StoreBatches, split_subjects
+from bci_dream.training.window_store import StoreError, WindowStore
+from bci_dream.training.windows import WindowDataset, WindowSpec
+
+
+@pytest.fixture()
+def sources(shared_data, tmp_path):
+    junk = tmp_path / "junk.xdf"
+    junk.write_text("not a recording")
+    return [shared_data / "bci-essentials", shared_data / "muse-lsl/N170/data_2017-09-13-15.30.01.csv", junk]
+
+
+def test_a_store_holds_the_live_paths_windows_and_resumes_without_rebuilding(sources, tmp_path, shared_data):
+    store_path = tmp_path / "store"
+    report = build_store(file_items(sources), store_path, WindowSpec(), 1.0, progress=False)
+    store = report.store
+    assert report.built == 4 and len(report.skipped) == 1 and "junk.xdf" in report.skipped[0][0]
+    assert {r.subject for r in store.recordings} == {None, "P001"} and "junk.xdf" in store.summary()
+    muse = next(r for r in store.recordings if r.source.endswith(".csv"))
+    reference = WindowDataset.from_paths([shared_data / "muse-lsl/N170/data_2017-09-13-15.30.01.csv"])
+    from bci_dream.training.window_store import ShardReader
+
+    reader = ShardReader(store_path / muse.shard)
+    row = np.empty(reader.shape[1:], np.float16)
+    reader.read(5, row)
+    eeg, _, _, _ = reference.window(5)
+    np.testing.assert_allclose(row.astype(np.float32), eeg[reader.channels], atol=2e-2)  # (float16)
+    reader.close()
+    shards = {p: p.stat().st_mtime_ns for p in (store_path / "shards").iterdir()}
+    again = build_store(file_items([*sources, shared_data / "openbci-gui/OpenBCI_GUI-v6-blinks-jawClench-alpha.txt"]),
+                        store_path, WindowSpec(), 1.0, progress=False)
+    assert again.built == 1 and again.reused == 5  # (only the new recording; the junk stays skipped)
+    assert all(p.stat().st_mtime_ns == t for p, t in shards.items())
+    with pytest.raises(StoreError, match=r"notch: 50.0 → 60.0"):
+        build_store(file_items(sources), store_path, WindowSpec(notch=60.0), 1.0, progress=False)
+    assert main(["dataset", "info", str(store_path)]) == 0
+
+
+def test_a_full_disk_stops_the_build_consistently_and_the_same_command_resumes(sources, tmp_path, monkeypatch):
+    real = store_build.write_shard
+    calls = []
+
+    def fill_up(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(store_build, "write_shard", fill_up)
+    with pytest.raises(StoreWriteError, match="the disk is full"):
+        build_store(file_items(sources), tmp_path / "store", WindowSpec(), 1.0, progress=False)
+    assert len(WindowStore.open(tmp_path / "store").recordings) == 1
+    assert not list((tmp_path / "store/shards").glob("*.tmp"))
+    monkeypatch.setattr(store_build, "write_shard", real)
+    report = build_store(file_items(sources), tmp_path / "store", WindowSpec(), 1.0, progress=False)
+    assert report.built == 3 and report.reused == 1 and len(report.store.recordings) == 4
+
+
+def test_ranks_stream_their_own_windows_and_a_resumed_stream_sees_none_twice(sources, tmp_path):
+    store = build_store(file_items(sources), tmp_path / "store", WindowSpec(), 1.0, progress=False).store
+    for ranks in (1, 2, 3):
+        streams = [StoreBatches(store, 8, rank=k, ranks=ranks, seed=3, buffer=64) for k in range(ranks)]
+        seen = np.concatenate([np.concatenate(list(s.epoch_indices(0))) for s in streams])
+        assert len(np.unique(seen, axis=0)) == len(seen) == ranks * streams[0].batches_per_epoch * 8
+    whole = StoreBatches(store, 8, seed=3, buffer=64)
+    first = iter(whole)
+    for _ in range(whole.batches_per_epoch + 3):  # (into the second epoch)
+        expected = next(first)
+    resumed = next(iter(StoreBatches(store, 8, seed=3, buffer=64, start=whole.batches_per_epoch + 2)))
+    assert torch.equal(resumed["eeg"], expected["eeg"]) and torch.equal(resumed["mask"], expected["mask"])
+    assert split_subjects(store, "P001") == ["P001"]
+    with pytest.raises(Exception, match="holds no subject P999"):
+        split_subjects(store, "P999")
+
+
+def test_pretrain_streams_from_a_store_with_subjects_held_out(sources, tmp_path, capsys):
+    build_store(file_items(sources), tmp_path / "store", WindowSpec(), 1.0, progress=False)
+    out = tmp_path / "ckpt"
+    assert main(["pretrain", "--store", str(tmp_path / "store"), "-o", str(out), "--preset", "tiny", "--max-steps",
+                 "4", "--batch-size", "8", "--holdout-subjects", "P001"]) == 0
+    printed = capsys.readouterr().out
+    assert "pretrained 'tiny' for 4 steps" in printed and "held-out subjects (1: P001)" in printed
+    assert main(["pretrain", "--store", str(tmp_path / "store"), "-o", str(tmp_path / "c2"), "--preset", "tiny",
+                 "--max-steps", "1", "--notch", "60"]) == 1
+    assert "notch: 50.0 → 60.0" in capsys.readouterr().err
+
+
+def test_moabb_datasets_by_name(tmp_path):
+    """MOABB's fake dataset (made up, no network) stands for a downloaded one; a name MOABB lacks gets the closest."""
+    pytest.importorskip("moabb")
+    with pytest.raises(SourceError, match="closest: BNCI2014_001"):
+        moabb_items(["BNCI2014_01"])
+    report = build_store(moabb_items(["FakeDataset"], subjects=[1, 2]), tmp_path / "store", WindowSpec(), 1.0,
+                         progress=False)
+    store = report.store
+    assert report.built == 4 and store.subjects() == ["FakeDataset-1", "FakeDataset-2"]
+    assert {r.session for r in store.recordings} == {"0", "1"} and store.recordings[0].n_channels == 3
