@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     result = pretrain(data, args.output, settings, store=args.store, holdout=holdout,
                       holdout_subjects=args.holdout_subjects, restart=args.restart, naming=naming_from_args(args),
                       jobs=max(1, args.jobs), buffer=args.shuffle_buffer, workers=args.workers)
+    if int(os.environ.get("RANK", "0")) != 0:  # (a process of a multi-process run: the first one reports)
+        return 0
     print(f"pretrained '{args.preset}' for {result.steps} steps on {result.windows} windows; "
           f"final loss {result.final_loss:.4f}; checkpoint in {result.output}")
     if result.skipped:

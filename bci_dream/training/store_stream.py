@@ -108,6 +108,10 @@ class StoreBatches(torch.utils.data.IterableDataset):
         # Dealt to the least-loaded rank, no rank is more than one piece short of the mean: every rank can make this
         # many batches in every epoch.
         per_rank = self.n_windows if self.ranks == 1 else max(0, self.n_windows // self.ranks - self.piece)
+        if 0 < per_rank < self.batch_size and self.ranks == 1:  # (fewer windows than a batch: one smaller batch)
+            log.warning("%d windows: fewer than one batch of %d; training on batches of %d", per_rank,
+                        self.batch_size, per_rank)
+            self.batch_size = per_rank
         self.batches_per_epoch = per_rank // self.batch_size
         if self.batches_per_epoch == 0:
             raise BciDreamError(f"{store.path} holds {self.n_windows} windows to train on: fewer than one batch of "
