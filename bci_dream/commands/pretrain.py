@@ -10,6 +10,7 @@ from pathlib import Path
 from bci_dream.commands.common import add_channel_args, naming_from_args
 from bci_dream.core.errors import BciDreamError
 from bci_dream.models.encoder_config import PRESETS
+from bci_dream.training.corpus_sources import expand_paths
 from bci_dream.training.settings import PretrainSettings
 
 
@@ -46,28 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-#: Text files a folder of recordings often holds beside them (not picked up by the folder search).
-_NOT_RECORDINGS = ("LICENSE", "LICENCE", "README", "CHANGELOG", "NOTICE", "COPYING")
-
-
-def expand(paths: list[Path]) -> list[Path]:
-    """Files as given, and the recordings inside given folders (recursively, sorted; an MFF or CTF folder is
-    one recording)."""
-    from bci_dream.io.readers import MNE_FOLDER_SUFFIXES, recording_suffixes
-
-    suffixes = recording_suffixes()
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir() and not path.name.lower().endswith(MNE_FOLDER_SUFFIXES):
-            out += sorted(p for p in path.rglob("*") if p.name.lower().endswith(suffixes) and
-                          not p.name.upper().startswith(_NOT_RECORDINGS) and
-                          (p.is_file() or p.name.lower().endswith(MNE_FOLDER_SUFFIXES)) and
-                          not any(q.name.lower().endswith(MNE_FOLDER_SUFFIXES) for q in p.parents))
-        else:
-            out.append(path)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from bci_dream.training.pretrain import pretrain
 
@@ -75,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise BciDreamError(f"--mask-ratio must be between 0 and 1, not {args.mask_ratio}")
     if bool(args.data) == bool(args.store):
         raise BciDreamError("give recordings to pretrain on, or --store STORE (one of the two)")
-    data, holdout = expand(args.data), expand(args.holdout)
+    data, holdout = expand_paths(args.data), expand_paths(args.holdout)
     overlap = {p.resolve() for p in data} & {p.resolve() for p in holdout}
     data = [p for p in data if p.resolve() not in overlap]
     settings = PretrainSettings(preset=args.preset, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,

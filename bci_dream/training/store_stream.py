@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -249,12 +248,3 @@ def subject_windows(store: WindowStore, subjects: Sequence[str], limit: int = 40
         reader.close()
     return batch["eeg"].numpy(), batch["mask"].numpy()
 
-
-def windows_in_epoch(stream: StoreBatches) -> int:
-    """Windows each rank trains on per epoch."""
-    return stream.batches_per_epoch * stream.batch_size
-
-
-def epochs_for(stream: StoreBatches, steps: int) -> float:
-    """Epochs that ``steps`` global batches take."""
-    return steps / stream.batches_per_epoch if stream.batches_per_epoch else math.inf
