@@ -10,9 +10,10 @@ streaming from a store larger than a memory budget.
    recordings"), read through ``StoreBatches`` for ``--read-batches`` batches; VmRSS sampled every 50 batches
    (goal: flat);
 4. the same pretraining from the store in one process at ``--batch-size`` and in two (``torchrun
-   --nproc-per-node 2``, gloo on the CPU) at half of it each: the loss curves side by side.
+   --nproc-per-node 2``, gloo on the CPU) at half of it each: the loss curves side by side, with a second seed in
+   one process as the run-to-run noise the difference is judged against.
 
-    python benchmarks/store_speed.py [--repeat 4] [--jobs 2] [--preset tiny] [--steps 60] [--budget-mb 200]
+    python benchmarks/store_speed.py [--repeat 20] [--jobs 2] [--preset tiny] [--steps 60] [--budget-mb 200]
 """
 
 from __future__ import annotations
@@ -40,9 +41,14 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def _thirds(values: list[float]) -> list[list[float]]:
+    k = max(1, len(values) // 3)
+    return [values[:k], values[k:2 * k], values[2 * k:] or values[-1:]]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeat", type=int, default=4)
+    p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--preset", default="tiny")
     p.add_argument("--batch-size", type=int, default=32)
@@ -50,7 +56,7 @@ def main() -> None:
     p.add_argument("--budget-mb", type=float, default=200.0)
     p.add_argument("--scale", type=float, default=10.0)
     p.add_argument("--read-batches", type=int, default=600)
-    p.add_argument("--ddp-steps", type=int, default=100)
+    p.add_argument("--ddp-steps", type=int, default=300)
     args = p.parse_args()
 
     import torch
@@ -143,25 +149,33 @@ def main() -> None:
         growth = samples[-1] - samples[1] if len(samples) > 2 else float("nan")
 
         print(f"4. one process at batch {args.batch_size} against two (torchrun, gloo) at {args.batch_size // 2} "
-              f"each, {args.ddp_steps} steps, preset {args.preset}, from the same store", flush=True)
+              f"each, {args.ddp_steps} steps, preset {args.preset}, from the same store; a second seed in one "
+              f"process is the noise to compare with", flush=True)
         curves = {}
-        for n in (1, 2):
-            out = work / f"ckpt{n}"
+        for n, seed in ((1, 0), (2, 0), (1, 1)):
+            out = work / f"ckpt{n}-{seed}"
             command = ["torchrun", "--nproc-per-node", str(n), "-m", "bci_dream.cli", "pretrain", "--store",
                        str(work / "store1"), "-o", str(out), "--preset", args.preset, "--max-steps",
-                       str(args.ddp_steps), "--batch-size", str(args.batch_size // n), "--warmup-steps", "10"]
+                       str(args.ddp_steps), "--batch-size", str(args.batch_size // n), "--warmup-steps", "10",
+                       "--seed", str(seed)]
             subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            curves[n] = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
-                         if '"loss"' in x]
-            print(f"   {n} process(es): loss every 10 steps " + ", ".join(f"{v:.3f}" for v in curves[n]), flush=True)
-        last = min(5, len(curves[1]))
-        gap = statistics.mean(abs(a - b) for a, b in zip(curves[1][-last:], curves[2][-last:]))
+            curves[n, seed] = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
+                               if '"loss"' in x]
+            thirds = [statistics.mean(c) for c in _thirds(curves[n, seed])]
+            print(f"   {n} process(es), seed {seed}: mean loss over each third of the run "
+                  + " -> ".join(f"{v:.4f}" for v in thirds), flush=True)
+
+        def last_third(key) -> float:
+            return statistics.mean(_thirds(curves[key])[-1])
+
+        gap = abs(last_third((1, 0)) - last_third((2, 0)))
+        noise = abs(last_third((1, 0)) - last_third((1, 1)))
         built = ", ".join(f"{r:.2f} with {j} worker{'s' if j > 1 else ''}" for j, r in build_rates.items())
         print(f"SUMMARY store_speed.py: build {built} (h of EEG per minute per worker); "
               f"training from the store {sto / mem:.3f} x in-memory (goal >= 0.95); VmRSS growth {growth:+.0f} MB "
-              f"over {args.read_batches} batches of a {stored_mb:.0f} MB store (goal: flat); 1 vs 2 processes: "
-              f"mean |loss difference| {gap:.3f} over the last {last} logged steps "
-              f"(final {curves[1][-1]:.3f} / {curves[2][-1]:.3f})")
+              f"over {args.read_batches} batches of a {stored_mb:.0f} MB store (goal: flat); last-third mean loss "
+              f"1 process {last_third((1, 0)):.4f}, 2 processes {last_third((2, 0)):.4f}: difference {gap:.4f} "
+              f"against {noise:.4f} between two seeds in one process")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -111,3 +111,30 @@ def test_moabb_datasets_by_name(tmp_path):
     store = report.store
     assert report.built == 4 and store.subjects() == ["FakeDataset-1", "FakeDataset-2"]
     assert {r.session for r in store.recordings} == {"0", "1"} and store.recordings[0].n_channels == 3
+
+
+def test_two_processes_train_from_one_store_on_the_one_process_schedule(sources, tmp_path):
+    """Two real CPU processes (torchrun, gloo) at half the batch each: the learning-rate schedule counts optimizer
+    steps, as in one process (accelerate would step it once per process and step)."""
+    import json
+    import math
+    import os
+    import subprocess
+    import sys
+
+    from bci_dream.training.pretrain import lr_factor
+    from bci_dream.training.settings import PretrainSettings
+
+    build_store(file_items(sources), tmp_path / "store", WindowSpec(), 1.0, progress=False)
+    out = tmp_path / "ckpt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "bci_dream.cli",
+               "pretrain", "--store", str(tmp_path / "store"), "-o", str(out), "--preset", "tiny", "--max-steps",
+               "12", "--batch-size", "4", "--warmup-steps", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("pretrained 'tiny' for 12 steps") == 1  # (only the first process reports)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"lr"' in line]
+    at_10 = next(m for m in logged if m["step"] == 10)
+    assert math.isclose(at_10["lr"], PretrainSettings().lr * lr_factor(10, 1, 12), rel_tol=1e-6)
+    assert math.isfinite(at_10["loss"])

@@ -86,7 +86,9 @@ def pretrain(paths: Sequence[str | os.PathLike], output: str | os.PathLike, sett
 
     output = Path(output)
     cuda = torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda)
+    # (the schedule counts optimizer steps: accelerate would otherwise step it once per process and step)
+    accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda,
+                              step_scheduler_with_optimizer=False)
     torch.manual_seed(settings.seed)
     enc_config = encoder_preset(settings.preset)
     spec = WindowSpec(window_s=enc_config.window_seconds, target_sfreq=enc_config.sfreq,
