@@ -10,8 +10,9 @@ streaming from a store larger than a memory budget.
    recordings"), read through ``StoreBatches`` for ``--read-batches`` batches; VmRSS sampled every 50 batches
    (goal: flat);
 4. the same pretraining from the store in one process at ``--batch-size`` and in two (``torchrun
-   --nproc-per-node 2``, gloo on the CPU) at half of it each: the loss curves side by side, with a second seed in
-   one process as the run-to-run noise the difference is judged against.
+   --nproc-per-node 2``, gloo on the CPU) at half of it each, two seeds each: the training-loss curves side by
+   side, and each final encoder's reconstruction error on the same windows and hidden patches; the 1 vs 2 process
+   difference is judged against the difference between seeds.
 
     python benchmarks/store_speed.py [--repeat 20] [--jobs 2] [--preset tiny] [--steps 60] [--budget-mb 200]
 """
@@ -56,7 +57,9 @@ def main() -> None:
     p.add_argument("--budget-mb", type=float, default=200.0)
     p.add_argument("--scale", type=float, default=10.0)
     p.add_argument("--read-batches", type=int, default=600)
-    p.add_argument("--ddp-steps", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=6, help="interleaved in-memory / store training runs")
+    p.add_argument("--ddp-steps", type=int, default=600)
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the 1 vs 2 process runs")
     args = p.parse_args()
 
     import torch
@@ -117,12 +120,15 @@ def main() -> None:
             return args.batch_size / statistics.median(times)
 
         rates = {"in-memory": [], "store": []}
-        for _ in range(3):  # (interleaved: the VM's speed drifts)
-            rates["in-memory"].append(run(loader))
-            rates["store"].append(run(streamed))
+        for round_ in range(args.rounds):  # (interleaved, the order swapped every round: the VM's speed drifts)
+            order = ("in-memory", "store") if round_ % 2 == 0 else ("store", "in-memory")
+            for name in order:
+                rates[name].append(run(loader if name == "in-memory" else streamed))
         mem, sto = (statistics.median(rates[k]) for k in ("in-memory", "store"))
-        print(f"   in-memory {mem:.0f} windows/s, store {sto:.0f} windows/s (medians of 3 interleaved runs); "
-              f"store / in-memory {sto / mem:.3f} (goal >= 0.95)", flush=True)
+        each = {k: ", ".join(f"{r:.0f}" for r in v) for k, v in rates.items()}
+        print(f"   in-memory {mem:.0f} windows/s, store {sto:.0f} windows/s (medians of {args.rounds} interleaved "
+              f"runs: in-memory {each['in-memory']}; store {each['store']}); store / in-memory {sto / mem:.3f} "
+              "(goal >= 0.95)", flush=True)
 
         print(f"3. memory: a store of {args.scale:g} x {args.budget_mb:g} MB", flush=True)
         big = work / "big"
@@ -149,33 +155,39 @@ def main() -> None:
         growth = samples[-1] - samples[1] if len(samples) > 2 else float("nan")
 
         print(f"4. one process at batch {args.batch_size} against two (torchrun, gloo) at {args.batch_size // 2} "
-              f"each, {args.ddp_steps} steps, preset {args.preset}, from the same store; a second seed in one "
-              f"process is the noise to compare with", flush=True)
-        curves = {}
-        for n, seed in ((1, 0), (2, 0), (1, 1)):
+              f"each, {args.ddp_steps} steps, preset {args.preset}, lr {args.lr:g}, from the same store, "
+              "seeds 0 and 1; each final encoder scored on the same 1024 windows with the same hidden patches",
+              flush=True)
+        from bci_dream.models.checkpoint import load_checkpoint
+        from bci_dream.training.reconstruction import reconstruction_scores
+        from bci_dream.training.store_stream import subject_windows
+
+        x, m = subject_windows(store, store.subjects(), limit=1024, seed=0)
+        final: dict[tuple[int, int], float] = {}
+        for n, seed in ((1, 0), (2, 0), (1, 1), (2, 1)):
             out = work / f"ckpt{n}-{seed}"
             command = ["torchrun", "--nproc-per-node", str(n), "-m", "bci_dream.cli", "pretrain", "--store",
                        str(work / "store1"), "-o", str(out), "--preset", args.preset, "--max-steps",
                        str(args.ddp_steps), "--batch-size", str(args.batch_size // n), "--warmup-steps", "10",
-                       "--seed", str(seed)]
+                       "--lr", str(args.lr), "--seed", str(seed)]
             subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            curves[n, seed] = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
-                               if '"loss"' in x]
-            thirds = [statistics.mean(c) for c in _thirds(curves[n, seed])]
-            print(f"   {n} process(es), seed {seed}: mean loss over each third of the run "
-                  + " -> ".join(f"{v:.4f}" for v in thirds), flush=True)
-
-        def last_third(key) -> float:
-            return statistics.mean(_thirds(curves[key])[-1])
-
-        gap = abs(last_third((1, 0)) - last_third((2, 0)))
-        noise = abs(last_third((1, 0)) - last_third((1, 1)))
+            curve = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
+                     if '"loss"' in x]
+            model, _ = load_checkpoint(out)
+            scores = reconstruction_scores(model.encoder, x, m, mask_ratio=0.75, seed=0)
+            final[n, seed] = scores.model
+            print(f"   {n} process(es), seed {seed}: training loss, mean of each third of the run "
+                  + " -> ".join(f"{statistics.mean(c):.4f}" for c in _thirds(curve))
+                  + f"; final encoder {scores.model:.4f} (zeros {scores.zeros:.4f}, interpolation "
+                    f"{scores.interpolation:.4f})", flush=True)
+        one, two = (statistics.mean(final[n, s] for s in (0, 1)) for n in (1, 2))
+        spread = statistics.mean(abs(final[n, 0] - final[n, 1]) for n in (1, 2))
         built = ", ".join(f"{r:.2f} with {j} worker{'s' if j > 1 else ''}" for j, r in build_rates.items())
         print(f"SUMMARY store_speed.py: build {built} (h of EEG per minute per worker); "
               f"training from the store {sto / mem:.3f} x in-memory (goal >= 0.95); VmRSS growth {growth:+.0f} MB "
-              f"over {args.read_batches} batches of a {stored_mb:.0f} MB store (goal: flat); last-third mean loss "
-              f"1 process {last_third((1, 0)):.4f}, 2 processes {last_third((2, 0)):.4f}: difference {gap:.4f} "
-              f"against {noise:.4f} between two seeds in one process")
+              f"over {args.read_batches} batches of a {stored_mb:.0f} MB store (goal: flat); final reconstruction "
+              f"error 1 process {one:.4f}, 2 processes {two:.4f} (means of 2 seeds): difference {abs(one - two):.4f} "
+              f"against {spread:.4f} between seeds")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

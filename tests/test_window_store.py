@@ -113,9 +113,32 @@ def test_moabb_datasets_by_name(tmp_path):
     assert {r.session for r in store.recordings} == {"0", "1"} and store.recordings[0].n_channels == 3
 
 
-def test_two_processes_train_from_one_store_on_the_one_process_schedule(sources, tmp_path):
-    """Two real CPU processes (torchrun, gloo) at half the batch each: the learning-rate schedule counts optimizer
-    steps, as in one process (accelerate would step it once per process and step)."""
+DDP_WORKER = """
+import sys
+from pathlib import Path
+
+import torch
+
+from bci_dream.training import pretrain
+
+
+def save_on_every_rank(accelerator, model, *args, **kwargs):  # (the real one saves on the first process only)
+    accelerator.wait_for_everyone()
+    weights = accelerator.unwrap_model(model).encoder.state_dict()
+    torch.save(weights, Path(sys.argv[-1]) / f"rank{accelerator.process_index}.pt")
+
+
+pretrain._save = save_on_every_rank
+from bci_dream.cli import main
+
+sys.exit(main(["pretrain", *sys.argv[1:]]))
+"""
+
+
+def test_two_processes_train_one_model_from_one_store_on_the_one_process_schedule(sources, tmp_path):
+    """Two real CPU processes (torchrun, gloo) at half the batch each end with the same weights (their gradients are
+    averaged, not each process training on its own) and follow the one-process learning-rate schedule (accelerate
+    would step it once per process and step)."""
     import json
     import math
     import os
@@ -127,13 +150,18 @@ def test_two_processes_train_from_one_store_on_the_one_process_schedule(sources,
 
     build_store(file_items(sources), tmp_path / "store", WindowSpec(), 1.0, progress=False)
     out = tmp_path / "ckpt"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "bci_dream.cli",
-               "pretrain", "--store", str(tmp_path / "store"), "-o", str(out), "--preset", "tiny", "--max-steps",
-               "12", "--batch-size", "4", "--warmup-steps", "1"]
+    out.mkdir()
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(worker), "--store",
+               str(tmp_path / "store"), "--preset", "tiny", "--max-steps", "12", "--batch-size", "4",
+               "--warmup-steps", "1", "--checkpoint-every", "12", "-o", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("pretrained 'tiny' for 12 steps") == 1  # (only the first process reports)
+    first, second = (torch.load(out / f"rank{k}.pt") for k in (0, 1))
+    assert all(torch.equal(first[k], second[k]) for k in first)
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"lr"' in line]
     at_10 = next(m for m in logged if m["step"] == 10)
     assert math.isclose(at_10["lr"], PretrainSettings().lr * lr_factor(10, 1, 12), rel_tol=1e-6)

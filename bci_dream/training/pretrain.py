@@ -133,8 +133,11 @@ def pretrain(paths: Sequence[str | os.PathLike], output: str | os.PathLike, sett
              stream.n_windows, len(stream.recordings), len(held), stream.batches_per_epoch, settings.batch_size)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
                                          persistent_workers=workers > 0)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    encoder = accelerator.unwrap_model(model).encoder
+    model.to(accelerator.device)
+    # (the encoder is what trains; in several processes its calls must go through the wrapper prepare returns, which
+    # averages the gradients across them: calling the module itself would train each process on its own)
+    trained, optimizer, scheduler = accelerator.prepare(model.encoder, optimizer, scheduler)
+    encoder = model.encoder
 
     metrics_path = output / "metrics.jsonl"
     output.mkdir(parents=True, exist_ok=True)
@@ -154,7 +157,7 @@ def pretrain(paths: Sequence[str | os.PathLike], output: str | os.PathLike, sett
             batch = next(batches)
             eeg, mask = batch["eeg"].to(accelerator.device), batch["mask"].to(accelerator.device)
             with accelerator.autocast():
-                loss, _, _ = encoder(eeg, mask, settings.mask_ratio)
+                loss, _, _ = trained(eeg, mask, settings.mask_ratio)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
