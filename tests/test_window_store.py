@@ -166,3 +166,47 @@ def test_two_processes_train_one_model_from_one_store_on_the_one_process_schedul
     at_10 = next(m for m in logged if m["step"] == 10)
     assert math.isclose(at_10["lr"], PretrainSettings().lr * lr_factor(10, 1, 12), rel_tol=1e-6)
     assert math.isfinite(at_10["loss"])
+
+
+def test_real_recordings_with_packet_loss_a_clock_reset_truncation_and_clinical_labels_build(shared_data, tmp_path):
+    """Real EEG (bci-essentials g.USBamp) written back to .xdf with 0.8 s that never arrived and with the amplifier's
+    clock reset, a recording cut off mid-chunk, a clinical EDF ('EEG Fp1' labels) and an empty file: each is built or
+    skipped with its reason; then a shard truncated on disk is named, left out of training and remade by the same
+    build."""
+    from bci_dream.io.readers import read_recording
+    from bci_dream.io.xdf_writer import XdfWriter
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    source = read_recording(shared_data / "bci-essentials/sub-P001_ses-S001_task-P300Checkboard_run-001_eeg.xdf")
+    eeg = np.ascontiguousarray(source.data[:int(60 * source.sfreq)], np.float32)
+    n = len(eeg)
+    stamps = 5000.0 + np.arange(n) / source.sfreq
+    lost, reset = stamps.copy(), stamps.copy()
+    lost[n // 3:] += 0.8
+    reset[2 * n // 3:] -= 3000.0
+    for name, times in (("lost", lost), ("reset", reset)):
+        with XdfWriter(corpus / f"{name}.xdf") as writer:
+            stream = writer.add_stream("amp", "EEG", eeg.shape[1], source.sfreq, channel_labels=list(source.ch_names))
+            writer.write_samples(stream, eeg, times)
+    whole = (shared_data / "bci-essentials/ssvep_example.xdf").read_bytes()
+    (corpus / "cut.xdf").write_bytes(whole[:int(len(whole) * 0.55)])
+    (corpus / "clinical.edf").write_bytes((shared_data / "mne-python/edf/tests/data/test_edf_stim_channel.edf")
+                                          .read_bytes())
+    (corpus / "empty.edf").write_bytes(b"")
+
+    report = build_store(file_items([corpus]), tmp_path / "store", WindowSpec(), 1.0, progress=False)
+    built = {r.source.rsplit("/", 1)[-1]: r for r in report.store.recordings}
+    assert set(built) == {"lost.xdf", "reset.xdf", "cut.xdf", "clinical.edf"}
+    assert [s.rsplit("/", 1)[-1] for s, _ in report.skipped] == ["empty.edf"]
+    assert built["lost.xdf"].gap_windows >= 1 and built["lost.xdf"].n_windows < built["reset.xdf"].n_windows
+    assert built["clinical.edf"].n_channels == 19 and built["cut.xdf"].n_windows > 0
+
+    shard = tmp_path / "store" / built["reset.xdf"].shard
+    shard.write_bytes(shard.read_bytes()[:-4096])  # (a copy cut short)
+    store = WindowStore.open(tmp_path / "store")
+    assert "reset.xdf" not in {r.source.rsplit("/", 1)[-1] for r in store.recordings}
+    assert any("reset.xdf" in s and "bytes, not the" in p for s, p in store.damaged.items())
+    assert "1 missing or damaged" in store.summary()
+    again = build_store(file_items([corpus]), tmp_path / "store", WindowSpec(), 1.0, progress=False)
+    assert again.built == 1 and not again.store.damaged and len(again.store.recordings) == 4

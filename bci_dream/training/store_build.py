@@ -91,7 +91,8 @@ def _store_recording(store_path: Path, item: CorpusItem, fingerprint: str, recor
         source=source, fingerprint=fingerprint, shard=shard, n_windows=len(cut.t_end),
         n_channels=len(cut.target_index), duration_s=float(recording.duration), sfreq=float(recording.sfreq),
         subject=item.subject, session=session, dataset=item.dataset, source_format=recording.source_format,
-        ch_names=tuple(recording.ch_names), gap_windows=cut.gap_windows, item=item.source)
+        ch_names=tuple(recording.ch_names), gap_windows=cut.gap_windows, item=item.source,
+        shard_bytes=(store_path / shard).stat().st_size)
     return record.to_dict()
 
 

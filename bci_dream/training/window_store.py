@@ -93,6 +93,7 @@ class StoredRecording:
     ch_names: tuple[str, ...] = ()
     gap_windows: int = 0
     item: str = ""  # the corpus item it came from (a MOABB subject for each of its runs; else the source)
+    shard_bytes: int | None = None  # the shard's size when written (None in stores built before it was kept)
 
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -120,6 +121,8 @@ class WindowStore:
         spec_dict: :func:`spec_to_dict` of its windows.
         recordings: the recordings built, in journal order (one per source: the latest).
         skipped: ``source → reason`` of the sources left out.
+        damaged: ``source → what is wrong`` of recordings whose shard is missing or of another size than written
+            (deleted, truncated by a copy): left out of training; building again from the same sources remakes them.
     """
 
     path: Path
@@ -127,6 +130,7 @@ class WindowStore:
     recordings: list[StoredRecording] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     skipped_fingerprints: dict[str, str] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> WindowStore:
@@ -154,8 +158,17 @@ class WindowStore:
             latest.pop(entry["source"], None)  # (a later line replaces an earlier one, or removes it)
             if not entry.get("removed"):
                 record = StoredRecording.from_dict(entry)
-                if (path / record.shard).is_file():
-                    latest[record.source] = record
+                latest[record.source] = record
+        for source, record in list(latest.items()):
+            problem = _shard_problem(path / record.shard, record.shard_bytes)
+            if problem:
+                store.damaged[source] = problem
+                del latest[source]
+        if store.damaged:
+            log.warning("%s: %d shards are missing or damaged and are left out (%s); 'bci-dream dataset build' with "
+                        "the same sources and -o %s remakes them", path, len(store.damaged),
+                        "; ".join(f"{s}: {p}" for s, p in list(store.damaged.items())[:3])
+                        + (" ..." if len(store.damaged) > 3 else ""), path)
         store.recordings = list(latest.values())
         for entry in _read_journal(path / SKIPPED):
             if entry["source"] not in latest:
@@ -234,7 +247,22 @@ class WindowStore:
         if self.skipped:
             lines.append(f"{len(self.skipped)} skipped:")
             lines += [f"  {source}: {reason}" for source, reason in self.skipped.items()]
+        if self.damaged:
+            lines.append(f"{len(self.damaged)} missing or damaged (left out; building again from the same sources "
+                         "remakes them):")
+            lines += [f"  {source}: {problem}" for source, problem in self.damaged.items()]
         return "\n".join(lines)
+
+
+def _shard_problem(path: Path, expected_bytes: int | None) -> str | None:
+    """What is wrong with a shard file (missing, or not the size it was written with), or None."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return f"its shard {path.name} is missing"
+    if expected_bytes is not None and size != expected_bytes:
+        return f"its shard {path.name} has {size} bytes, not the {expected_bytes} written"
+    return None
 
 
 def _read_journal(path: Path) -> Iterable[dict]:
