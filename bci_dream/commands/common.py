@@ -192,6 +192,10 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
     g.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile the UNet and decoder (CUDA); MODE 'reduce-overhead' adds CUDA graphs, the "
                    "fastest measured (about 11 ms from window to 512x512 image on an H100); default mode 'default'")
+    g.add_argument("--backend", choices=defaults.BACKENDS, default=defaults.BACKEND,
+                   help="how frames run: eager (step by step), graph (the whole frame planned; one CUDA graph on "
+                   "CUDA), compile, int8 / fp8 (torchao), tensorrt (torch-tensorrt), auto (the fastest installed); "
+                   "one that cannot run here falls back, said in one line")
     add_compute_device_arg(g)
     add_route_args(p)
     add_creative_args(p)
@@ -452,7 +456,7 @@ def run_engine(live, args: argparse.Namespace) -> int:
                                 "negative_prompt": creative_opts["negative_prompt"]})
         models = load_generation_models(args.model, args.checkpoint, device=args.gpu, size=args.size,
                                         steps=args.steps, seed=args.seed, compile=args.compile or False,
-                                        choice=choice, guidance=creative_opts["guidance"])
+                                        choice=choice, guidance=creative_opts["guidance"], backend=args.backend)
         generator = models.generator
         creative, monitor = start_creative(live, generator, models.route, creative_opts,
                                            features=bool(args.osc), commands=args.osc_listen is not None)

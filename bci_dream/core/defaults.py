@@ -47,3 +47,8 @@ SIMILARITY_THRESHOLD: float = 0.995
 #: OpenBCI GUI give them). A window is across a gap when its samples span that much more time than their count says.
 GAP_PERIODS: float = 3.0
 GAP_MIN_S: float = 0.1
+
+#: How frames run (``--backend``; :mod:`bci_dream.generation.backends`).
+BACKENDS = ("auto", "eager", "graph", "compile", "int8", "fp8", "tensorrt")
+#: The default back end: ``eager`` until the planned frame is measured on a GPU (see benchmarks/README.md).
+BACKEND = "eager"

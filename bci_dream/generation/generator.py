@@ -33,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bci_dream.core.errors import BciDreamError, first_line
+from bci_dream.generation.backends import QUANTIZED, choose_backend, quantize_unet
 from bci_dream.generation.models import (
     AUTO,
     ModelNotAvailableError,
@@ -141,11 +143,20 @@ class Generator:
         cfg: classifier-free guidance (guidance above 1 on a UNet without a guidance embedding): each step runs the
             UNet on :attr:`negative` (the negative prompt; None: zeros) and on the conditioning.
         text_source: where :meth:`encode_texts` finds the model's text encoders (None: it has none).
+        backend: how frames run (:mod:`bci_dream.generation.backends`): ``eager`` calls the pipeline's modules step
+            by step; ``graph`` (and ``int8`` / ``fp8``, quantized) runs the whole frame as one planned computation,
+            a CUDA graph on CUDA (:mod:`bci_dream.generation.frame_plan`).
+        backend_difference: the largest pixel difference (0-255) of the back end's first frame from the eager one,
+            or None (eager, or not checked).
     """
 
     def __init__(self, pipe, *, model_id: str, size: int, steps: int = 1, guidance: float = 0.0, seed: int = 0,
-                 is_preview: bool = False) -> None:
+                 is_preview: bool = False, backend: str = "eager") -> None:
         self.pipe = pipe
+        self.backend = backend
+        self.backend_requested = backend  # (what was asked for: ``backend`` is what runs, after any fall-back)
+        self.backend_difference: int | None = None
+        self._graphs: dict[int, Any] = {}  # (frame graphs by batch size, made on first use; dropped on any change)
         self.model_id = model_id
         self.is_preview = is_preview
         unet = pipe.unet
@@ -201,6 +212,7 @@ class Generator:
         self.noise_mix = 0.0
         self._host = torch.empty((size, size, 3), dtype=torch.uint8, pin_memory=self._cuda)
         self._loop_constants()
+        self._graphs = {}
 
     def set_text(self, text: TextConditioning | None) -> None:
         """Take the text side from ``text`` from now on (None: zeros).
@@ -237,6 +249,7 @@ class Generator:
             self._negative_embeds = None if text is None else text.prompt_embeds.to(self.device, self.dtype)
             self._negative_pooled = None if text is None or text.pooled is None else \
                 text.pooled.to(self.device, self.dtype)
+            self._graphs = {}
 
     def encode_texts(self, prompts: list[str]) -> list[TextConditioning]:
         """``prompts`` encoded by this model's text encoders (cached: see :mod:`bci_dream.generation.text_prompt`).
@@ -291,6 +304,7 @@ class Generator:
             mixed = (torch.sin((1 - mix) * omega) * a + torch.sin(mix * omega) * b) / torch.sin(omega)
             self._latents = mixed.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
             self.noise_mix = mix
+            self._graphs = {}
 
     def set_ip_adapter_scale(self, scale: float) -> None:
         """The IP-Adapter's strength from now on (0: the image embedding does nothing)."""
@@ -299,6 +313,7 @@ class Generator:
                 return
             self.pipe.set_ip_adapter_scale(float(scale))
             self.ip_adapter_scale = float(scale)
+            self._graphs = {}  # (a CUDA graph holds the scale it was captured with)
 
     def _noise(self, seed: int) -> torch.Tensor:
         factor = int(self.pipe.vae_scale_factor)
@@ -418,8 +433,48 @@ class Generator:
         self._host.copy_(pixels)
         return Image.fromarray(self._host.numpy())  # (a copy: the buffer is reused next frame)
 
+    @property
+    def planned(self) -> bool:
+        """Frames run as one planned computation (the ``graph``, ``int8`` and ``fp8`` back ends)."""
+        return self.backend == "graph" or self.backend in QUANTIZED
+
+    def _frame_graph(self, batch: int):
+        """The frame graph for ``batch`` embeddings (made once per batch size and state); None when the scheduler
+        cannot be planned (then this generator runs eagerly from now on, said once)."""
+        from bci_dream.generation.frame_plan import FrameGraph, PlanError
+
+        graph = self._graphs.get(batch)
+        if graph is None:
+            try:
+                graph = self._graphs[batch] = FrameGraph(self, batch)
+            except PlanError as e:
+                log.warning("%s: %s; frames run eagerly", self.model_id, e)
+                self.backend = "eager"
+                return None
+        return graph
+
+    def _run_planned(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
+                     image: torch.Tensor | None) -> list[GeneratedImage] | None:
+        """Frames of the rows of ``embeds`` in one planned call; None if it cannot be planned. The whole frame is
+        one computation: ``denoise_ms`` is all of it, ``decode_ms`` the conversion to PIL."""
+        from PIL import Image
+
+        graph = self._frame_graph(int(embeds.shape[0]))
+        if graph is None:
+            return None
+        t0 = time.perf_counter()
+        pixels = graph.run(embeds, pooled, image)
+        t1 = time.perf_counter()
+        images = [Image.fromarray(row.numpy()) for row in pixels]  # (copies: the buffer is reused next frame)
+        decode = (time.perf_counter() - t1) * 1000 / len(images)
+        return [GeneratedImage(im, (t1 - t0) * 1000 / len(images), decode, self.size, self.seed) for im in images]
+
     def _run(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
              image: torch.Tensor | None = None) -> GeneratedImage:
+        if self.planned:
+            frames = self._run_planned(embeds, pooled, image)
+            if frames is not None:
+                return frames[0]
         # On CUDA the denoising time is read from events, so that the GPU is waited for only once, when the image
         # is copied to host memory; decode_ms is the rest of the call.
         t0 = time.perf_counter()
@@ -465,6 +520,62 @@ class Generator:
             if prompt_embeds is None:
                 prompt_embeds = self._no_prompt
             return self._generate(prompt_embeds, pooled_prompt_embeds, image)
+
+    @torch.inference_mode()
+    def generate_batch(self, prompt_embeds: torch.Tensor) -> list[GeneratedImage]:
+        """Images of the rows of ``prompt_embeds`` [n, tokens, cross_attention_dim] (interpolation frames): in one
+        UNet call per step on the planned back ends, one after another on ``eager``. Row ``i`` gives the image
+        :meth:`generate` gives for ``prompt_embeds[i:i+1]``.
+
+        Raises:
+            EmbeddingShapeError: the embeddings do not fit the UNet.
+        """
+        rows = [prompt_embeds[i:i + 1] for i in range(int(prompt_embeds.shape[0]))]
+        with self._lock:
+            if self.planned and len(rows) > 1:
+                for row in rows:
+                    self._inputs(row, None)  # (checks every row's shape)
+                embeds = prompt_embeds.to(self.device, self.dtype, non_blocking=True)
+                pooled = None if self.pooled_dim is None else self._pooled_default
+                try:
+                    frames = self._run_planned(embeds, pooled, None)
+                except torch.OutOfMemoryError:
+                    frames = None  # (one at a time instead, with the out-of-memory handling of generate)
+                    self._graphs.pop(len(rows), None)
+                if frames is not None:
+                    return frames
+            return [self._generate(row, None) for row in rows]
+
+    def check_backend(self, reference: np.ndarray | None = None) -> int | None:
+        """The largest pixel difference (0-255) of this back end's frame from the eager one for a fixed embedding
+        (``reference``: the eager frame made before the back end changed the weights), logged and kept in
+        :attr:`backend_difference`; None on ``eager``."""
+        if self.backend == "eager":
+            return None
+        probe = self._probe_embeds()
+        backend = self.backend
+        if reference is None:
+            self.backend = "eager"
+            try:
+                reference = self._probe_pixels(probe)
+            finally:
+                self.backend = backend
+        got = self._probe_pixels(probe)
+        if self.backend == "eager":  # (it fell back while making the frame)
+            return None
+        self.backend_difference = int(np.abs(got.astype(np.int16) - reference.astype(np.int16)).max())
+        log.info("%s back end '%s': largest pixel difference from eager %d of 255", self.model_id, self.backend,
+                 self.backend_difference)
+        return self.backend_difference
+
+    def _probe_embeds(self) -> torch.Tensor:
+        width = self.image_embed_dim if self.image_embed_dim is not None else self.cross_attention_dim
+        return torch.randn((1, width) if self.image_embed_dim is not None else (1, 77, width),
+                           generator=torch.Generator("cpu").manual_seed(7))
+
+    def _probe_pixels(self, probe: torch.Tensor) -> np.ndarray:
+        out = self.generate_from_image_embeds(probe) if self.image_embed_dim is not None else self.generate(probe)
+        return np.asarray(out.image)
 
     def _image_input(self, image_embeds: torch.Tensor) -> torch.Tensor:
         if self.image_embed_dim is None:
@@ -518,6 +629,7 @@ class Generator:
                 f"{self.device}, {str(self.dtype).removeprefix('torch.')}, seed {self.seed}"
                 f"{', ' + self.text.label if self.text is not None else ''}"
                 f"{', negative ' + repr(self.negative.prompt) if self.negative is not None else ''}"
+                f"{', back end ' + self.backend if self.backend != 'eager' else ''}"
                 f"{', untrained preview' if self.is_preview else ''})")
 
 
@@ -694,12 +806,32 @@ def prepare_pipeline(pipe, *, compile: bool | str = False):
     return pipe
 
 
+def _apply_backend(generator: Generator, backend: str, compile: bool | str) -> None:
+    """Switch ``generator`` (loaded eager) to ``backend`` and compare its first frame with the eager one, made
+    before the back end changed the weights or kernels."""
+    reference = generator._probe_pixels(generator._probe_embeds())
+    pipe = generator.pipe
+    if backend in QUANTIZED:
+        quantize_unet(pipe.unet, backend)
+    elif backend == "compile":
+        mode = "reduce-overhead" if compile is True or not compile else str(compile)
+        pipe.unet.compile(mode=mode)
+        (pipe.vae.decoder if hasattr(pipe.vae, "decoder") else pipe.vae).compile(mode=mode)
+        generator.compiled = True
+    elif backend == "tensorrt":  # (the UNet through torch-tensorrt's torch.compile back end; frames run eagerly)
+        pipe.unet.compile(backend="torch_tensorrt", dynamic=False,
+                          options={"enabled_precisions": {generator.dtype}, "min_block_size": 1})
+        generator.compiled = True
+    generator.backend = backend
+    generator.check_backend(reference)
+
+
 def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", size: int | None = None,
                    steps: int | None = None, seed: int = 0, compile: bool | str = False, dtype: str | None = None,
                    adapter: str | os.PathLike | None = None, guidance: float | None = None,
                    warmup: bool | None = None, progress: bool = True,
                    ip_adapter: str | os.PathLike | bool | None = None, ip_adapter_scale: float = 1.0,
-                   prompt: str | None = None, negative_prompt: str | None = None) -> Generator:
+                   prompt: str | None = None, negative_prompt: str | None = None, backend: str = "eager") -> Generator:
     """Load ``model`` onto ``device`` and keep it there (see the module docstring).
 
     Args:
@@ -725,6 +857,9 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
             said in one line.
         negative_prompt: what classifier-free guidance steers away from (needs ``guidance`` above 1; with guidance
             above 1 and no negative prompt, the empty prompt's encoding, else zeros).
+        backend: how frames run (:mod:`bci_dream.generation.backends`: ``auto``, ``eager``, ``graph``, ``compile``,
+            ``int8``, ``fp8``, ``tensorrt``); one that cannot run here falls back, said in one line. The first frame
+            of a non-eager back end is compared with the eager one (:meth:`Generator.check_backend`).
 
     Raises:
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
@@ -732,6 +867,11 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
     global _cpu_notice_given
     torch_device = resolve_device(device)
     torch_dtype = _dtype(dtype, torch_device)
+    chosen, fallback = choose_backend(backend, torch_device)
+    if fallback:
+        log.warning("%s", fallback)
+    if chosen == "compile" and not compile:
+        compile = "reduce-overhead"
     resolved = resolve_model(model, progress=progress)
     spec: ModelSpec = resolved.spec
     if size is None:
@@ -757,12 +897,13 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
         ip_adapter = resolved.ip_adapter
     if ip_adapter:
         load_ip_adapter(pipe, ip_adapter, scale=ip_adapter_scale)
-    prepare_pipeline(pipe, compile=compile)
+    prepare_pipeline(pipe, compile=False if chosen == "compile" else compile)
     generator = Generator(pipe, model_id=resolved.model_id, size=size, steps=spec.steps if steps is None else steps,
                           guidance=spec.guidance if guidance is None else guidance, seed=seed,
                           is_preview=resolved.is_preview)
     generator.notice = resolved.fallback
-    generator.compiled = bool(compile)
+    generator.backend_requested = str(backend).lower()
+    generator.compiled = bool(compile) and chosen != "compile"
     generator.resolved = resolved
     generator.ip_adapter_scale = generator.ip_adapter_base_scale = float(ip_adapter_scale)
     if negative_prompt and not generator.cfg:
@@ -771,6 +912,8 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
             generator.image_embed_dim is not None:
         _encode_text_side(generator, resolved, prompt or "", required=bool(prompt or negative_prompt),
                           progress=progress, negative=negative_prompt or "" if generator.cfg else None)
+    if chosen != "eager":
+        _apply_backend(generator, chosen, compile)
     if warmup or (warmup is None and (torch_device.type == "cuda" or compile)):
         t0 = time.perf_counter()
         generator.warmup()

@@ -195,14 +195,16 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
                            device: str = "auto", size: int | None = None, steps: int | None = None, seed: int = 0,
                            compile: bool | str = False, progress: bool = True,
                            reuse: GenerationModels | None = None,
-                           choice: RouteChoice = RouteChoice(), guidance: float | None = None) -> GenerationModels:
+                           choice: RouteChoice = RouteChoice(), guidance: float | None = None,
+                           backend: str = "eager") -> GenerationModels:
     """Load the diffusion ``model`` (with the UNet adapter of ``checkpoint``, if it has one) and the EEG model
     of ``checkpoint`` (random when None: labelled untrained).
 
     A compiled generator is not warmed up here: it warms up on the thread that generates (torch.compile's
     CUDA graphs belong to the thread that recorded them). ``reuse``: models loaded before, whose generator is
     kept when it carries the same UNet adapter (the EEG model is always loaded afresh). ``choice``: the
-    conditioning route (:class:`RouteChoice`; by default the checkpoint's).
+    conditioning route (:class:`RouteChoice`; by default the checkpoint's). ``backend``: how frames run
+    (:mod:`bci_dream.generation.backends`).
 
     Raises:
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
@@ -219,14 +221,14 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
     if choice.prompt and route == "retrieval":
         log.warning("--prompt is not used on the retrieval route (it shows bank images, it generates none)")
     if reuse is not None and reuse.adapter == adapter and reuse.route == route == "dreamdiffusion" and \
-            guidance is None and choice.negative_prompt is None:
+            guidance is None and choice.negative_prompt is None and reuse.generator.backend_requested == backend:
         generator = reuse.generator
     else:
         generator = load_generator(model, device=device, size=size, steps=steps, seed=seed, compile=compile,
                                    warmup=False if compile else None, adapter=adapter, progress=progress,
                                    ip_adapter=ip_adapter, ip_adapter_scale=choice.ip_adapter_scale,
                                    prompt=choice.prompt if route == "ip-adapter" else None,
-                                   negative_prompt=choice.negative_prompt, guidance=guidance)
+                                   negative_prompt=choice.negative_prompt, guidance=guidance, backend=backend)
     bank = _bank(choice, meta, checkpoint)
     clip_width = None
     if route in CLIP_ROUTES:

@@ -60,6 +60,7 @@ class AppOptions:
     hop: float = defaults.HOP_S
     similarity: float = defaults.SIMILARITY_THRESHOLD
     compile: str | None = None
+    backend: str = defaults.BACKEND
     steps: int | None = None
     interpolate: int = 0
     filters: Any = None  # FilterSettings from the command line; None: the settings' or the device's
@@ -778,7 +779,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 models = load_generation_models(
                     opts.model, checkpoint, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None,
                     seed=prefs.seed, compile=opts.compile or False, progress=False, reuse=current,
-                    choice=RouteChoice(**route), guidance=opts.creative.get("guidance"))
+                    choice=RouteChoice(**route), guidance=opts.creative.get("guidance"), backend=opts.backend)
                 prompts = [opts.creative.get("prompt")] + [r.prompt for r in opts.creative.get("rules", ())
                                                            if r.target == "prompt"]
                 if any(prompts):  # (encoded here, off the GUI thread; the engine's creative mode reads the cache)

@@ -392,18 +392,46 @@ class Engine:
             self.stats.skipped_similar += 1
             return [self._emit(Frame(None, self._skipped(record, "similar")))]
         frames = []
+        if previous is not None and self.interpolation_steps > 0 and self._batches(creative):
+            return self._generate_batch(previous, embeds, record, window)
         if previous is not None and self.interpolation_steps > 0:
             for k in range(1, self.interpolation_steps + 1):
                 if stop is not None and stop.is_set():
                     break
                 alpha = k / (self.interpolation_steps + 1)
-                mid = self._record(window)
-                mid.interpolated, mid.bank_images = True, list(record.bank_images)
-                mid.eeg_influence, mid.prompt_weights, mid.sham = record.eeg_influence, record.prompt_weights, \
-                    record.sham
+                mid = self._interpolation_record(window, record)
                 frames.append(self._generate(between(self.route, previous, embeds, alpha), mid, creative))
         self._last_embeds = embeds
         frames.append(self._generate(embeds, record, creative))
+        return frames
+
+    def _batches(self, creative: CreativeFrame | None) -> bool:
+        """Whether interpolation frames and the window's frame go to the generator in one batched call: on the
+        DreamDiffusion route, without a creative text side, with a generator that batches (a planned back end)."""
+        return (getattr(self.generator, "planned", False) and hasattr(self.generator, "generate_batch")
+                and not self.route.uses_clip and self._bank_images is None
+                and (creative is None or (creative.text is None and creative.ip_scale is None
+                                          and creative.seed_mix is None)))
+
+    def _interpolation_record(self, window: Window, record: FrameRecord) -> FrameRecord:
+        mid = self._record(window)
+        mid.interpolated, mid.bank_images = True, list(record.bank_images)
+        mid.eeg_influence, mid.prompt_weights, mid.sham = record.eeg_influence, record.prompt_weights, record.sham
+        return mid
+
+    def _generate_batch(self, previous: torch.Tensor, embeds: torch.Tensor, record: FrameRecord,
+                        window: Window) -> list[Frame]:
+        """The interpolation frames between ``previous`` and ``embeds``, then ``embeds``' own, in one call."""
+        n = self.interpolation_steps
+        rows = [between(self.route, previous, embeds, k / (n + 1)) for k in range(1, n + 1)] + [embeds]
+        self._last_embeds = embeds
+        records = [self._interpolation_record(window, record) for _ in range(n)] + [record]
+        frames = []
+        for out, rec in zip(self.generator.generate_batch(torch.cat(rows)), records):
+            rec.denoise_ms, rec.decode_ms = out.denoise_ms, out.decode_ms
+            rec.latency_ms = _latency_ms(rec.t_end)
+            self.stats.frames += 1
+            frames.append(self._emit(Frame(out.image, rec)))
         return frames
 
     def _generate(self, embeds: torch.Tensor, record: FrameRecord, creative: CreativeFrame | None = None) -> Frame:

@@ -55,7 +55,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
                "notch": _NUM},
     "model": {"model": (str,), "checkpoint": (str,), "gpu": (str,), "size": (int,), "steps": (int,), "seed": (int,),
               "route": (str,), "ip_adapter": (str,), "ip_adapter_scale": _NUM, "bank": (str,), "hop": _NUM,
-              "similarity": _NUM, "interpolate": (int,), "compile": (str,)},
+              "similarity": _NUM, "interpolate": (int,), "compile": (str,), "backend": (str,)},
     "creative": {"prompt": (str,), "negative_prompt": (str,), "guidance": _NUM, "style": (str,),
                  "eeg_influence": _NUM, "steer": (list,), "baseline_s": _NUM, "hold_artefact": _NUM, "sham": (str,),
                  "sham_shift_s": _NUM},
