@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bci_dream"
 HEAVY = frozenset({
     "numpy", "torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "huggingface_hub", "mne", "mne_bids",
     "PIL", "PySide6", "shiboken6", "pyqtgraph", "scipy", "sklearn", "brainflow", "pylsl", "pyxdf", "serial", "tqdm",
-    "av", "moabb", "pyvirtualcam", "NDIlib",
+    "av", "moabb", "pyvirtualcam", "NDIlib", "torchao", "torch_tensorrt",
 })
 #: The libraries a model needs: the streaming commands must not load them.
 MODEL_AND_GUI = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "huggingface_hub",

@@ -100,10 +100,11 @@ def test_interpolation_frames_go_through_the_unet_in_one_call(folders, monkeypat
 
 
 def test_the_engine_sends_interpolation_frames_as_one_batch(folders, tiny_xdf_live, monkeypatch):
+    from test_engine import _window
+
     from bci_dream.models.eeg_model import EegModel, EegModelConfig
     from bci_dream.models.encoder_config import preset
     from bci_dream.runtime.engine import Engine
-    from test_engine import _window
 
     g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
     torch.manual_seed(0)

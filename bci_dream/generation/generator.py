@@ -38,6 +38,7 @@ import torch
 
 from bci_dream.core.errors import BciDreamError, first_line
 from bci_dream.generation.backends import QUANTIZED, choose_backend, quantize_unet
+from bci_dream.generation.frame_plan import FrameGraph, PlanError
 from bci_dream.generation.models import (
     AUTO,
     ModelNotAvailableError,
@@ -441,8 +442,6 @@ class Generator:
     def _frame_graph(self, batch: int):
         """The frame graph for ``batch`` embeddings (made once per batch size and state); None when the scheduler
         cannot be planned (then this generator runs eagerly from now on, said once)."""
-        from bci_dream.generation.frame_plan import FrameGraph, PlanError
-
         graph = self._graphs.get(batch)
         if graph is None:
             try:
