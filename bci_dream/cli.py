@@ -49,6 +49,11 @@ def _setup_logging(verbosity: int) -> None:
         # transformers notes that torchvision is missing each time diffusers imports an image processor class
         # (generation never uses one); brainflow imports pkg_resources, which warns of its own removal.
         logging.getLogger("transformers.utils.import_utils").setLevel(logging.ERROR)
+        # torchao (the int8 / fp8 back ends), which diffusers imports when it is installed, lists the optional kernels
+        # this machine cannot load, and torch warns of a registration it makes
+        logging.getLogger("torchao").setLevel(logging.ERROR)
+        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+        logging.getLogger("diffusers.quantizers.torchao.torchao_quantizer").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
 

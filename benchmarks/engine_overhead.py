@@ -16,6 +16,7 @@ at most 20 ms at 512², SD-Turbo architecture). Random weights; nothing is downl
     python benchmarks/engine_overhead.py                                  # CPU: tiny model, small encoder
     python benchmarks/engine_overhead.py --model full --size 256          # CPU: SD-Turbo architecture
     python benchmarks/engine_overhead.py --device cuda --model full --preset dreamdiffusion [--compile MODE]
+    python benchmarks/engine_overhead.py --device cuda --model full --preset dreamdiffusion --backend graph
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class Direct:
         g = self.g
         embeds = self.encoder(normalize_window(window.data, window.mask), window.mask).to(g.dtype)
         eps = g.pipe.unet(self.unet_in, self.t, encoder_hidden_states=embeds, return_dict=False)[0]
-        latents = (self.sample - self.sigma * eps.float()).to(g._vae_dtype)
+        latents = (self.sample - self.sigma * eps.float()) / g._scale + g._shift  # (the vae's scaling)
+        latents = latents.to(g._vae_dtype)
         image = g.vae.decode(latents, return_dict=False)[0]
         pixels = (image[0].float() * 127.5 + 128.0).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
         g._host.copy_(pixels)
@@ -109,6 +111,8 @@ def main() -> None:
     p.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="CUDA precision of the diffusion model")
     p.add_argument("--preset", default="small", help="EEG encoder preset (small, dreamdiffusion, tiny)")
     p.add_argument("--compile", help="torch.compile mode for UNet and decoder (e.g. reduce-overhead)")
+    p.add_argument("--backend", default="eager", help="the engine's generation back end (eager, graph, int8, fp8...); "
+                   "the direct path stays eager")
     p.add_argument("--frames", type=int, help="timed windows per path (default: CUDA 100, CPU 30 tiny / 4 full)")
     p.add_argument("--warmup", type=int, default=3)
     args = p.parse_args()
@@ -130,6 +134,15 @@ def main() -> None:
 
     t0 = time.perf_counter()
     g = make_generator(args, device)
+    if args.backend != "eager":
+        from bci_dream.generation.backends import choose_backend
+        from bci_dream.generation.generator import apply_backend
+
+        chosen, fallback = choose_backend(args.backend, device)
+        if fallback:
+            print(fallback, flush=True)
+        if chosen != "eager":
+            apply_backend(g, chosen)
     model, _ = eeg_model_for(g.cross_attention_dim, None, preset_name=args.preset)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "source.xdf"  # (the engine needs a stream to hold a windower; process() is fed directly)
@@ -146,7 +159,8 @@ def main() -> None:
     ws = windows(8, enc.n_channels, enc.n_samples, enc.sfreq)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device {device} ({where}); torch {torch.__version__}; model {args.model} {g.size}x{g.size} "
-          f"{str(g.dtype).removeprefix('torch.')}{', compiled ' + args.compile if args.compile else ', eager'}; "
+          f"{str(g.dtype).removeprefix('torch.')}{', compiled ' + args.compile if args.compile else ''}, "
+          f"back end {g.backend}; "
           f"EEG encoder '{args.preset}' ({'CUDA graph' if engine.encoder.graphed else 'eager'}); "
           f"ready in {time.perf_counter() - t0:.1f} s", flush=True)
 
@@ -176,7 +190,8 @@ def main() -> None:
     print(f"engine.process:                                         p50 {e50:.2f} ms, p95 {e95:.2f} ms"
           f" (n={frames}; frame record latency p50 {statistics.median(latency):.2f} ms)", flush=True)
     print(f"SUMMARY engine_overhead.py: {where}, {args.model} {g.size}², encoder {args.preset}, "
-          f"{'compiled ' + args.compile if args.compile else 'eager'}: engine/direct = {e50 / d50:.3f} "
+          f"{'compiled ' + args.compile + ', ' if args.compile else ''}back end {g.backend}: engine/direct = "
+          f"{e50 / d50:.3f} "
           f"(goal <= 1.05); end-to-end window -> image p50 {e50:.2f} ms, p95 {pct(timing['engine'], 95):.2f} ms",
           flush=True)
 

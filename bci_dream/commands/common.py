@@ -475,7 +475,9 @@ def run_engine(live, args: argparse.Namespace) -> int:
             print(f"generating with the untrained preview model '{generator.model_id}' ({why})", flush=True)
         bank = f", bank of {len(models.bank)} images" if models.bank is not None else ""
         text = f" · {generator.text.label}" if models.route == "ip-adapter" and generator.text is not None else ""
-        print(f"model {generator.model_id} · route {models.route}{bank}{text} · {models.training}", flush=True)
+        backend = f" · back end {generator.backend} (largest pixel difference from eager " \
+                  f"{generator.backend_difference} of 255)" if generator.backend != "eager" else ""
+        print(f"model {generator.model_id} · route {models.route}{bank}{text}{backend} · {models.training}", flush=True)
         if creative is not None:
             print(f"creative mode: {creative.describe()}", flush=True)
         if outputs.describe():

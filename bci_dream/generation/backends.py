@@ -88,11 +88,13 @@ def choose_backend(requested: str, device: torch.device) -> tuple[str, str | Non
 
 def quantize_unet(unet, backend: str) -> None:
     """Quantize ``unet``'s linear layers in place with torchao (``int8`` or ``fp8``)."""
-    from torchao.quantization import quantize_
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        quantize_,
+    )
 
-    if backend == "int8":
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig as Config
-    else:
-        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig as Config
-    quantize_(unet, Config())
+    config = Int8DynamicActivationInt8WeightConfig() if backend == "int8" else \
+        Float8DynamicActivationFloat8WeightConfig()
+    quantize_(unet, config)
 

@@ -805,9 +805,10 @@ def prepare_pipeline(pipe, *, compile: bool | str = False):
     return pipe
 
 
-def _apply_backend(generator: Generator, backend: str, compile: bool | str) -> None:
-    """Switch ``generator`` (loaded eager) to ``backend`` and compare its first frame with the eager one, made
-    before the back end changed the weights or kernels."""
+def apply_backend(generator: Generator, backend: str, compile: bool | str = False) -> None:
+    """Switch ``generator`` (loaded eager) to ``backend`` (one :func:`~bci_dream.generation.backends.choose_backend`
+    returned) and compare its first frame with the eager one, made before the back end changes the weights or
+    kernels (int8 / fp8 quantize the UNet in place; compile and tensorrt compile it)."""
     reference = generator._probe_pixels(generator._probe_embeds())
     pipe = generator.pipe
     if backend in QUANTIZED:
@@ -912,7 +913,7 @@ def load_generator(model: str | os.PathLike = AUTO, *, device: str = "auto", siz
         _encode_text_side(generator, resolved, prompt or "", required=bool(prompt or negative_prompt),
                           progress=progress, negative=negative_prompt or "" if generator.cfg else None)
     if chosen != "eager":
-        _apply_backend(generator, chosen, compile)
+        apply_backend(generator, chosen, compile)
     if warmup or (warmup is None and (torch_device.type == "cuda" or compile)):
         t0 = time.perf_counter()
         generator.warmup()
