@@ -173,3 +173,36 @@ def test_the_planned_frame_follows_the_session(folders):
     other = np.asarray(g.generate(embeds).image)
     g.backend = "eager"
     assert _largest_difference(other, g.generate(embeds).image) <= 1 and _largest_difference(first, other) > 0
+
+
+def test_a_frame_made_while_the_gate_is_computed_is_the_same_frame_and_skips_the_same(folders, tiny_xdf_live):
+    """On CUDA the engine makes the frame before reading the similarity gate (read back with the pixels, one wait);
+    forced here on the CPU, it gives the frames and skips of the usual path."""
+    from bci_dream.models.eeg_model import EegModel, EegModelConfig
+    from bci_dream.models.encoder_config import preset
+    from bci_dream.runtime.engine import Engine, gate_tensor, gate_values, read_gate
+    from test_engine import _window
+
+    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
+    runs = {}
+    for speculate in (False, True):
+        torch.manual_seed(0)
+        model = EegModel(EegModelConfig(encoder=preset("tiny"), cross_attention_dim=g.cross_attention_dim))
+        engine = Engine(tiny_xdf_live, model, g, untrained_conditioning=True, similarity_threshold=0.999)
+        engine.speculate = speculate
+        nan = _window(2)
+        nan.data[0, 0] = np.nan
+        frames = [f for w in (_window(0), _window(0), _window(1), nan) for f in engine.process(w)]
+        runs[speculate] = frames
+    for plain, ahead in zip(runs[False], runs[True]):
+        assert (plain.record.skipped, plain.record.reason) == (ahead.record.skipped, ahead.record.reason)
+        assert plain.record.similarity == pytest.approx(ahead.record.similarity, abs=1e-5) \
+            if plain.record.similarity is not None else ahead.record.similarity is None
+        if plain.image is not None:
+            assert _largest_difference(plain.image, ahead.image) == 0
+    assert [f.record.reason for f in runs[True]] == ["", "similar", "", "non_finite"]
+
+    a, b = torch.randn(1, 77, 8), torch.randn(1, 77, 8)
+    assert read_gate(gate_tensor(a, b).tolist()) == pytest.approx(gate_values(a, b))
+    assert read_gate(gate_tensor(a, None).tolist()) == (True, None)
+    assert read_gate(gate_tensor(torch.full_like(a, float("nan")), b).tolist())[0] is False

@@ -158,6 +158,7 @@ class Generator:
         self.backend_requested = backend  # (what was asked for: ``backend`` is what runs, after any fall-back)
         self.backend_difference: int | None = None
         self._graphs: dict[int, Any] = {}  # (frame graphs by batch size, made on first use; dropped on any change)
+        self.gate_values: list[float] = []  # (what the last generate_gated read back with the pixels)
         self.model_id = model_id
         self.is_preview = is_preview
         unet = pipe.unet
@@ -453,16 +454,19 @@ class Generator:
         return graph
 
     def _run_planned(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
-                     image: torch.Tensor | None) -> list[GeneratedImage] | None:
+                     image: torch.Tensor | None, extra: torch.Tensor | None = None) -> list[GeneratedImage] | None:
         """Frames of the rows of ``embeds`` in one planned call; None if it cannot be planned. The whole frame is
-        one computation: ``denoise_ms`` is all of it, ``decode_ms`` the conversion to PIL."""
+        one computation: ``denoise_ms`` is all of it, ``decode_ms`` the conversion to PIL. ``extra``: see
+        :meth:`generate_gated` (its values go to :attr:`gate_values`)."""
         from PIL import Image
 
         graph = self._frame_graph(int(embeds.shape[0]))
         if graph is None:
             return None
         t0 = time.perf_counter()
-        pixels = graph.run(embeds, pooled, image)
+        pixels = graph.run(embeds, pooled, image, extra)
+        if extra is not None:
+            pixels, self.gate_values = pixels
         t1 = time.perf_counter()
         images = [Image.fromarray(row.numpy()) for row in pixels]  # (copies: the buffer is reused next frame)
         decode = (time.perf_counter() - t1) * 1000 / len(images)
@@ -519,6 +523,26 @@ class Generator:
             if prompt_embeds is None:
                 prompt_embeds = self._no_prompt
             return self._generate(prompt_embeds, pooled_prompt_embeds, image)
+
+    @torch.inference_mode()
+    def generate_gated(self, prompt_embeds: torch.Tensor, gate: torch.Tensor,
+                       image_embeds: torch.Tensor | None = None) -> tuple[GeneratedImage | None, list[float]]:
+        """One image, made without waiting to know whether it is wanted: ``gate`` (a small tensor on the device,
+        still being computed, such as the engine's finite flag and similarity) is read back with the pixels, in
+        the frame's one wait for the device. Planned back ends only (:attr:`planned`); otherwise the gate is read
+        first and ``(None, values)`` returned, for the caller to generate as usual. ``image_embeds``: the
+        IP-Adapter route's CLIP embedding (then ``prompt_embeds`` is the text side, None: :attr:`text`'s).
+        """
+        with self._lock:
+            if self.planned:
+                image = self._image_input(image_embeds) if image_embeds is not None else None
+                if prompt_embeds is None:
+                    prompt_embeds = self._no_prompt
+                embeds, pooled = self._inputs(prompt_embeds, None)
+                frames = self._run_planned(embeds, pooled, image, extra=gate)
+                if frames is not None:
+                    return frames[0], list(self.gate_values)
+            return None, gate.float().tolist()
 
     @torch.inference_mode()
     def generate_batch(self, prompt_embeds: torch.Tensor) -> list[GeneratedImage]:

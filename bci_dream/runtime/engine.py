@@ -169,6 +169,22 @@ def _latency_ms(t_end: float) -> float | None:
     return latency if latency >= 0 else None
 
 
+def gate_tensor(embeds: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+    """The similarity gate on the device, not waited for: float [2] = [finite (1 or 0), cosine similarity with
+    ``previous``; 2 without one, which :func:`read_gate` reads as no similarity]."""
+    finite = torch.isfinite(embeds).all().float()[None]
+    if previous is None:
+        return torch.cat([finite, finite.new_full((1,), 2.0)])
+    similarity = torch.nn.functional.cosine_similarity(embeds.flatten().float(), previous.flatten().float(), dim=0)
+    return torch.cat([finite, similarity[None].float()])
+
+
+def read_gate(values: Sequence[float]) -> tuple[bool, float | None]:
+    """(finite, similarity or None) from :func:`gate_tensor`'s values, read back."""
+    ok, value = values
+    return ok > 0, None if value > 1.5 else min(1.0, max(-1.0, value))  # (rounding can step just past 1)
+
+
 def gate_values(embeds: torch.Tensor, previous: torch.Tensor | None) -> tuple[bool, float | None]:
     """Whether ``embeds`` are all finite, and their cosine similarity (flattened, in [-1, 1]) with ``previous``
     (None without one): both in one read from the device, the only wait for the GPU before generating."""
@@ -249,6 +265,8 @@ class Engine:
         self.ready = threading.Event()  # set once the generation thread takes windows (after any warm-up)
         self._threads: list[threading.Thread] = []
         self._last_embeds: torch.Tensor | None = None
+        #: Make frames while the gate is computed (None: on a planned back end on CUDA; tests set True on the CPU).
+        self.speculate: bool | None = None
         self._bank_row = 0  # the nearest bank image of the last window (retrieval shows it)
         self._frame_index = 0
 
@@ -383,6 +401,8 @@ class Engine:
                 self.stats.held_artefact += 1
                 return [self._emit(Frame(None, self._skipped(record, creative.hold)))]
         previous = self._last_embeds
+        if embeds is not None and self._speculates(creative, previous):
+            return self._speculative(embeds, previous, record, t0)
         finite, record.similarity = gate_values(embeds, previous) if embeds is not None else (False, None)
         record.encode_ms = (time.perf_counter() - t0) * 1000
         if not finite:
@@ -404,6 +424,44 @@ class Engine:
         self._last_embeds = embeds
         frames.append(self._generate(embeds, record, creative))
         return frames
+
+    def _speculates(self, creative: CreativeFrame | None, previous: torch.Tensor | None) -> bool:
+        """Whether the frame is made while the gate is still being computed (read back with the pixels, one wait
+        for the GPU instead of two): a planned back end on CUDA (:attr:`speculate` overrides), on a route that
+        generates, with no interpolation frame to make first."""
+        if self.speculate is None:
+            g = self.generator
+            wanted = getattr(g, "planned", False) and getattr(getattr(g, "device", None), "type", "") == "cuda"
+        else:
+            wanted = self.speculate
+        return bool(wanted) and hasattr(self.generator, "generate_gated") and self._bank_images is None \
+            and (previous is None or self.interpolation_steps == 0) \
+            and (creative is None or (creative.text is None and creative.ip_scale is None
+                                      and creative.seed_mix is None))
+
+    def _speculative(self, embeds: torch.Tensor, previous: torch.Tensor | None, record: FrameRecord,
+                     t0: float) -> list[Frame]:
+        """The frame and the gate in one wait: the image is dropped when the gate says skip."""
+        gate = gate_tensor(embeds, previous)
+        record.encode_ms = (time.perf_counter() - t0) * 1000
+        if self.route.uses_clip:
+            out, values = self.generator.generate_gated(None, gate, embeds)
+        else:
+            out, values = self.generator.generate_gated(embeds, gate)
+        finite, record.similarity = read_gate(values)
+        if not finite:
+            self.stats.skipped_nonfinite += 1
+            return [self._emit(Frame(None, self._skipped(record, "non_finite")))]
+        if record.similarity is not None and record.similarity >= self.similarity_threshold:
+            self.stats.skipped_similar += 1
+            return [self._emit(Frame(None, self._skipped(record, "similar")))]
+        self._last_embeds = embeds
+        if out is None:  # (the generator could not make it ahead: as usual, now that the gate is known)
+            return [self._generate(embeds, record)]
+        record.denoise_ms, record.decode_ms = out.denoise_ms, out.decode_ms
+        record.latency_ms = _latency_ms(record.t_end)
+        self.stats.frames += 1
+        return [self._emit(Frame(out.image, record))]
 
     def _batches(self, creative: CreativeFrame | None) -> bool:
         """Whether interpolation frames and the window's frame go to the generator in one batched call: on the
