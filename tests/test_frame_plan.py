@@ -178,10 +178,11 @@ def test_the_planned_frame_follows_the_session(folders):
 def test_a_frame_made_while_the_gate_is_computed_is_the_same_frame_and_skips_the_same(folders, tiny_xdf_live):
     """On CUDA the engine makes the frame before reading the similarity gate (read back with the pixels, one wait);
     forced here on the CPU, it gives the frames and skips of the usual path."""
+    from test_engine import _window
+
     from bci_dream.models.eeg_model import EegModel, EegModelConfig
     from bci_dream.models.encoder_config import preset
     from bci_dream.runtime.engine import Engine, gate_tensor, gate_values, read_gate
-    from test_engine import _window
 
     g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
     runs = {}
