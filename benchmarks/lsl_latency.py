@@ -139,7 +139,7 @@ def phase_transport(name: str, seconds: float) -> dict[int, float]:
     return seen
 
 
-def phase_app(name: str, seconds: float) -> tuple[dict[int, float], list[float], dict]:
+def phase_app(name: str, seconds: float, pull_interval: float) -> tuple[dict[int, float], list[float], dict]:
     """LslSource -> LiveStream -> Windower.latest() on every new data; when each sample index is first in a window."""
     from pylsl import local_clock
 
@@ -162,7 +162,7 @@ def phase_app(name: str, seconds: float) -> tuple[dict[int, float], list[float],
             return n, ts
 
     source_cls = TimedLslSource if hasattr(LslSource, "_pull") else LslSource
-    live = LiveStream(source_cls(stream_name=name, stream_type="EEG", timeout=10.0))
+    live = LiveStream(source_cls(stream_name=name, stream_type="EEG", timeout=10.0, pull_interval=pull_interval))
     info = live.open()
     pipe = live.pipeline
 
@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0, help="seconds measured in each phase (default 20)")
     p.add_argument("--push-ms", type=float, default=4.0, help="outlet push period in ms (default 4: ~1 sample a push)")
+    p.add_argument("--pull-interval", type=float, default=None,
+                   help="LslSource's seconds between pulls that bring samples (default: its PULL_INTERVAL)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of samples left out at the start (default 3)")
     p.add_argument("--role", default="main", choices=("main", "outlet"), help=argparse.SUPPRESS)
     p.add_argument("--name", default="", help=argparse.SUPPRESS)
@@ -276,13 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "outlet":
         return run_outlet(args)
     logging.basicConfig(level=logging.WARNING)
+    if args.pull_interval is None:
+        from bci_dream.acquisition.lsl_source import PULL_INTERVAL
+
+        args.pull_interval = PULL_INTERVAL
 
     import tempfile
 
     import pylsl
 
     print(f"outlet: {N_CHANNELS} ch float32 at {RATE:g} Hz in a subprocess, push every {args.push_ms:g} ms; "
-          f"{args.seconds:g} s per phase, first {args.warmup:g} s left out; pylsl {pylsl.__version__}, "
+          f"{args.seconds:g} s per phase, first {args.warmup:g} s left out; LslSource pull interval "
+          f"{args.pull_interval * 1000:g} ms; pylsl {pylsl.__version__}, "
           f"liblsl {pylsl.library_version()}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     max_seconds = args.seconds + 30.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         name = f"bench-app-{os.getpid()}"
         outlet = Outlet(name, args.push_ms, max_seconds, Path(tmp) / "t2.npy")
         try:
-            covered, window_ms, counts = phase_app(name, args.seconds)
+            covered, window_ms, counts = phase_app(name, args.seconds, args.pull_interval)
         finally:
             push2 = outlet.finish()
         app = latencies(covered, push2, args.warmup)
