@@ -218,6 +218,26 @@ def test_resolve_by_name_type_and_source_id_sample_exact(outlets) -> None:
         check_timestamps(collector, RATE)
 
 
+def test_a_pull_interval_gathers_chunks_and_loses_no_sample(outlets) -> None:
+    """With a pull interval longer than the outlet's chunks (10 ms), each pull brings several of them, and every
+    sample still arrives once, in order."""
+    name = unique("bcid-interval")
+    outlets(name, unique("sid"))
+    source = LslSource(stream_name=name, stream_type=None, timeout=5.0, pull_interval=0.05)
+    collector = Collector()
+    source.open()
+    source.start(collector)
+    try:
+        wait_until(lambda: len(collector.counter()) >= 300, 10, "300 samples")
+    finally:
+        source.stop()
+    samples, _ = collector.samples()
+    check_samples_exact(samples)
+    check_timestamps(collector, RATE)
+    pulls = len(collector.sample_chunks())
+    assert len(samples) / pulls >= 0.05 * RATE * 0.5  # (about 12 samples a pull, not 2-3)
+
+
 @pytest.mark.timeout(30)
 def test_samples_stamped_from_nothing_are_restamped(outlets) -> None:
     """An inlet that connects while a chunk is on its way gets the chunk's other samples stamped by

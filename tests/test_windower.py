@@ -124,6 +124,19 @@ def test_window_length_is_exact_at_any_rate(sfreq):
     assert np.isfinite(win.data).all()
 
 
+@pytest.mark.parametrize("sfreq", [250.0, 500.0, 1000.0, 200.0])
+def test_the_cached_filter_resamples_exactly_as_scipy_designs_it(sfreq):
+    from scipy import signal as sps
+
+    from bci_dream.signal.resample import resample_ratio
+
+    x = np.random.default_rng(0).standard_normal((3, 1200)).astype(np.float32)
+    up, down = resample_ratio(sfreq, 256.0)
+    for _ in range(2):  # (the second call takes the cached filter)
+        np.testing.assert_array_equal(resample(x, sfreq, 256.0), sps.resample_poly(x, up, down, axis=-1,
+                                                                                   padtype="line"))
+
+
 def test_resample_helpers():
     x = np.random.default_rng(0).normal(size=(3, 500)).astype(np.float32)
     assert resample(x, 250, 250) is x
