@@ -405,12 +405,9 @@ class Engine:
             return self._speculative(embeds, previous, record, t0)
         finite, record.similarity = gate_values(embeds, previous) if embeds is not None else (False, None)
         record.encode_ms = (time.perf_counter() - t0) * 1000
-        if not finite:
-            self.stats.skipped_nonfinite += 1
-            return [self._emit(Frame(None, self._skipped(record, "non_finite")))]
-        if record.similarity is not None and record.similarity >= self.similarity_threshold:
-            self.stats.skipped_similar += 1
-            return [self._emit(Frame(None, self._skipped(record, "similar")))]
+        skipped = self._gate(record, finite)
+        if skipped is not None:
+            return skipped
         frames = []
         if previous is not None and self.interpolation_steps > 0 and self._batches(creative):
             return self._generate_batch(previous, embeds, record, window)
@@ -425,6 +422,21 @@ class Engine:
         frames.append(self._generate(embeds, record, creative))
         return frames
 
+    def _gate(self, record: FrameRecord, finite: bool) -> list[Frame] | None:
+        """The skipped frame when the gate says skip (not finite, or too similar to the last image), else None."""
+        if not finite:
+            self.stats.skipped_nonfinite += 1
+            return [self._emit(Frame(None, self._skipped(record, "non_finite")))]
+        if record.similarity is not None and record.similarity >= self.similarity_threshold:
+            self.stats.skipped_similar += 1
+            return [self._emit(Frame(None, self._skipped(record, "similar")))]
+        return None
+
+    @staticmethod
+    def _plain(creative: CreativeFrame | None) -> bool:
+        """No creative text side, adapter strength or noise mix to set before the frame."""
+        return creative is None or (creative.text is None and creative.ip_scale is None and creative.seed_mix is None)
+
     def _speculates(self, creative: CreativeFrame | None, previous: torch.Tensor | None) -> bool:
         """Whether the frame is made while the gate is still being computed (read back with the pixels, one wait
         for the GPU instead of two): a planned back end on CUDA (:attr:`speculate` overrides), on a route that
@@ -435,9 +447,7 @@ class Engine:
         else:
             wanted = self.speculate
         return bool(wanted) and hasattr(self.generator, "generate_gated") and self._bank_images is None \
-            and (previous is None or self.interpolation_steps == 0) \
-            and (creative is None or (creative.text is None and creative.ip_scale is None
-                                      and creative.seed_mix is None))
+            and (previous is None or self.interpolation_steps == 0) and self._plain(creative)
 
     def _speculative(self, embeds: torch.Tensor, previous: torch.Tensor | None, record: FrameRecord,
                      t0: float) -> list[Frame]:
@@ -449,12 +459,9 @@ class Engine:
         else:
             out, values = self.generator.generate_gated(embeds, gate)
         finite, record.similarity = read_gate(values)
-        if not finite:
-            self.stats.skipped_nonfinite += 1
-            return [self._emit(Frame(None, self._skipped(record, "non_finite")))]
-        if record.similarity is not None and record.similarity >= self.similarity_threshold:
-            self.stats.skipped_similar += 1
-            return [self._emit(Frame(None, self._skipped(record, "similar")))]
+        skipped = self._gate(record, finite)
+        if skipped is not None:
+            return skipped
         self._last_embeds = embeds
         if out is None:  # (the generator could not make it ahead: as usual, now that the gate is known)
             return [self._generate(embeds, record)]
@@ -467,9 +474,7 @@ class Engine:
         """Whether interpolation frames and the window's frame go to the generator in one batched call: on the
         DreamDiffusion route, without a creative text side, with a generator that batches (a planned back end)."""
         return (getattr(self.generator, "planned", False) and hasattr(self.generator, "generate_batch")
-                and not self.route.uses_clip and self._bank_images is None
-                and (creative is None or (creative.text is None and creative.ip_scale is None
-                                          and creative.seed_mix is None)))
+                and not self.route.uses_clip and self._bank_images is None and self._plain(creative))
 
     def _interpolation_record(self, window: Window, record: FrameRecord) -> FrameRecord:
         mid = self._record(window)
