@@ -167,7 +167,8 @@ def main() -> None:
     rel = float((b16 - f32).abs().max() / f32.abs().max())
     for name, value in med.items():
         print(f"  {name:16s} median {value:8.1f} ms  [{', '.join(f'{t:.1f}' for t in times[name])}]", flush=True)
-    print(f"SUMMARY encoder_vs_dreamdiffusion.py: inference batch 1 ours {med['infer theirs'] / med['infer ours']:.2f}x "
+    print("SUMMARY encoder_vs_dreamdiffusion.py: inference batch 1 ours "
+          f"{med['infer theirs'] / med['infer ours']:.2f}x "
           f"faster than theirs in fp32, {med['infer theirs'] / med['infer ours bf16']:.2f}x under bf16 autocast "
           f"(largest difference from fp32 {rel:.3f} of the largest value; goal 3x); training step batch {args.batch} "
           f"{med['train theirs'] / med['train ours']:.2f}x theirs (goal 1.5x)", flush=True)
