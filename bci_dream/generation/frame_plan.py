@@ -204,13 +204,13 @@ class FrameGraph:
 
     @torch.inference_mode()
     def run(self, embeds: torch.Tensor, pooled: torch.Tensor | None = None,
-            image: torch.Tensor | None = None, extra: torch.Tensor | None = None):
+            image: torch.Tensor | None = None,
+            extra: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float] | None]:
         """Frames for ``embeds`` [n ≤ N, tokens, D] (``pooled`` [n, P] for SDXL, ``image`` [n, 1, E] for the
         IP-Adapter route; missing rows repeat the last one) → uint8 [n, H, W, 3] in host memory (the one wait for
-        the device; the buffer is reused by the next call: copy what is kept).
-
-        ``extra``: a small tensor on the device (the engine's similarity gate) copied to the host with the pixels,
-        in the same wait; then the result is ``(pixels, extra values as a list)``."""
+        the device; the buffer is reused by the next call: copy what is kept), and the values of ``extra`` (a small
+        tensor on the device, such as the engine's similarity gate, copied to the host in the same wait; None
+        without it)."""
         n = int(embeds.shape[0])
         if not 1 <= n <= self.batch:
             raise ValueError(f"{n} embeddings for a frame graph of batch {self.batch}")
@@ -230,7 +230,7 @@ class FrameGraph:
             values.copy_(extra.float(), non_blocking=self._cuda)
         if self._cuda:
             torch.cuda.current_stream(self.device).synchronize()
-        return self._host[:n] if extra is None else (self._host[:n], values.tolist())
+        return self._host[:n], None if values is None else values.tolist()
 
     @staticmethod
     def _fill(buffer: torch.Tensor, values: torch.Tensor, n: int) -> None:

@@ -158,7 +158,6 @@ class Generator:
         self.backend_requested = backend  # (what was asked for: ``backend`` is what runs, after any fall-back)
         self.backend_difference: int | None = None
         self._graphs: dict[int, Any] = {}  # (frame graphs by batch size, made on first use; dropped on any change)
-        self.gate_values: list[float] = []  # (what the last generate_gated read back with the pixels)
         self.model_id = model_id
         self.is_preview = is_preview
         unet = pipe.unet
@@ -454,30 +453,30 @@ class Generator:
         return graph
 
     def _run_planned(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
-                     image: torch.Tensor | None, extra: torch.Tensor | None = None) -> list[GeneratedImage] | None:
-        """Frames of the rows of ``embeds`` in one planned call; None if it cannot be planned. The whole frame is
-        one computation: ``denoise_ms`` is all of it, ``decode_ms`` the conversion to PIL. ``extra``: see
-        :meth:`generate_gated` (its values go to :attr:`gate_values`)."""
+                     image: torch.Tensor | None,
+                     extra: torch.Tensor | None = None) -> tuple[list[GeneratedImage], list[float] | None] | None:
+        """Frames of the rows of ``embeds`` in one planned call, and ``extra``'s values read back with them (see
+        :meth:`generate_gated`; None without it); None if the frame cannot be planned. The whole frame is one
+        computation: ``denoise_ms`` is all of it, ``decode_ms`` the conversion to PIL."""
         from PIL import Image
 
         graph = self._frame_graph(int(embeds.shape[0]))
         if graph is None:
             return None
         t0 = time.perf_counter()
-        pixels = graph.run(embeds, pooled, image, extra)
-        if extra is not None:
-            pixels, self.gate_values = pixels
+        pixels, values = graph.run(embeds, pooled, image, extra)
         t1 = time.perf_counter()
         images = [Image.fromarray(row.numpy()) for row in pixels]  # (copies: the buffer is reused next frame)
         decode = (time.perf_counter() - t1) * 1000 / len(images)
-        return [GeneratedImage(im, (t1 - t0) * 1000 / len(images), decode, self.size, self.seed) for im in images]
+        return [GeneratedImage(im, (t1 - t0) * 1000 / len(images), decode, self.size, self.seed)
+                for im in images], values
 
     def _run(self, embeds: torch.Tensor, pooled: torch.Tensor | None,
              image: torch.Tensor | None = None) -> GeneratedImage:
         if self.planned:
-            frames = self._run_planned(embeds, pooled, image)
-            if frames is not None:
-                return frames[0]
+            planned = self._run_planned(embeds, pooled, image)
+            if planned is not None:
+                return planned[0][0]
         # On CUDA the denoising time is read from events, so that the GPU is waited for only once, when the image
         # is copied to host memory; decode_ms is the rest of the call.
         t0 = time.perf_counter()
@@ -539,9 +538,9 @@ class Generator:
                 if prompt_embeds is None:
                     prompt_embeds = self._no_prompt
                 embeds, pooled = self._inputs(prompt_embeds, None)
-                frames = self._run_planned(embeds, pooled, image, extra=gate)
-                if frames is not None:
-                    return frames[0], list(self.gate_values)
+                planned = self._run_planned(embeds, pooled, image, extra=gate)
+                if planned is not None:
+                    return planned[0][0], planned[1]
             return None, gate.float().tolist()
 
     @torch.inference_mode()
@@ -561,29 +560,21 @@ class Generator:
                 embeds = prompt_embeds.to(self.device, self.dtype, non_blocking=True)
                 pooled = None if self.pooled_dim is None else self._pooled_default
                 try:
-                    frames = self._run_planned(embeds, pooled, None)
+                    planned = self._run_planned(embeds, pooled, None)
                 except torch.OutOfMemoryError:
-                    frames = None  # (one at a time instead, with the out-of-memory handling of generate)
+                    planned = None  # (one at a time instead, with the out-of-memory handling of generate)
                     self._graphs.pop(len(rows), None)
-                if frames is not None:
-                    return frames
+                if planned is not None:
+                    return planned[0]
             return [self._generate(row, None) for row in rows]
 
-    def check_backend(self, reference: np.ndarray | None = None) -> int | None:
-        """The largest pixel difference (0-255) of this back end's frame from the eager one for a fixed embedding
-        (``reference``: the eager frame made before the back end changed the weights), logged and kept in
-        :attr:`backend_difference`; None on ``eager``."""
+    def check_backend(self, reference: np.ndarray) -> int | None:
+        """The largest pixel difference (0-255) of this back end's frame from ``reference``, the eager frame of
+        :meth:`probe_pixels` made before the back end changed the weights; logged and kept in
+        :attr:`backend_difference`. None on ``eager``."""
         if self.backend == "eager":
             return None
-        probe = self._probe_embeds()
-        backend = self.backend
-        if reference is None:
-            self.backend = "eager"
-            try:
-                reference = self._probe_pixels(probe)
-            finally:
-                self.backend = backend
-        got = self._probe_pixels(probe)
+        got = self.probe_pixels()
         if self.backend == "eager":  # (it fell back while making the frame)
             return None
         self.backend_difference = int(np.abs(got.astype(np.int16) - reference.astype(np.int16)).max())
@@ -591,12 +582,11 @@ class Generator:
                  self.backend_difference)
         return self.backend_difference
 
-    def _probe_embeds(self) -> torch.Tensor:
+    def probe_pixels(self) -> np.ndarray:
+        """The image (uint8 [H, W, 3]) of a fixed random embedding: what back ends are compared on."""
         width = self.image_embed_dim if self.image_embed_dim is not None else self.cross_attention_dim
-        return torch.randn((1, width) if self.image_embed_dim is not None else (1, 77, width),
-                           generator=torch.Generator("cpu").manual_seed(7))
-
-    def _probe_pixels(self, probe: torch.Tensor) -> np.ndarray:
+        probe = torch.randn((1, width) if self.image_embed_dim is not None else (1, 77, width),
+                            generator=torch.Generator("cpu").manual_seed(7))
         out = self.generate_from_image_embeds(probe) if self.image_embed_dim is not None else self.generate(probe)
         return np.asarray(out.image)
 
@@ -823,24 +813,26 @@ def prepare_pipeline(pipe, *, compile: bool | str = False):
     if pipe.unet.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest convolutions once
     if compile:
-        mode = "default" if compile is True else str(compile)
-        pipe.unet.compile(mode=mode)
-        (pipe.vae.decoder if hasattr(pipe.vae, "decoder") else pipe.vae).compile(mode=mode)
+        compile_pipeline(pipe, "default" if compile is True else str(compile))
     return pipe
+
+
+def compile_pipeline(pipe, mode: str) -> None:
+    """``torch.compile`` the UNet and the decoder of ``pipe`` in ``mode``."""
+    pipe.unet.compile(mode=mode)
+    (pipe.vae.decoder if hasattr(pipe.vae, "decoder") else pipe.vae).compile(mode=mode)
 
 
 def apply_backend(generator: Generator, backend: str, compile: bool | str = False) -> None:
     """Switch ``generator`` (loaded eager) to ``backend`` (one :func:`~bci_dream.generation.backends.choose_backend`
     returned) and compare its first frame with the eager one, made before the back end changes the weights or
     kernels (int8 / fp8 quantize the UNet in place; compile and tensorrt compile it)."""
-    reference = generator._probe_pixels(generator._probe_embeds())
+    reference = generator.probe_pixels()
     pipe = generator.pipe
     if backend in QUANTIZED:
         quantize_unet(pipe.unet, backend)
     elif backend == "compile":
-        mode = "reduce-overhead" if compile is True or not compile else str(compile)
-        pipe.unet.compile(mode=mode)
-        (pipe.vae.decoder if hasattr(pipe.vae, "decoder") else pipe.vae).compile(mode=mode)
+        compile_pipeline(pipe, "reduce-overhead" if compile is True or not compile else str(compile))
         generator.compiled = True
     elif backend == "tensorrt":  # (the UNet through torch-tensorrt's torch.compile back end; frames run eagerly)
         pipe.unet.compile(backend="torch_tensorrt", dynamic=False,

@@ -188,12 +188,7 @@ def read_gate(values: Sequence[float]) -> tuple[bool, float | None]:
 def gate_values(embeds: torch.Tensor, previous: torch.Tensor | None) -> tuple[bool, float | None]:
     """Whether ``embeds`` are all finite, and their cosine similarity (flattened, in [-1, 1]) with ``previous``
     (None without one): both in one read from the device, the only wait for the GPU before generating."""
-    finite = torch.isfinite(embeds).all().float()[None]
-    if previous is None:
-        return bool(finite.item()), None
-    similarity = torch.nn.functional.cosine_similarity(embeds.flatten().float(), previous.flatten().float(), dim=0)
-    ok, value = torch.cat([finite, similarity[None]]).tolist()
-    return ok > 0, min(1.0, max(-1.0, value))  # (rounding can step just past 1)
+    return read_gate(gate_tensor(embeds, previous).tolist())
 
 
 class Engine:
@@ -465,10 +460,7 @@ class Engine:
         self._last_embeds = embeds
         if out is None:  # (the generator could not make it ahead: as usual, now that the gate is known)
             return [self._generate(embeds, record)]
-        record.denoise_ms, record.decode_ms = out.denoise_ms, out.decode_ms
-        record.latency_ms = _latency_ms(record.t_end)
-        self.stats.frames += 1
-        return [self._emit(Frame(out.image, record))]
+        return [self._emit_generated(out, record)]
 
     def _batches(self, creative: CreativeFrame | None) -> bool:
         """Whether interpolation frames and the window's frame go to the generator in one batched call: on the
@@ -489,13 +481,8 @@ class Engine:
         rows = [between(self.route, previous, embeds, k / (n + 1)) for k in range(1, n + 1)] + [embeds]
         self._last_embeds = embeds
         records = [self._interpolation_record(window, record) for _ in range(n)] + [record]
-        frames = []
-        for out, rec in zip(self.generator.generate_batch(torch.cat(rows)), records):
-            rec.denoise_ms, rec.decode_ms = out.denoise_ms, out.decode_ms
-            rec.latency_ms = _latency_ms(rec.t_end)
-            self.stats.frames += 1
-            frames.append(self._emit(Frame(out.image, rec)))
-        return frames
+        return [self._emit_generated(out, rec)
+                for out, rec in zip(self.generator.generate_batch(torch.cat(rows)), records)]
 
     def _generate(self, embeds: torch.Tensor, record: FrameRecord, creative: CreativeFrame | None = None) -> Frame:
         if self._bank_images is not None:  # retrieval: the nearest bank image itself
@@ -516,6 +503,10 @@ class Engine:
             out = self.generator.generate(embeds, pooled)
         else:
             out = self.generator.generate(embeds)
+        return self._emit_generated(out, record)
+
+    def _emit_generated(self, out: Any, record: FrameRecord) -> Frame:
+        """A generated image (``generate``'s result) with its times, to the listeners."""
         record.denoise_ms, record.decode_ms = out.denoise_ms, out.decode_ms
         record.latency_ms = _latency_ms(record.t_end)
         self.stats.frames += 1

@@ -242,7 +242,8 @@ class WindowStore:
         gaps = sum(r.gap_windows for r in self.recordings)
         if gaps:
             lines.append(f"{gaps} windows across gaps in the timestamps were left out")
-        size = sum((self.path / r.shard).stat().st_size for r in self.recordings)
+        size = sum(r.shard_bytes if r.shard_bytes is not None else (self.path / r.shard).stat().st_size
+                   for r in self.recordings)  # (sizes checked against the files when the store was opened)
         lines.append(f"{size / 2**30:.2f} GiB on disk")
         if self.skipped:
             lines.append(f"{len(self.skipped)} skipped:")
