@@ -59,3 +59,16 @@ def tiny_xdf_live(tmp_path):
     stream = LiveStream(XdfReplaySource(path, speed=0))
     stream.open()
     return stream
+
+
+@pytest.fixture(scope="session")
+def tiny_pipelines(tmp_path_factory):
+    """Tiny random-weight pipelines saved in diffusers' formats, built once: ``sd`` (SD-Turbo-shaped, with a text
+    encoder), ``sdxl`` (SDXL-Turbo-shaped, with its two) and ``sdxl-ip`` (an IP-Adapter for it, image embeddings
+    24 wide)."""
+    from bci_dream.generation.tiny import build_tiny_ip_adapter, build_tiny_sd_turbo, build_tiny_sdxl_turbo
+
+    root = tmp_path_factory.mktemp("tiny-pipelines")
+    sdxl = build_tiny_sdxl_turbo(root / "sdxl", text=True)
+    return {"sd": build_tiny_sd_turbo(root / "sd", text=True), "sdxl": sdxl,
+            "sdxl-ip": build_tiny_ip_adapter(sdxl, root / "sdxl-ip", image_embed_dim=24, seed=1)}

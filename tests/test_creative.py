@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from bci_dream.generation.generator import load_generator
-from bci_dream.generation.tiny import build_tiny_ip_adapter, build_tiny_sd_turbo, build_tiny_sdxl_turbo
 from bci_dream.runtime.creative import Creative, CreativeError, CreativeSettings, ShamSource, blend
 from bci_dream.runtime.steering import SteeringError, parse_rule
 from bci_dream.signal.band_features import BandFeatureExtractor, band_features, channel_group, feature_names
@@ -135,12 +134,9 @@ def test_steering_rules_read_and_weigh():
 
 # -- blending through the engine ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("creative")
-    sdxl = build_tiny_sdxl_turbo(root / "sdxl", text=True)
-    return {"sd": build_tiny_sd_turbo(root / "sd", text=True), "sdxl": sdxl,
-            "sdxl-ip": build_tiny_ip_adapter(sdxl, root / "sdxl-ip", image_embed_dim=24, seed=1)}
+@pytest.fixture()
+def folders(tiny_pipelines):
+    return tiny_pipelines
 
 
 @pytest.fixture(autouse=True)

@@ -16,18 +16,9 @@ from bci_dream.generation import backends
 from bci_dream.generation.backends import choose_backend
 from bci_dream.generation.frame_plan import FrameGraph, PlanError, plan_steps
 from bci_dream.generation.generator import load_generator
-from bci_dream.generation.tiny import build_tiny_ip_adapter, build_tiny_sd_turbo, build_tiny_sdxl_turbo
 
 SIZE = 64
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("backends")
-    sdxl = build_tiny_sdxl_turbo(root / "sdxl", text=True)
-    return {"sd": build_tiny_sd_turbo(root / "sd", text=True), "sdxl": sdxl,
-            "ip": build_tiny_ip_adapter(sdxl, root / "ip", image_embed_dim=24, seed=1)}
 
 
 @pytest.fixture(autouse=True)
@@ -54,23 +45,23 @@ def _scheduler(generator, name: str) -> None:
     (4, "LCMScheduler", 0.0),  # noise added between steps: a fixed offset per step
     (3, "EulerAncestralDiscreteScheduler", 0.0),
 ])
-def test_the_planned_frame_is_the_eager_frame(folders, steps, scheduler, guidance):
-    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", steps=steps, guidance=guidance)
+def test_the_planned_frame_is_the_eager_frame(tiny_pipelines, steps, scheduler, guidance):
+    g = load_generator(str(tiny_pipelines["sd"]), size=SIZE, seed=3, device="cpu", steps=steps, guidance=guidance)
     if scheduler:
         _scheduler(g, scheduler)
     embeds = torch.randn(3, 77, g.cross_attention_dim, generator=torch.Generator().manual_seed(0))
     graph = FrameGraph(g, batch=3)
     assert not graph.graphed and len(graph.plan) == steps
-    planned = graph.run(embeds).numpy().copy()
+    planned = graph.run(embeds)[0].numpy().copy()
     for i in range(3):  # (the eager path, one image at a time, the reference)
         assert _largest_difference(planned[i], g.generate(embeds[i:i + 1]).image) <= 1
     if scheduler in ("LCMScheduler", "EulerAncestralDiscreteScheduler"):
         assert any(step.offset is not None for step in graph.plan)
 
 
-def test_the_planned_frame_on_sdxl_with_an_ip_adapter(folders):
-    g = load_generator(str(folders["sdxl"]), size=SIZE, seed=3, device="cpu", backend="graph",
-                       ip_adapter=folders["ip"])
+def test_the_planned_frame_on_sdxl_with_an_ip_adapter(tiny_pipelines):
+    g = load_generator(str(tiny_pipelines["sdxl"]), size=SIZE, seed=3, device="cpu", backend="graph",
+                       ip_adapter=tiny_pipelines["sdxl-ip"])
     assert g.backend == "graph" and g.backend_difference is not None and g.backend_difference <= 1
     image = torch.randn(24, generator=torch.Generator().manual_seed(1))
     planned = np.asarray(g.generate_from_image_embeds(image).image)
@@ -78,8 +69,8 @@ def test_the_planned_frame_on_sdxl_with_an_ip_adapter(folders):
     assert _largest_difference(planned, g.generate_from_image_embeds(image).image) <= 1
 
 
-def test_interpolation_frames_go_through_the_unet_in_one_call(folders, monkeypatch):
-    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
+def test_interpolation_frames_go_through_the_unet_in_one_call(tiny_pipelines, monkeypatch):
+    g = load_generator(str(tiny_pipelines["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
     embeds = torch.randn(4, 77, g.cross_attention_dim, generator=torch.Generator().manual_seed(2))
     calls = []
     unet_forward = type(g.pipe.unet).forward
@@ -99,14 +90,14 @@ def test_interpolation_frames_go_through_the_unet_in_one_call(folders, monkeypat
         assert _largest_difference(a.image, b.image) <= 1
 
 
-def test_the_engine_sends_interpolation_frames_as_one_batch(folders, tiny_xdf_live, monkeypatch):
+def test_the_engine_sends_interpolation_frames_as_one_batch(tiny_pipelines, tiny_xdf_live, monkeypatch):
     from test_engine import _window
 
     from bci_dream.models.eeg_model import EegModel, EegModelConfig
     from bci_dream.models.encoder_config import preset
     from bci_dream.runtime.engine import Engine
 
-    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
+    g = load_generator(str(tiny_pipelines["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
     torch.manual_seed(0)
     model = EegModel(EegModelConfig(encoder=preset("tiny"), cross_attention_dim=g.cross_attention_dim))
     engine = Engine(tiny_xdf_live, model, g, untrained_conditioning=True, similarity_threshold=1.1,
@@ -121,7 +112,7 @@ def test_the_engine_sends_interpolation_frames_as_one_batch(folders, tiny_xdf_li
     assert [f.record.index for f in frames] == [1, 2, 3]
 
 
-def test_a_scheduler_that_cannot_be_planned_runs_eagerly_said_once(folders, caplog):
+def test_a_scheduler_that_cannot_be_planned_runs_eagerly_said_once(tiny_pipelines, caplog):
     from diffusers import EulerDiscreteScheduler
 
     class Squaring(EulerDiscreteScheduler):  # (not a linear update: no plan reproduces it)
@@ -129,7 +120,7 @@ def test_a_scheduler_that_cannot_be_planned_runs_eagerly_said_once(folders, capl
             out = super().step(model_output, timestep, sample, **kwargs)
             return (out[0] * out[0],) + tuple(out[1:])
 
-    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
+    g = load_generator(str(tiny_pipelines["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
     g.pipe.scheduler = Squaring.from_config(g.pipe.scheduler.config)
     g._graphs = {}
     with pytest.raises(PlanError, match="not a fixed linear update"):
@@ -155,17 +146,17 @@ def test_back_ends_that_cannot_run_here_fall_back_in_one_line(monkeypatch):
         choose_backend("fastest", CPU)
 
 
-def test_int8_through_torchao_is_checked_against_eager(folders):
+def test_int8_through_torchao_is_checked_against_eager(tiny_pipelines):
     pytest.importorskip("torchao")
-    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="int8")
+    g = load_generator(str(tiny_pipelines["sd"]), size=SIZE, seed=3, device="cpu", backend="int8")
     assert g.backend == "int8" and g.backend_difference is not None and 0 <= g.backend_difference <= 255
     assert "back end int8" in repr(g)
     assert g.generate(torch.zeros(1, 77, g.cross_attention_dim)).image.size == (SIZE, SIZE)
 
 
-def test_the_planned_frame_follows_the_session(folders):
+def test_the_planned_frame_follows_the_session(tiny_pipelines):
     """A new seed, noise mix or size makes a new plan; the same embedding and seed give the same image."""
-    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
+    g = load_generator(str(tiny_pipelines["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
     embeds = torch.randn(1, 77, g.cross_attention_dim, generator=torch.Generator().manual_seed(4))
     first = np.asarray(g.generate(embeds).image)
     assert _largest_difference(first, g.generate(embeds).image) == 0
@@ -175,7 +166,7 @@ def test_the_planned_frame_follows_the_session(folders):
     assert _largest_difference(other, g.generate(embeds).image) <= 1 and _largest_difference(first, other) > 0
 
 
-def test_a_frame_made_while_the_gate_is_computed_is_the_same_frame_and_skips_the_same(folders, tiny_xdf_live):
+def test_a_frame_made_while_the_gate_is_computed_is_the_same_frame_and_skips_the_same(tiny_pipelines, tiny_xdf_live):
     """On CUDA the engine makes the frame before reading the similarity gate (read back with the pixels, one wait);
     forced here on the CPU, it gives the frames and skips of the usual path."""
     from test_engine import _window
@@ -184,7 +175,7 @@ def test_a_frame_made_while_the_gate_is_computed_is_the_same_frame_and_skips_the
     from bci_dream.models.encoder_config import preset
     from bci_dream.runtime.engine import Engine, gate_tensor, gate_values, read_gate
 
-    g = load_generator(str(folders["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
+    g = load_generator(str(tiny_pipelines["sd"]), size=SIZE, seed=3, device="cpu", backend="graph")
     runs = {}
     for speculate in (False, True):
         torch.manual_seed(0)
