@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -172,7 +173,7 @@ def test_headless_commands_write_images_and_frames(command, tmp_path, shared_dat
     assert made and all((out / f"{r['index']:06d}.png").is_file() for r in made)
     assert all(PREVIEW_LABEL in r["labels"] for r in records)
     assert "frames/s" in proc.stdout and "latency p50" in proc.stdout and PREVIEW_LABEL in proc.stdout
-    assert "model tiny · route dreamdiffusion · EEG model untrained" in proc.stdout
+    assert re.search(r"model tiny · route dreamdiffusion · EEG encoder (bf16|fp32) · EEG model untrained", proc.stdout)
 
 
 def test_headless_needs_an_output_folder():
@@ -209,8 +210,8 @@ def test_prompt_encoder_gives_the_models_embeddings_and_names_a_wrong_shape():
     from bci_dream.models.prompt_encoder import PromptEncoder
 
     model, _ = eeg_model_for(64, None, preset_name="tiny")
-    encoder = PromptEncoder(model, "cpu")
-    assert not encoder.graphed
+    encoder = PromptEncoder(model, "cpu", precision="fp32")
+    assert not encoder.graphed and encoder.precision == "fp32"
     w = _window(seed=2)
     n_channels, n_samples = encoder.shape
     data, mask = w.data[:n_channels, :n_samples].copy(), w.mask[:n_channels]

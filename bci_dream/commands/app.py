@@ -53,6 +53,7 @@ def run_app(args: argparse.Namespace) -> int:
     options = AppOptions(device=args.device, params=params, replay=args.replay, speed=args.speed, model=args.model,
                          checkpoint=args.checkpoint, gpu=args.gpu, size=args.size, seed=args.seed, hop=args.hop,
                          similarity=args.similarity, compile=args.compile, backend=args.backend, steps=args.steps,
+                         encoder_precision=args.encoder_precision,
                          interpolate=args.interpolate, filters=filters, generate=not args.no_generate,
                          naming=naming_from_args(args), source_options=source_options(args),
                          route=route_options(args), bank_k=args.bank_k, bank_temperature=args.bank_temperature,
@@ -89,7 +90,8 @@ def apply_scene(options, scene: dict) -> None:
         band = source.get("bandpass", list(default.bandpass) if default.bandpass else [])
         notch = (float(source["notch"]) or None) if "notch" in source else default.notch
         options.filters = FilterSettings(tuple(band) if band else None, notch)
-    for key in ("model", "gpu", "size", "steps", "seed", "hop", "similarity", "interpolate", "compile", "backend"):
+    for key in ("model", "gpu", "size", "steps", "seed", "hop", "similarity", "interpolate", "compile", "backend",
+                "encoder_precision"):
         if key in model:
             setattr(options, key, model[key])
     if "checkpoint" in model:

@@ -196,6 +196,9 @@ def add_generation_args(p: argparse.ArgumentParser, headless: bool = True) -> No
                    help="how frames run: eager (step by step), graph (the whole frame planned; one CUDA graph on "
                    "CUDA), compile, int8 / fp8 (torchao), tensorrt (torch-tensorrt), auto (the fastest installed); "
                    "one that cannot run here falls back, said in one line")
+    g.add_argument("--encoder-precision", choices=defaults.PRECISIONS, default=defaults.PRECISION,
+                   help="the EEG encoder's arithmetic: auto (bf16 on CUDA and on CPUs with AVX-512 BF16 or AMX, "
+                   "float32 elsewhere), fp32, bf16")
     add_compute_device_arg(g)
     add_route_args(p)
     add_creative_args(p)
@@ -456,7 +459,8 @@ def run_engine(live, args: argparse.Namespace) -> int:
                                 "negative_prompt": creative_opts["negative_prompt"]})
         models = load_generation_models(args.model, args.checkpoint, device=args.gpu, size=args.size,
                                         steps=args.steps, seed=args.seed, compile=args.compile or False,
-                                        choice=choice, guidance=creative_opts["guidance"], backend=args.backend)
+                                        choice=choice, guidance=creative_opts["guidance"], backend=args.backend,
+                                        encoder_precision=args.encoder_precision)
         generator = models.generator
         creative, monitor = start_creative(live, generator, models.route, creative_opts,
                                            features=bool(args.osc), commands=args.osc_listen is not None)
@@ -477,7 +481,9 @@ def run_engine(live, args: argparse.Namespace) -> int:
         text = f" · {generator.text.label}" if models.route == "ip-adapter" and generator.text is not None else ""
         backend = f" · back end {generator.backend} (largest pixel difference from eager " \
                   f"{generator.backend_difference} of 255)" if generator.backend != "eager" else ""
-        print(f"model {generator.model_id} · route {models.route}{bank}{text}{backend} · {models.training}", flush=True)
+        encoder = f"EEG encoder {models.encoder.precision}"
+        print(f"model {generator.model_id} · route {models.route}{bank}{text}{backend} · {encoder} · "
+              f"{models.training}", flush=True)
         if creative is not None:
             print(f"creative mode: {creative.describe()}", flush=True)
         if outputs.describe():

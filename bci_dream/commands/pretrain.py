@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bci_dream.commands.common import add_channel_args, naming_from_args
+from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.models.encoder_config import PRESETS
 from bci_dream.training.corpus_sources import expand_paths
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--holdout", nargs="*", type=Path, default=[],
                    help="recordings never trained on: report reconstruction error vs zero and interpolation")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--precision", choices=defaults.PRECISIONS, default=d.precision,
+                   help="auto: bf16 autocast on CUDA and on CPUs with AVX-512 BF16 or AMX, float32 elsewhere")
     p.add_argument("--restart", action="store_true", help="overwrite a checkpoint in --output instead of resuming")
     add_channel_args(p)
     p.set_defaults(func=run)
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     settings = PretrainSettings(preset=args.preset, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                                 warmup_steps=min(args.warmup_steps, max(1, args.max_steps // 10)),
                                 mask_ratio=args.mask_ratio, hop_s=args.hop, seed=args.seed,
-                                checkpoint_every=args.checkpoint_every, notch=args.notch or None)
+                                checkpoint_every=args.checkpoint_every, notch=args.notch or None,
+                                precision=args.precision)
     if args.store is not None:
         from bci_dream.training.window_store import WindowStore
 

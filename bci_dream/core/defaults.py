@@ -52,3 +52,9 @@ GAP_MIN_S: float = 0.1
 BACKENDS = ("auto", "eager", "graph", "compile", "int8", "fp8", "tensorrt")
 #: The default back end: ``eager`` until the planned frame is measured on a GPU (see benchmarks/README.md).
 BACKEND = "eager"
+
+#: Arithmetic of the EEG encoder and of pretraining (``--encoder-precision``, ``pretrain --precision``;
+#: :mod:`bci_dream.models.precision`): ``auto`` = bf16 where the device has bf16 arithmetic (CUDA, CPUs with AVX-512
+#: BF16 or AMX), float32 elsewhere.
+PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION = "auto"

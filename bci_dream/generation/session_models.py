@@ -196,7 +196,7 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
                            compile: bool | str = False, progress: bool = True,
                            reuse: GenerationModels | None = None,
                            choice: RouteChoice = RouteChoice(), guidance: float | None = None,
-                           backend: str = "eager") -> GenerationModels:
+                           backend: str = "eager", encoder_precision: str = defaults.PRECISION) -> GenerationModels:
     """Load the diffusion ``model`` (with the UNet adapter of ``checkpoint``, if it has one) and the EEG model
     of ``checkpoint`` (random when None: labelled untrained).
 
@@ -204,7 +204,8 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
     CUDA graphs belong to the thread that recorded them). ``reuse``: models loaded before, whose generator is
     kept when it carries the same UNet adapter (the EEG model is always loaded afresh). ``choice``: the
     conditioning route (:class:`RouteChoice`; by default the checkpoint's). ``backend``: how frames run
-    (:mod:`bci_dream.generation.backends`).
+    (:mod:`bci_dream.generation.backends`). ``encoder_precision``: the EEG encoder's arithmetic
+    (:mod:`bci_dream.models.precision`).
 
     Raises:
         ModelLoadError, ModelNotAvailableError, GenerationError, CheckpointError: one line each.
@@ -236,7 +237,7 @@ def load_generation_models(model: str | os.PathLike = AUTO, checkpoint: str | os
     eeg_model, untrained = eeg_model_for(generator.cross_attention_dim, checkpoint, seed=seed, clip_width=clip_width)
     if route == "dreamdiffusion":
         check_widths(eeg_model, generator, checkpoint)
-    encoder = PromptEncoder(eeg_model, generator.device,
+    encoder = PromptEncoder(eeg_model, generator.device, precision=encoder_precision,
                             output="clip_embeds" if route in CLIP_ROUTES else "prompt_embeds")
     naming = saved_naming(raw) if checkpoint is not None else None
     return GenerationModels(generator, eeg_model, untrained, encoder, adapter,

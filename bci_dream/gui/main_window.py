@@ -61,6 +61,7 @@ class AppOptions:
     similarity: float = defaults.SIMILARITY_THRESHOLD
     compile: str | None = None
     backend: str = defaults.BACKEND
+    encoder_precision: str = defaults.PRECISION
     steps: int | None = None
     interpolate: int = 0
     filters: Any = None  # FilterSettings from the command line; None: the settings' or the device's
@@ -746,7 +747,8 @@ class MainWindow(QtWidgets.QMainWindow):
         route = [] if m.route == "dreamdiffusion" else [f"route {m.route}"]
         if m.route == "ip-adapter" and m.generator.text is not None:
             route.append(m.generator.text.label)
-        self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *route, *engine.labels, *trained]))
+        self.model_label.setText(" · ".join([f"model {m.generator.model_id}", *route, *engine.labels,
+                                             f"EEG encoder {m.encoder.precision}", *trained]))
         self.model_label.setToolTip(m.training)
         engine.start()
 
@@ -779,7 +781,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 models = load_generation_models(
                     opts.model, checkpoint, device=opts.gpu, size=prefs.size or None, steps=prefs.steps or None,
                     seed=prefs.seed, compile=opts.compile or False, progress=False, reuse=current,
-                    choice=RouteChoice(**route), guidance=opts.creative.get("guidance"), backend=opts.backend)
+                    choice=RouteChoice(**route), guidance=opts.creative.get("guidance"), backend=opts.backend,
+                    encoder_precision=opts.encoder_precision)
                 prompts = [opts.creative.get("prompt")] + [r.prompt for r in opts.creative.get("rules", ())
                                                            if r.target == "prompt"]
                 if any(prompts):  # (encoded here, off the GUI thread; the engine's creative mode reads the cache)

@@ -269,7 +269,8 @@ class Creative:
             record["prompt_weights"] = {name: round(w, 4) for name, w in zip(names, state.prompt_weights)}
             frame.text = (mix, pooled)
             if not self.clip_route:
-                frame.embeds = blend(mix.to(embeds.device, embeds.dtype), embeds, influence)
+                # (in the prompts' dtype, the generator's: a bf16 EEG embedding would otherwise round the text's)
+                frame.embeds = blend(mix, embeds.to(mix.device, mix.dtype), influence)
         elif self.clip_route and self._blank is not None:
             blank = self._blank
             frame.text = (blank.prompt_embeds.to(embeds.device),

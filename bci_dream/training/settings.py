@@ -27,6 +27,7 @@ class PretrainSettings:
     log_every: int = 10
     bandpass: tuple[float, float] | None = defaults.BANDPASS_HZ
     notch: float | None = defaults.NOTCH_HZ
+    precision: str = defaults.PRECISION  # bf16 autocast where the device has bf16 arithmetic (models.precision)
 
 
 #: Fine-tuning objectives: ``auto`` (``inference`` for few-step models, else ``denoise``), ``inference`` (the
