@@ -53,6 +53,12 @@ def test_window_opens_on_the_synthetic_board_traces_move_and_images_arrive(make_
     assert "untrained preview model" in window.images.label.text()
     qtbot.wait(STATUS_WAIT_MS)
     assert window.state_label.text() == "streaming" and "images/s" in window.image_label.text()
+    from bci_dream.gui.spectrum_panel import FMAX, FMIN, SpectrumPanel
+
+    spectrum = window.panel(SpectrumPanel)  # (the synthetic board's spectrum, from its raw ring buffer)
+    assert len(spectrum.curves) == window.live.pipeline.info.n_channels
+    assert spectrum.psd.shape == (len(spectrum.curves), len(spectrum.freqs)) and len(spectrum.freqs) > 50
+    assert spectrum.freqs[0] >= FMIN and spectrum.freqs[-1] <= FMAX and np.isfinite(spectrum.psd).all()
     assert not window.errors
 
 

@@ -25,6 +25,7 @@ class ImagePanel(Panel):
 
     title = "images"
     area = "right"
+    stretch = 2
 
     def __init__(self, history: int = 8, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)

@@ -27,6 +27,7 @@ from bci_dream.gui.image_panel import ImagePanel
 from bci_dream.gui.panel import Panel
 from bci_dream.gui.settings_dialog import Settings, SettingsDialog
 from bci_dream.gui.show_window import ScreenError, ShowWindow
+from bci_dream.gui.spectrum_panel import SpectrumPanel
 from bci_dream.gui.stream_adapter import QtStreamController
 from bci_dream.gui.trace_panel import TracePanel
 from bci_dream.gui.traces import TraceView
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 TRACE_INTERVAL_MS = 16
 STATUS_INTERVAL_MS = 500
 #: The panels the window lays out (a new panel: one file with a :class:`Panel` subclass, one entry here).
-PANELS: tuple[type[Panel], ...] = (TracePanel, ImagePanel, CreativePanel)
+PANELS: tuple[type[Panel], ...] = (TracePanel, ImagePanel, SpectrumPanel, CreativePanel)
 #: QSettings key of the scene file opened or saved last ('bci-dream app --scene last').
 LAST_SCENE_KEY = "scene/last"
 

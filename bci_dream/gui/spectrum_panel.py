@@ -1,0 +1,109 @@
+"""The spectrum panel: each channel's power spectrum (Welch, log scale, 1-60 Hz) of the last seconds, mains marked."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from bci_dream.gui.panel import Panel
+from bci_dream.signal.spectrum import mains_peak, welch_psd
+
+#: Seconds between spectrum updates (Welch over seconds of signal is not redone every frame).
+UPDATE_S = 0.25
+#: Frequencies shown (Hz).
+FMIN, FMAX = 1.0, 60.0
+#: Colour-blind-safe cycle (Okabe & Ito) for the channels' curves.
+CURVE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
+
+
+class SpectrumPanel(Panel):
+    """Power spectral density of every channel of the open stream, from its raw ring buffer in µV (so the mains
+    line the filters remove stays visible), over the last ``seconds_box`` seconds, redrawn every
+    :data:`UPDATE_S`; a dashed line and label mark 50 or 60 Hz when it stands out (:func:`mains_peak`).
+
+    Attributes:
+        plot: the pyqtgraph plot (log-power axis, µV²/Hz).
+        curves: one curve per channel.
+        seconds_box: seconds of signal each spectrum is computed over.
+        mains: the marked line frequency, or None.
+    """
+
+    title = "spectrum"
+    area = "right"
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._live = None
+        self._updated_at = -np.inf
+        self.mains: float | None = None
+        self.freqs = np.zeros(0)
+        self.psd = np.zeros((0, 0))
+        self.seconds_box = QtWidgets.QDoubleSpinBox(minimum=1, maximum=30, singleStep=1, suffix=" s", value=4)
+        self.widget = pg.PlotWidget()
+        self.widget.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.plot = self.widget.getPlotItem()
+        self.plot.setLogMode(x=False, y=True)
+        self.plot.setLabel("bottom", "frequency", units="Hz")
+        self.plot.setLabel("left", "power (µV²/Hz)")
+        self.plot.setXRange(FMIN, FMAX, padding=0)
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.mains_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#D55E00", style=QtCore.Qt.PenStyle.DashLine),
+                                          label="", labelOpts={"position": 0.9, "color": "#D55E00"})
+        self.mains_line.setVisible(False)
+        self.plot.addItem(self.mains_line)
+        self.curves: list[pg.PlotDataItem] = []
+        controls = QtWidgets.QHBoxLayout()
+        controls.addWidget(QtWidgets.QLabel("spectrum over"))
+        controls.addWidget(self.seconds_box)
+        controls.addStretch(1)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(controls)
+        layout.addWidget(self.widget, 1)
+
+    def set_stream(self, live: Any | None) -> None:
+        self._live = live
+        for curve in self.curves:
+            self.plot.removeItem(curve)
+        self.curves = []
+        if live is not None:
+            names = live.pipeline.info.ch_names
+            self.curves = [self.plot.plot([], [], pen=pg.mkPen(CURVE_COLORS[i % len(CURVE_COLORS)], width=1),
+                                          name=name) for i, name in enumerate(names)]
+        self._updated_at = -np.inf
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if self._live is None or now - self._updated_at < UPDATE_S:
+            return
+        self._updated_at = now
+        self.update_spectrum()
+
+    def update_spectrum(self) -> None:
+        """Recompute the spectra from the raw ring buffer and redraw (needs at least half a second of signal)."""
+        pipeline = self._live.pipeline
+        sfreq = pipeline.info.sfreq
+        res = pipeline.raw.latest(int(self.seconds_box.value() * sfreq))
+        if res.data.shape[0] < sfreq / 2:
+            return
+        self.freqs, self.psd = welch_psd(res.data * pipeline.info.to_microvolts, sfreq, FMIN, FMAX)
+        floor = 1e-12  # (log axis: a flat channel is drawn at the floor, not dropped)
+        for curve, row in zip(self.curves, self.psd):
+            curve.setData(self.freqs, np.maximum(row, floor))
+        self.mains = mains_peak(self.freqs, self.psd)
+        self.mains_line.setVisible(self.mains is not None)
+        if self.mains is not None:
+            self.mains_line.setValue(self.mains)
+            self.mains_line.label.setFormat(f"{self.mains:g} Hz mains")
+
+    def save_state(self, settings: QtCore.QSettings) -> None:
+        settings.setValue("seconds", self.seconds_box.value())
+
+    def restore_state(self, settings: QtCore.QSettings) -> None:
+        value = settings.value("seconds")
+        if value is not None:
+            self.seconds_box.setValue(float(value))
