@@ -16,6 +16,8 @@ from bci_dream.signal.spectrum import mains_peak, welch_psd
 UPDATE_S = 0.25
 #: Frequencies shown (Hz).
 FMIN, FMAX = 1.0, 60.0
+#: Pixels of plot the panel keeps however the window is shared out.
+MIN_HEIGHT = 170
 #: Colour-blind-safe cycle (Okabe & Ito) for the channels' curves.
 CURVE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
 
@@ -45,6 +47,7 @@ class SpectrumPanel(Panel):
         self.seconds_box = QtWidgets.QDoubleSpinBox(minimum=1, maximum=30, singleStep=1, suffix=" s", value=4)
         self.widget = pg.PlotWidget()
         self.widget.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.widget.setMinimumHeight(MIN_HEIGHT)
         self.plot = self.widget.getPlotItem()
         self.plot.setLogMode(x=False, y=True)
         self.plot.setLabel("bottom", "frequency", units="Hz")
