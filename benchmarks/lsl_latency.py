@@ -14,12 +14,19 @@ Two phases, each with a fresh outlet, same conditions:
    consumer thread that waits with ``pipeline.wait_for_samples(...)`` and calls ``Windower.latest()`` on
    every new data (no hop). For every sample newly covered by a window it records ``local_clock()`` right
    after the window was made minus the sample's push time. The ring index -> sample index mapping is read
-   from the raw ring buffer (channel 0) after the clock is read.
+   from the raw ring buffer (channel 0) after the clock is read. With a pull interval (LslSource's default,
+   50 ms) new data comes that often to a reader that waits for it: this is the latency of the consumers that
+   do not read windows (recorder, re-publisher, quality, the GUI's traces).
+
+``--read-ms R`` adds two phases with a reader on its own schedule, every R ms, as the engine reads a window per
+hop: a bare inlet that takes whatever it holds at each read, and ``LiveStream.windower().latest()``, which drains
+the source first. Each records the age of the newest sample it holds at each read (read time - its push time); the
+difference of the two is what the app adds for a window reader at any pull interval.
 
 Samples in the first ``--warmup`` seconds (connection backlog, first full window) are left out.
 Goal: p99 of (window latency) - p99 of (transport latency) under 5 ms.
 
-Run: python benchmarks/lsl_latency.py [--seconds 20] [--push-ms 4]
+Run: python benchmarks/lsl_latency.py [--seconds 20] [--push-ms 4] [--pull-interval S] [--read-ms 50]
 """
 
 from __future__ import annotations
@@ -145,7 +152,6 @@ def phase_app(name: str, seconds: float, pull_interval: float) -> tuple[dict[int
 
     from bci_dream.acquisition.live import LiveStream
     from bci_dream.acquisition.lsl_source import LslSource
-    from bci_dream.signal.windower import Windower
 
     pulled: dict[int, float] = {}
     filtered: dict[int, float] = {}
@@ -153,8 +159,8 @@ def phase_app(name: str, seconds: float, pull_interval: float) -> tuple[dict[int
     class TimedLslSource(LslSource):
         """LslSource that also notes when each sample index left its inlet pull (for the stage split)."""
 
-        def _pull(self, inlet, buffer):
-            n, ts = super()._pull(inlet, buffer)
+        def _pull(self, inlet, buffer, *args):
+            n, ts = super()._pull(inlet, buffer, *args)
             if n:
                 t = local_clock()
                 for i in buffer[:n, 0].astype(np.int64).tolist():
@@ -172,7 +178,7 @@ def phase_app(name: str, seconds: float, pull_interval: float) -> tuple[dict[int
             filtered.setdefault(i, t)
 
     pipe.add_listener(after_filter)
-    windower = Windower(pipe.filtered, info.sfreq, info.ch_names)
+    windower = live.windower()  # (it drains the source before each read, as the engine's does)
     covered: dict[int, float] = {}
     window_ms: list[float] = []
     stop = threading.Event()
@@ -216,6 +222,67 @@ def phase_app(name: str, seconds: float, pull_interval: float) -> tuple[dict[int
     counts["pulled"] = pulled
     counts["filtered"] = filtered
     return covered, window_ms, counts
+
+
+def phase_scheduled(name: str, seconds: float, pull_interval: float, read_ms: float, app: bool) -> list[tuple[float, int]]:
+    """A reader on its own schedule (every ``read_ms``, as the engine reads a window per hop): at each read, the
+    newest sample it got and when. ``app``: ``LiveStream.windower().latest()`` (drains the source, then the window);
+    else a bare inlet taking whatever it holds (``pull_chunk(timeout=0)``) at the same moments."""
+    import pylsl
+
+    reads: list[tuple[float, int]] = []
+    if app:
+        from bci_dream.acquisition.live import LiveStream
+        from bci_dream.acquisition.lsl_source import LslSource
+
+        live = LiveStream(LslSource(stream_name=name, stream_type="EEG", timeout=10.0, pull_interval=pull_interval))
+        live.open()
+        windower = live.windower()
+        live.start()
+
+        def read() -> int | None:
+            window = windower.latest()
+            if window is None:
+                return None
+            return int(live.pipeline.raw.range(window.index_end - 1, window.index_end).data[0, 0])
+    else:
+        found = pylsl.resolve_bypred(f"name='{name}'", minimum=1, timeout=10.0)
+        inlet = pylsl.StreamInlet(found[0], max_buflen=60, max_chunklen=0, recover=True,
+                                  processing_flags=pylsl.proc_clocksync | pylsl.proc_dejitter)
+        inlet.open_stream(timeout=10.0)
+        buf = np.zeros((int(RATE), N_CHANNELS), np.float32)
+        newest = [None]
+
+        def read() -> int | None:
+            _, stamps = inlet.pull_chunk(timeout=0.0, max_samples=buf.shape[0], dest_obj=buf)
+            if len(stamps):
+                newest[0] = int(buf[len(stamps) - 1, 0])
+            return newest[0]
+    tick = time.monotonic()
+    end = tick + seconds
+    while tick < end:
+        tick += read_ms / 1000
+        time.sleep(max(0.0, tick - time.monotonic()))
+        index = read()
+        if index is not None:
+            reads.append((pylsl.local_clock(), index))
+    if app:
+        live.stop()
+    else:
+        inlet.close_stream()
+    return reads
+
+
+def ages(reads: list[tuple[float, int]], push_times: np.ndarray, warmup: float) -> np.ndarray:
+    """ms from the push of the newest sample a read held to the read, after the first ``warmup`` seconds."""
+    t = np.array([r[0] for r in reads])
+    idx = np.array([r[1] for r in reads], np.int64)
+    ok = (idx >= 0) & (idx < push_times.shape[0])
+    t, idx = t[ok], idx[ok]
+    if idx.size == 0:
+        return np.empty(0)
+    keep = t >= t[0] + warmup
+    return (t[keep] - push_times[idx[keep]]) * 1e3
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -269,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--push-ms", type=float, default=4.0, help="outlet push period in ms (default 4: ~1 sample a push)")
     p.add_argument("--pull-interval", type=float, default=None,
                    help="LslSource's seconds between pulls that bring samples (default: its PULL_INTERVAL)")
+    p.add_argument("--read-ms", type=float, default=0.0,
+                   help="also read on a schedule, every this many ms: newest-sample age, bare inlet vs window")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of samples left out at the start (default 3)")
     p.add_argument("--role", default="main", choices=("main", "outlet"), help=argparse.SUPPRESS)
     p.add_argument("--name", default="", help=argparse.SUPPRESS)
@@ -310,6 +379,17 @@ def main(argv: list[str] | None = None) -> int:
             push2 = outlet.finish()
         app = latencies(covered, push2, args.warmup)
 
+        scheduled = {}
+        if args.read_ms > 0:
+            for label, app_side in (("bare inlet", False), ("window (drain + Windower.latest)", True)):
+                name = f"bench-read-{int(app_side)}-{os.getpid()}"
+                outlet = Outlet(name, args.push_ms, max_seconds, Path(tmp) / f"r{int(app_side)}.npy")
+                try:
+                    reads = phase_scheduled(name, args.seconds, args.pull_interval, args.read_ms, app_side)
+                finally:
+                    pushed = outlet.finish()
+                scheduled[label] = ages(reads, pushed, args.warmup)
+
     print(f"load average after the run: {os.getloadavg()[0]:.2f} (other processes on this machine add latency spikes)")
     idx = np.array(sorted(covered), np.int64)
     gaps = int(np.count_nonzero(np.diff(idx) != 1)) if idx.size > 1 else 0
@@ -330,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         for label, ms in stages.items():
             p50, p99 = np.percentile(ms, [50, 99])
             print(f"    {label:<58} {p50:6.2f} / {p99:6.2f} / {ms.max():6.2f}")
+    if scheduled:
+        print(f"reads every {args.read_ms:g} ms, age of the newest sample held at each read:")
+        for label, ms in scheduled.items():
+            print(f"  {label:<36} {describe(ms)}")
+        if all(ms.size for ms in scheduled.values()):
+            (b50, b99), (w50, w99) = (np.percentile(ms, [50, 99]) for ms in scheduled.values())
+            print(f"  window beyond the bare inlet: p50 {w50 - b50:+.2f} ms  p99 {w99 - b99:+.2f} ms  "
+                  f"(goal: p99 < {GOAL_MS:g} ms)")
     if transport.size and app.size:
         t50, t99 = np.percentile(transport, [50, 99])
         a50, a99 = np.percentile(app, [50, 99])

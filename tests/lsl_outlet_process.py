@@ -6,7 +6,7 @@ Run::
         [--type EEG] [--start-index K] [--markers NAME] [--marker-interval 0.2] \
         [--pause-after S --pause-for P] [--deduced-first K]
 
-It creates an EEG outlet (float32, channel labels Fp1, Fp2, ... or Ch1, Ch2, ..., unit
+It creates an EEG outlet (float32, channel labels Fp1, Fp2, ..., 10-05 names up to 128 channels, or Ch1, Ch2, ..., unit
 microvolts) and pushes chunks in real time. Channel 0 holds the running sample index (exact in
 float32 up to 2**24) and channel ``c > 0`` holds :func:`expected_samples` of it, so a receiver can
 check every sample it gets. Each sample's timestamp is ``t0 + (index - start_index) / rate``.
@@ -38,9 +38,14 @@ LABELS_1020 = ("Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7
 
 
 def channel_labels(n_channels: int) -> list[str]:
-    """``Fp1, Fp2, ...`` for up to 16 channels, else ``Ch1..ChN``."""
+    """``Fp1, Fp2, ...`` for up to 16 channels, else the first N of the canonical 128-site montage (10-05 names, as
+    a 128-channel cap has), else ``Ch1..ChN``."""
     if n_channels <= len(LABELS_1020):
         return list(LABELS_1020[:n_channels])
+    from bci_dream.signal.montage import CANONICAL_128
+
+    if n_channels <= len(CANONICAL_128):
+        return list(CANONICAL_128[:n_channels])
     return [f"Ch{i + 1}" for i in range(n_channels)]
 
 

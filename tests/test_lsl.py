@@ -26,7 +26,7 @@ import pytest
 from bci_dream.acquisition.lsl_publisher import LslPublisher
 from bci_dream.acquisition.lsl_source import LslSource, build_predicate, xpath_literal
 from bci_dream.acquisition.lsl_stamps import MAX_HELD_S, StampSettler
-from bci_dream.core.errors import DeviceError, StreamNotFoundError
+from bci_dream.core.errors import ChunkError, DeviceError, StreamNotFoundError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 
 OUTLET_SCRIPT = Path(__file__).with_name("lsl_outlet_process.py")
@@ -513,3 +513,58 @@ def test_publisher_round_trip() -> None:
     np.testing.assert_allclose(np.concatenate(got_ts), ts, rtol=0, atol=1e-6)
     assert [text for text, _ in got_markers] == [m.text for m in sent_markers]
     np.testing.assert_allclose([t for _, t in got_markers], [m.timestamp for m in sent_markers], rtol=0, atol=1e-6)
+
+
+def test_a_window_reader_drains_the_inlet_between_pulls(outlets) -> None:
+    """With a pull interval of a second, the acquisition thread alone would leave windows up to a second old; the
+    live windower drains the inlet first, so each window ends with the newest sample the outlet sent (within its
+    10-ms chunks and the transport), every sample arrives once, and the thread stays asleep while a reader drains."""
+    from bci_dream.acquisition.live import LiveStream
+
+    name = unique("bcid-drain")
+    outlets(name, unique("sid"), channels=8)
+    live = LiveStream(LslSource(stream_name=name, stream_type=None, timeout=5.0, pull_interval=1.0))
+    live.open()
+    windower = live.windower(window_s=0.5, target_sfreq=RATE)
+    collector = Collector()
+    live.pipeline.add_listener(collector)
+    live.start()
+    try:
+        wait_until(lambda: live.pipeline.raw.total_written >= 200, 10, "200 samples")
+        ages = []
+        for _ in range(20):
+            time.sleep(0.05)
+            window = windower.latest()
+            assert window is not None
+            ages.append(pylsl.local_clock() - window.t_end)
+    finally:
+        live.stop()
+    assert np.median(ages) < 0.1, f"windows {np.median(ages):.3f} s old with drains"
+    check_samples_exact(collector.samples()[0])
+
+
+def test_a_chunk_a_drain_cannot_take_stops_the_source_not_the_reader(outlets) -> None:
+    """A drain that hits a chunk the pipeline refuses does not raise in the reader: the acquisition thread reports it
+    and the source ends FAILED with the reason."""
+    name = unique("bcid-drainfail")
+    outlets(name, unique("sid"), channels=4)
+    source = LslSource(stream_name=name, stream_type=None, timeout=5.0, pull_interval=1.0)
+    source.open()
+    calls = []
+
+    def refuse(chunk: Chunk) -> None:
+        calls.append(len(chunk))
+        if len(calls) > 1:
+            raise ChunkError("wrong channel count (test)")
+
+    source.start(refuse)
+    try:
+        wait_until(lambda: source.state == SourceState.STREAMING, 10, "streaming")
+        time.sleep(0.1)
+        source.drain()  # must not raise
+        time.sleep(0.1)
+        source.drain()
+        wait_until(lambda: source.state == SourceState.FAILED, 5, "the source to fail")
+    finally:
+        source.stop()
+    assert "wrong channel count" in str(source.error)

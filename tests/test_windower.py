@@ -50,8 +50,12 @@ def test_window_shape_frequency_mask_and_t_end():
     o2 = win.data[CANONICAL_128.index("O2")]
     freqs = np.fft.rfftfreq(512, 1 / 256)
     assert freqs[np.argmax(np.abs(np.fft.rfft(o2)))] == FREQ
-    # Sample-accurate timing: the last sample lies at t_end, earlier ones every 1/256 s before.
-    t = (win.t_end - T0) - np.arange(511, -1, -1) / 256
+    # Sample-accurate timing: the last sample lies lag_s (under one output period) before t_end, on the stream's
+    # fixed output grid (k * 125/128 source samples), earlier ones every 1/256 s before.
+    assert 0 <= win.lag_s < 1 / 256
+    last_k = int((1198 * 256) // 250)
+    assert win.lag_s == pytest.approx((1198 - last_k * 250 / 256) / SFREQ)
+    t = (win.t_end - win.lag_s - T0) - np.arange(511, -1, -1) / 256
     for name, scale in (("Fp1", 1), ("O2", 8)):
         got = win.data[CANONICAL_128.index(name)]
         ref = 20 * scale * np.sin(2 * np.pi * FREQ * t)
@@ -157,3 +161,69 @@ def test_a_window_says_how_long_a_gap_it_holds():
     w = Windower(buf, 250.0, ("Fz", "Cz"))
     assert abs(w.window_at(2000).gap_s - 0.3) < 1e-6
     assert w.window_at(1400).gap_s == 0.0
+
+
+@pytest.mark.parametrize("sfreq", [250.0, 1000.0, 300.0, 125.0, 512.0])
+def test_grid_resampler_is_scipys_polyphase_away_from_the_ends(sfreq):
+    """Output k of the fixed grid is resample_poly's output k (same FIR) wherever all its inputs exist; consecutive
+    runs (banded products) and scattered outputs (gathered) agree; the edge outputs equal outputs() with the newest
+    input held."""
+    from scipy import signal as sps
+
+    from bci_dream.signal.grid_resampler import GridResampler
+    from bci_dream.signal.resample import resample_ratio
+
+    x = np.random.default_rng(1).standard_normal((3000, 3)).astype(np.float32)
+    grid = GridResampler(sfreq, 256.0)
+    up, down = resample_ratio(sfreq, 256.0)
+    reference = sps.resample_poly(x, up, down, axis=0, padtype="line")
+    k = np.arange(0, grid.settled_end(len(x)))
+    together = grid.outputs(x, 0, k, 0, len(x) - 1)
+    scattered = grid.outputs(x, 0, k[::-1].copy(), 0, len(x) - 1)[::-1]
+    inner = k >= grid.half // down + 2  # (before that, outputs read inputs before sample 0)
+    np.testing.assert_allclose(together[inner], reference[k[inner]], atol=2e-6)
+    np.testing.assert_allclose(scattered, together, atol=2e-6)
+    e = 2500
+    edge = np.arange(grid.settled_end(e), grid.last_output(e) + 1)
+    np.testing.assert_allclose(grid.edge_outputs(x[:e], 0, e), grid.outputs(x, 0, edge, 0, np.full(len(edge), e - 1)),
+                               atol=2e-6)
+
+
+@pytest.mark.parametrize("sfreq", [250.0, 1000.0])
+def test_windows_read_as_samples_arrive_equal_windows_made_from_scratch(sfreq):
+    """A reader that keeps up (its ring of settled outputs grows with every read, in chunks of any size) gets the
+    same windows as a new windower reading the same buffer at the same index_end; one that fell behind the ring
+    buffer starts over and still gets them."""
+    rng = np.random.default_rng(2)
+    buf = RingBuffer(int(4 * sfreq), 4)
+    names = ["Fz", "Cz", "Pz", "Oz"]
+    live = Windower(buf, sfreq, names)
+    t = 0
+    for _ in range(120):
+        n = int(rng.integers(1, int(0.08 * sfreq)))
+        buf.write(rng.standard_normal((n, 4)).astype(np.float32) * 20, (t + np.arange(n)) / sfreq)
+        t += n
+        window = live.latest()
+        if window is None:
+            continue
+        fresh = Windower(buf, sfreq, names).window_at(window.index_end)
+        np.testing.assert_allclose(window.data, fresh.data, atol=1e-4)
+        assert window.t_end == fresh.t_end and window.lag_s == fresh.lag_s
+    assert window is not None
+    buf.write(rng.standard_normal((int(5 * sfreq), 4)).astype(np.float32), (t + np.arange(int(5 * sfreq))) / sfreq)
+    late = live.latest()
+    np.testing.assert_allclose(late.data, Windower(buf, sfreq, names).latest().data, atol=1e-4)
+
+
+def test_a_new_mapping_takes_effect_at_the_next_window():
+    """The engine restricts a windower's mapping to a model's channels: the next window holds only those."""
+    buf = RingBuffer(int(10 * SFREQ), 8)
+    w = Windower(buf, SFREQ, CYTON)
+    feed(buf, 1200)
+    assert w.latest().mask.sum() == 8
+    keep = np.isin(np.array(CANONICAL_128), ["O1", "O2"])
+    w.mapping = w.mapping.restricted_to(keep)
+    feed(buf, 30)
+    win = w.latest()
+    np.testing.assert_array_equal(win.mask, keep)
+    assert not win.data[~keep].any() and win.data[keep].any()

@@ -227,11 +227,13 @@ class LiveStream:
 
         ``options`` go to its constructor: ``window_s``, ``hop_s``, ``target_sfreq``, ``montage``; ``ch_names``
         names the channels for the windows only (a checkpoint's naming, say), instead of the stream's labels.
+        Before each read it has the source deliver what it holds (:meth:`Source.drain`), so a window is current
+        whatever the source's pull interval.
         """
         if self.pipeline is None:
             self.open()
         ch_names = options.pop("ch_names", None) or self.info.ch_names
-        return Windower(self.pipeline.filtered, self.info.sfreq, ch_names, **options)
+        return Windower(self.pipeline.filtered, self.info.sfreq, ch_names, refresh=self.source.drain, **options)
 
     def status(self) -> StreamStatus:
         """A snapshot of the stream's health (cheap; call it about once a second)."""

@@ -34,6 +34,7 @@ raises ``LostError``, the source reports ``RECONNECTING`` and resolves the strea
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -43,7 +44,7 @@ import pylsl
 
 from bci_dream.acquisition.lsl_stamps import StampSettler
 from bci_dream.acquisition.source import Source
-from bci_dream.core.errors import DeviceError, StreamNotFoundError
+from bci_dream.core.errors import BciDreamError, DeviceError, StreamNotFoundError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,15 @@ _NUMPY_DTYPES: dict[int, type[np.generic]] = {
 
 #: Seconds a pull waits for the first sample; bounds how long :meth:`Source.stop` takes.
 POLL_INTERVAL = 0.05
-#: Seconds from one pull that brought samples to the next (default 0: pull as soon as a sample is there). Longer
-#: than the outlet's chunk period, what arrives meanwhile comes in one pull and the thread wakes less; every sample
-#: then waits up to this long. Measured (benchmarks/README.md): 20 ms against 10-ms chunks saves about 1.4 % of a
-#: core at 16 ch @ 250 Hz and adds 20 ms to the p99 latency (+1.4 ms beyond transport at 0); below the chunk
-#: period it only adds timed waits.
-PULL_INTERVAL = 0.0
+#: Seconds between the acquisition thread's pulls. Window readers pull too, on their own thread, before each window
+#: (:meth:`LslSource.drain` through ``Windower.refresh``), so a window holds every sample that reached the inlet by
+#: then while the thread wakes 20 times a second instead of once per outlet chunk (100 times at 10-ms chunks): the
+#: recorder, the LSL re-publisher, the quality check and the GUI's traces see samples up to this much later.
+#: 0: pull as soon as a sample arrives (no drain). Measured in benchmarks/README.md (lsl_consumers, lsl_latency).
+PULL_INTERVAL = 0.05
+#: Longest wait of the acquisition thread while readers drain more often than :data:`PULL_INTERVAL` (the thread then
+#: has nothing to pull; when they stop, what they do not read reaches the buffers at most this much later, once).
+MAX_DRAINED_WAIT = 0.5
 #: Seconds between attempts to find a marker stream that was lost (each blocks the loop this long).
 _MARKER_RETRY_INTERVAL = 2.0
 _MARKER_RESOLVE_TIMEOUT = 0.05
@@ -177,8 +181,8 @@ class LslSource(Source):
             dropped by liblsl).
         units: unit of the samples if the stream's description does not declare one (the stream's
             own ``desc/channels/channel/unit`` wins); ``"uV"`` if neither says.
-        pull_interval: seconds from one pull that brought samples to the next (:data:`PULL_INTERVAL`; 0: pull
-            as soon as anything arrives).
+        pull_interval: seconds between the acquisition thread's pulls (:data:`PULL_INTERVAL`; 0: pull as soon as
+            anything arrives); readers pull between them with :meth:`drain`.
 
     Chunks have ``samples`` float32 [n, n_channels] in the stream's units (converted from the
     stream's channel format) and ``timestamps`` float64 [n] in local LSL clock seconds. Markers are
@@ -216,6 +220,12 @@ class LslSource(Source):
         self._n_channels = 0
         self._marker_retry_at = 0.0
         self._last_timestamp = -np.inf
+        # One pull at a time, by the acquisition thread or by a reader's drain().
+        self._pull_lock = threading.Lock()
+        self._pull_buffer = np.zeros((0, 0), np.float32)
+        self._settler: StampSettler | None = None
+        self._pulled_at = self._last_data = self._drained_at = 0.0
+        self._drain_error: BciDreamError | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -348,74 +358,125 @@ class LslSource(Source):
         if self._inlet is None:  # started again after stop(): open anew
             self.open()
         info = self.info
-        n_channels = info.n_channels
         # At most one second (bounded) per pull; liblsl writes straight into this C-contiguous buffer.
         max_samples = int(min(max(32, round(info.sfreq)), 65536))
-        buffer = np.zeros((max_samples, n_channels), dtype=self._dtype)
-        settler = StampSettler(info.sfreq, self.name)
+        self._pull_buffer = np.zeros((max_samples, info.n_channels), dtype=self._dtype)
+        self._settler = settler = StampSettler(info.sfreq, self.name)
         self._begin_settling(settler)
-        last_data = time.monotonic()
+        self._last_data = self._pulled_at = time.monotonic()
+        self._drained_at = -np.inf
         self._last_timestamp = -np.inf
+        self._drain_error = None
         self._set_state(SourceState.CONNECTING, "waiting for samples")
 
-        pulled_at = -np.inf
+        drained_checks = 0  # wake-ups in a row that found a reader's drain had pulled within the interval
         while not self._stop_event.is_set():
             if self._inlet is None:
                 if not self._reconnect():
                     break
                 self._begin_settling(settler)
-                last_data = time.monotonic()
+                self._last_data = time.monotonic()
                 continue
-            wait = pulled_at + self.pull_interval - time.monotonic()
-            if wait > 0 and self._stop_event.wait(wait):
-                break
-            try:
-                n, timestamps = self._pull(self._inlet, buffer)
-            except LostError:
-                self._set_state(SourceState.RECONNECTING, f"stream {info.name!r} lost; waiting for it to return")
-                self._emit_held(settler)
-                self._close_inlet(self._inlet)
-                self._inlet = None
-                continue
-            markers = self._pull_markers()
-            now = time.monotonic()
-            if n:
-                last_data = pulled_at = now
-                if self._state != SourceState.STREAMING:
-                    self._set_state(SourceState.STREAMING)
-                # A copy: the sink keeps references to the chunk while this buffer is reused.
-                samples = buffer[:n].astype(np.float32)
-                if timestamps[0] < self._last_timestamp and not settler.settling:
-                    log.warning(
-                        "%s: timestamps went back by %.3f s (clock reset or a new outlet)",
-                        self.name, self._last_timestamp - timestamps[0],
-                    )
-                    self._begin_settling(settler)
-                if settler.settling:
-                    samples, timestamps = self._settle(settler, samples, timestamps)
-                if len(samples):
-                    self._emit_samples(samples, timestamps, markers)
-                elif markers:
-                    self._emit(Chunk.empty(n_channels, markers))
-            else:
-                if markers:
-                    self._emit(Chunk.empty(n_channels, markers))
-                silent = now - last_data
-                if silent > self.stall_timeout and self._state in (SourceState.STREAMING, SourceState.CONNECTING):
-                    self._set_state(SourceState.STALLED, f"no samples for {self.stall_timeout:.1f} s")
-                    # liblsl's dejitterer does not notice the gap, and a connection liblsl restores
-                    # meanwhile starts with samples stamped from nothing: settle again.
-                    self._emit_held(settler)
-                    self._begin_settling(settler)
-        self._emit_held(settler)
+            if self.pull_interval > 0:
+                now = time.monotonic()
+                if now < self._pulled_at + self.pull_interval:  # (this thread's own last pull)
+                    if self._stop_event.wait(self._pulled_at + self.pull_interval - now):
+                        break
+                    continue
+                # (a reader draining about as often as this thread pulls would otherwise race it for every pull)
+                wait = self._drained_at + 1.5 * self.pull_interval - now
+                if wait > 0:
+                    # A reader's drain() pulled since: it keeps the buffers current. Look in later each time such a
+                    # reader is found (up to MAX_DRAINED_WAIT), and pull again once nobody has for an interval.
+                    drained_checks += 1
+                    extra = self.pull_interval * (2 ** min(drained_checks - 1, 8) - 1)
+                    if self._stop_event.wait(min(wait + extra, max(wait, MAX_DRAINED_WAIT))):
+                        break
+                    continue
+                drained_checks = 0
+            with self._pull_lock:
+                if self._drain_error is not None:
+                    raise self._drain_error
+                # (pulling at an interval, the pull takes what is there; else it waits for the first sample)
+                self._pull_once(0.0 if self.pull_interval > 0 else POLL_INTERVAL)
+                self._pulled_at = time.monotonic()
+        with self._pull_lock:
+            self._emit_held(settler)
 
-    def _pull(self, inlet: pylsl.StreamInlet, buffer: np.ndarray) -> tuple[int, np.ndarray]:
+    def drain(self) -> None:
+        """Pull now, on the caller's thread, whatever the inlet holds (a window reader calls it before reading, so
+        the acquisition thread can pull at :attr:`pull_interval` without the reader's windows waiting for it).
+
+        Does nothing unless the source is running with a pull interval. A chunk the stream cannot take ends the
+        acquisition, as on the acquisition thread (the error is raised there); the caller never sees it.
+        """
+        if self.pull_interval <= 0 or self._inlet is None or not self.running or self._stop_event.is_set():
+            return
+        with self._pull_lock:
+            if self._inlet is None or self._drain_error is not None or self._stop_event.is_set():
+                return
+            try:
+                self._pull_once(0.0)
+                self._drained_at = time.monotonic()
+            except Exception as e:  # (raised again on the acquisition thread, which reports it and stops)
+                self._drain_error = e if isinstance(e, BciDreamError) else BciDreamError(
+                    f"{self.name} stopped unexpectedly: {type(e).__name__}: {e}")
+
+    def _pull_once(self, timeout: float) -> None:
+        """One pull of the EEG (waiting up to ``timeout`` s for the first sample) and of the markers, emitted;
+        notices a lost stream and a stall. Called with the pull lock held."""
+        info, settler, buffer = self.info, self._settler, self._pull_buffer
+        n_channels = info.n_channels
+        try:
+            n, timestamps = self._pull(self._inlet, buffer, timeout)
+        except LostError:
+            self._set_state(SourceState.RECONNECTING, f"stream {info.name!r} lost; waiting for it to return")
+            self._emit_held(settler)
+            self._close_inlet(self._inlet)
+            self._inlet = None
+            return
+        markers = self._pull_markers()
+        now = time.monotonic()
+        if n:
+            self._last_data = now
+            if self._state != SourceState.STREAMING:
+                self._set_state(SourceState.STREAMING)
+            # A copy: the sink keeps references to the chunk while this buffer is reused.
+            samples = buffer[:n].astype(np.float32)
+            if timestamps[0] < self._last_timestamp and not settler.settling:
+                log.warning(
+                    "%s: timestamps went back by %.3f s (clock reset or a new outlet)",
+                    self.name, self._last_timestamp - timestamps[0],
+                )
+                self._begin_settling(settler)
+            if settler.settling:
+                samples, timestamps = self._settle(settler, samples, timestamps)
+            if len(samples):
+                self._emit_samples(samples, timestamps, markers)
+            elif markers:
+                self._emit(Chunk.empty(n_channels, markers))
+            return
+        if markers:
+            self._emit(Chunk.empty(n_channels, markers))
+        silent = now - self._last_data
+        if silent > self.stall_timeout and self._state in (SourceState.STREAMING, SourceState.CONNECTING):
+            self._set_state(SourceState.STALLED, f"no samples for {self.stall_timeout:.1f} s")
+            # liblsl's dejitterer does not notice the gap, and a connection liblsl restores
+            # meanwhile starts with samples stamped from nothing: settle again.
+            self._emit_held(settler)
+            self._begin_settling(settler)
+
+    def _pull(self, inlet: pylsl.StreamInlet, buffer: np.ndarray, timeout: float = POLL_INTERVAL
+              ) -> tuple[int, np.ndarray]:
         """Pull up to ``len(buffer)`` samples into ``buffer``; return their count and timestamps float64 [n].
 
-        Waits up to :data:`POLL_INTERVAL` for the first sample, then takes whatever else is already
-        there without waiting (liblsl's fixed-buffer pull would otherwise wait for a full buffer).
+        Waits up to ``timeout`` s for the first sample, then takes whatever else is already there without
+        waiting (liblsl's fixed-buffer pull would otherwise wait for a full buffer).
         """
-        _, first = inlet.pull_chunk(timeout=POLL_INTERVAL, max_samples=1, dest_obj=buffer)
+        if timeout <= 0:  # (nothing to wait for: one pull takes what is there)
+            _, stamps = inlet.pull_chunk(timeout=0.0, max_samples=buffer.shape[0], dest_obj=buffer)
+            return len(stamps), np.asarray(stamps, np.float64)
+        _, first = inlet.pull_chunk(timeout=timeout, max_samples=1, dest_obj=buffer)
         if len(first) == 0:
             return 0, np.empty(0, np.float64)
         if buffer.shape[0] == 1:

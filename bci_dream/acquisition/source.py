@@ -121,6 +121,10 @@ class Source(ABC):
             if self._state != SourceState.FAILED:
                 self._set_state(SourceState.STOPPED)
 
+    def drain(self) -> None:
+        """Deliver now, on the caller's thread, what the source already holds (nothing by default: a source whose
+        thread waits for its data delivers it as it comes). Readers call it before reading a window."""
+
     def _emit(self, chunk: Chunk) -> None:
         if self._sink is not None:
             self._sink(chunk)

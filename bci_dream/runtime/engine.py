@@ -318,8 +318,9 @@ class Engine:
         pipeline = self.live.pipeline
         seen = pipeline.raw.total_written
         while not stop.is_set():
-            seen = pipeline.wait_for_samples(seen, timeout=0.1)
+            pipeline.wait_for_samples(seen, timeout=0.1)
             window = self.windower.poll()
+            seen = pipeline.raw.total_written  # (what the poll's own drain brought counts as seen)
             if window is None:
                 continue
             self.stats.windows += 1

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 from scipy import signal as sps
 
 from bci_dream.core import defaults
@@ -137,7 +138,7 @@ def line_noise_ratio(
     x = raw_uv - raw_uv.mean(axis=0)
     x -= t[:, None] * slope
     x *= window.astype(raw_uv.dtype)[:, None]
-    spectrum = np.fft.rfft(x, axis=0)
+    spectrum = scipy.fft.rfft(x, axis=0)  # (numpy's would compute float32 input in float64: 7x slower here)
     psd = (spectrum.real ** 2 + spectrum.imag ** 2) * scale  # one-sided; the constant does not matter for the ratio
     in_line = np.abs(freqs - line_freq) <= halfwidth_hz
     in_band = (freqs >= band_hz[0]) & (freqs <= min(band_hz[1], nyquist))

@@ -1,20 +1,21 @@
 """Fixed-size windows for the encoder, cut from a ring buffer: resampled and mapped to the montage.
 
 Every window holds exactly ``round(window_s * target_sfreq)`` samples (2 s at 256 Hz = 512) per
-montage channel, and its last sample lies exactly at the last source sample used (``t_end``).
+montage channel, made from the source samples before ``index_end`` (its last one stamped ``t_end``).
 
-How a window is made from the source samples ``[index_end - n_read, index_end)``:
+How a window is made when the buffer's rate is not the target rate:
 
-1. ``n_read`` = the fewest source samples that resample to at least T samples (``n_core``, about
-   ``window_s * sfreq``), plus up to ``n_pad`` older samples, about the half length of the resampling
-   filter, so that the start of the window is not affected by the filter's edge. When fewer than
-   ``n_core + n_pad`` samples are held, fewer pad samples are used.
-2. Non-finite values become 0; data are multiplied by ``to_microvolts``.
-3. The samples are resampled backwards in time (reverse, :func:`~bci_dream.signal.resample.resample`,
-   reverse), which anchors the resampled grid on the newest sample: output sample ``T - 1 - j`` lies
-   ``j / target_sfreq`` seconds before ``t_end``. The newest edge, where no future samples exist, is
-   extrapolated by a straight line (``padtype="line"``).
-4. The last T samples are kept and mapped into the montage (missing channels zero, ``mask`` False).
+1. The output samples lie on one fixed grid for the whole stream (:class:`~bci_dream.signal.grid_resampler.
+   GridResampler`: output ``k`` at source position ``k * down / up``, scipy's polyphase FIR). The window's last
+   sample is the newest grid point at or before source sample ``index_end - 1``, ``lag_s`` seconds before
+   ``t_end`` (less than one output period).
+2. Outputs whose filter has read only samples that arrived are computed once, as the samples arrive, for every
+   window after (work proportional to new samples: a window read copies them). Outputs within half a filter of
+   the newest sample (about 10 of them) are computed for each window, with the newest sample held beyond it.
+3. Non-finite values become 0; data are multiplied by ``to_microvolts``.
+4. The T samples are mapped into the montage (missing channels zero, ``mask`` False).
+
+:func:`bci_dream.training.windows.extract_windows` makes the same windows from a whole recording.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +33,8 @@ from bci_dream.core import defaults
 from bci_dream.core.ring_buffer import RingBuffer
 from bci_dream.signal.gaps import missing_seconds
 from bci_dream.signal.montage import Montage, MontageMapping
-from bci_dream.signal.resample import resample, resample_ratio, resampled_length
+from bci_dream.signal.grid_resampler import GridResampler
+from bci_dream.signal.resample import resampled_length
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +46,14 @@ class Window:
     Attributes:
         data: float32 [C_montage, T], µV, at ``sfreq``; rows of missing channels are zero.
         mask: bool [C_montage], True where the montage channel has data.
-        t_end: LSL clock seconds of the last source sample in the window.
+        t_end: LSL clock seconds of the last source sample the window was made from.
         sfreq: sampling rate of ``data`` in Hz.
         index_end: absolute ring-buffer index one past the last source sample.
         ch_names: montage channel names, one per row of ``data``.
         gap_s: seconds of samples that never arrived inside the window (its source samples span that much more
             than their count says; :data:`bci_dream.core.defaults.GAP_PERIODS`); 0 without a gap.
+        lag_s: seconds from the window's last sample forward to ``t_end`` (under one period of ``sfreq``; 0
+            without resampling): sample ``j`` lies at ``t_end - lag_s - (T - 1 - j) / sfreq``.
     """
 
     data: np.ndarray
@@ -58,6 +63,7 @@ class Window:
     index_end: int
     ch_names: tuple[str, ...]
     gap_s: float = 0.0
+    lag_s: float = 0.0
 
     @property
     def n_samples(self) -> int:
@@ -71,6 +77,8 @@ class Window:
 class Windower:
     """Cuts windows from a ring buffer: newest, every hop, or at a given index.
 
+    One reader uses a windower (its methods take a lock, so another thread may too); each reader has its own.
+
     Args:
         buffer: ring buffer of the stream (usually the filtered one), [n, len(ch_names)].
         sfreq: sampling rate of the buffer in Hz.
@@ -80,6 +88,8 @@ class Windower:
         target_sfreq: sampling rate of the windows in Hz.
         montage: montage to map into; :meth:`Montage.canonical` (128 channels) when None.
         to_microvolts: factor from buffer units to µV (1 when the buffer already holds µV).
+        refresh: called at the start of :meth:`latest` and :meth:`poll` to bring the buffer up to date (a live
+            stream passes its source's ``drain``, so a window holds every sample that arrived by then).
     """
 
     def __init__(
@@ -93,6 +103,7 @@ class Windower:
         target_sfreq: float = defaults.WINDOW_SFREQ,
         montage: Montage | None = None,
         to_microvolts: float = 1.0,
+        refresh: Callable[[], object] | None = None,
     ) -> None:
         if len(ch_names) != buffer.n_channels:
             raise ValueError(f"{len(ch_names)} channel names for a buffer of {buffer.n_channels} channels")
@@ -106,7 +117,10 @@ class Windower:
         self.target_sfreq = float(target_sfreq)
         self.montage = montage if montage is not None else Montage.canonical()
         self.to_microvolts = float(to_microvolts)
-        self.mapping: MontageMapping = self.montage.map(self.ch_names)
+        self.refresh = refresh
+        self._lock = threading.Lock()
+        self._settled: SettledOutputs | None = None
+        self.mapping = self.montage.map(self.ch_names)
         if self.mapping.n_mapped == 0:
             # (debug: the callers say it in one line with what to do, see acquisition.live.warn_about_unmapped)
             logger.debug("none of the channels %s is in the montage: windows will be all zero", self.ch_names)
@@ -119,6 +133,8 @@ class Windower:
             raise ValueError(f"a {window_s} s window at {target_sfreq} Hz has no samples")
         #: Source samples between windows returned by poll() (may be fractional).
         self.hop_samples = self.hop_s * self.sfreq
+        #: The fixed output grid (None when the buffer already has the target rate).
+        self.grid = GridResampler(self.sfreq, self.target_sfreq) if self.sfreq != self.target_sfreq else None
         self.n_core, self.n_pad = self._source_lengths()
         if self.n_core > buffer.capacity:
             raise ValueError(
@@ -126,20 +142,36 @@ class Windower:
             )
         self._last_poll_end: int | None = None
 
+    @property
+    def mapping(self) -> MontageMapping:
+        """How the buffer's channels land in the montage; windows hold only the channels it maps (settable)."""
+        return self._mapping
+
+    @mapping.setter
+    def mapping(self, mapping: MontageMapping) -> None:
+        order = np.argsort(mapping.target_index, kind="stable")
+        with self._lock:
+            self._mapping = mapping
+            #: The mapped buffer columns in montage order, and their montage rows.
+            self._columns = mapping.source_index[order]
+            self._rows = mapping.target_index[order]
+            self._all_columns = bool(np.array_equal(self._columns, np.arange(mapping.n_source)))
+            self._all_rows = bool(np.array_equal(self._rows, np.arange(mapping.n_target)))
+            self._settled = None  # (it holds the old mapping's channels)
+
     def _source_lengths(self) -> tuple[int, int]:
-        """Source samples needed for T output samples, and extra samples for the filter edge."""
-        if self.sfreq == self.target_sfreq:
+        """Source samples a window spans (it needs them all), and the older samples its first outputs' filter reads."""
+        if self.grid is None:
             return self.n_samples, 0
         n = max(1, int(math.floor(self.n_samples * self.sfreq / self.target_sfreq)))
         while resampled_length(n, self.sfreq, self.target_sfreq) < self.n_samples:
             n += 1
-        up, down = resample_ratio(self.sfreq, self.target_sfreq)
-        # resample_poly's filter is 10 * max(up, down) taps long on each side at the upsampled rate.
-        pad = int(math.ceil(10 * max(up, down) / up)) + 1
-        return n, pad
+        return n, int(math.ceil(self.grid.half / self.grid.up)) + 1
 
     def latest(self) -> Window | None:
         """The newest full window, or None while fewer than a window of samples were written."""
+        if self.refresh is not None:
+            self.refresh()
         return self.window_at(self.buffer.total_written)
 
     def poll(self) -> Window | None:
@@ -148,6 +180,8 @@ class Windower:
         Latest wins: after several hops only the newest window is returned. Returns None before the
         first full window and between hops.
         """
+        if self.refresh is not None:
+            self.refresh()
         end = self.buffer.total_written
         if self._last_poll_end is not None and end - self._last_poll_end < self.hop_samples:
             return None
@@ -169,25 +203,108 @@ class Windower:
         buf = self.buffer
         if index_end > buf.total_written or index_end - self.n_core < buf.oldest_index:
             return None
-        start = max(buf.oldest_index, index_end - self.n_core - self.n_pad)
-        read = buf.range(start, index_end)
-        # An overrun between the check and the copy shifts the read; keep what ends at index_end.
-        keep = index_end - read.start
-        if keep < self.n_core or keep > len(read):
+        with self._lock:
+            data = self._source_window(index_end) if self.grid is None else self._resampled_window(index_end)
+        if data is None:
             return None
-        data = read.data[:keep]
-        t_end = float(read.timestamps[keep - 1])
-        window = self._make_window(data, t_end, index_end)
-        core = read.timestamps[keep - self.n_core:keep]
-        return dataclasses.replace(window, gap_s=float(missing_seconds(core[0], core[-1], len(core), self.sfreq)))
+        ends = self.buffer.timestamps_at((index_end - self.n_core, index_end - 1))
+        if ends is None:
+            return None
+        lag_s = self.grid.lag(index_end) / self.sfreq if self.grid is not None else 0.0
+        if not self._all_rows:
+            full = np.zeros((self.mapping.n_target, data.shape[1]), np.float32)
+            full[self._rows] = data
+            data = full
+        return Window(data, self.mapping.mask.copy(), float(ends[1]), self.target_sfreq,
+                      index_end, self.montage.names,
+                      gap_s=float(missing_seconds(ends[0], ends[1], self.n_core, self.sfreq)), lag_s=lag_s)
 
-    def _make_window(self, samples: np.ndarray, t_end: float, index_end: int) -> Window:
-        """Turn source samples [n, C_src] into a :class:`Window`."""
-        x = np.nan_to_num(samples.T.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    def _source_window(self, index_end: int) -> np.ndarray | None:
+        """The last T source samples before ``index_end`` (same rates): float32 [mapped C, T] µV."""
+        read = self.buffer.range(index_end - self.n_samples, index_end)
+        if read.start != index_end - self.n_samples or len(read) != self.n_samples:
+            return None  # (overwritten between the check and the copy)
+        return self._microvolts(read.data).T
+
+    def _resampled_window(self, index_end: int) -> np.ndarray | None:
+        """The T grid outputs ending at the newest one before ``index_end``: float32 [mapped C, T] µV.
+
+        One buffer read serves both: the outputs this read settles are added to the reader's ring, and the edge
+        outputs (those a later sample would still change) are computed for this window alone.
+        """
+        grid, buf, T = self.grid, self.buffer, self.n_samples
+        last = grid.last_output(index_end)
+        first = last - T + 1
+        if self._settled is None:
+            self._settled = SettledOutputs(buf.capacity * grid.up // grid.down + T + 64, len(self._columns))
+        settled = self._settled
+        if settled.end < first:  # (outputs before a window's first are never read)
+            settled.restart(first)
+        if settled.start > first:
+            return self._fresh_window(index_end, first, last)
+        edge_from = grid.settled_end(index_end)
+        read_from = max(buf.oldest_index, grid.first_input(min(settled.end, edge_from)))
+        read = buf.range(read_from, index_end)
+        if read.start != read_from or len(read) != index_end - read_from:
+            return None  # (overwritten between the check and the copy)
+        x = self._microvolts(read.data)
+        if settled.end < edge_from:
+            settled.append(grid.outputs(x, read.start, np.arange(settled.end, edge_from), read.start, index_end - 1))
+        out = np.empty((len(self._columns), T), np.float32)
+        out[:, : edge_from - first] = settled.get(first, edge_from)
+        out[:, edge_from - first:] = grid.edge_outputs(x, read.start, index_end).T
+        return out
+
+    def _fresh_window(self, index_end: int, first: int, last: int) -> np.ndarray | None:
+        """The window computed from the buffer alone (older than the reader's ring of settled outputs)."""
+        read_from = max(self.buffer.oldest_index, self.grid.first_input(first))
+        read = self.buffer.range(read_from, index_end)
+        if read.start != read_from or len(read) != index_end - read_from:
+            return None
+        return self.grid.outputs(self._microvolts(read.data), read.start, np.arange(first, last + 1), read.start,
+                                 index_end - 1).T
+
+    def _microvolts(self, samples: np.ndarray) -> np.ndarray:
+        """The mapped columns of source samples [n, C] as finite float32 µV [n, mapped C], in montage order."""
+        x = samples.astype(np.float32, copy=False) if self._all_columns else samples[:, self._columns]
+        if not np.isfinite(x).all():
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         if self.to_microvolts != 1.0:
             x *= np.float32(self.to_microvolts)
-        if self.sfreq != self.target_sfreq:
-            x = resample(x[:, ::-1], self.sfreq, self.target_sfreq, axis=-1)[:, ::-1]
-        x = x[:, -self.n_samples:]
-        data = self.mapping.apply(x)
-        return Window(data, self.mapping.mask.copy(), t_end, self.target_sfreq, index_end, self.montage.names)
+        return x
+
+
+class SettledOutputs:
+    """A reader's ring of grid outputs that no later sample changes: float32 [C, capacity], by output index (time
+    along rows, so a window's stretch of it is a contiguous copy per channel)."""
+
+    def __init__(self, capacity: int, n_channels: int) -> None:
+        self.start = self.end = 0  # the oldest output held, and one past the newest
+        self._data = np.zeros((n_channels, max(1, int(capacity))), np.float32)
+
+    def restart(self, start: int) -> None:
+        """Hold nothing; the next output appended is ``start``."""
+        self.start = self.end = int(start)
+
+    def append(self, values: np.ndarray) -> None:
+        """Add the outputs ``end ...`` (float32 [n, C])."""
+        cap = self._data.shape[1]
+        n = values.shape[0]
+        if n > cap:
+            values = values[-cap:]
+            self.end += n - cap
+            n = cap
+        at = self.end % cap
+        first = min(n, cap - at)
+        self._data[:, at:at + first] = values[:first].T
+        self._data[:, : n - first] = values[first:].T
+        self.end += n
+        self.start = max(self.start, self.end - cap)
+
+    def get(self, k0: int, k1: int) -> np.ndarray:
+        """Outputs ``[k0, k1)`` (must be held): float32 [C, k1 - k0]."""
+        cap = self._data.shape[1]
+        a, b = k0 % cap, k1 % cap
+        if a < b or k1 == k0:
+            return self._data[:, a:a + (k1 - k0)]
+        return np.concatenate([self._data[:, a:], self._data[:, :b]], axis=1)

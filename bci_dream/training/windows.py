@@ -2,21 +2,20 @@
 
 The live path is: chunk → µV → :class:`~bci_dream.signal.filters.OnlineFilter` (causal band-pass +
 notch, state carried across chunks, initialised to the steady state of the first sample) → ring
-buffer → :class:`~bci_dream.signal.windower.Windower` (per-window resampling anchored on the newest
-sample, canonical montage mapping) → :func:`~bci_dream.signal.normalize.normalize_window`.
+buffer → :class:`~bci_dream.signal.windower.Windower` (resampling onto the stream's fixed output grid,
+canonical montage mapping) → :func:`~bci_dream.signal.normalize.normalize_window`.
 
 Offline, :func:`preprocess` runs the same filter over the whole recording in one call (the state
-carries sample to sample, so this equals any chunking), and windows are cut and resampled **per
-window** with the Windower's own geometry (``n_core`` source samples plus up to ``n_pad`` older
-samples for the resampling filter's edge, resampled backwards in time so the grid is anchored on the
-last sample). Windows are processed in vectorised batches; the result equals
-``Windower.window_at(index_end)`` on a ring buffer fed the same signal, up to float rounding
-(``tests/test_training_windows.py`` checks this). Per-window resampling costs a little more than
-resampling the whole recording once, but it leaves no difference between live and offline windows
-at all, edges included.
+carries sample to sample, so this equals any chunking), and windows are cut with the Windower's own
+grid and geometry: the outputs that no later sample changes are computed once for the whole recording,
+and each window's newest outputs (within half a filter of its last source sample) from the samples before
+its end only, the newest one held beyond it, as live. The result equals ``Windower.window_at(index_end)``
+on a ring buffer fed the same signal from its start, up to float rounding (``tests/test_training_windows.py``
+checks this), edges included.
 
 A window is identified by ``index_end``: one past the index of its last source sample, like
-``Windower.window_at``. Its ``t_end`` is ``recording.times[index_end - 1]``.
+``Windower.window_at``. Its ``t_end`` is ``recording.times[index_end - 1]``; its last sample lies
+``Window.lag_s`` (under one output period) before that.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ from bci_dream.signal.filters import OnlineFilter, design_filter
 from bci_dream.signal.gaps import missing_seconds
 from bci_dream.signal.montage import Montage
 from bci_dream.signal.normalize import normalize_window
-from bci_dream.signal.resample import resample
 from bci_dream.signal.windower import Windower
 
 try:  # torch is needed only for WindowDataset
@@ -56,8 +54,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-#: Windows resampled per vectorised batch (bounds the temporary memory).
-BATCH = 256
 
 
 @dataclass
@@ -149,33 +145,39 @@ def straddles_gap(times: np.ndarray, sfreq: float, ends: np.ndarray, n_core: int
 
 
 def _cut(filtered: np.ndarray, ends: np.ndarray, w: Windower) -> np.ndarray:
-    """Windows of the mapped channels only: float32 [N, n_mapped, T], resampled as the live
-    Windower does (not normalised). ``ends`` must satisfy ``n_core <= end <= n``."""
+    """Windows of the mapped channels only: float32 [N, n_mapped, T], made as the live Windower makes them (not
+    normalised). ``ends`` must satisfy ``n_core <= end <= n``."""
     src = w.mapping.source_index
     T = w.n_samples
+    ends = np.asarray(ends, np.int64)
     out = np.zeros((len(ends), len(src), T), np.float32)
     if len(ends) == 0 or len(src) == 0:
         return out
-    x_all = filtered[:, src]
-    n_read = w.n_core + w.n_pad
-    full = np.flatnonzero(ends - n_read >= 0)
-    for b in range(0, len(full), BATCH):
-        sel = full[b:b + BATCH]
-        idx = ends[sel, None] - n_read + np.arange(n_read)  # [B, n_read]
-        x = np.ascontiguousarray(x_all[idx].transpose(0, 2, 1))  # [B, C, n_read]
-        out[sel] = _resample_backwards(x, w)
-    for i in np.flatnonzero(ends - n_read < 0):  # early windows: fewer pad samples, as live
-        x = np.ascontiguousarray(x_all[: ends[i]].T[None])
-        out[i] = _resample_backwards(x, w)[0]
+    x = np.nan_to_num(np.asarray(filtered[:, src], np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    grid = w.grid
+    if grid is None:
+        for i, end in enumerate(ends):
+            out[i] = x[end - T:end].T
+        return out
+    last = np.array([grid.last_output(e) for e in ends], np.int64)
+    settled_end = np.array([grid.settled_end(e) for e in ends], np.int64)
+    first = last - T + 1
+    # The outputs no later sample changes, once for the whole recording (the samples before 0 held at sample 0).
+    k0 = int(first.min())
+    settled = grid.outputs(x, 0, np.arange(k0, max(k0, int(settled_end.max()))), 0, len(x) - 1)
+    # The outputs within half a filter of each window's newest sample, from the samples before its end only.
+    edge_from = np.maximum(first, settled_end)
+    counts = last + 1 - edge_from
+    rows = np.repeat(np.arange(len(ends)), counts)
+    ks = np.concatenate([np.arange(a, b + 1) for a, b in zip(edge_from, last)])
+    edge = grid.outputs(x, 0, ks, 0, ends[rows] - 1)
+    at = 0
+    for i in range(len(ends)):
+        n_settled = int(edge_from[i] - first[i])
+        out[i, :, :n_settled] = settled[first[i] - k0:edge_from[i] - k0].T
+        out[i, :, n_settled:] = edge[at:at + counts[i]].T
+        at += counts[i]
     return out
-
-
-def _resample_backwards(x: np.ndarray, w: Windower) -> np.ndarray:
-    """[B, C, n] → [B, C, T]: the Windower's resampling (reverse, resample, reverse, keep the last T)."""
-    x = np.nan_to_num(x.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-    if w.sfreq != w.target_sfreq:
-        x = resample(x[..., ::-1], w.sfreq, w.target_sfreq, axis=-1)[..., ::-1]
-    return np.asarray(x[..., -w.n_samples:], dtype=np.float32)
 
 
 def _expand(compact: np.ndarray, w: Windower) -> np.ndarray:
