@@ -383,7 +383,8 @@ class LslSource(Source):
                     if self._stop_event.wait(self._pulled_at + self.pull_interval - now):
                         break
                     continue
-                # (a reader draining about as often as this thread pulls would otherwise race it for every pull)
+                # A reader's drain that brought samples stands for a pull, with half an interval's grace (a reader
+                # draining about as often as this thread pulls would otherwise race it for every pull).
                 wait = self._drained_at + 1.5 * self.pull_interval - now
                 if wait > 0:
                     # A reader's drain() pulled since: it keeps the buffers current. Look in later each time such a
@@ -416,15 +417,15 @@ class LslSource(Source):
             if self._inlet is None or self._drain_error is not None or self._stop_event.is_set():
                 return
             try:
-                self._pull_once(0.0)
-                self._drained_at = time.monotonic()
+                if self._pull_once(0.0):  # (a drain that found nothing, right after a pull, stands for none)
+                    self._drained_at = time.monotonic()
             except Exception as e:  # (raised again on the acquisition thread, which reports it and stops)
                 self._drain_error = e if isinstance(e, BciDreamError) else BciDreamError(
                     f"{self.name} stopped unexpectedly: {type(e).__name__}: {e}")
 
-    def _pull_once(self, timeout: float) -> None:
+    def _pull_once(self, timeout: float) -> int:
         """One pull of the EEG (waiting up to ``timeout`` s for the first sample) and of the markers, emitted;
-        notices a lost stream and a stall. Called with the pull lock held."""
+        notices a lost stream and a stall; returns the samples pulled. Called with the pull lock held."""
         info, settler, buffer = self.info, self._settler, self._pull_buffer
         n_channels = info.n_channels
         try:
@@ -434,7 +435,7 @@ class LslSource(Source):
             self._emit_held(settler)
             self._close_inlet(self._inlet)
             self._inlet = None
-            return
+            return 0
         markers = self._pull_markers()
         now = time.monotonic()
         if n:
@@ -455,7 +456,7 @@ class LslSource(Source):
                 self._emit_samples(samples, timestamps, markers)
             elif markers:
                 self._emit(Chunk.empty(n_channels, markers))
-            return
+            return n
         if markers:
             self._emit(Chunk.empty(n_channels, markers))
         silent = now - self._last_data
@@ -465,6 +466,7 @@ class LslSource(Source):
             # meanwhile starts with samples stamped from nothing: settle again.
             self._emit_held(settler)
             self._begin_settling(settler)
+        return 0
 
     def _pull(self, inlet: pylsl.StreamInlet, buffer: np.ndarray, timeout: float = POLL_INTERVAL
               ) -> tuple[int, np.ndarray]:
