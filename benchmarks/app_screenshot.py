@@ -1,4 +1,5 @@
-"""Screenshot of the real desktop app for the README: BrainFlow's synthetic board, the tiny model generating.
+"""Screenshots of the real desktop app for the README: BrainFlow's synthetic board, the tiny model generating; the
+whole window, and each signal view (the panels of the ``views`` area) beside it as ``panel-<title>.png``.
 
     python benchmarks/app_screenshot.py [benchmarks/app-window.png] [--seconds 12]
 
@@ -33,7 +34,7 @@ def main() -> None:
     os.environ.setdefault("XDG_CACHE_HOME", os.path.join(tmp, "cache"))
     settings = QtCore.QSettings(os.path.join(tmp, "settings.ini"), QtCore.QSettings.Format.IniFormat)
     window = MainWindow(AppOptions(device="synthetic", model="tiny", gpu="cpu"), settings=settings)
-    window.resize(1400, 800)
+    window.resize(1600, 900)
     window.show()
     end = time.monotonic() + 120
     while time.monotonic() < end and window.frames_received == 0:
@@ -43,6 +44,11 @@ def main() -> None:
         app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
     window.grab().save(str(args.output))
     print(f"saved {args.output} ({window.frames_received} images generated)")
+    for panel in window.panels:
+        if panel.area == "views":
+            path = args.output.with_name(f"panel-{panel.title.replace(' ', '-')}.png")
+            panel.grab().save(str(path))
+            print(f"saved {path}")
     window.close()
 
 

@@ -534,3 +534,34 @@ def test_key_presses_are_markers(make_window, qtbot):
     qtbot.keyClick(window.creative_panel.prompt, "7")  # (typed into the prompt box: a digit, not a marker)
     assert window.creative_panel.prompt.text() == "7"
     assert not any(m.text == "key 7" for m in window.live.pipeline.markers.since(0)[0])
+
+
+def test_a_note_typed_in_the_box_is_on_the_traces_in_the_recording_and_on_lsl(make_window, qtbot, tmp_path):
+    """Enter in the note box stamps the text now: a labelled line on the traces, a marker of the recording's
+    ``notes`` stream read back with pyxdf, and a sample of the LSL marker outlet (--publish)."""
+    import pylsl
+    import pyxdf
+
+    window = make_window(device="synthetic", generate=False, publish=True)
+    qtbot.waitUntil(lambda: window.live is not None and window.live.publisher is not None, timeout=15000)
+    found = pylsl.resolve_bypred(f"name='{window.live.publisher.marker_name}'", minimum=1, timeout=5.0)
+    assert found, "the LSL marker outlet was not found"
+    inlet = pylsl.StreamInlet(found[0])
+    inlet.open_stream(timeout=5.0)
+    path = tmp_path / "noted.xdf"
+    window.start_recording(path)
+    qtbot.wait(500)
+    window.add_note("   ")  # (nothing)
+    qtbot.keyClicks(window.note_box, "eyes closed now")
+    qtbot.keyClick(window.note_box, QtCore.Qt.Key.Key_Return)
+    assert window.note_box.text() == ""
+    qtbot.waitUntil(lambda: any("eyes closed now" in text for _, text in window.traces.visible_markers()),
+                    timeout=3000)
+    sent, _ = inlet.pull_chunk(timeout=3.0)
+    inlet.close_stream()
+    qtbot.wait(300)
+    window.stop_recording()
+    streams, _ = pyxdf.load_xdf(str(path))
+    texts = [str(v[0]) for s in streams if s["info"]["type"][0] != "EEG" for v in s["time_series"]]
+    assert texts.count("note: eyes closed now") == 1
+    assert any("note: eyes closed now" in str(v[0]) for v in sent)

@@ -60,3 +60,54 @@ def test_the_panel_draws_each_channels_spectrum_from_the_ring_buffer_and_marks_t
     assert panel.mains == 60.0 and panel.mains_line.isVisible() and panel.mains_line.value() == 60.0  # (US mains)
     panel.set_stream(None)
     assert panel.curves == []
+
+
+def test_spectrogram_columns_put_a_sine_in_its_row_and_match_welch():
+    from bci_dream.signal.spectrum import spectrogram_columns
+
+    sfreq, t = 250.0, np.arange(2500) / 250.0
+    x = 10 * np.sin(2 * np.pi * 12 * t) + np.random.default_rng(0).normal(0, 1, 2500)
+    freqs, power = spectrogram_columns(x, sfreq, np.array([250, 1000, 2500]))
+    assert power.shape == (3, len(freqs)) and freqs[0] >= 1 and freqs[-1] <= 60
+    assert (freqs[np.argmax(power, axis=1)] == 12.0).all()
+    welch_freqs, welch = welch_psd(x[-250:, None], sfreq)  # (one segment: Welch is that segment's density)
+    np.testing.assert_allclose(power[-1], welch[0], rtol=1e-6)
+
+
+def test_the_spectrogram_panel_scrolls_the_eyes_closed_alpha_in_from_the_ring_buffer(qtbot, shared_data):
+    """Fed the OpenBCI recording's last 40 s, the panel's newest columns (eyes closed) hold more 8-12 Hz power on O1
+    than its flanks; only new columns are computed on later updates; the channel choice restarts it."""
+    from bci_dream.gui.spectrogram_panel import ALL_CHANNELS, HISTORY_S, STEP_S, SpectrogramPanel
+
+    recording = read_recording(shared_data / EYES_CLOSED)
+    x = _samples(recording)[-int(40 * recording.sfreq):].astype(np.float32)
+    pipeline = StreamPipeline(StreamInfo("eyes closed", list(recording.ch_names), recording.sfreq, "uV"))
+    step = int(recording.sfreq / 10)
+
+    def feed(a: int, b: int) -> None:
+        for i in range(a, b, step):
+            pipeline.push(Chunk(x[i:min(b, i + step)], 1000.0 + np.arange(i, min(b, i + step)) / recording.sfreq))
+
+    feed(0, len(x) - 250)
+    panel = SpectrogramPanel()
+    qtbot.addWidget(panel)
+    panel.set_stream(types.SimpleNamespace(pipeline=pipeline))
+    assert panel.channel_box.itemText(0) == ALL_CHANNELS
+    panel.channel_box.setCurrentText("O1")
+    panel.update_columns()
+    n_cols = int(HISTORY_S / STEP_S)
+    assert panel.columns.shape == (n_cols, len(panel.freqs)) and np.isfinite(panel.columns).all()
+    alpha = (panel.freqs >= 8) & (panel.freqs <= 12)
+    flanks = ((panel.freqs >= 5) & (panel.freqs <= 7)) | ((panel.freqs >= 14) & (panel.freqs <= 18))
+    newest = panel.columns[-40:]  # (the last 10 s: eyes closed)
+    assert newest[:, alpha].mean() > newest[:, flanks].mean() + 0.1
+    before = panel.columns.copy()
+    feed(len(x) - 250, len(x))  # one more second: four (or five) new columns, the rest scrolled left
+    panel.update_columns()
+    shifts = [s for s in (4, 5) if np.allclose(panel.columns[:-s], before[s:])]
+    assert shifts, "the old columns did not scroll by one second"
+    assert panel.image.image is not None and panel.image.image.shape == (len(panel.freqs), n_cols)
+    panel.channel_box.setCurrentText(ALL_CHANNELS)
+    assert panel.columns.size == 0
+    panel.update_columns()
+    assert np.isfinite(panel.columns).all()

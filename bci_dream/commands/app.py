@@ -48,8 +48,6 @@ def run_app(args: argparse.Namespace) -> int:
     filters = None  # (the settings' or the device's)
     if filters_given(args):
         filters = filters_from_args(args, None if args.replay else get_profile(args.device))
-    if args.publish:
-        raise BciDreamError("--publish is for the headless commands ('bci-dream stream --publish')")
     options = AppOptions(device=args.device, params=params, replay=args.replay, speed=args.speed, model=args.model,
                          checkpoint=args.checkpoint, gpu=args.gpu, size=args.size, seed=args.seed, hop=args.hop,
                          similarity=args.similarity, compile=args.compile, backend=args.backend, steps=args.steps,
@@ -60,7 +58,7 @@ def run_app(args: argparse.Namespace) -> int:
                          creative=creative_options(args), osc=args.osc, osc_listen=args.osc_listen, video=args.video,
                          lsl_frames=args.lsl_frames, show_screen=args.show, markers_udp=args.markers_udp,
                          markers_lsl=args.markers_lsl, virtual_camera=args.virtual_camera, ndi=args.ndi,
-                         spout=args.spout, syphon=args.syphon)
+                         spout=args.spout, syphon=args.syphon, publish=args.publish)
     if args.scene:
         path = last_scene() if args.scene == "last" else Path(args.scene)
         if path is None:

@@ -27,6 +27,8 @@ from bci_dream.gui.image_panel import ImagePanel
 from bci_dream.gui.panel import Panel
 from bci_dream.gui.settings_dialog import Settings, SettingsDialog
 from bci_dream.gui.show_window import ScreenError, ShowWindow
+from bci_dream.gui.head_map_panel import HeadMapPanel
+from bci_dream.gui.spectrogram_panel import SpectrogramPanel
 from bci_dream.gui.spectrum_panel import SpectrumPanel
 from bci_dream.gui.stream_adapter import QtStreamController
 from bci_dream.gui.trace_panel import TracePanel
@@ -40,7 +42,8 @@ log = logging.getLogger(__name__)
 TRACE_INTERVAL_MS = 16
 STATUS_INTERVAL_MS = 500
 #: The panels the window lays out (a new panel: one file with a :class:`Panel` subclass, one entry here).
-PANELS: tuple[type[Panel], ...] = (TracePanel, ImagePanel, SpectrumPanel, CreativePanel)
+PANELS: tuple[type[Panel], ...] = (TracePanel, SpectrumPanel, SpectrogramPanel, HeadMapPanel, ImagePanel,
+                                   CreativePanel)
 #: QSettings key of the scene file opened or saved last ('bci-dream app --scene last').
 LAST_SCENE_KEY = "scene/last"
 
@@ -78,6 +81,7 @@ class AppOptions:
     osc_listen: int | None = None  # UDP port for OSC commands
     video: Path | None = None  # a video the images are written to as they come
     lsl_frames: bool = False  # publish each image on the LSL stream bci-dream-frames
+    publish: bool = False  # re-publish the EEG and its markers (keys, notes) as LSL streams
     markers_udp: int | None = None  # a UDP port markers come from
     markers_lsl: str | None = None  # an LSL marker stream markers come from
     show_screen: int | None = None  # open the full-screen show window on this screen at start
@@ -337,9 +341,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.monitor.start_baseline(seconds)
 
     def _lay_out_panels(self) -> QtWidgets.QSplitter:
-        """Panels of the same area stacked vertically; the areas side by side, the left one wider."""
+        """Panels of the same area stacked vertically; the areas side by side: the traces widest, the signal views
+        between them and the images."""
         splitter = QtWidgets.QSplitter()
-        for area in ("left", "right"):
+        for area in ("left", "views", "right"):
             members = [p for p in self.panels if p.area == area]
             if not members:
                 continue
@@ -348,7 +353,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 column.addWidget(p)
                 column.setStretchFactor(column.count() - 1, p.stretch)
             splitter.addWidget(column)
-        splitter.setSizes([700, 500])
+        splitter.setSizes([620, 360, 460])
         return splitter
 
     def _refresh_panels(self) -> None:
@@ -426,6 +431,12 @@ class MainWindow(QtWidgets.QMainWindow):
             for action in p.toolbar_actions():
                 bar.addAction(action)
         bar.addAction(self.settings_action)
+        self.note_box = QtWidgets.QLineEdit()
+        self.note_box.setPlaceholderText("note (Enter: a marker on the traces, in the recording and on LSL)")
+        self.note_box.setClearButtonEnabled(True)
+        self.note_box.setMaximumWidth(360)
+        self.note_box.returnPressed.connect(lambda: self.add_note(self.note_box.text()))
+        bar.addWidget(self.note_box)
         self._build_replay_bar()
         for key in "123456789":  # (markers from the keyboard; a text box being typed in keeps its digits)
             shortcut = QtGui.QShortcut(QtGui.QKeySequence(key), self)
@@ -570,10 +581,10 @@ class MainWindow(QtWidgets.QMainWindow):
         def make_live() -> LiveStream:
             if replay is not None:
                 return LiveStream(XdfReplaySource(replay, speed=options.speed), filters=self._filters(None),
-                                  naming=options.naming)
+                                  naming=options.naming, publish=options.publish)
             profile = get_profile(name)
             return LiveStream(make_source(profile, params, **options.source_options), filters=self._filters(profile),
-                              rail_uv=profile.rail_uv, naming=options.naming)
+                              rail_uv=profile.rail_uv, naming=options.naming, publish=options.publish)
 
         self.streams.controller.open(make_live, what=replay.name if replay else name, retire=self._detach())
 
@@ -889,6 +900,21 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         marker = self.live.mark(f"key {key}", stream="keys")
         self.statusBar().showMessage(f"marker '{marker.text}'", 2000)
+
+    def add_note(self, text: str) -> None:
+        """A free-text note, stamped now, as a marker ``note: TEXT`` of the stream ``notes``: drawn on the traces,
+        written to the recording's marker stream (so it is saved with the session) and sent on the LSL marker
+        outlet. Empty text adds nothing; without a stream the note is kept in the box."""
+        text = " ".join(text.split())
+        if not text:
+            return
+        if self.live is None:
+            self.statusBar().showMessage("connect or replay a stream first: a note is stamped on its clock", 3000)
+            return
+        marker = self.live.mark(f"note: {text}", stream="notes")
+        self.note_box.clear()
+        self.statusBar().showMessage(f"note added at {marker.timestamp:.2f} s"
+                                     + (" (recorded)" if self.live.recorder is not None else ""), 3000)
 
     # -- scenes ---------------------------------------------------------------------------------------
 

@@ -17,12 +17,13 @@ class Panel(QtWidgets.QWidget):
 
     Class attributes:
         title: the panel's name (its settings group and object name).
-        area: ``"left"`` (beside the window's left edge) or ``"right"``; panels of one area stack vertically.
+        area: ``"left"`` (beside the window's left edge), ``"views"`` (the signal views, in the middle) or
+            ``"right"``; panels of one area stack vertically.
         stretch: share of its area's height.
     """
 
     title: ClassVar[str] = "panel"
-    area: ClassVar[Literal["left", "right"]] = "left"
+    area: ClassVar[Literal["left", "views", "right"]] = "left"
     stretch: ClassVar[int] = 1
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:

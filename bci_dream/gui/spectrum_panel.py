@@ -35,7 +35,7 @@ class SpectrumPanel(Panel):
     """
 
     title = "spectrum"
-    area = "right"
+    area = "views"
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -96,7 +96,7 @@ class SpectrumPanel(Panel):
         self.freqs, self.psd = welch_psd(res.data * pipeline.info.to_microvolts, sfreq, FMIN, FMAX)
         floor = 1e-12  # (log axis: a flat channel is drawn at the floor, not dropped)
         for curve, row in zip(self.curves, self.psd):
-            curve.setData(self.freqs, np.maximum(row, floor))
+            curve.setData(self.freqs, np.maximum(row, floor), skipFiniteCheck=True)
         self.mains = mains_peak(self.freqs, self.psd)
         self.mains_line.setVisible(self.mains is not None)
         if self.mains is not None:

@@ -56,3 +56,32 @@ def band_peak(freqs: np.ndarray, psd: np.ndarray, band: tuple[float, float] = (8
         return np.log10(np.maximum(psd[:, sel].mean(axis=1), 1e-30))
 
     return mean_log(*band) - 0.5 * (mean_log(*flanks[0]) + mean_log(*flanks[1]))
+
+
+def spectrogram_columns(data_uv: np.ndarray, sfreq: float, ends: np.ndarray, segment_s: float = 1.0,
+                        fmin: float = 1.0, fmax: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+    """Power spectra of the ``segment_s`` seconds before each of ``ends``: the columns of a scrolling spectrogram.
+
+    Args:
+        data_uv: [n] in µV, one channel, or [n, channels]: their power is averaged; non-finite values count as 0.
+        sfreq: sampling rate in Hz.
+        ends: int [K], indices into ``data_uv`` one past each segment's last sample (each at least one segment in).
+        fmin, fmax: the frequencies kept (Hz).
+
+    Returns:
+        ``(freqs, power)``: float64 [F] in Hz and float64 [K, F] in µV²/Hz (Hann window, each segment's mean
+        removed; the one-sided density Welch's method averages).
+    """
+    x = np.nan_to_num(np.asarray(data_uv, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    x = x[:, None] if x.ndim == 1 else x
+    n = max(8, int(round(segment_s * sfreq)))
+    ends = np.asarray(ends, np.int64)
+    segments = x[ends[:, None] - n + np.arange(n)]  # [K, n, channels]
+    segments -= segments.mean(axis=1, keepdims=True)
+    window = sps.get_window("hann", n)
+    spectrum = np.fft.rfft(segments * window[:, None], axis=1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).mean(axis=2) / (sfreq * float((window ** 2).sum()))
+    power[:, 1:-1 if n % 2 == 0 else None] *= 2  # (one-sided: the negative frequencies' share)
+    freqs = np.fft.rfftfreq(n, 1.0 / sfreq)
+    keep = (freqs >= fmin) & (freqs <= min(fmax, sfreq / 2))
+    return freqs[keep], power[:, keep]
