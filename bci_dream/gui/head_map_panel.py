@@ -53,9 +53,8 @@ class HeadMapPanel(Panel):
         self.mode_box.setCurrentIndex(list(BANDS).index("alpha"))
         self.mode_box.currentIndexChanged.connect(self._redraw_now)
         self.legend = QtWidgets.QLabel()
-        self.widget = pg.PlotWidget()
-        self.widget.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
-        self.widget.setMinimumHeight(140)
+        self.widget = self._plot_under_controls("head map of", self.mode_box, 140)
+        self.layout().addWidget(self.legend)
         self.plot = self.widget.getPlotItem()
         self.plot.setAspectLocked(True)
         self.plot.hideAxis("left")
@@ -67,14 +66,6 @@ class HeadMapPanel(Panel):
         self.plot.addItem(self.spots)
         self.labels: list[pg.TextItem] = []
         self._cmap = pg.colormap.get(COLOR_MAP, source="matplotlib")
-        controls = QtWidgets.QHBoxLayout()
-        controls.addWidget(QtWidgets.QLabel("head map of"))
-        controls.addWidget(self.mode_box, 1)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(controls)
-        layout.addWidget(self.widget, 1)
-        layout.addWidget(self.legend)
 
     def _draw_head(self) -> None:
         pen = pg.mkPen("#808080", width=2)

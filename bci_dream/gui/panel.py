@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 
@@ -54,3 +55,20 @@ class Panel(QtWidgets.QWidget):
 
     def restore_state(self, settings: QtCore.QSettings) -> None:
         """Restore what :meth:`save_state` remembered."""
+
+    def _plot_under_controls(self, caption: str, control: QtWidgets.QWidget, min_height: int) -> pg.PlotWidget:
+        """Lay the panel out as a row ``caption control`` above a plot that takes the keyboard never (the window's
+        shortcuts stay live) and keeps ``min_height`` pixels; returns the plot widget (more widgets may follow)."""
+        widget = pg.PlotWidget()
+        widget.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        widget.setMinimumHeight(min_height)
+        controls = QtWidgets.QHBoxLayout()
+        controls.addWidget(QtWidgets.QLabel(caption))
+        controls.addWidget(control, 1 if isinstance(control, QtWidgets.QComboBox) else 0)
+        if not isinstance(control, QtWidgets.QComboBox):
+            controls.addStretch(1)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(controls)
+        layout.addWidget(widget, 1)
+        return widget

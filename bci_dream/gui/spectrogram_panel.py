@@ -52,9 +52,7 @@ class SpectrogramPanel(Panel):
         self.columns = np.zeros((0, 0))
         self.channel_box = QtWidgets.QComboBox()
         self.channel_box.currentIndexChanged.connect(self._restart)
-        self.widget = pg.PlotWidget()
-        self.widget.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
-        self.widget.setMinimumHeight(120)
+        self.widget = self._plot_under_controls("spectrogram of", self.channel_box, 120)
         self.plot = self.widget.getPlotItem()
         self.plot.setLabel("bottom", "seconds ago")
         self.plot.setLabel("left", "frequency", units="Hz")
@@ -62,13 +60,6 @@ class SpectrogramPanel(Panel):
         self.image.setColorMap(pg.colormap.get(COLOR_MAP, source="matplotlib"))
         self.plot.addItem(self.image)
         self.plot.disableAutoRange()
-        controls = QtWidgets.QHBoxLayout()
-        controls.addWidget(QtWidgets.QLabel("spectrogram of"))
-        controls.addWidget(self.channel_box, 1)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(controls)
-        layout.addWidget(self.widget, 1)
 
     def set_stream(self, live: Any | None) -> None:
         self._live = live

@@ -45,9 +45,7 @@ class SpectrumPanel(Panel):
         self.freqs = np.zeros(0)
         self.psd = np.zeros((0, 0))
         self.seconds_box = QtWidgets.QDoubleSpinBox(minimum=1, maximum=30, singleStep=1, suffix=" s", value=4)
-        self.widget = pg.PlotWidget()
-        self.widget.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
-        self.widget.setMinimumHeight(MIN_HEIGHT)
+        self.widget = self._plot_under_controls("spectrum over", self.seconds_box, MIN_HEIGHT)
         self.plot = self.widget.getPlotItem()
         self.plot.setLogMode(x=False, y=True)
         self.plot.setLabel("bottom", "frequency", units="Hz")
@@ -59,14 +57,6 @@ class SpectrumPanel(Panel):
         self.mains_line.setVisible(False)
         self.plot.addItem(self.mains_line)
         self.curves: list[pg.PlotDataItem] = []
-        controls = QtWidgets.QHBoxLayout()
-        controls.addWidget(QtWidgets.QLabel("spectrum over"))
-        controls.addWidget(self.seconds_box)
-        controls.addStretch(1)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(controls)
-        layout.addWidget(self.widget, 1)
 
     def set_stream(self, live: Any | None) -> None:
         self._live = live
