@@ -565,3 +565,30 @@ def test_a_note_typed_in_the_box_is_on_the_traces_in_the_recording_and_on_lsl(ma
     texts = [str(v[0]) for s in streams if s["info"]["type"][0] != "EEG" for v in s["time_series"]]
     assert texts.count("note: eyes closed now") == 1
     assert any("note: eyes closed now" in str(v[0]) for v in sent)
+
+
+def test_the_theme_switches_live_and_is_remembered(make_window, qtbot):
+    """Dark by default; the Dark action switches every plot, the traces and the widgets to the light theme at once,
+    and the next window starts in the theme chosen last."""
+    import pyqtgraph as pg
+    from PySide6 import QtGui, QtWidgets
+
+    window = make_window(device="synthetic", generate=False)
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    plots = window.findChildren(pg.PlotWidget)
+    assert window.theme == "dark" and window.dark_action.isChecked() and len(plots) >= 4
+    assert all(p.backgroundBrush().color().lightness() < 128 for p in plots)
+    window.dark_action.trigger()
+    assert window.theme == "light" and not window.dark_action.isChecked()
+    assert all(p.backgroundBrush().color().lightness() > 128 for p in plots)
+    app = QtWidgets.QApplication.instance()
+    assert app.palette().color(QtGui.QPalette.ColorRole.Window).lightness() > 128
+    assert max(window.traces._normal_rgb) < 100  # dark traces on the light background
+    qtbot.wait(200)
+    assert window.traces.trace_image().mean() > 128  # (mostly background: light)
+    window.close()
+    again = make_window(device="synthetic", generate=False, connect=False)
+    assert again.theme == "light" and not again.dark_action.isChecked()
+    assert all(p.backgroundBrush().color().lightness() > 128 for p in again.findChildren(pg.PlotWidget))
+    again.set_theme("dark")
+    assert app.palette().color(QtGui.QPalette.ColorRole.Window).lightness() < 128

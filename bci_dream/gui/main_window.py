@@ -22,12 +22,13 @@ from bci_dream.acquisition.live import LiveStream, make_source
 from bci_dream.acquisition.xdf_replay import XdfReplaySource
 from bci_dream.core import defaults
 from bci_dream.devices import DeviceProfile, get_profile, list_profiles
+from bci_dream.gui import theme
 from bci_dream.gui.creative_panel import CreativePanel
+from bci_dream.gui.head_map_panel import HeadMapPanel
 from bci_dream.gui.image_panel import ImagePanel
 from bci_dream.gui.panel import Panel
 from bci_dream.gui.settings_dialog import Settings, SettingsDialog
 from bci_dream.gui.show_window import ScreenError, ShowWindow
-from bci_dream.gui.head_map_panel import HeadMapPanel
 from bci_dream.gui.spectrogram_panel import SpectrogramPanel
 from bci_dream.gui.spectrum_panel import SpectrumPanel
 from bci_dream.gui.stream_adapter import QtStreamController
@@ -124,6 +125,8 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.options = options or AppOptions()
         self.settings = settings or QtCore.QSettings("bci-dream", "bci-dream")
+        self.theme = theme.theme_name(self.settings.value(theme.SETTINGS_KEY, theme.DEFAULT))
+        theme.apply_theme(self.theme)  # (before the panels: their plots take its colours when made)
         self.prefs = self._initial_prefs()
         self.engine = None
         self.errors: list[str] = []
@@ -423,6 +426,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.show_action = self._action("Show", self.toggle_show, "F11", checkable=True)
         self.show_action.setToolTip("the images full screen on the last screen (a second monitor or a projector), "
                                     "with a crossfade; Esc closes it (F11)")
+        self.dark_action = self._action("Dark", lambda on: self.set_theme("dark" if on else "light"), "Ctrl+Shift+D",
+                                        checkable=True)
+        self.dark_action.setChecked(self.theme == "dark")
+        self.dark_action.setToolTip("dark or light theme, remembered (Ctrl+Shift+D)")
         for action in (self.connect_action, self.disconnect_action, self.generate_action, self.record_action,
                        self.open_replay_action, self.open_checkpoint_action, self.save_image_action,
                        self.save_scene_action, self.show_action):
@@ -431,6 +438,7 @@ class MainWindow(QtWidgets.QMainWindow):
             for action in p.toolbar_actions():
                 bar.addAction(action)
         bar.addAction(self.settings_action)
+        bar.addAction(self.dark_action)
         self.note_box = QtWidgets.QLineEdit()
         self.note_box.setPlaceholderText("note (Enter: a marker on the traces, in the recording and on LSL)")
         self.note_box.setClearButtonEnabled(True)
@@ -900,6 +908,16 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         marker = self.live.mark(f"key {key}", stream="keys")
         self.statusBar().showMessage(f"marker '{marker.text}'", 2000)
+
+    def set_theme(self, name: str) -> None:
+        """Switch to the ``dark`` or ``light`` theme now (widgets, every plot, the traces) and remember it."""
+        self.theme = theme.theme_name(name)
+        theme.apply_theme(self.theme)
+        theme.restyle_plots(self, self.theme)
+        self.panel(TracePanel).traces.follow_background()
+        self.settings.setValue(theme.SETTINGS_KEY, self.theme)
+        if self.dark_action.isChecked() != (self.theme == "dark"):
+            self.dark_action.setChecked(self.theme == "dark")
 
     def add_note(self, text: str) -> None:
         """A free-text note, stamped now, as a marker ``note: TEXT`` of the stream ``notes``: drawn on the traces,

@@ -64,11 +64,11 @@ BAND_POWER_WINDOW_S = 2.0
 BAND_POWER_INTERVAL_S = 0.25
 
 #: Trace colour per quality status; ``good`` (and unknown channels) use the normal colour.
-STATUS_COLORS = {
-    "flat": (128, 128, 128),
-    "railed": (235, 64, 52),
-    "high_amplitude": (235, 64, 52),
-    "line_noise": (255, 150, 0),
+STATUS_COLORS = {  # (Okabe & Ito's colours, told apart with the common colour-vision deficiencies; as the head map)
+    "flat": (153, 153, 153),
+    "railed": (213, 94, 0),
+    "high_amplitude": (204, 121, 167),
+    "line_noise": (230, 159, 0),
 }
 MARKER_COLOR = (255, 220, 90)
 #: Channels that are not 10-05 sites (the EEG model never sees them), whatever their quality: dim grey.
@@ -337,11 +337,8 @@ class TraceView(QtWidgets.QWidget):
         self._plot.setMouseEnabled(False, False)
         self._vb.disableAutoRange()
         self._vb.setDefaultPadding(0.0)
-        background = self._plot_widget.backgroundBrush().color()
-        dark = background.lightness() < 128
-        self._normal_rgb = (215, 225, 240) if dark else (20, 30, 60)
         self._canvas = _TraceCanvas(self._vb)
-        self._canvas.background = background
+        self.follow_background()
         self._canvas.setZValue(-100)  # above the ViewBox background, below the markers
         self._vb.sigResized.connect(self._on_view_resized)
 
@@ -743,6 +740,15 @@ class TraceView(QtWidgets.QWidget):
         step = max(1, math.ceil(14.0 / row_px)) if row_px > 0 else 1
         self._axis.setTicks([[(n - 1 - i, name) for i, name in enumerate(names) if i % step == 0], []])
         self._update_colors()
+
+    def follow_background(self) -> None:
+        """Take the plot's background (a theme changed it): light traces on a dark one, dark on a light one."""
+        background = self._plot_widget.backgroundBrush().color()
+        self._normal_rgb = (215, 225, 240) if background.lightness() < 128 else (20, 30, 60)
+        self._canvas.background = background
+        if self._pipeline is not None:
+            self._update_colors()
+            self._dirty = True
 
     def _channel_rgbs(self) -> list[tuple[int, int, int]]:
         names = self._pipeline.info.ch_names if self._pipeline is not None else ()
