@@ -568,3 +568,33 @@ def test_a_chunk_a_drain_cannot_take_stops_the_source_not_the_reader(outlets) ->
     finally:
         source.stop()
     assert "wrong channel count" in str(source.error)
+
+
+def test_stopping_while_a_reader_drains_closes_cleanly(outlets) -> None:
+    """A reader draining in a tight loop on its own thread while the source stops: no error, no crash, the inlet
+    closed once the drain is done with it."""
+    name = unique("bcid-drainstop")
+    outlets(name, unique("sid"), channels=4)
+    source = LslSource(stream_name=name, stream_type=None, timeout=5.0, pull_interval=0.05)
+    collector = Collector()
+    source.open()
+    source.start(collector)
+    wait_until(lambda: source.state == SourceState.STREAMING, 10, "streaming")
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def drain_loop() -> None:
+        try:
+            while not done.is_set():
+                source.drain()
+        except BaseException as e:  # noqa: BLE001 - the test reports it
+            errors.append(e)
+
+    reader = threading.Thread(target=drain_loop)
+    reader.start()
+    time.sleep(0.3)
+    source.stop()
+    done.set()
+    reader.join(5)
+    assert not errors and source.state == SourceState.STOPPED and source._inlet is None
+    check_samples_exact(collector.samples()[0])

@@ -611,9 +611,11 @@ class LslSource(Source):
             log.debug("close_stream failed", exc_info=True)
 
     def _close(self) -> None:
-        """Close the inlets (before any outlet of this process goes; see DESIGN.md)."""
-        for attr in ("_marker_inlet", "_inlet"):
-            inlet = getattr(self, attr)
-            setattr(self, attr, None)
-            self._close_inlet(inlet)
-            del inlet  # the last reference: pylsl destroys the liblsl inlet now
+        """Close the inlets (before any outlet of this process goes; see DESIGN.md), never while a reader's drain
+        is pulling from them."""
+        with self._pull_lock:
+            for attr in ("_marker_inlet", "_inlet"):
+                inlet = getattr(self, attr)
+                setattr(self, attr, None)
+                self._close_inlet(inlet)
+                del inlet  # the last reference: pylsl destroys the liblsl inlet now
