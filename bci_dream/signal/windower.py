@@ -20,7 +20,6 @@ How a window is made when the buffer's rate is not the target rate:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import threading
@@ -135,7 +134,8 @@ class Windower:
         self.hop_samples = self.hop_s * self.sfreq
         #: The fixed output grid (None when the buffer already has the target rate).
         self.grid = GridResampler(self.sfreq, self.target_sfreq) if self.sfreq != self.target_sfreq else None
-        self.n_core, self.n_pad = self._source_lengths()
+        #: Source samples a window spans (all of them must be held to make it).
+        self.n_core = self._core_length()
         if self.n_core > buffer.capacity:
             raise ValueError(
                 f"a {window_s} s window needs {self.n_core} samples but the buffer holds only {buffer.capacity}"
@@ -159,14 +159,14 @@ class Windower:
             self._all_rows = bool(np.array_equal(self._rows, np.arange(mapping.n_target)))
             self._settled = None  # (it holds the old mapping's channels)
 
-    def _source_lengths(self) -> tuple[int, int]:
-        """Source samples a window spans (it needs them all), and the older samples its first outputs' filter reads."""
+    def _core_length(self) -> int:
+        """The fewest source samples that resample to the window's T samples."""
         if self.grid is None:
-            return self.n_samples, 0
+            return self.n_samples
         n = max(1, int(math.floor(self.n_samples * self.sfreq / self.target_sfreq)))
         while resampled_length(n, self.sfreq, self.target_sfreq) < self.n_samples:
             n += 1
-        return n, int(math.ceil(self.grid.half / self.grid.up)) + 1
+        return n
 
     def latest(self) -> Window | None:
         """The newest full window, or None while fewer than a window of samples were written."""

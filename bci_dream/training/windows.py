@@ -115,7 +115,7 @@ def preprocess(recording: Recording, *, bandpass: tuple[float, float] | None = d
 
 def make_windower(sfreq: float, ch_names: Sequence[str], spec: WindowSpec) -> Windower:
     """A live :class:`Windower` with ``spec``'s settings (over a small ring buffer): its geometry
-    (``n_core``, ``n_pad``, ``n_samples``) and montage ``mapping`` are what offline windows use."""
+    (``grid``, ``n_core``, ``n_samples``) and montage ``mapping`` are what offline windows use."""
     capacity = 2 * int(math.ceil(spec.window_s * sfreq)) + 64
     return Windower(RingBuffer(capacity, len(ch_names)), sfreq, ch_names, window_s=spec.window_s,
                     hop_s=1.0, target_sfreq=spec.target_sfreq, montage=spec.montage)
