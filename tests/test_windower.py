@@ -185,7 +185,7 @@ def test_grid_resampler_is_scipys_polyphase_away_from_the_ends(sfreq):
     np.testing.assert_allclose(scattered, together, atol=2e-6)
     e = 2500
     edge = np.arange(grid.settled_end(e), grid.last_output(e) + 1)
-    np.testing.assert_allclose(grid.edge_outputs(x[:e], 0, e), grid.outputs(x, 0, edge, 0, np.full(len(edge), e - 1)),
+    np.testing.assert_allclose(grid.edge_outputs(x[:e], 0, e), grid.outputs(x, 0, edge, 0, e - 1),
                                atol=2e-6)
 
 

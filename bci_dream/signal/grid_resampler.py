@@ -81,7 +81,7 @@ class GridResampler:
 
     # -- outputs --------------------------------------------------------------------------------------
 
-    def outputs(self, x: np.ndarray, x_start: int, k: np.ndarray, lo: int, hi: np.ndarray | int) -> np.ndarray:
+    def outputs(self, x: np.ndarray, x_start: int, k: np.ndarray, lo: int, hi: int) -> np.ndarray:
         """The outputs ``k`` from inputs ``x``.
 
         Args:
@@ -90,14 +90,13 @@ class GridResampler:
             x_start: index of ``x[0]``.
             k: int64 [M], output indices.
             lo: first input that exists; inputs before it are taken to equal it.
-            hi: int or int64 [M], the newest input each output may read; later inputs are taken to equal it.
+            hi: the newest input that exists; later inputs are taken to equal it.
 
         Returns:
             float32 [M, C].
         """
         k = np.asarray(k, dtype=np.int64)
-        hi = np.asarray(hi, dtype=np.int64)
-        if hi.ndim == 0 and k.size and k[-1] - k[0] == k.size - 1:  # (consecutive outputs, one newest input)
+        if k.size and k[-1] - k[0] == k.size - 1:  # (consecutive outputs)
             return self._consecutive(x, x_start, int(k[0]), int(k[-1]) + 1, lo, int(hi))
         n_ch = x.shape[1]
         out = np.empty((k.shape[0], n_ch), np.float32)
@@ -106,8 +105,7 @@ class GridResampler:
         for b in range(0, k.shape[0], block):
             kb = k[b:b + block]
             idx = self.first_input(kb)[:, None] + span
-            np.maximum(idx, lo, out=idx)
-            np.minimum(idx, hi if hi.ndim == 0 else hi[b:b + block, None], out=idx)
+            np.clip(idx, lo, hi, out=idx)
             idx -= x_start
             gathered = x[idx]  # [B, taps, C]
             weights = self._weights[kb % self.up][:, None, :]  # [B, 1, taps]

@@ -165,18 +165,11 @@ def _cut(filtered: np.ndarray, ends: np.ndarray, w: Windower) -> np.ndarray:
     # The outputs no later sample changes, once for the whole recording (the samples before 0 held at sample 0).
     k0 = int(first.min())
     settled = grid.outputs(x, 0, np.arange(k0, max(k0, int(settled_end.max()))), 0, len(x) - 1)
-    # The outputs within half a filter of each window's newest sample, from the samples before its end only.
-    edge_from = np.maximum(first, settled_end)
-    counts = last + 1 - edge_from
-    rows = np.repeat(np.arange(len(ends)), counts)
-    ks = np.concatenate([np.arange(a, b + 1) for a, b in zip(edge_from, last)])
-    edge = grid.outputs(x, 0, ks, 0, ends[rows] - 1)
-    at = 0
-    for i in range(len(ends)):
-        n_settled = int(edge_from[i] - first[i])
-        out[i, :, :n_settled] = settled[first[i] - k0:edge_from[i] - k0].T
-        out[i, :, n_settled:] = edge[at:at + counts[i]].T
-        at += counts[i]
+    for i, end in enumerate(ends):
+        n_settled = int(settled_end[i] - first[i])
+        out[i, :, :n_settled] = settled[first[i] - k0:settled_end[i] - k0].T
+        # The outputs within half a filter of the newest sample, from the samples before the end only: as live.
+        out[i, :, n_settled:] = grid.edge_outputs(x, 0, int(end)).T
     return out
 
 
