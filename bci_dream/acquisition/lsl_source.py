@@ -44,7 +44,7 @@ import pylsl
 
 from bci_dream.acquisition.lsl_stamps import StampSettler
 from bci_dream.acquisition.source import Source
-from bci_dream.core.errors import BciDreamError, DeviceError, StreamNotFoundError
+from bci_dream.core.errors import DeviceError, StreamNotFoundError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class LslSource(Source):
         self._pull_buffer = np.zeros((0, 0), np.float32)
         self._settler: StampSettler | None = None
         self._pulled_at = self._last_data = self._drained_at = 0.0
-        self._drain_error: BciDreamError | None = None
+        self._drain_error: Exception | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -419,9 +419,8 @@ class LslSource(Source):
             try:
                 if self._pull_once(0.0):  # (a drain that found nothing, right after a pull, stands for none)
                     self._drained_at = time.monotonic()
-            except Exception as e:  # (raised again on the acquisition thread, which reports it and stops)
-                self._drain_error = e if isinstance(e, BciDreamError) else BciDreamError(
-                    f"{self.name} stopped unexpectedly: {type(e).__name__}: {e}")
+            except Exception as e:  # noqa: BLE001 - raised again on the acquisition thread, which reports it
+                self._drain_error = e
 
     def _pull_once(self, timeout: float) -> int:
         """One pull of the EEG (waiting up to ``timeout`` s for the first sample) and of the markers, emitted;

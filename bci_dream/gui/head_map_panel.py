@@ -95,8 +95,8 @@ class HeadMapPanel(Panel):
         self._updated_at = time.monotonic() - UPDATE_S / 3  # (its turn away from the other views')
 
     def _redraw_now(self) -> None:
-        self._updated_at = -np.inf
         if self._live is not None:
+            self._updated_at = time.monotonic()
             self.update_map()
 
     def refresh(self) -> None:
