@@ -18,6 +18,7 @@ from pathlib import Path
 from bci_dream.core import defaults
 from bci_dream.core.errors import DeviceError
 from bci_dream.core.toml_file import read_toml
+from bci_dream.signal.impedance_thresholds import ImpedanceThresholds
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ CONNECTION_PARAMETERS = (
 )
 
 SOURCE_KINDS = ("brainflow", "lsl")
+
+#: How a board measures electrode impedance (``[impedance] method`` in a profile): an OpenBCI Cyton's (or Daisy's)
+#: lead-off current, one channel at a time, or a Ganglion's own impedance mode. Boards without one cannot measure it.
+IMPEDANCE_METHODS = ("cyton-lead-off", "ganglion")
 
 #: Kinds of non-EEG rows a BrainFlow board may deliver, each recorded as a stream of its own when asked for
 #: (``record = [...]`` in a profile's ``[aux]`` table, or ``--aux``): the board description's ``<kind>_channels``
@@ -97,6 +102,8 @@ class DeviceProfile:
         aux_channels: labels of each aux kind's rows (e.g. ``analog``: A5, A6, A7 on a Cyton).
         aux_commands: ``config_board`` commands that switch a kind on, sent after connecting when it is recorded
             (a Cyton's analog inputs: ``/2``; a Muse's PPG: ``p61``).
+        impedance: how the board measures electrode impedance (one of :data:`IMPEDANCE_METHODS`; "": it cannot).
+        impedance_thresholds: the kΩ at which its electrodes stop being good, and fair.
         path: the file the profile was read from.
     """
 
@@ -119,6 +126,8 @@ class DeviceProfile:
     aux: tuple[str, ...] = ()
     aux_channels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     aux_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    impedance: str = ""
+    impedance_thresholds: ImpedanceThresholds = field(default_factory=ImpedanceThresholds)
     path: Path | None = None
 
     @property
@@ -152,6 +161,23 @@ class DeviceProfile:
             flags = ", ".join("--" + p.replace("_", "-") for p in unknown)
             accepted = ", ".join("--" + p.replace("_", "-") for p in self.parameters) or "none"
             raise DeviceError(f"device '{self.name}' does not take {flags} (it takes: {accepted})")
+
+
+def impedance_unavailable(profile: DeviceProfile) -> str:
+    """Why ``profile``'s device cannot measure electrode impedance, in one sentence; "" when it can."""
+    if profile.impedance:
+        return ""
+    what = profile.description or profile.name
+    if profile.source == "lsl":
+        return (f"{what}: an LSL stream carries no impedance measurement (measure it in the amplifier's own "
+                "software); the signal check stands in for it")
+    if profile.board.upper() == "SYNTHETIC_BOARD":
+        return (f"{what} cannot measure electrode impedance: its signal is generated, with no electrodes; the signal "
+                "check stands in for it")
+    if profile.board.upper() in ("PLAYBACK_FILE_BOARD", "STREAMING_BOARD"):
+        return f"{what} plays back or relays a board, with no electrodes to measure; the signal check stands in for it"
+    return (f"{what} cannot measure electrode impedance through BrainFlow (boards that can: cyton, cyton-daisy, "
+            "ganglion); the signal check stands in for it")
 
 
 def profile_folders() -> list[Path]:
@@ -207,6 +233,17 @@ def _profile_from_dict(raw: dict, path: Path) -> DeviceProfile:
             raise ValueError(f"unknown aux kind '{kind}' (kinds: {', '.join(AUX_KINDS)})")
     if aux_kinds and source != "brainflow":
         raise ValueError("[aux] record applies to BrainFlow boards; an LSL source's other streams are separate streams")
+    impedance = dict(raw.get("impedance", {}))
+    method = str(impedance.get("method", ""))
+    if method and method not in IMPEDANCE_METHODS:
+        raise ValueError(f"unknown [impedance] method '{method}' (methods: {', '.join(IMPEDANCE_METHODS)})")
+    if method and source != "brainflow":
+        raise ValueError("[impedance] method applies to BrainFlow boards")
+    defaults_kohm = ImpedanceThresholds()
+    thresholds = ImpedanceThresholds(float(impedance.get("good_kohm", defaults_kohm.good_kohm)),
+                                     float(impedance.get("fair_kohm", defaults_kohm.fair_kohm)))
+    if not 0 < thresholds.good_kohm <= thresholds.fair_kohm:
+        raise ValueError("[impedance] needs 0 < good_kohm <= fair_kohm")
     return DeviceProfile(
         name=str(raw.get("name", path.stem)),
         description=str(raw.get("description", "")),
@@ -227,6 +264,8 @@ def _profile_from_dict(raw: dict, path: Path) -> DeviceProfile:
         aux=aux_kinds,
         aux_channels=aux_channels,
         aux_commands=aux_commands,
+        impedance=method,
+        impedance_thresholds=thresholds,
         path=path,
     )
 

@@ -91,6 +91,11 @@ def test_a_full_wizard_pass_on_the_synthetic_board(make_wizard, qtbot, tmp_path,
     # the signal check names its thresholds and gives one verdict per synthetic channel
     assert "µV" in wizard.signal_page.thresholds_label.text()
     assert wizard.signal_page.table.rowCount() == wizard.live.info.n_channels
+    # the synthetic board cannot measure impedance: the page says so, and offers no button to press
+    impedance = wizard.signal_page.impedance
+    assert not impedance.measure_button.isEnabled() and not impedance.can_measure
+    assert "cannot measure electrode impedance" in impedance.status_label.text()
+    assert "signal check stands in" in impedance.status_label.text()
     run_session(wizard, qtbot)
     session = wizard.session
     assert len(session.usable_trials()) == session.n_trials == 24 and not session.affected

@@ -567,6 +567,51 @@ def test_a_note_typed_in_the_box_is_on_the_traces_in_the_recording_and_on_lsl(ma
     assert any("note: eyes closed now" in str(v[0]) for v in sent)
 
 
+def test_the_impedance_dialog_measures_an_emulated_cyton_and_marks_the_recording(make_window, qtbot, tmp_path,
+                                                                                shared_data):
+    """Impedance… on a Cyton (BrainFlow's real Cyton driver; the board itself emulated on a pseudo-terminal, its EEG a
+    real recording): a kΩ and a rating per electrode, start and end markers in the recording, the board set back; on
+    the synthetic board the dialog says it cannot measure."""
+    import pyxdf
+    from cyton_emulator import CytonEmulator
+
+    from bci_dream.io.readers import read_recording
+
+    rec = read_recording(shared_data / "openbci-gui" / "OpenBCI_GUI-v6-blinks-jawClench-alpha.txt")
+    true_kohm = [4.0, 9.0, 20.0, 40.0, 70.0, 6.0, 12.0, 300.0]
+    with CytonEmulator(rec.data, true_kohm) as board:
+        window = make_window(device="cyton", params={"serial_port": board.port}, generate=False)
+        qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+        path = tmp_path / "impedance.xdf"
+        window.start_recording(path)
+        window.impedance_action.trigger()
+        view = window.impedance_dialog.view
+        assert window.impedance_dialog.isVisible() and view.can_measure and "10 kΩ" in view.thresholds_label.text()
+        with qtbot.waitSignal(view.finished, timeout=40000) as finished:
+            view.measure_button.click()
+            qtbot.waitUntil(lambda: "measuring O1" in view.status_label.text(), timeout=20000)
+        report = finished.args[0]
+        assert report.complete and view.table.rowCount() == 8
+        for row, true in enumerate(true_kohm):
+            assert abs(float(view.table.item(row, 1).text()) - true) <= 0.15 * true + 1.0
+        assert [view.table.item(row, 2).text() for row in (0, 2, 4)] == ["good", "fair", "poor"]
+        assert "2 of 8 poor (P7, O2)" in view.status_label.text()
+        assert board.wait_for_settings(32)[-2:] == ["x8060110X", "z800Z"] and board.gains == [24] * 8
+        qtbot.wait(300)
+        window.stop_recording()
+        window.impedance_dialog.reject()
+        window.close()
+    streams, _ = pyxdf.load_xdf(str(path))
+    texts = [str(v[0]) for s in streams if s["info"]["type"][0] != "EEG" for v in s["time_series"]]
+    assert texts[0] == "impedance check: start" and texts[1].startswith("impedance check: end (impedance: Fp1 ")
+
+    window = make_window(device="synthetic", generate=False)
+    qtbot.waitUntil(lambda: window.live is not None, timeout=15000)
+    window.show_impedance()
+    view = window.impedance_dialog.view
+    assert not view.measure_button.isEnabled() and "generated, with no electrodes" in view.status_label.text()
+
+
 def test_the_theme_switches_live_and_is_remembered(make_window, qtbot):
     """Dark by default; the Dark action switches every plot, the traces and the widgets to the light theme at once,
     and the next window starts in the theme chosen last."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import numpy as np
 from bci_dream.acquisition.source import Source
 from bci_dream.core.errors import DeviceError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
-from bci_dream.devices import AUX_KINDS, DeviceProfile, aux_labels, check_aux_kinds
+from bci_dream.devices import AUX_KINDS, DeviceProfile, aux_labels, check_aux_kinds, impedance_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,9 @@ class BrainFlowSource(Source):
         self._preset = 0
         self.aux_kinds = check_aux_kinds(profile.aux if aux is None else aux)
         self._aux: list[_AuxRows] = []
+        self._resistance_rows: list[int] = []
+        self._resistance: np.ndarray | None = None  # (the latest values while in a Ganglion's impedance mode)
+        self._resistance_lock = threading.Lock()
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -171,6 +175,7 @@ class BrainFlowSource(Source):
         self._eeg_rows = list(descr.get("eeg_channels", []))
         self._ts_row = int(descr["timestamp_channel"])
         self._marker_row = descr.get("marker_channel")
+        self._resistance_rows = list(descr.get("resistance_channels", []))
         counter = descr.get("package_num_channel")
         self._counter_row = counter if self.profile.package_counter_modulo else None
         sfreq = float(descr["sampling_rate"])
@@ -224,6 +229,50 @@ class BrainFlowSource(Source):
     @property
     def aux_infos(self) -> tuple[StreamInfo, ...]:
         return tuple(a.info for a in self._aux)
+
+    # -- impedance ------------------------------------------------------------------------------------
+
+    @property
+    def impedance_method(self) -> str:  # type: ignore[override]
+        """The profile's impedance method, for the board itself (a playback of its recording cannot measure)."""
+        bf = _brainflow()
+        if self.board_id in (bf.BoardIds.PLAYBACK_FILE_BOARD.value, bf.BoardIds.STREAMING_BOARD.value):
+            return ""
+        return self.profile.impedance
+
+    @property
+    def impedance_unavailable(self) -> str:
+        if self.impedance_method:
+            return ""
+        if self.profile.impedance:  # (a playback of a board that can)
+            return (f"{self.profile.description or self.name} plays back a recording, with no electrodes to measure; "
+                    "the signal check stands in for it")
+        return impedance_unavailable(self.profile)
+
+    def configure(self, command: str) -> None:
+        """Send ``command`` to the board (BrainFlow's ``config_board``) while it streams; :class:`DeviceError` if
+        the board is not connected or refuses it."""
+        board = self.board
+        if board is None:
+            raise DeviceError(f"{self.name} is not connected; connect it first")
+        bf = _brainflow()
+        try:
+            board.config_board(command)
+        except bf.BrainFlowError as e:
+            raise DeviceError(f"{self.profile.description or self.name} refused the command {command!r}: {e}; "
+                              "check that it is on and in range") from e
+
+    def set_resistance_capture(self, on: bool) -> None:
+        """Keep the board's ``resistance_channels`` values while ``on`` (a Ganglion in impedance mode delivers them
+        there, not EEG); its sample counter is not counted for drops meanwhile (those packets are numbered apart)."""
+        with self._resistance_lock:
+            self._resistance = np.full(len(self._resistance_rows), np.nan) if on else None
+        self._last_counter = None
+
+    def resistance_values(self) -> np.ndarray:
+        """The latest ``resistance_channels`` values seen while capturing (NaN: none yet), as BrainFlow gives them."""
+        with self._resistance_lock:
+            return np.full(len(self._resistance_rows), np.nan) if self._resistance is None else self._resistance.copy()
 
     def _connect(self) -> None:
         bf = _brainflow()
@@ -327,7 +376,9 @@ class BrainFlowSource(Source):
         if self._marker_row is not None:
             for i in np.flatnonzero(data[self._marker_row]):
                 markers.append(Marker(float(timestamps[i]), f"{data[self._marker_row, i]:g}", "brainflow"))
-        if self._counter_row is not None:
+        if self._resistance is not None:
+            self._keep_resistance(data)
+        elif self._counter_row is not None:
             self._count_dropped(data[self._counter_row])
         self._emit(Chunk(samples, timestamps, markers))
         for index, aux in enumerate(self._aux):
@@ -336,6 +387,16 @@ class BrainFlowSource(Source):
                 self._emit_aux(index, Chunk(np.ascontiguousarray(rows[list(aux.rows)].T, dtype=np.float32),
                                             rows[aux.timestamp_row] + self._clock_offset))
         return n
+
+    def _keep_resistance(self, data: np.ndarray) -> None:
+        rows = data[self._resistance_rows]
+        with self._resistance_lock:
+            if self._resistance is None:
+                return
+            for r in range(rows.shape[0]):
+                measured = np.flatnonzero(rows[r] > 0)
+                if measured.size:
+                    self._resistance[r] = rows[r, measured[-1]]
 
     def _count_dropped(self, counter: np.ndarray) -> None:
         modulo = self.profile.package_counter_modulo or 256

@@ -234,6 +234,11 @@ class LslSource(Source):
         """The stream query in words, e.g. ``name='X' and type='EEG'``."""
         return _describe_query(self.stream_name, self.stream_type, self.source_id)
 
+    @property
+    def impedance_unavailable(self) -> str:
+        return ("an LSL stream carries no impedance measurement: measure it in the amplifier's own software; the "
+                "signal check stands in for it here")
+
     def open(self) -> StreamInfo:
         """Resolve the stream(s), open the inlet(s) and return the stream's description.
 

@@ -31,6 +31,8 @@ class Source(ABC):
 
     #: Seconds without samples after which a streaming source is reported as stalled.
     stall_timeout: float = 2.0
+    #: How the device measures electrode impedance (:data:`bci_dream.devices.IMPEDANCE_METHODS`); "" if it cannot.
+    impedance_method: str = ""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -41,6 +43,7 @@ class Source(ABC):
         self._thread: threading.Thread | None = None
         self._sink: ChunkSink | None = None
         self._aux_sink: AuxSink | None = None
+        self._taps: tuple[ChunkSink, ...] = ()
         self.error: BciDreamError | None = None
         #: Samples the device reported as lost (sample-counter gaps), not counting overruns downstream.
         self.dropped_samples = 0
@@ -125,9 +128,24 @@ class Source(ABC):
         """Deliver now, on the caller's thread, what the source already holds (nothing by default: a source whose
         thread waits for its data delivers it as it comes). Readers call it before reading a window."""
 
+    @property
+    def impedance_unavailable(self) -> str:
+        """Why this source cannot measure electrode impedance, in one sentence; "" when it can."""
+        return ("this stream cannot measure electrode impedance (only a headset's own driver can); the signal check "
+                "stands in for it")
+
+    def add_tap(self, tap: ChunkSink) -> None:
+        """Also deliver every EEG chunk to ``tap`` (on the acquisition thread) until :meth:`remove_tap`."""
+        self._taps = (*self._taps, tap)
+
+    def remove_tap(self, tap: ChunkSink) -> None:
+        self._taps = tuple(t for t in self._taps if t is not tap)
+
     def _emit(self, chunk: Chunk) -> None:
         if self._sink is not None:
             self._sink(chunk)
+        for tap in self._taps:
+            tap(chunk)
 
     def _emit_aux(self, index: int, chunk: Chunk) -> None:
         if self._aux_sink is not None:

@@ -63,6 +63,10 @@ class XdfReplaySource(Source):
         self._reanchor = False
         self._position = 0.0
 
+    @property
+    def impedance_unavailable(self) -> str:
+        return "a replayed recording has no electrodes to measure; the signal check stands in for it"
+
     def open(self) -> StreamInfo:
         if self.session is None:
             self.session = read_xdf(self.path, self.stream)

@@ -1,4 +1,4 @@
-"""The streaming commands: ``devices``, ``stream``, ``record`` and ``replay``.
+"""The streaming commands: ``devices``, ``stream``, ``record``, ``replay`` and ``impedance``.
 
 They import no model library: ``replay --headless`` loads the engine's models only when it runs.
 """
@@ -13,19 +13,23 @@ from pathlib import Path
 from bci_dream.commands.common import (
     EXIT_INPUT_PROBLEMS,
     EXIT_OK,
+    add_aux_arg,
     add_channel_args,
+    add_connection_args,
     add_device_args,
     add_filter_args,
     add_generation_args,
     check_headless,
+    connection_params,
     filters_from_args,
     naming_from_args,
     open_live,
     run_engine,
     run_live,
+    source_options,
 )
 from bci_dream.core.errors import BciDreamError
-from bci_dream.devices import list_profiles
+from bci_dream.devices import get_profile, impedance_unavailable, list_profiles
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_filter_args(p)
     add_generation_args(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("impedance", help="measure electrode impedance in kΩ (OpenBCI Cyton, Cyton + Daisy, Ganglion)")
+    p.add_argument("--device", "-d", default="cyton",
+                   help="device profile name (see 'bci-dream devices') or a .toml profile file (default: cyton)")
+    g = p.add_argument_group("connection (what each device needs: 'bci-dream devices')")
+    add_connection_args(g)
+    add_aux_arg(g)
+    p.add_argument("--only", metavar="CHANNELS", help="measure only these channels (comma-separated names)")
+    p.set_defaults(func=cmd_impedance)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -119,3 +132,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
               "replayed (exit status 3)", file=sys.stderr, flush=True)
         return EXIT_INPUT_PROBLEMS
     return code
+
+
+def cmd_impedance(args: argparse.Namespace) -> int:
+    from bci_dream.acquisition.impedance import ImpedanceMeter
+    from bci_dream.acquisition.live import make_source
+
+    profile = get_profile(args.device)
+    if not profile.impedance:
+        raise BciDreamError(f"{impedance_unavailable(profile)} ('bci-dream stream' prints it)")
+    source = make_source(profile, connection_params(args), reconnect=False, **source_options(args))
+    info = source.open()
+    source.start(lambda chunk: None)
+    try:
+        meter = ImpedanceMeter(source)
+        only = [c.strip() for c in args.only.split(",") if c.strip()] if args.only else None
+        n = len(only) if only is not None else info.n_channels
+        print(f"{profile.name}: measuring {n} electrode(s), about {meter.estimated_seconds(n):.0f} s "
+              f"({profile.impedance}) ...", flush=True)
+        report = meter.measure(only, progress=lambda done, total, name: name and print(
+            f"  {done + 1}/{total} {name}", flush=True))
+    finally:
+        source.stop()
+    width = max(len(e.name) for e in report.electrodes)
+    for e in report.electrodes:
+        value = f"{e.kohm:8.1f} kΩ" if e.rating != "none" else "     not measured"
+        print(f"{e.name:<{width}} {value}  {e.rating}")
+    print(report.thresholds.describe())
+    poor = [e.name for e in report.electrodes if e.rating == "poor"]
+    print(f"{len(poor)} electrode(s) poor: {', '.join(poor)}; re-seat them (more gel, part the hair) and measure again"
+          if poor else "every electrode measured is good or fair", flush=True)
+    return EXIT_OK

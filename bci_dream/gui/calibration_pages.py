@@ -15,6 +15,7 @@ from bci_dream.calibrate.signal_check import MUSE_SENSORS, SignalCheck
 from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import list_profiles
+from bci_dream.gui.impedance_view import ImpedanceView
 from bci_dream.gui.traces import TraceView
 from bci_dream.models.subject_profile import SubjectError, check_subject_id
 
@@ -198,9 +199,18 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.thresholds_label.setStyleSheet("color: gray")
         self.anyway_box = QtWidgets.QCheckBox("Go on anyway (the failing channels will make the calibration worse)")
         self.anyway_box.toggled.connect(lambda _: self.completeChanged.emit())
+        self.impedance = ImpedanceView(compact=True)
+        self.impedance.started.connect(self.completeChanged.emit)
+        self.impedance.finished.connect(lambda _: self.completeChanged.emit())
+        self.impedance.failed.connect(lambda _: self.completeChanged.emit())
+        impedance_box = QtWidgets.QGroupBox("Electrode impedance")
+        QtWidgets.QVBoxLayout(impedance_box).addWidget(self.impedance)
+        checks = QtWidgets.QHBoxLayout()
+        checks.addWidget(self.table, 3)
+        checks.addWidget(impedance_box, 2)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.traces, 2)
-        layout.addWidget(self.table, 1)
+        layout.addLayout(checks, 1)
         layout.addWidget(self.verdict_label)
         layout.addWidget(self.thresholds_label)
         layout.addWidget(self.anyway_box)
@@ -222,6 +232,7 @@ class SignalCheckPage(QtWidgets.QWizardPage):
     def cleanupPage(self) -> None:  # noqa: N802 - Qt's name  (Back to the subject page)
         self.timer.stop()
         self.trace_timer.stop()
+        self.impedance.cancel()
 
     def on_opened(self, live) -> None:
         notch = live.filters.notch if live.filters is not None else None
@@ -230,6 +241,7 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.thresholds_label.setText(self.check.describe_thresholds())
         self.table.setRowCount(len(live.info.ch_names))
         self.traces.set_pipeline(live.pipeline)
+        self.impedance.set_source(live.source)
         self.timer.start()
         self.trace_timer.start()
         QtCore.QTimer.singleShot(1500, self.traces.auto_scale)  # once a second of signal is in
@@ -250,6 +262,7 @@ class SignalCheckPage(QtWidgets.QWizardPage):
         self.timer.stop()
         self.trace_timer.stop()
         self.traces.set_pipeline(None)
+        self.impedance.set_source(None)
         self.check = None
 
     def refresh(self) -> None:
@@ -282,8 +295,8 @@ class SignalCheckPage(QtWidgets.QWizardPage):
 
     def isComplete(self) -> bool:  # noqa: N802 - Qt's name
         live = self.w.live
-        if live is None or self.check is None or live.source.state.value in LOST_STATES:
-            return False
+        if live is None or self.check is None or live.source.state.value in LOST_STATES or self.impedance.running:
+            return False  # (nor while the impedance check drives the board)
         return self.check.passed or self.anyway_box.isChecked()
 
     def validatePage(self) -> bool:  # noqa: N802 - Qt's name

@@ -26,6 +26,7 @@ from bci_dream.gui import theme
 from bci_dream.gui.creative_panel import CreativePanel
 from bci_dream.gui.head_map_panel import HeadMapPanel
 from bci_dream.gui.image_panel import ImagePanel
+from bci_dream.gui.impedance_view import ImpedanceDialog
 from bci_dream.gui.panel import Panel
 from bci_dream.gui.settings_dialog import Settings, SettingsDialog
 from bci_dream.gui.show_window import ScreenError, ShowWindow
@@ -153,6 +154,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.monitor = None  # the open stream's FeatureMonitor
         self.creative = None  # the running engine's Creative
         self.state_history: list[str] = []  # every device state shown, in order
+        self.impedance_dialog: ImpedanceDialog | None = None  # (made when first opened)
 
         self.setWindowTitle("bci-dream")
         self.panels: list[Panel] = [panel_class() for panel_class in PANELS]
@@ -423,6 +425,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.save_image_action = self._action("Save image…", self.choose_image_file, "Ctrl+S")
         self.save_scene_action = self._action("Save scene…", self.choose_scene_file, "Ctrl+Shift+S")
         self.settings_action = self._action("Settings…", self.edit_settings, "Ctrl+,")
+        self.impedance_action = self._action("Impedance…", self.show_impedance, "Ctrl+I")
+        self.impedance_action.setToolTip("measure electrode impedance in kΩ on boards that can (OpenBCI Cyton, Daisy, "
+                                         "Ganglion) (Ctrl+I)")
         self.show_action = self._action("Show", self.toggle_show, "F11", checkable=True)
         self.show_action.setToolTip("the images full screen on the last screen (a second monitor or a projector), "
                                     "with a crossfade; Esc closes it (F11)")
@@ -437,6 +442,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for p in self.panels:
             for action in p.toolbar_actions():
                 bar.addAction(action)
+        bar.addAction(self.impedance_action)
         bar.addAction(self.settings_action)
         bar.addAction(self.dark_action)
         self.note_box = QtWidgets.QLineEdit()
@@ -610,6 +616,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.creative = None
         for p in self.panels:
             p.set_stream(None)
+        if self.impedance_dialog is not None:
+            self.impedance_dialog.view.set_source(None)
         monitor, self.monitor = self.monitor, None
         self.creative_panel.set_monitor(None)
         if self.outputs is not None:
@@ -634,6 +642,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_replay_bar()
         for p in self.panels:
             p.set_stream(live)
+        if self.impedance_dialog is not None:
+            self.impedance_dialog.view.set_source(live.source)
         self._start_monitor(live)
         self.state_label.setText(f"{live.info.name}: {live.info.n_channels} channels, {live.info.sfreq:g} Hz")
         if self._want_generation:
@@ -908,6 +918,18 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         marker = self.live.mark(f"key {key}", stream="keys")
         self.statusBar().showMessage(f"marker '{marker.text}'", 2000)
+
+    def show_impedance(self) -> None:
+        """Open (or raise) the impedance dialog for the connected device."""
+        if self.impedance_dialog is None:
+            self.impedance_dialog = ImpedanceDialog(self, mark=self._mark_impedance)
+        self.impedance_dialog.view.set_source(self.live.source if self.live is not None else None)
+        self.impedance_dialog.show()
+        self.impedance_dialog.raise_()
+
+    def _mark_impedance(self, text: str) -> None:
+        if self.live is not None:
+            self.live.mark(text, stream="impedance")
 
     def set_theme(self, name: str) -> None:
         """Switch to the ``dark`` or ``light`` theme now (widgets, every plot, the traces) and remember it."""
