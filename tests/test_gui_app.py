@@ -56,8 +56,11 @@ def test_window_opens_on_the_synthetic_board_traces_move_and_images_arrive(make_
     from bci_dream.gui.spectrum_panel import FMAX, FMIN, SpectrumPanel
 
     spectrum = window.panel(SpectrumPanel)  # (the synthetic board's spectrum, from its raw ring buffer)
-    assert len(spectrum.curves) == window.live.pipeline.info.n_channels
-    assert spectrum.psd.shape == (len(spectrum.curves), len(spectrum.freqs)) and len(spectrum.freqs) > 50
+    n_channels = window.live.pipeline.info.n_channels  # (16: two channels to each of the 8 colours' curves)
+    assert len(spectrum.curves) == 8 and len(spectrum.curves[0].getData()[0]) == 2 * len(spectrum.freqs)
+    assert spectrum.psd.shape == (n_channels, len(spectrum.freqs)) and len(spectrum.freqs) > 50
+    freqs, log_power = spectrum.channel_curve(15)
+    np.testing.assert_allclose(log_power, np.log10(np.maximum(spectrum.psd[15], 1e-12)))
     assert spectrum.freqs[0] >= FMIN and spectrum.freqs[-1] <= FMAX and np.isfinite(spectrum.psd).all()
     assert not window.errors
 

@@ -55,6 +55,10 @@ def test_the_panel_draws_each_channels_spectrum_from_the_ring_buffer_and_marks_t
     panel.seconds_box.setValue(30)
     panel.refresh()
     assert len(panel.curves) == 8 and all(len(c.getData()[0]) == len(panel.freqs) for c in panel.curves)
+    for channel in (0, 7):  # (each channel's line is its own spectrum, in log10)
+        freqs, log_power = panel.channel_curve(channel)
+        np.testing.assert_allclose(freqs, panel.freqs)
+        np.testing.assert_allclose(log_power, np.log10(np.maximum(panel.psd[channel], 1e-12)))
     occipital = [recording.ch_names.index(c) for c in ("O1", "O2")]
     assert (band_peak(panel.freqs, panel.psd)[occipital] > 0.2).all()
     assert panel.mains == 60.0 and panel.mains_line.isVisible() and panel.mains_line.value() == 60.0  # (US mains)

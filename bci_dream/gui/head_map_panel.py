@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from bci_dream.gui.panel import Panel
 from bci_dream.signal.band_features import BANDS
@@ -23,6 +24,11 @@ QUALITY = "signal quality"
 QUALITY_COLORS = {"good": "#0072B2", "line_noise": "#E69F00", "flat": "#999999", "railed": "#D55E00",
                   "high_amplitude": "#CC79A7"}
 COLOR_MAP = "cividis"
+
+
+@functools.lru_cache(maxsize=512)
+def _brush(color: str) -> QtGui.QBrush:
+    return pg.mkBrush(color)
 
 
 class HeadMapPanel(Panel):
@@ -53,6 +59,8 @@ class HeadMapPanel(Panel):
         self.mode_box.setCurrentIndex(list(BANDS).index("alpha"))
         self.mode_box.currentIndexChanged.connect(self._redraw_now)
         self.legend = QtWidgets.QLabel()
+        # (its text changes every second: it must not make the window lay itself out again each time)
+        self.legend.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
         self.widget = self._plot_under_controls("head map of", self.mode_box, 140)
         self.layout().addWidget(self.legend)
         self.plot = self.widget.getPlotItem()
@@ -129,13 +137,18 @@ class HeadMapPanel(Panel):
             finite = shown[np.isfinite(shown)]
             low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             scaled = (np.nan_to_num(shown, nan=low) - low) / max(high - low, 1e-12)
-            self.colors = [self._cmap.map(float(v), mode="qcolor").name() for v in scaled]
+            self.colors = [c.name() for c in self._cmap.map(scaled, mode="qcolor")]
             legend = (f"{self.mode_box.currentText()} power / 1-40 Hz power: "
                       f"{low:.2f} (dark) to {high:.2f} (light)")
         if left_out:
             legend += f"; {left_out} channel{'s' if left_out != 1 else ''} not at a 10-05 site, not drawn"
-        self.legend.setText(legend)
-        self.spots.setData(pos=self.positions[drawn], brush=[pg.mkBrush(c) for c in self.colors])
+        if legend != self.legend.text():
+            self.legend.setText(legend)
+        brushes = [_brush(c) for c in self.colors]
+        if len(self.spots.data) == len(brushes):
+            self.spots.setBrush(brushes)  # (the sites stay where they are: only their colours change)
+        else:
+            self.spots.setData(pos=self.positions[drawn], brush=brushes)
 
     def save_state(self, settings: QtCore.QSettings) -> None:
         settings.setValue("mode", self.mode_box.currentText())

@@ -1,4 +1,9 @@
-"""The spectrum panel: each channel's power spectrum (Welch, log scale, 1-60 Hz) of the last seconds, mains marked."""
+"""The spectrum panel: each channel's power spectrum (Welch, log scale, 1-60 Hz) of the last seconds, mains marked.
+
+Drawn cheaply enough to sit beside the 60 Hz traces: one curve item per colour (channels ``k``, ``k + 8``, ... share
+one, as they share its colour), log10 taken here on a linear axis that labels powers of ten, and the power range
+changed only when the spectra leave it or use less than half of it.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ class SpectrumPanel(Panel):
 
     Attributes:
         plot: the pyqtgraph plot (log-power axis, µV²/Hz).
-        curves: one curve per channel.
+        curves: one curve item per colour in use (``min(channels, 8)``); item ``k`` draws channels ``k``, ``k + 8``, ...
         seconds_box: seconds of signal each spectrum is computed over.
         mains: the marked line frequency, or None.
     """
@@ -47,7 +52,8 @@ class SpectrumPanel(Panel):
         self.seconds_box = QtWidgets.QDoubleSpinBox(minimum=1, maximum=30, singleStep=1, suffix=" s", value=4)
         self.widget = self._plot_under_controls("spectrum over", self.seconds_box, MIN_HEIGHT)
         self.plot = self.widget.getPlotItem()
-        self.plot.setLogMode(x=False, y=True)
+        self.plot.getAxis("left").setLogMode(True)  # (the curves hold log10 power: the axis labels 10^k)
+        self.plot.getViewBox().disableAutoRange(pg.ViewBox.YAxis)
         self.plot.setLabel("bottom", "frequency", units="Hz")
         self.plot.setLabel("left", "power (µV²/Hz)")
         self.plot.setXRange(FMIN, FMAX, padding=0)
@@ -56,7 +62,8 @@ class SpectrumPanel(Panel):
                                           label="", labelOpts={"position": 0.9, "color": "#D55E00"})
         self.mains_line.setVisible(False)
         self.plot.addItem(self.mains_line)
-        self.curves: list[pg.PlotDataItem] = []
+        self.curves: list[pg.PlotCurveItem] = []
+        self._decades: tuple[float, float] | None = None  # (the log10 power range shown)
 
     def set_stream(self, live: Any | None) -> None:
         self._live = live
@@ -64,9 +71,12 @@ class SpectrumPanel(Panel):
             self.plot.removeItem(curve)
         self.curves = []
         if live is not None:
-            names = live.pipeline.info.ch_names
-            self.curves = [self.plot.plot([], [], pen=pg.mkPen(CURVE_COLORS[i % len(CURVE_COLORS)], width=1),
-                                          name=name) for i, name in enumerate(names)]
+            n_items = min(live.pipeline.info.n_channels, len(CURVE_COLORS))
+            self.curves = [pg.PlotCurveItem(pen=pg.mkPen(CURVE_COLORS[k], width=1), skipFiniteCheck=True)
+                           for k in range(n_items)]
+            for curve in self.curves:
+                self.plot.addItem(curve)
+        self._decades = None
         self._updated_at = -np.inf
 
     def refresh(self) -> None:
@@ -84,14 +94,34 @@ class SpectrumPanel(Panel):
         if res.data.shape[0] < sfreq / 2:
             return
         self.freqs, self.psd = welch_psd(res.data * pipeline.info.to_microvolts, sfreq, FMIN, FMAX)
-        floor = 1e-12  # (log axis: a flat channel is drawn at the floor, not dropped)
-        for curve, row in zip(self.curves, self.psd):
-            curve.setData(self.freqs, np.maximum(row, floor), skipFiniteCheck=True)
+        log_psd = np.log10(np.maximum(self.psd, 1e-12))  # (a flat channel is drawn at the floor, not dropped)
+        n_freqs, step = len(self.freqs), len(self.curves)
+        for k, curve in enumerate(self.curves):
+            rows = log_psd[k::step]
+            connect = np.ones(rows.size, dtype=bool)
+            connect[n_freqs - 1::n_freqs] = False  # (one channel's line ends where the next one's starts)
+            curve.setData(np.tile(self.freqs, rows.shape[0]), rows.ravel(), connect=connect)
+        self._fit_power_range(float(log_psd.min()), float(log_psd.max()))
         self.mains = mains_peak(self.freqs, self.psd)
         self.mains_line.setVisible(self.mains is not None)
         if self.mains is not None:
             self.mains_line.setValue(self.mains)
             self.mains_line.label.setFormat(f"{self.mains:g} Hz mains")
+
+    def _fit_power_range(self, low: float, high: float) -> None:
+        """Show whole decades around ``[low, high]`` (log10 µV²/Hz), changed only when the data leave them or fill
+        less than half of them (a new range lays the axis out again, which costs more than the curves)."""
+        shown = self._decades
+        if shown is not None and shown[0] <= low and high <= shown[1] and (high - low) >= (shown[1] - shown[0]) / 2:
+            return
+        self._decades = (float(np.floor(low)), float(np.ceil(high)) if np.ceil(high) > np.floor(low) else low + 1)
+        self.plot.setYRange(*self._decades, padding=0.02)
+
+    def channel_curve(self, channel: int) -> tuple[np.ndarray, np.ndarray]:
+        """The drawn line of channel ``channel``: frequencies (Hz) and log10 power (µV²/Hz)."""
+        x, y = self.curves[channel % len(self.curves)].getData()
+        n, row = len(self.freqs), channel // len(self.curves)
+        return x[row * n:(row + 1) * n], y[row * n:(row + 1) * n]
 
     def save_state(self, settings: QtCore.QSettings) -> None:
         settings.setValue("seconds", self.seconds_box.value())

@@ -417,6 +417,12 @@ class TraceView(QtWidgets.QWidget):
     def span_s(self, value: float) -> None:
         self.set_span(value)
 
+    @property
+    def scroll_px_per_s(self) -> float:
+        """Canvas pixels the picture moves per second of stream time (its width over the span): with the chunks
+        arriving, what bounds how often the picture can change."""
+        return self._pps
+
     def set_span(self, seconds: float) -> None:
         """Show the last ``seconds`` (clamped to 2..20 s)."""
         seconds = float(min(max(seconds, SPAN_RANGE_S[0]), SPAN_RANGE_S[1]))
