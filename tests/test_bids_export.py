@@ -73,6 +73,28 @@ def test_a_session_becomes_a_bids_dataset_that_mne_bids_reads_back(session, tmp_
     assert export_session_bids(session.folder, root, subject="other", overwrite=True)[0].name.startswith("sub-other")
 
 
+def test_the_impedance_measured_before_a_session_is_kept_and_exported_to_electrodes_tsv(session, tmp_path):
+    """What the wizard's signal page measured (kΩ) is in session.json and in BIDS's electrodes.tsv ``impedance``."""
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(session.folder, folder)
+    copy = CalibrationSession.load(folder)
+    assert copy.impedance is None
+    copy.set_impedance("cyton-lead-off", {"Fz": 4.25, "C3": 61.0, "Cz": float("nan")}, measured_at=1_800_000_000)
+    again = CalibrationSession.load(folder)
+    assert again.impedance == {"measured": "2027-01-15T08:00:00+00:00", "method": "cyton-lead-off",
+                               "kohm": {"Fz": 4.25, "C3": 61.0, "Cz": None}}
+    root = tmp_path / "bids"
+    written = export_session_bids(folder, root)
+    electrodes = sorted(written[0].parent.glob("*_electrodes.tsv"))
+    assert len(electrodes) == 1
+    with open(electrodes[0], encoding="utf-8") as f:
+        rows = {row["name"]: row for row in csv.DictReader(f, delimiter="\t")}
+    assert rows["Fz"]["impedance"] == "4.25" and rows["C3"]["impedance"] == "61"
+    assert rows["Cz"]["impedance"] == rows["Pz"]["impedance"] == "n/a"
+
+
 def test_export_command_writes_bids_and_says_what_is_wrong_in_one_line(session, tmp_path):
     run = subprocess.run([sys.executable, "-m", "bci_dream.cli", "export", str(session.folder), "--bids",
                           str(tmp_path / "b")], capture_output=True, text=True, timeout=120)

@@ -204,6 +204,38 @@ def test_a_headset_lost_during_the_session_pauses_it_and_its_trials_are_shown_ag
     assert any(t.startswith("affected: trials") for t in texts)
 
 
+def test_impedance_measured_on_the_signal_page_of_a_cyton_is_kept_with_the_session(make_wizard, qtbot,
+                                                                                  shared_data):
+    """On a Cyton (BrainFlow's real driver; the board emulated on a pseudo-terminal, its EEG a real recording) the
+    signal page measures each electrode; the page does not go on while it measures, and the session keeps the kΩ."""
+    from cyton_emulator import CytonEmulator
+
+    from bci_dream.io.readers import read_recording
+
+    rec = read_recording(shared_data / "openbci-gui" / "OpenBCI_GUI-v6-blinks-jawClench-alpha.txt")
+    true_kohm = [5.0, 7.0, 30.0, 9.0, 12.0, 4.0, 80.0, 6.0]
+    with CytonEmulator(rec.data, true_kohm) as board:
+        wizard = make_wizard(device="cyton", params={"serial_port": board.port})
+        wizard.next()
+        page = wizard.signal_page
+        qtbot.waitUntil(lambda: page.check is not None and page.check.ready, timeout=15000)
+        page.anyway_box.setChecked(True)
+        assert page.impedance.can_measure and page.isComplete()
+        with qtbot.waitSignal(page.impedance.finished, timeout=40000) as finished:
+            page.impedance.measure_button.click()
+            assert not page.isComplete()  # (not while the board carries the lead-off current)
+        assert page.isComplete() and "1 of 8 poor (O1)" in page.impedance.status_label.text()
+        wizard.next()
+        wizard.session_page.start_button.click()
+        qtbot.waitUntil(lambda: wizard.session is not None and len(wizard.session.trials) >= 2, timeout=20000)
+        kept = CalibrationSession.load(wizard.session.folder).impedance
+        assert kept["method"] == "cyton-lead-off" and list(kept["kohm"]) == list(wizard.live.info.ch_names)
+        for measured, true in zip(kept["kohm"].values(), true_kohm):
+            assert abs(measured - true) <= 0.15 * true + 1.0
+        assert finished.args[0].finished_at > 0
+        wizard.close()
+
+
 def test_back_from_a_running_session_keeps_it_and_next_goes_on_with_it(make_wizard, qtbot):
     wizard = make_wizard()
     through_signal_check(wizard, qtbot)

@@ -92,6 +92,7 @@ class ImpedanceReport:
         thresholds: what the ratings were judged by.
         seconds: how long the check took.
         complete: False when it was cancelled before every electrode was measured.
+        finished_at: when it ended (UNIX time, s).
     """
 
     device: str
@@ -100,6 +101,7 @@ class ImpedanceReport:
     thresholds: ImpedanceThresholds
     seconds: float
     complete: bool = True
+    finished_at: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -217,7 +219,7 @@ class ImpedanceMeter:
             complete = False
         electrodes = tuple(self._electrode(name, values.get(name, math.nan)) for name in order)
         report = ImpedanceReport(self.device, source.impedance_method, electrodes, self.thresholds,
-                                 time.monotonic() - started, complete)
+                                 time.monotonic() - started, complete, time.time())
         log.info("%s: %s", source.name, report.summary())
         return report
 
@@ -247,12 +249,21 @@ class ImpedanceMeter:
                     end = start + self.measure_s
                     self._wait_for(collector, end)
                     values[names[c]] = lead_off_impedance_kohm(collector.between(start, end, c), source.info.sfreq)
-                finally:
-                    source.configure(cyton_lead_off_off(c))
+                except BaseException:
+                    self._set_back_quietly(c)  # (the reason the check stopped is what the caller hears)
+                    raise
+                source.configure(cyton_lead_off_off(c))
         finally:
             source.remove_tap(collector)
         if progress is not None:
             progress(len(indices), len(indices), "")
+
+    def _set_back_quietly(self, channel: int) -> None:
+        try:
+            self.source.configure(cyton_lead_off_off(channel))
+        except DeviceError as e:
+            log.warning("%s: channel %d could not be set back after the impedance check (%s); connecting again "
+                        "resets the board", self.source.name, channel + 1, e)
 
     def _wait_for(self, collector: _Collector, end: float) -> None:
         """Until a sample stamped at or after ``end`` has come; :class:`DeviceError` after ``timeout_s`` of none."""

@@ -101,6 +101,9 @@ def export_session_bids(folder: str | os.PathLike, root: str | os.PathLike, *, s
             raise BidsExportError(f"mne-bids cannot write {path.basename}: {first_line(e)}") from e
         events = out.copy().update(suffix="events", extension=".tsv")
         _add_stim_files(events.fpath, mine, onsets, stimuli)
+        if session.impedance:  # (mne-bids names the file with the coordinate space it chose: found, not built)
+            for electrodes in sorted(Path(out.fpath).parent.glob(f"sub-{sub}_ses-{ses}*_electrodes.tsv")):
+                _add_impedance(electrodes, session.impedance)
         written.append(out.fpath)
         log.info("BIDS: %s (%d trials)", out.fpath, len(mine))
     _copy_stimuli(trials, stimuli, root / "stimuli")
@@ -142,6 +145,23 @@ def _add_stim_files(path: Path, trials: list[ShownTrial], onsets: np.ndarray, st
         if k >= 0 and distance[k] < 0.01:
             row["marker"] = trials[k].marker
             row["stim_file"] = _stimulus_name(Path(trials[k].image), stimuli).as_posix()
+    fields = [*rows[0].keys()]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _add_impedance(path: Path, impedance: dict) -> None:
+    """Fill ``electrodes.tsv``'s ``impedance`` column (kΩ, as BIDS asks) from the session's measurement."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows:
+        return
+    kohm = impedance.get("kohm", {})
+    for row in rows:
+        value = kohm.get(row.get("name", ""))
+        row["impedance"] = f"{value:g}" if value is not None else "n/a"
     fields = [*rows[0].keys()]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")

@@ -2,7 +2,8 @@
 
 A session lives in ``SUBJECT/sessions/<started>/``::
 
-    session.json      subject, device, protocol, stimulus set, trial count, status, the recording parts
+    session.json      subject, device, protocol, stimulus set, trial count, status, the recording parts, and the
+                      electrodes' impedance when it was measured before the session (kΩ)
     trials.jsonl      one line per trial shown (appended and flushed as it is shown), or per trial marked
                       affected (e.g. the headset was lost during its EEG window)
     part-01.xdf       the recording (a session resumed after an interruption goes on in part-02.xdf, ...)
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -127,6 +129,8 @@ class CalibrationSession:
         parts: recording file names, in order.
         trials: trials shown, in order (a trial shown again after its first showing was affected comes twice).
         affected: trial index → why its EEG cannot be used (the latest showing of that index is meant).
+        impedance: the electrodes' impedance measured before the session, or None: ``{"measured": ISO time (UTC),
+            "method": how, "kohm": {channel: kΩ or None when not measured}}``.
     """
     folder: Path
     subject: str
@@ -139,6 +143,7 @@ class CalibrationSession:
     parts: list[str] = field(default_factory=list)
     trials: list[ShownTrial] = field(default_factory=list)
     affected: dict[int, str] = field(default_factory=dict)
+    impedance: dict | None = None
 
     # -- creating and reopening ------------------------------------------------------------------------
 
@@ -171,7 +176,8 @@ class CalibrationSession:
         try:
             meta = json.loads((folder / SESSION_FILE).read_text(encoding="utf-8"))
             session = cls(folder, **{k: meta[k] for k in ("subject", "device", "protocol", "stimuli", "n_trials",
-                                                           "status", "started", "parts")})
+                                                           "status", "started", "parts")},
+                          impedance=meta.get("impedance"))
         except FileNotFoundError:
             raise SessionError(f"{folder} is not a calibration session (no {SESSION_FILE})") from None
         except (ValueError, KeyError, TypeError) as e:
@@ -204,10 +210,19 @@ class CalibrationSession:
 
     def _save_meta(self) -> None:
         meta = {k: getattr(self, k) for k in ("subject", "device", "protocol", "stimuli", "n_trials", "status",
-                                              "started", "parts")}
+                                              "started", "parts", "impedance")}
         tmp = self.folder / (SESSION_FILE + ".tmp")
         tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.folder / SESSION_FILE)
+
+    def set_impedance(self, method: str, kohm: dict[str, float], measured_at: float | None = None) -> None:
+        """Keep the electrodes' impedance (kΩ by channel; NaN: not measured), how and when (UNIX time; default now)
+        it was measured."""
+        when = datetime.now(timezone.utc) if measured_at is None else datetime.fromtimestamp(measured_at, timezone.utc)
+        measured = when.isoformat(timespec="seconds")
+        self.impedance = {"measured": measured, "method": method,
+                          "kohm": {name: (round(float(v), 2) if math.isfinite(v) else None) for name, v in kohm.items()}}
+        self._save_meta()
 
     # -- while recording -------------------------------------------------------------------------------
 

@@ -380,6 +380,9 @@ class SessionPage(QtWidgets.QWizardPage):
                 w.session = CalibrationSession.create(w.subject_folder, w.subject, w.device_name,
                                                       w.protocol.path or w.protocol.name, w.protocol.stimulus_folder,
                                                       len(w.schedule))
+            report = w.signal_page.impedance.report
+            if report is not None:  # (measured on the signal page before this part: kept with the session)
+                w.session.set_impedance(report.method, {e.name: e.kohm for e in report.electrodes}, report.finished_at)
             path = w.session.part_path()
             w.live.start_recording(path)
             try:
