@@ -20,6 +20,7 @@ from bci_dream.signal.channels import (
     layout_naming,
     naming_from_positions,
     parse_channel_list,
+    standard_1005_montage,
 )
 from bci_dream.signal.montage import Montage, normalise_channel_name
 
@@ -126,7 +127,7 @@ def test_a_fif_with_generic_names_and_stored_positions_is_named_by_them(shared_d
     raw = mne.io.read_raw(shared_data / VHDR, preload=True, verbose="error")
     raw.pick(raw.ch_names[:8])
     sites = list(raw.ch_names)
-    raw.set_montage("standard_1005", match_case=False, verbose="error")
+    raw.set_montage(standard_1005_montage(), match_case=False, verbose="error")
     raw.rename_channels({name: f"EEG {i:03d}" for i, name in enumerate(raw.ch_names)})
     path = tmp_path / "generic_raw.fif"
     raw.save(path, verbose="error")

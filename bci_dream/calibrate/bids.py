@@ -28,7 +28,7 @@ from bci_dream.core.errors import BciDreamError, first_line
 from bci_dream.devices import get_profile
 from bci_dream.io.export import file_seconds, gap_annotations, raw_from_recording
 from bci_dream.io.readers import read_recording
-from bci_dream.signal.channels import ChannelNaming
+from bci_dream.signal.channels import ChannelNaming, standard_1005_montage
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def export_session_bids(folder: str | os.PathLike, root: str | os.PathLike, *, s
         mine = [t for t in trials if t.part == number]
         onsets = file_seconds(recording, [t.frame_time for t in mine])
         _set_events(raw, mine, onsets, gap_annotations(recording))
-        raw.set_montage("standard_1005", on_missing="ignore", verbose="error")
+        raw.set_montage(standard_1005_montage(), on_missing="ignore", verbose="error")
         path = mne_bids.BIDSPath(subject=sub, session=ses, task=task, run=f"{number:02d}", datatype="eeg",
                                  root=root)
         try:

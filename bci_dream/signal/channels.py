@@ -192,11 +192,20 @@ def canonical_directions() -> tuple[tuple[str, ...], np.ndarray]:
     return sites, xyz / np.linalg.norm(xyz, axis=1, keepdims=True)
 
 
-def standard_head_positions() -> dict[str, np.ndarray]:
-    """The canonical sites' positions (metres) in MNE's head frame, from its ``standard_1005`` montage."""
+def standard_1005_montage():
+    """MNE's 10-05 template montage: ``colin27_1005`` where MNE has that name (1.13 on; the same positions),
+    else ``standard_1005`` (its old name, deprecated in 1.13 and gone in 1.14)."""
     import mne
 
-    standard = mne.channels.make_standard_montage("standard_1005")
+    name = "colin27_1005" if "colin27_1005" in mne.channels.get_builtin_montages() else "standard_1005"
+    return mne.channels.make_standard_montage(name)
+
+
+def standard_head_positions() -> dict[str, np.ndarray]:
+    """The canonical sites' positions (metres) in MNE's head frame, from its 10-05 template montage."""
+    import mne
+
+    standard = standard_1005_montage()
     known = {k.lower(): k for k in standard.ch_names}
     sites = [s for s in CANONICAL_128 if s.lower() in known]
     info = mne.create_info([known[s.lower()] for s in sites], 1000.0, "eeg")
