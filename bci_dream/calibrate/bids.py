@@ -132,8 +132,7 @@ def _set_events(raw, trials: list[ShownTrial], onsets: np.ndarray, gaps: list[tu
 def _add_stim_files(path: Path, trials: list[ShownTrial], onsets: np.ndarray, stimuli: Path) -> None:
     """Add ``marker`` (the text sent at onset) and ``stim_file`` (the image, relative to ``ROOT/stimuli``) to the
     events file."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    rows = _read_tsv(path)
     if not rows:
         return
     for row in rows:
@@ -145,26 +144,29 @@ def _add_stim_files(path: Path, trials: list[ShownTrial], onsets: np.ndarray, st
         if k >= 0 and distance[k] < 0.01:
             row["marker"] = trials[k].marker
             row["stim_file"] = _stimulus_name(Path(trials[k].image), stimuli).as_posix()
-    fields = [*rows[0].keys()]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_tsv(path, rows)
 
 
 def _add_impedance(path: Path, impedance: dict) -> None:
     """Fill ``electrodes.tsv``'s ``impedance`` column (kΩ, as BIDS asks) from the session's measurement."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if not rows:
-        return
+    rows = _read_tsv(path)
     kohm = impedance.get("kohm", {})
     for row in rows:
         value = kohm.get(row.get("name", ""))
         row["impedance"] = f"{value:g}" if value is not None else "n/a"
-    fields = [*rows[0].keys()]
+    if rows:
+        _write_tsv(path, rows)
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def _write_tsv(path: Path, rows: list[dict[str, str]]) -> None:
+    """``rows`` (at least one) as a BIDS TSV, the columns those of the first row."""
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=[*rows[0].keys()], delimiter="\t", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 

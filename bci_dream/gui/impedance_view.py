@@ -222,7 +222,7 @@ class ImpedanceDialog(QtWidgets.QDialog):
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.view)
         layout.addWidget(buttons)
-        self.resize(420, 420)
+        self.resize(440, 500)
 
     def reject(self) -> None:
         """Close (the Close button, Esc, the window's own close): a check under way stops, its channel set back."""
