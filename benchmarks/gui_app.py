@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--device", default="synthetic")
     p.add_argument("--outputs", action="store_true", help="show window, OSC, video, LSL frames and creative mode on")
     p.add_argument("--span", type=float, help="the traces' span in s (default: the settings', 10 s)")
+    p.add_argument("--size", default="1400x800", help="the window's size in px, WIDTHxHEIGHT (default 1400x800)")
     args = p.parse_args()
 
     from PySide6 import QtCore, QtWidgets
@@ -66,7 +67,8 @@ def main() -> None:
                                "rules": (parse_rule("alpha=calm ocean at dusk"), parse_rule("beta=busy city"))})
     window = MainWindow(AppOptions(device=args.device, model="tiny", gpu="cpu", generate=not args.no_generate,
                                    **extra), settings=settings)
-    window.resize(1400, 800)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    window.resize(width, height)
     window.show()
 
     def wait(seconds: float, until=None) -> None:
@@ -109,7 +111,7 @@ def main() -> None:
     px_per_s = window.traces.scroll_px_per_s
     ips = (window.images.images_shown - images0) / elapsed
     n_ch = window.live.info.n_channels if window.live else 0
-    print(f"window 1400x800 offscreen; {args.device} {n_ch} channels; span {window.traces.span_s:g} s; "
+    print(f"window {width}x{height} offscreen; {args.device} {n_ch} channels; span {window.traces.span_s:g} s; "
           f"generation {'off' if args.no_generate else 'tiny model on the CPU'}; outputs "
           f"{'show window + OSC + video + LSL frames + creative mode' if args.outputs else 'none'}; "
           f"{elapsed:.1f} s measured", flush=True)
