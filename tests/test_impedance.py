@@ -29,7 +29,9 @@ from bci_dream.io.readers import read_recording
 from bci_dream.signal.impedance import ganglion_impedance_kohm, lead_off_impedance_kohm
 from bci_dream.signal.impedance_thresholds import ImpedanceThresholds
 
-TRUE_KOHM = [3.0, 8.0, 15.0, 30.0, 60.0, 120.0, 5.0, 250.0]
+#: Each emulated electrode's impedance (kΩ): far enough from the 10 and 50 kΩ thresholds for its rating to hold
+#: within :func:`close_to`.
+TRUE_KOHM = [3.0, 4.0, 25.0, 30.0, 70.0, 120.0, 2.0, 250.0]
 
 
 def lead_off_voltage_uv(kohm: float, n: int, sfreq: float) -> np.ndarray:
@@ -38,8 +40,9 @@ def lead_off_voltage_uv(kohm: float, n: int, sfreq: float) -> np.ndarray:
 
 
 def close_to(measured: float, true: float) -> bool:
-    """Within 15 % + 1 kΩ: the recording's own 27-35 Hz activity (jaw clenches) adds to the lead-off voltage."""
-    return abs(measured - true) <= 0.15 * true + 1.0
+    """Within 10 % + 4.5 kΩ: the recording's own activity at 31.25 Hz (its jaw clenches) adds to the lead-off voltage;
+    over every 1-s stretch of it the largest error is 4.1 kΩ (``benchmarks/impedance_accuracy.py``; median 0.35)."""
+    return abs(measured - true) <= 0.1 * true + 4.5
 
 
 # -- the arithmetic ---------------------------------------------------------------------------------------
@@ -54,13 +57,18 @@ def test_the_lead_off_formula_gives_back_the_impedance_of_a_clean_sine(sfreq):
     assert math.isnan(lead_off_impedance_kohm(np.array([np.nan] * 250), 250.0))
 
 
-def test_on_real_eeg_the_lead_off_band_leaves_the_eeg_out(shared_data):
-    """The recording's eyes-closed seconds (alpha) and blinks add little: 20 kΩ on top of them reads 20 ± 3 kΩ."""
+def test_on_real_eeg_the_lead_off_tone_is_read_back_closely(shared_data):
+    """20 kΩ on top of every 1-s stretch of every channel of a real Cyton recording (blinks, jaw clenches, alpha):
+    the amplitude at 31.25 Hz over whole cycles reads it back within 0.6 kΩ (median) and 2 kΩ (95 %); the OpenBCI
+    GUI's 5-50 Hz band misses by 1.7 kΩ (median) there (``benchmarks/impedance_accuracy.py``)."""
     rec = read_recording(shared_data / "openbci-gui" / "OpenBCI_GUI-v6-blinks-jawClench-alpha.txt")
-    for channel in range(8):
-        eeg = rec.data[-2500:-2250, channel].astype(np.float64)
-        measured = lead_off_impedance_kohm(eeg + lead_off_voltage_uv(20.0, 250, 250.0), 250.0)
-        assert abs(measured - 20.0) < 3.0, (channel, measured)
+    errors = []
+    for start in range(0, rec.data.shape[0] - 250, 250):
+        tone = np.roll(lead_off_voltage_uv(20.0, 250, 250.0), start % 8)
+        for channel in range(8):
+            errors.append(lead_off_impedance_kohm(rec.data[start:start + 250, channel] + tone, 250.0) - 20.0)
+    errors = np.abs(errors)
+    assert np.median(errors) < 0.6 and np.percentile(errors, 95) < 2.0 and errors.max() < 5.0
 
 
 def test_thresholds_rate_and_say_what_they_are():
@@ -163,7 +171,7 @@ def test_the_impedance_command_prints_a_table_and_refuses_boards_that_cannot(sha
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if "kΩ" in line and line[:2] in ("Fp", "P8")}
     assert set(rows) == {"Fp2", "P8"}
-    assert close_to(float(rows["Fp2"][1]), 8.0) and rows["Fp2"][3] == "good"
+    assert close_to(float(rows["Fp2"][1]), 4.0) and rows["Fp2"][3] == "good"
     assert close_to(float(rows["P8"][1]), 120.0) and rows["P8"][3] == "poor"
     assert "Good below 10 kΩ" in out and "1 electrode(s) poor: P8" in out
     assert main(["impedance", "--device", "synthetic"]) == 1

@@ -92,6 +92,9 @@ class ImpedanceView(QtWidgets.QWidget):
         """Measure ``source`` from now on (None: nothing connected). A check under way is cancelled."""
         if self.running:
             self.cancel()
+        if source is not self.source:  # (another device's figures are not this one's)
+            self.report = None
+            self.table.setRowCount(0)
         self.source = source
         why = "no device connected" if source is None else source.impedance_unavailable
         self.measure_button.setEnabled(not why)
