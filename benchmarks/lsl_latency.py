@@ -169,7 +169,7 @@ def phase_app(name: str, seconds: float, pull_interval: float) -> tuple[dict[int
 
     source_cls = TimedLslSource if hasattr(LslSource, "_pull") else LslSource
     live = LiveStream(source_cls(stream_name=name, stream_type="EEG", timeout=10.0, pull_interval=pull_interval))
-    info = live.open()
+    live.open()
     pipe = live.pipeline
 
     def after_filter(chunk) -> None:
