@@ -164,18 +164,20 @@ class DeviceProfile:
 
 
 def impedance_unavailable(profile: DeviceProfile) -> str:
-    """Why ``profile``'s device cannot measure electrode impedance, in one sentence; "" when it can."""
-    if profile.impedance:
-        return ""
+    """Why ``profile``'s device cannot measure electrode impedance, in one sentence; "" when it can (its
+    ``[impedance] method`` is set and it is a board with electrodes, not a playback or a relay of one)."""
     what = profile.description or profile.name
+    board = profile.board.upper()
     if profile.source == "lsl":
         return (f"{what}: an LSL stream carries no impedance measurement (measure it in the amplifier's own "
                 "software); the signal check stands in for it")
-    if profile.board.upper() == "SYNTHETIC_BOARD":
+    if board in ("PLAYBACK_FILE_BOARD", "STREAMING_BOARD"):
+        return f"{what} plays back or relays a board, with no electrodes to measure; the signal check stands in for it"
+    if profile.impedance:
+        return ""
+    if board == "SYNTHETIC_BOARD":
         return (f"{what} cannot measure electrode impedance: its signal is generated, with no electrodes; the signal "
                 "check stands in for it")
-    if profile.board.upper() in ("PLAYBACK_FILE_BOARD", "STREAMING_BOARD"):
-        return f"{what} plays back or relays a board, with no electrodes to measure; the signal check stands in for it"
     return (f"{what} cannot measure electrode impedance through BrainFlow (boards that can: cyton, cyton-daisy, "
             "ganglion); the signal check stands in for it")
 

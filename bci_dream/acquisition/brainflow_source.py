@@ -234,19 +234,11 @@ class BrainFlowSource(Source):
 
     @property
     def impedance_method(self) -> str:  # type: ignore[override]
-        """The profile's impedance method, for the board itself (a playback of its recording cannot measure)."""
-        bf = _brainflow()
-        if self.board_id in (bf.BoardIds.PLAYBACK_FILE_BOARD.value, bf.BoardIds.STREAMING_BOARD.value):
-            return ""
-        return self.profile.impedance
+        """The profile's impedance method, when its board can use it (see :func:`impedance_unavailable`)."""
+        return "" if self.impedance_unavailable else self.profile.impedance
 
     @property
     def impedance_unavailable(self) -> str:
-        if self.impedance_method:
-            return ""
-        if self.profile.impedance:  # (a playback of a board that can)
-            return (f"{self.profile.description or self.name} plays back a recording, with no electrodes to measure; "
-                    "the signal check stands in for it")
         return impedance_unavailable(self.profile)
 
     def configure(self, command: str) -> None:

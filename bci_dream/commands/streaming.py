@@ -139,8 +139,9 @@ def cmd_impedance(args: argparse.Namespace) -> int:
     from bci_dream.acquisition.live import make_source
 
     profile = get_profile(args.device)
-    if not profile.impedance:
-        raise BciDreamError(f"{impedance_unavailable(profile)} ('bci-dream stream' prints it)")
+    why = impedance_unavailable(profile)
+    if why:
+        raise BciDreamError(f"{why} ('bci-dream stream' prints it)")
     source = make_source(profile, connection_params(args), reconnect=False, **source_options(args))
     info = source.open()
     source.start(lambda chunk: None)
