@@ -16,6 +16,7 @@ from bci_dream.core import defaults
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import list_profiles
 from bci_dream.gui.impedance_view import ImpedanceView
+from bci_dream.gui.theme import RATING_COLORS
 from bci_dream.gui.traces import TraceView
 from bci_dream.models.subject_profile import SubjectError, check_subject_id
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-CONTACT_COLOURS = {"good": "#2e9d49", "fair": "#d9a400", "poor": "#c8322d"}
 LOST_STATES = ("stalled", "reconnecting", "stopped", "failed")
 #: Usable trials below which fine-tuning is not offered.
 MIN_TRIALS = 4
@@ -279,7 +279,7 @@ class SignalCheckPage(QtWidgets.QWizardPage):
             for col, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
                 if col == 1:
-                    item.setBackground(QtGui.QColor(CONTACT_COLOURS[v.contact]))
+                    item.setBackground(QtGui.QColor(RATING_COLORS[v.contact]))
                 self.table.setItem(row, col, item)
         if status.state.value in LOST_STATES:
             _error(self.verdict_label, f"the headset is {status.state.value}: check that it is on and in range")

@@ -11,6 +11,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from bci_dream.gui.panel import Panel
+from bci_dream.gui.theme import QUALITY_COLORS
 from bci_dream.signal.band_features import BANDS
 from bci_dream.signal.head_map import flat_positions, relative_band_power
 
@@ -20,9 +21,6 @@ UPDATE_S = 1.0
 WINDOW_S = 2.0
 #: The choice that colours channels by their quality status instead of a band.
 QUALITY = "signal quality"
-#: Colour per quality status (Okabe & Ito: told apart with the common colour-vision deficiencies).
-QUALITY_COLORS = {"good": "#0072B2", "line_noise": "#E69F00", "flat": "#999999", "railed": "#D55E00",
-                  "high_amplitude": "#CC79A7"}
 COLOR_MAP = "cividis"
 
 

@@ -17,11 +17,10 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from bci_dream.acquisition.impedance import ImpedanceMeter, ImpedanceReport
 from bci_dream.core.errors import BciDreamError
+from bci_dream.gui.theme import RATING_COLORS
 
 log = logging.getLogger(__name__)
 
-#: Okabe & Ito's colours (told apart with the common colour-vision deficiencies); the rating is written too.
-RATING_COLOURS = {"good": "#009e73", "fair": "#e69f00", "poor": "#d55e00", "none": "#999999"}
 
 
 class ImpedanceView(QtWidgets.QWidget):
@@ -181,7 +180,7 @@ class ImpedanceView(QtWidgets.QWidget):
         self.progress.setVisible(False)
         if report is None:
             self._mark("impedance check: end (failed)")
-            self.status_label.setText(f"<span style='color:{RATING_COLOURS['poor']}'>{error}</span>")
+            self.status_label.setText(f"<span style='color:{RATING_COLORS['poor']}'>{error}</span>")
             self.failed.emit(error)
             return
         self.report = report
@@ -200,7 +199,7 @@ class ImpedanceView(QtWidgets.QWidget):
                 if col == 1:
                     item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
                 if col == 2:
-                    item.setBackground(QtGui.QColor(RATING_COLOURS[e.rating]))
+                    item.setBackground(QtGui.QColor(RATING_COLORS[e.rating]))
                     item.setForeground(QtGui.QColor("black"))
                 self.table.setItem(row, col, item)
         poor = [e.name for e in report.electrodes if e.rating == "poor"]

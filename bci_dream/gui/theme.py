@@ -11,6 +11,13 @@ DEFAULT = "dark"
 #: QSettings key of the chosen theme.
 SETTINGS_KEY = "theme"
 
+# Okabe & Ito's colours, told apart with the common colour-vision deficiencies, in both themes.
+#: Per signal-quality status (:data:`bci_dream.signal.quality.STATUSES`): the traces' tints, the head map's spots.
+QUALITY_COLORS = {"good": "#0072B2", "line_noise": "#E69F00", "flat": "#999999", "railed": "#D55E00",
+                  "high_amplitude": "#CC79A7"}
+#: Per rating (a channel's contact in the signal check, an electrode's impedance; "none": not measured).
+RATING_COLORS = {"good": "#009E73", "fair": "#E69F00", "poor": "#D55E00", "none": "#999999"}
+
 
 def theme_name(value: object) -> str:
     """A remembered value as a theme name (anything unknown: :data:`DEFAULT`)."""

@@ -36,6 +36,7 @@ from scipy import signal as sps
 from bci_dream.acquisition.pipeline import StreamPipeline
 from bci_dream.core.ring_buffer import RingBuffer
 from bci_dream.core.types import Marker
+from bci_dream.gui.theme import QUALITY_COLORS
 from bci_dream.signal.montage import Montage
 from bci_dream.signal.quality import ChannelQuality
 
@@ -64,12 +65,8 @@ BAND_POWER_WINDOW_S = 2.0
 BAND_POWER_INTERVAL_S = 0.25
 
 #: Trace colour per quality status; ``good`` (and unknown channels) use the normal colour.
-STATUS_COLORS = {  # (Okabe & Ito's colours, told apart with the common colour-vision deficiencies; as the head map)
-    "flat": (153, 153, 153),
-    "railed": (213, 94, 0),
-    "high_amplitude": (204, 121, 167),
-    "line_noise": (230, 159, 0),
-}
+STATUS_COLORS = {status: QtGui.QColor(color).getRgb()[:3] for status, color in QUALITY_COLORS.items()
+                 if status != "good"}
 MARKER_COLOR = (255, 220, 90)
 #: Channels that are not 10-05 sites (the EEG model never sees them), whatever their quality: dim grey.
 UNMAPPED_RGB = (75, 75, 75)
