@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from bci_dream.gui.panel import Panel
+from bci_dream.gui.panel import Panel, Schedule
 from bci_dream.gui.theme import QUALITY_COLORS
 from bci_dream.signal.band_features import BANDS
 from bci_dream.signal.head_map import flat_positions, relative_band_power
@@ -48,7 +47,7 @@ class HeadMapPanel(Panel):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self._live = None
-        self._updated_at = -np.inf
+        self._schedule = Schedule(UPDATE_S)
         self.positions = np.zeros((0, 2))
         self.values = np.zeros(0)
         self.colors: list[str] = []
@@ -98,19 +97,16 @@ class HeadMapPanel(Panel):
                 label.setPos(x, y)
                 self.plot.addItem(label)
                 self.labels.append(label)
-        self._updated_at = time.monotonic() - UPDATE_S / 3  # (its turn away from the other views')
+        self._schedule.start(UPDATE_S * 2 / 3)  # (its turn away from the other views')
 
     def _redraw_now(self) -> None:
         if self._live is not None:
-            self._updated_at = time.monotonic()
+            self._schedule.start(UPDATE_S)
             self.update_map()
 
     def refresh(self) -> None:
-        now = time.monotonic()
-        if self._live is None or now - self._updated_at < UPDATE_S:
-            return
-        self._updated_at = now
-        self.update_map()
+        if self._live is not None and self._schedule.due():
+            self.update_map()
 
     def update_map(self) -> None:
         """Recompute the colours from the filtered ring buffer (or the quality) and redraw."""

@@ -7,10 +7,36 @@ and has a default that does nothing, so a panel overrides only what it shows.
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar, Literal
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
+
+
+class Schedule:
+    """When a view that redraws every ``period_s`` (not every frame) is next due, on the GUI thread's clock.
+
+    Each view starts its schedule at a delay of its own and keeps that beat, so that the views' updates do not land
+    on one frame of the 60 Hz timer; after a pause longer than a period it starts the beat again from then.
+    """
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self.next_at = -float("inf")
+
+    def start(self, delay_s: float = 0.0) -> None:
+        """Be due first ``delay_s`` seconds from now."""
+        self.next_at = time.monotonic() + delay_s
+
+    def due(self) -> bool:
+        """True when the time has come (and the next time is one period on)."""
+        now = time.monotonic()
+        if now < self.next_at:
+            return False
+        late = now - self.next_at > self.period_s
+        self.next_at = (now if late else self.next_at) + self.period_s
+        return True
 
 
 class Panel(QtWidgets.QWidget):

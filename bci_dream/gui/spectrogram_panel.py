@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from bci_dream.gui.panel import Panel
+from bci_dream.gui.panel import Panel, Schedule
 from bci_dream.signal.spectrum import spectrogram_columns
 
 #: Seconds between columns (and between updates).
@@ -45,7 +44,7 @@ class SpectrogramPanel(Panel):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self._live = None
-        self._updated_at = -np.inf
+        self._schedule = Schedule(STEP_S)
         self._next_end: int | None = None  # raw-buffer index one past the next column's last sample
         self._rect: tuple[float, ...] | None = None
         self.freqs = np.zeros(0)
@@ -78,15 +77,11 @@ class SpectrogramPanel(Panel):
         self._next_end = None
         self.columns = np.zeros((0, 0))
         self.image.clear()
-        self._updated_at = time.monotonic() - STEP_S * 2 / 3
+        self._schedule.start(STEP_S / 3)  # (a third of a step after the spectrum's turn)
 
     def refresh(self) -> None:
-        now = time.monotonic()
-        if self._live is None or now - self._updated_at < STEP_S:
-            return
-        # (a third of a step after the spectrum's turn: the views' updates do not land on one frame)
-        self._updated_at = now if now - self._updated_at > 2 * STEP_S else self._updated_at + STEP_S
-        self.update_columns()
+        if self._live is not None and self._schedule.due():
+            self.update_columns()
 
     def update_columns(self) -> None:
         """Add the columns whose samples arrived since the last call, and redraw."""

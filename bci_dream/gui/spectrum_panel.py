@@ -7,14 +7,13 @@ changed only when the spectra leave it or use less than half of it.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from bci_dream.gui.panel import Panel
+from bci_dream.gui.panel import Panel, Schedule
 from bci_dream.signal.spectrum import mains_peak, welch_psd
 
 #: Seconds between spectrum updates (Welch over seconds of signal is not redone every frame).
@@ -45,7 +44,7 @@ class SpectrumPanel(Panel):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self._live = None
-        self._updated_at = -np.inf
+        self._schedule = Schedule(UPDATE_S)
         self.mains: float | None = None
         self.freqs = np.zeros(0)
         self.psd = np.zeros((0, 0))
@@ -77,14 +76,11 @@ class SpectrumPanel(Panel):
             for curve in self.curves:
                 self.plot.addItem(curve)
         self._decades = None
-        self._updated_at = -np.inf
+        self._schedule.start()
 
     def refresh(self) -> None:
-        now = time.monotonic()
-        if self._live is None or now - self._updated_at < UPDATE_S:
-            return
-        self._updated_at = now
-        self.update_spectrum()
+        if self._live is not None and self._schedule.due():
+            self.update_spectrum()
 
     def update_spectrum(self) -> None:
         """Recompute the spectra from the raw ring buffer and redraw (needs at least half a second of signal)."""
