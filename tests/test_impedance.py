@@ -174,6 +174,10 @@ def test_the_impedance_command_prints_a_table_and_refuses_boards_that_cannot(sha
     assert close_to(float(rows["Fp2"][1]), 4.0) and rows["Fp2"][3] == "good"
     assert close_to(float(rows["P8"][1]), 120.0) and rows["P8"][3] == "poor"
     assert "Good below 10 kΩ" in out and "1 electrode(s) poor: P8" in out
+    with CytonEmulator(rec.data, TRUE_KOHM) as board:  # (a channel the board does not have: one line, exit 1)
+        assert main(["impedance", "--device", "cyton", "--serial-port", board.port, "--only", "Fp1,Cz"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no channel Cz" in err and "Fp1, Fp2" in err
     assert main(["impedance", "--device", "synthetic"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot measure electrode impedance" in err and "generated" in err
