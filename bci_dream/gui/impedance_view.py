@@ -52,6 +52,7 @@ class ImpedanceView(QtWidgets.QWidget):
         self.meter: ImpedanceMeter | None = None
         self.report: ImpedanceReport | None = None
         self._thread: threading.Thread | None = None
+        self._awaiting_result = False  # (from start until its result is handled here, on the GUI thread)
         self.status_label = QtWidgets.QLabel("no device connected")
         self.status_label.setWordWrap(True)
         self.measure_button = QtWidgets.QPushButton("Measure impedance")
@@ -113,7 +114,8 @@ class ImpedanceView(QtWidgets.QWidget):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        # (not the thread's liveness: it is still alive for a moment after its result is handed over)
+        return self._awaiting_result
 
     # -- a check ----------------------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class ImpedanceView(QtWidgets.QWidget):
             else:
                 emit(self._done, report, "")
 
+        self._awaiting_result = True
         self._thread = threading.Thread(target=work, name="impedance-check", daemon=True)
         self._thread.start()
         self.started.emit()
@@ -176,6 +179,7 @@ class ImpedanceView(QtWidgets.QWidget):
             self.status_label.setText(f"measuring {name} ({done + 1} of {total}) …")
 
     def _on_done(self, report: ImpedanceReport | None, error: str) -> None:
+        self._awaiting_result = False
         self.measure_button.setText("Measure impedance")
         self.progress.setVisible(False)
         if report is None:
