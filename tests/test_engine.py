@@ -74,6 +74,34 @@ def test_synthetic_board_frames_carry_timestamps_and_timings(generator):
     assert all(b.record.t_end >= a.record.t_end for a, b in zip(made, made[1:]))
 
 
+def test_no_images_are_made_of_eeg_the_device_drove_itself(generator):
+    """While an impedance check drives the electrodes (the source says so), and until the last window holding that
+    stretch has passed, each window is skipped as ``driven``; images come again after it."""
+    from pylsl import local_clock
+
+    source = BrainFlowSource(get_profile("synthetic"))
+    live = LiveStream(source)
+    live.open()
+    engine = _engine(live, generator, hop_s=0.25, similarity_threshold=1.1)
+    frames = []
+    engine.add_listener(frames.append)
+    source.begin_driven_span("impedance check", local_clock())
+    engine.start()
+    live.start()
+    try:
+        assert _wait(lambda: sum(f.record.reason == "driven" for f in frames) >= 3, 30)
+        assert not any(f.image is not None for f in frames) and engine.stats.held_driven >= 3
+        ended = local_clock()
+        source.end_driven_span(ended)
+        assert _wait(lambda: any(f.image is not None for f in frames), 30)
+    finally:
+        engine.stop()
+        live.stop()
+    first_image = next(f for f in frames if f.image is not None).record
+    assert first_image.t_end - engine.windower.window_s >= ended - 0.1  # (no image holds any of the driven stretch)
+    assert all(f.record.skipped for f in frames if f.record.t_end < ended)
+
+
 def test_real_recording_replay_through_the_engine(generator, shared_data):
     _, _, frames = _run_until(XdfReplaySource(shared_data / "bci-essentials/ssvep_example.xdf", speed=4.0),
                               generator, lambda frames: sum(f.image is not None for f in frames) >= 3,

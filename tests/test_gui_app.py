@@ -17,6 +17,7 @@ from PySide6 import QtCore  # noqa: E402
 
 from bci_dream.gui.main_window import AppOptions, MainWindow  # noqa: E402
 from bci_dream.gui.trace_panel import TracePanel  # noqa: E402
+from bci_dream.runtime.engine import Frame, FrameRecord  # noqa: E402
 
 
 @pytest.fixture
@@ -613,6 +614,10 @@ def test_the_impedance_dialog_measures_an_emulated_cyton_and_marks_the_recording
     window.show_impedance()
     view = window.impedance_dialog.view
     assert not view.measure_button.isEnabled() and "generated, with no electrodes" in view.status_label.text()
+
+    # (a window the engine held because a check drove the electrodes: see test_engine) the status bar says why
+    window.bridge.frame.emit(None, Frame(None, FrameRecord(0, 0.0, 0, skipped=True, reason="driven")))
+    assert "no images while the impedance check" in window.statusBar().currentMessage()
 
 
 def test_the_theme_switches_live_and_is_remembered(make_window, qtbot):

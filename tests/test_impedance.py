@@ -15,9 +15,11 @@ import threading
 import numpy as np
 import pytest
 from cyton_emulator import CytonEmulator
+from pylsl import local_clock
 
 from bci_dream.acquisition.brainflow_source import BrainFlowSource
 from bci_dream.acquisition.impedance import (
+    SETTLE_AFTER_S,
     ImpedanceMeter,
     cyton_lead_off_off,
     cyton_lead_off_on,
@@ -101,6 +103,22 @@ def test_the_cyton_commands_are_the_sdks():
     assert cyton_lead_off_off(15) == "xI060110XzI00Z"
 
 
+def test_a_source_says_which_stretches_its_device_drove():
+    """Overlap with any remembered span counts; an open span runs on until it is ended."""
+    source = BrainFlowSource(get_profile("synthetic"))
+    source.begin_driven_span("impedance check", 100.0)
+    assert source.driven_during(99.0, 100.0) == source.driven_during(1e9, 1e9 + 2) == "impedance check"
+    assert source.driven_during(98.0, 99.9) == ""
+    source.end_driven_span(105.0)
+    assert source.driven_during(104.0, 106.0) == "impedance check" and source.driven_during(105.1, 107.0) == ""
+    source.end_driven_span(200.0)  # (nothing open: no change)
+    assert source.driven_during(150.0, 151.0) == ""
+    for k in range(40):
+        source.begin_driven_span("impedance check", 1000.0 + k)
+        source.end_driven_span(1000.5 + k)
+    assert source.driven_during(1039.2, 1039.3) == "impedance check" and source.driven_during(100.0, 101.0) == ""
+
+
 # -- a Cyton, through BrainFlow's driver ------------------------------------------------------------------
 
 @pytest.fixture
@@ -122,7 +140,9 @@ def assert_restored(board: CytonEmulator) -> None:
 def test_a_cyton_check_measures_every_electrode_and_gives_the_board_back_as_it_was(cyton):
     board, source = cyton
     steps = []
+    before = local_clock()
     report = ImpedanceMeter(source).measure(progress=lambda done, total, name: steps.append((done, total, name)))
+    after = local_clock()
     assert report.complete and report.method == "cyton-lead-off" and "Cyton" in report.device
     assert [e.name for e in report.electrodes] == list(source.info.ch_names)
     for e, true in zip(report.electrodes, TRUE_KOHM):
@@ -135,6 +155,10 @@ def test_a_cyton_check_measures_every_electrode_and_gives_the_board_back_as_it_w
     assert sent[:4] == ["x1000100X", "z101Z", "x1060110X", "z100Z"] and len(sent) == 32
     assert_restored(board)
     assert source.state == SourceState.STREAMING and source.dropped_samples == 0
+    # the EEG of the check, and the second after it, is the source's own test current: the engine makes no image of it
+    middle = (before + after) / 2
+    assert source.driven_during(middle, middle) == source.driven_during(after + 0.9, after + 1) == "impedance check"
+    assert source.driven_during(before - 5, before) == source.driven_during(after + SETTLE_AFTER_S, after + 9) == ""
 
 
 def test_a_cancelled_check_sets_its_channel_back_and_says_it_is_incomplete(cyton):
@@ -237,6 +261,12 @@ class StandInGanglion:
     def configure(self, command: str) -> None:
         self.commands.append(command)
 
+    def begin_driven_span(self, reason: str, start: float) -> None:
+        self.commands.append(f"driven by {reason}")
+
+    def end_driven_span(self, end: float) -> None:
+        self.commands.append("driven: end")
+
     def set_resistance_capture(self, on: bool) -> None:
         self.capturing = on
 
@@ -247,10 +277,10 @@ class StandInGanglion:
 def test_a_ganglion_check_uses_the_boards_impedance_mode_and_ends_it():
     board = StandInGanglion([8.0, 30.0, 120.0, 400.0, 20.0])
     report = ImpedanceMeter(board, measure_s=0.3).measure()
-    assert board.commands == ["z", "Z"] and not board.capturing
+    assert board.commands == ["driven by impedance check", "z", "Z", "driven: end"] and not board.capturing
     assert [(e.name, e.kohm, e.rating) for e in report.electrodes] == [
         ("Fp1", 4.0, "good"), ("Fp2", 15.0, "fair"), ("O1", 60.0, "poor"), ("O2", 200.0, "poor"), ("REF", 10.0, "good")]
     silent = StandInGanglion([np.nan] * 5)
     with pytest.raises(DeviceError, match="reported no impedance"):
         ImpedanceMeter(silent, timeout_s=0.1).measure()
-    assert silent.commands == ["z", "Z"] and not silent.capturing
+    assert silent.commands == ["driven by impedance check", "z", "Z", "driven: end"] and not silent.capturing

@@ -12,7 +12,9 @@
   reference; the median of what it reports over ``measure_s`` after every value has come in is kept.
 
 While a check runs the EEG of the channel being measured carries the lead-off current (a Ganglion's carries nothing):
-callers that record mark the stretch (the app and the wizard add markers).
+the meter tells the source (:meth:`~bci_dream.acquisition.source.Source.begin_driven_span`, until
+:data:`SETTLE_AFTER_S` after the check), so that the engine makes no images of it, and callers that record mark the
+stretch (the app and the wizard add markers).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ log = logging.getLogger(__name__)
 
 #: The Cyton SDK's letter for each channel (1-8 on the Cyton, 9-16 on the Daisy).
 CYTON_CHANNEL_LETTERS = "12345678QWERTYUI"
+
+#: Seconds after a check during which the EEG still carries its after-effects (the gain switched back, the filters
+#: settling after the test current); readers that make images leave them out too.
+SETTLE_AFTER_S = 1.0
+#: What the source is told drives its EEG during a check.
+DRIVEN_REASON = "impedance check"
 
 #: Called as ``progress(done, total, what)`` before each step (``what``: the channel about to be measured).
 Progress = Callable[[int, int, str], None]
@@ -204,11 +212,14 @@ class ImpedanceMeter:
         unknown = [c for c in wanted if c not in names]
         if unknown:
             raise DeviceError(f"{source.name} has no channel {unknown[0]} (its channels: {', '.join(names)})")
+        from pylsl import local_clock
+
         self._cancel.clear()
         started = time.monotonic()
         values: dict[str, float] = {}  # (filled as electrodes are measured: a cancelled check keeps them)
         ganglion = source.impedance_method == "ganglion"
         order = [c for c in names + ["REF"] if c in wanted or c == "REF"] if ganglion else wanted
+        source.begin_driven_span(DRIVEN_REASON, local_clock())
         try:
             if ganglion:
                 self._ganglion(values, progress)
@@ -217,6 +228,8 @@ class ImpedanceMeter:
             complete = True
         except ImpedanceCancelled:
             complete = False
+        finally:
+            source.end_driven_span(local_clock() + SETTLE_AFTER_S)
         electrodes = tuple(self._electrode(name, values.get(name, math.nan)) for name in order)
         report = ImpedanceReport(self.device, source.impedance_method, electrodes, self.thresholds,
                                  time.monotonic() - started, complete, time.time())

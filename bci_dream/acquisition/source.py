@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from bci_dream.core.errors import BciDreamError
 from bci_dream.core.types import Chunk, SourceState, StreamInfo
@@ -16,6 +18,23 @@ ChunkSink = Callable[[Chunk], None]
 #: Receives the chunks of the source's aux streams: ``sink(index into aux_infos, chunk)``.
 AuxSink = Callable[[int, Chunk], None]
 StateListener = Callable[[SourceState, str], None]
+
+#: How many driven spans a source remembers (older ones lie far behind any window still being read).
+KEPT_DRIVEN_SPANS = 16
+
+
+@dataclass(frozen=True)
+class DrivenSpan:
+    """A stretch of a source's EEG that the device itself drove (an impedance check's test current), not the brain.
+
+    Attributes:
+        reason: what drove it, for the user ("impedance check").
+        start, end: LSL clock seconds; ``end`` is infinite while the device still drives it.
+    """
+
+    reason: str
+    start: float
+    end: float = math.inf
 
 
 class Source(ABC):
@@ -44,6 +63,7 @@ class Source(ABC):
         self._sink: ChunkSink | None = None
         self._aux_sink: AuxSink | None = None
         self._taps: tuple[ChunkSink, ...] = ()
+        self._driven: tuple[DrivenSpan, ...] = ()
         self.error: BciDreamError | None = None
         #: Samples the device reported as lost (sample-counter gaps), not counting overruns downstream.
         self.dropped_samples = 0
@@ -140,6 +160,24 @@ class Source(ABC):
 
     def remove_tap(self, tap: ChunkSink) -> None:
         self._taps = tuple(t for t in self._taps if t is not tap)
+
+    def begin_driven_span(self, reason: str, start: float) -> None:
+        """From ``start`` (LSL clock s) on, the device drives its own EEG (say why in ``reason``) until
+        :meth:`end_driven_span`: readers that turn EEG into images leave that stretch out."""
+        self._driven = (*self._driven[-(KEPT_DRIVEN_SPANS - 1):], DrivenSpan(reason, float(start)))
+
+    def end_driven_span(self, end: float) -> None:
+        """The stretch begun last ends at ``end`` (LSL clock s; add the time the signal takes to settle)."""
+        if self._driven and math.isinf(self._driven[-1].end):
+            self._driven = (*self._driven[:-1], replace(self._driven[-1], end=float(end)))
+
+    def driven_during(self, start: float, end: float) -> str:
+        """Why the EEG between ``start`` and ``end`` (LSL clock s) is partly the device's own, or "" if none of it
+        is (see :meth:`begin_driven_span`)."""
+        for span in reversed(self._driven):
+            if span.start <= end and start <= span.end:
+                return span.reason
+        return ""
 
     def _emit(self, chunk: Chunk) -> None:
         if self._sink is not None:

@@ -897,7 +897,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self._load_models()
 
     def _on_frame(self, engine, frame) -> None:
-        if frame.image is None or engine is not self.engine:
+        if engine is not self.engine:
+            return
+        if frame.image is None:
+            if frame.record.reason == "driven":
+                self.statusBar().showMessage("no images while the impedance check drives the electrodes: that EEG is "
+                                             "the board's test current, not the brain", 3000)
             return
         self.frames_received += 1
         now = time.monotonic()

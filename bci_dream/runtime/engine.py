@@ -79,7 +79,9 @@ class FrameRecord:
     Times are milliseconds except ``t_end`` (LSL clock seconds of the window's last EEG sample) and ``gap_s`` (the
     longest gap inside the window, seconds: samples that never arrived; 0 without one).
     ``latency_ms`` runs from that sample to the moment the image was ready (None when the stream's stamps
-    run ahead of the clock, as in a replay faster than real time). ``route`` is how the image was made
+    run ahead of the clock, as in a replay faster than real time). ``reason`` says why a window made no image:
+    ``non_finite``, ``similar`` (too like the last image), ``artefact`` (creative mode's hold) or ``driven`` (the
+    device drove its own EEG: an impedance check). ``route`` is how the image was made
     (:data:`bci_dream.runtime.routes.ROUTES`); ``bank_images`` the bank images the embedding was pulled towards,
     nearest first (the one shown, for retrieval). Creative mode (:mod:`bci_dream.runtime.creative`) adds
     ``eeg_influence`` (the EEG's share, 0-1; None without creative mode), ``prompt_weights`` (prompt → share of the
@@ -129,6 +131,7 @@ class EngineStats:
     skipped_similar: int = 0
     skipped_nonfinite: int = 0
     held_artefact: int = 0
+    held_driven: int = 0
     dropped_stale: int = 0
     errors: int = 0
 
@@ -379,6 +382,10 @@ class Engine:
         source_t = window.t_end  # (when the EEG that is encoded was recorded: earlier for a sham)
         if self.creative is not None:
             window, record.sham, source_t = self.creative.swap_window(window)
+        if self._driven(window, source_t):
+            record.encode_ms = (time.perf_counter() - t0) * 1000
+            self.stats.held_driven += 1
+            return [self._emit(Frame(None, self._skipped(record, "driven")))]
         embeds = self.encode(window)
         if embeds is not None and self.route.bank is not None:
             conditioning = condition(self.route, embeds)
@@ -417,6 +424,12 @@ class Engine:
         self._last_embeds = embeds
         frames.append(self._generate(embeds, record, creative))
         return frames
+
+    def _driven(self, window: Window, t_end: float) -> str:
+        """Why the EEG of ``window`` (its last sample recorded at ``t_end``, LSL clock s) is partly the device's own
+        test signal (an impedance check), or ""."""
+        first = t_end - window.lag_s - window.duration_s - window.gap_s
+        return self.live.source.driven_during(first, t_end)
 
     def _gate(self, record: FrameRecord, finite: bool) -> list[Frame] | None:
         """The skipped frame when the gate says skip (not finite, or too similar to the last image), else None."""
