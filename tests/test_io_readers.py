@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -196,7 +197,7 @@ def test_sniffing_ignores_the_suffix(shared_data, tmp_path):
 @pytest.mark.parametrize("name, content, match", [
     ("junk.txt", b"hello, world\nthis is not EEG\n", "not a recording bci-dream can read"),
     ("junk.xyz", bytes(range(256)) * 4, "not a recording bci-dream can read"),
-    ("empty.csv", b"", "not a recording bci-dream can read"),
+    ("empty.csv", b"", r"is empty \(0 bytes\)"),
     pytest.param("junk.edf", b"this is not an EDF file at all" * 10, "cannot read .* with MNE", marks=needs_mne),
     ("three_rows.csv", b"1\t2\t3\n4\t5\t6\n", "matches no BrainFlow board"),
     ("bad.xdf", b"XDF:garbage", "holds no streams|cannot read|no EEG stream"),
@@ -282,3 +283,56 @@ def test_a_late_burst_of_timestamps_is_not_a_gap():
     assert gap_starts(with_gap, rate).tolist() == [1999]
     steps = np.diff(dejitter(with_gap, rate))
     assert steps[1999] == pytest.approx(0.3 + 1 / rate, abs=5e-3)
+
+
+# -- MNE-readable files as other labs leave them ---------------------------------------------------------------
+
+def test_a_cropped_fif_without_a_measurement_date_keeps_its_markers_on_time(shared_data, tmp_path):
+    """Annotation onsets include the first sample's time whether or not the file has a measurement date (a FIF cut
+    with crop() starts at first_samp > 0): the marker lands where MNE's own events put it."""
+    import mne
+
+    raw = mne.io.read_raw(shared_data / MNE_DIR / "test_bin_raw.fif", preload=True, verbose="error")
+    raw.set_meas_date(None)
+    raw.set_annotations(mne.Annotations([5.0], [0.0], ["stimulus"]))
+    raw.crop(2.0, None)
+    raw.save(tmp_path / "cropped_raw.fif", verbose="error")
+    rec = read_recording(tmp_path / "cropped_raw.fif")
+    events, _ = mne.events_from_annotations(mne.io.read_raw(tmp_path / "cropped_raw.fif", verbose="error"),
+                                            verbose="error")
+    onset = next(m.timestamp for m in rec.markers if m.text == "stimulus")
+    assert onset == pytest.approx((events[0, 0] - raw.first_samp) / raw.info["sfreq"]) == pytest.approx(3.0)
+
+
+def test_channels_the_file_marks_bad_are_left_out_and_said(shared_data, tmp_path, caplog):
+    import mne
+
+    raw = mne.io.read_raw(shared_data / MNE_DIR / "test_bin_raw.fif", preload=True, verbose="error")
+    eeg = [raw.ch_names[i] for i in mne.pick_types(raw.info, eeg=True)]
+    raw.info["bads"] = eeg[:3]
+    raw.save(tmp_path / "bads_raw.fif", verbose="error")
+    rec = read_recording(tmp_path / "bads_raw.fif")
+    assert rec.data.shape[1] == len(eeg) - 3 and not set(eeg[:3]) & set(rec.ch_names)
+    assert f"leaving out 3 channel(s) the file marks bad: {', '.join(eeg[:3])}" in caplog.text
+    raw.info["bads"] = eeg
+    raw.save(tmp_path / "all_bad_raw.fif", verbose="error")
+    with pytest.raises(RecordingError, match=r"every EEG channel is marked bad in the file .*unmark the usable"):
+        read_recording(tmp_path / "all_bad_raw.fif")
+
+
+def test_a_truncated_edf_is_read_with_a_warning_and_damaged_ones_are_refused_in_one_line(shared_data, tmp_path,
+                                                                                         caplog):
+    whole = (shared_data / EDF_DIR / "test.edf").read_bytes()
+    header = int(whole[184:192])
+    (tmp_path / "cut.edf").write_bytes(whole[:header + (len(whole) - header) // 2])
+    rec = read_recording(tmp_path / "cut.edf")
+    assert 0 < len(rec.times) < 3072
+    assert "cut.edf: Number of records from the header does not match the file size" in caplog.text
+    (tmp_path / "header_only.edf").write_bytes(whole[:header])
+    (tmp_path / "empty.edf").write_bytes(b"")
+    (tmp_path / "folder.xdf").mkdir()
+    for name, why in (("header_only.edf", "the file is damaged or incomplete: choose another file"),
+                      ("empty.edf", "is empty (0 bytes)"), ("folder.xdf", "is a folder, not a recording")):
+        with pytest.raises(RecordingError, match=re.escape(why)) as e:
+            read_recording(tmp_path / name)
+        assert "\n" not in str(e.value) and "BrainVision" not in str(e.value)

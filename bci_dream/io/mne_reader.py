@@ -5,6 +5,7 @@
   ``infer_types=True`` so that ``EEG Fp1`` / ``EOG ...`` / ``ECG ...`` labels get their types (and
   ``EEG Fp1`` becomes ``Fp1``). When no channel is typed EEG, channels whose names are 10-05 sites
   (after :func:`~bci_dream.signal.montage.normalise_channel_name`) are taken instead.
+* Channels the file marks bad (``info['bads']``) are left out, with a warning.
 * Volts → microvolts.
 * Markers: annotations (onset relative to the first sample) and the events of one stim channel
   (``STI 014``, ``Status``, ``Trigger``, ``DIG DTRIG`` ...; :func:`mne.find_events`, every change
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,9 @@ _NOT_EEG_NAME = re.compile(r"^(?:DIG|TRIG|STI|STATUS|EVENT|MARK|ECG|EKG|EOG|VEOG
 #: Stim channel names preferred when a file has several (a combined channel over single-bit ones).
 _PREFERRED_STIM = ("sti 014", "sti101", "status", "trigger")
 _CANONICAL_LOWER = {n.lower() for n in CANONICAL_128}
+#: What a format needs beside the file MNE is given.
+_COMPANIONS = {".vhdr": " (BrainVision needs its .vmrk and .eeg beside the .vhdr)",
+               ".set": " (EEGLAB may need its .fdt beside the .set)"}
 
 
 def read_mne(path: str | Path):
@@ -44,14 +49,20 @@ def read_mne(path: str | Path):
         import mne
     except ImportError as e:
         raise RecordingError(f"reading {path} needs MNE-Python: pip install mne") from e
-    kwargs = {"infer_types": True} if path.suffix.lower() in (".edf", ".bdf") else {}
-    try:
-        raw = mne.io.read_raw(path, preload=True, verbose="error", **kwargs)
-    except Exception as e:  # MNE raises many kinds on damaged or unsupported files
-        message = str(e).splitlines()[0] if str(e) else ""
-        raise RecordingError(f"cannot read {path} with MNE: {type(e).__name__}: {message}; "
-                             "the file may be damaged or incomplete (BrainVision needs its .vmrk and .eeg, "
-                             "EEGLAB its .fdt)") from e
+    suffix = path.suffix.lower()
+    kwargs = {"infer_types": True} if suffix in (".edf", ".bdf") else {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            raw = mne.io.read_raw(path, preload=True, verbose="warning", **kwargs)
+        except Exception as e:  # MNE raises many kinds on damaged or unsupported files
+            message = str(e).splitlines()[0] if str(e).strip() else "its header contradicts itself"
+            companions = _COMPANIONS.get(suffix, "")
+            raise RecordingError(f"cannot read {path} with MNE ({type(e).__name__}: {message}); the file is damaged "
+                                 f"or incomplete{companions}: choose another file") from e
+    for w in caught:  # (a truncated EDF, a header that disagrees with the data: MNE reads on and says so)
+        if issubclass(w.category, RuntimeWarning) or "mne" in w.filename:
+            log.warning("%s: %s", path.name, " ".join(str(w.message).split("\n")[0].split()))
     return recording_from_raw(raw, path)
 
 
@@ -83,6 +94,15 @@ def recording_from_raw(raw, path: str | Path, source_format: str | None = None):
     if not eeg_idx:
         raise RecordingError(f"{path} holds no EEG channels (channels: {', '.join(names[:12])}"
                              f"{' ...' if len(names) > 12 else ''}); it cannot be used for EEG training")
+    bads = set(raw.info["bads"])
+    if any(names[i] in bads for i in eeg_idx):
+        marked = [names[i] for i in eeg_idx if names[i] in bads]
+        eeg_idx = [i for i in eeg_idx if names[i] not in bads]
+        if not eeg_idx:
+            raise RecordingError(f"{path}: every EEG channel is marked bad in the file ({', '.join(marked[:8])}"
+                                 f"{' ...' if len(marked) > 8 else ''}); unmark the usable ones (raw.info['bads'])")
+        log.warning("%s: leaving out %d channel(s) the file marks bad: %s", path.name, len(marked),
+                    ", ".join(marked))
     sfreq = float(raw.info["sfreq"])
     data = raw.get_data(picks=eeg_idx).T * 1e6  # volts → µV, [n, C]
     n = data.shape[0]
@@ -92,9 +112,9 @@ def recording_from_raw(raw, path: str | Path, source_format: str | None = None):
     markers: list[Marker] = []
     ann = raw.annotations
     if len(ann):
-        # Onsets are relative to orig_time (= meas_date) when set; raw.first_time is the first
-        # sample's time on that clock. Without orig_time they are relative to the first sample.
-        shift = raw.first_time if ann.orig_time is not None else 0.0
+        # Onsets count from orig_time (meas_date) when set, else from sample 0 of the acquisition: either way
+        # they include raw.first_time, the first sample's time (non-zero in a cropped or MaxFiltered file).
+        shift = raw.first_time
         for onset, desc in zip(ann.onset, ann.description):
             markers.append(Marker(float(onset - shift), str(desc), "annotations"))
     stim = _choose_stim(stim_names)

@@ -108,12 +108,16 @@ def sniff_format(path: str | os.PathLike) -> str:
     if not path.exists():
         raise RecordingError(f"recording {path} does not exist; check the path")
     name = path.name.lower()
+    if path.is_dir():
+        if name.endswith(MNE_FOLDER_SUFFIXES):
+            return "mne"
+        raise RecordingError(f"{path} is a folder, not a recording; pass the recording files inside it")
+    if path.stat().st_size == 0:
+        raise RecordingError(f"{path} is empty (0 bytes): the recording was not saved; choose another file")
     if name.endswith(XDF_SUFFIXES):
         return "xdf"
-    if name.endswith(MNE_SUFFIXES) or (path.is_dir() and name.endswith(MNE_FOLDER_SUFFIXES)):
+    if name.endswith(MNE_SUFFIXES):
         return "mne"
-    if path.is_dir():
-        raise RecordingError(f"{path} is a folder, not a recording; pass the recording files inside it")
     try:
         with open(path, "rb") as f:
             magic = f.read(8)
