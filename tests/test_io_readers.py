@@ -336,3 +336,17 @@ def test_a_truncated_edf_is_read_with_a_warning_and_damaged_ones_are_refused_in_
         with pytest.raises(RecordingError, match=re.escape(why)) as e:
             read_recording(tmp_path / name)
         assert "\n" not in str(e.value) and "BrainVision" not in str(e.value)
+
+
+def test_samples_whose_timestamps_damaged_bytes_made_impossible_are_left_out_and_said(shared_data, tmp_path, caplog):
+    """4000 bytes zeroed in the middle of a real XDF: pyxdf reads a few timestamps of ±1e15 s; they are left out (an
+    export would otherwise be asked for a gap of 300 million years) and the damage is said."""
+    from bci_dream.io.export import export_recording
+
+    damaged = bytearray((shared_data / "bci-essentials/ssvep_example.xdf").read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle:middle + 4000] = bytes(4000)
+    (tmp_path / "zeroed.xdf").write_bytes(bytes(damaged))
+    rec = read_recording(tmp_path / "zeroed.xdf")
+    assert np.ptp(rec.times) < 1e5 and "impossible timestamps (damaged bytes) and were left out" in caplog.text
+    export_recording(tmp_path / "zeroed.xdf", tmp_path / "zeroed.fif")

@@ -19,6 +19,8 @@ from bci_dream.signal.gaps import dejitter as dejitter_timestamps
 log = logging.getLogger(__name__)
 
 XDF_MAGIC = b"XDF:"
+#: Seconds from a stream's median timestamp beyond which a timestamp cannot be real (no session lasts 11 days).
+PLAUSIBLE_SPAN_S = 1e6
 MARKER_TYPES = ("markers", "marker", "lsl_marker_strings", "events", "stim")
 
 
@@ -215,6 +217,11 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
                                  "damaged") from e
     if pyxdf_log.messages:
         damage.append(f"pyxdf skipped damaged parts ({len(pyxdf_log.messages)}: {pyxdf_log.messages[0]})")
+    for s in streams:
+        dropped = _drop_impossible_stamps(s)
+        if dropped:
+            damage.append(f"{dropped} sample(s) of stream '{_first(s['info'], 'name')}' had impossible timestamps "
+                          "(damaged bytes) and were left out")
     numeric = [w for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))]
     if numeric:
         damage.append(f"its timestamps or values could not all be used ({numeric[0].message})")
@@ -248,6 +255,25 @@ def read_xdf(path: str | os.PathLike, stream: str | None = None, *, dejitter: bo
     log.info("%s: EEG stream '%s' (%d ch, %g Hz, %d samples), %d marker streams",
              path.name, name, len(eeg.ch_names), eeg.sfreq, data.shape[0], len(markers))
     return XdfSession(path=path, eeg=eeg, markers=markers, other_streams=others, damage=damage, aux=aux)
+
+
+def _drop_impossible_stamps(stream: dict) -> int:
+    """Leave out, in place, the samples of a pyxdf ``stream`` whose timestamps are not finite or lie further than
+    :data:`PLAUSIBLE_SPAN_S` from the stream's median (damaged bytes read as a float); returns how many."""
+    times = np.asarray(stream.get("time_stamps", ()), dtype=np.float64)
+    if times.size == 0:
+        return 0
+    finite = np.isfinite(times)
+    keep = finite.copy()
+    if finite.any():
+        keep &= np.abs(times - np.median(times[finite])) <= PLAUSIBLE_SPAN_S
+    dropped = int(times.size - keep.sum())
+    if dropped:
+        series = stream["time_series"]
+        stream["time_stamps"] = times[keep]
+        stream["time_series"] = series[keep] if isinstance(series, np.ndarray) else \
+            [row for row, ok in zip(series, keep) if ok]
+    return dropped
 
 
 def _numeric_stream(stream: dict, default_units: str = "", dejitter: bool = False) -> EegStream:
