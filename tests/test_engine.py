@@ -102,6 +102,30 @@ def test_no_images_are_made_of_eeg_the_device_drove_itself(generator):
     assert all(f.record.skipped for f in frames if f.record.t_end < ended)
 
 
+def test_a_failure_cutting_windows_stops_generation_with_its_reason(generator):
+    """A bug in the window thread (stood in for by a poll that raises) ends generation through the error listeners,
+    as persistent generation failures do, instead of a thread traceback and an engine that never makes a frame."""
+    live = LiveStream(BrainFlowSource(get_profile("synthetic")))
+    live.open()
+    engine = _engine(live, generator)
+    errors = []
+    engine.add_error_listener(errors.append)
+
+    def broken_poll():
+        raise RuntimeError("the window could not be cut")
+
+    engine.windower.poll = broken_poll
+    engine.start()
+    live.start()
+    try:
+        assert _wait(lambda: errors, 10)
+    finally:
+        engine.stop()
+        live.stop()
+    assert [str(e) for e in errors] == ["the window could not be cut"] and str(engine.error) == errors[0].args[0]
+    assert not engine.running
+
+
 def test_real_recording_replay_through_the_engine(generator, shared_data):
     _, _, frames = _run_until(XdfReplaySource(shared_data / "bci-essentials/ssvep_example.xdf", speed=4.0),
                               generator, lambda frames: sum(f.image is not None for f in frames) >= 3,

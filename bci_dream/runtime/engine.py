@@ -300,6 +300,7 @@ class Engine:
         # (fresh stop flag and slot: threads of an earlier start that outlived stop()'s timeout stay stopped)
         self._stop = threading.Event()
         self._slot = LatestSlot()
+        self.error = None
         self.ready.clear()
         self._threads = [threading.Thread(target=self._window_loop, name="engine:windows", daemon=True),
                          threading.Thread(target=self._generation_loop, name="engine:generate", daemon=True)]
@@ -322,7 +323,12 @@ class Engine:
         seen = pipeline.raw.total_written
         while not stop.is_set():
             pipeline.wait_for_samples(seen, timeout=0.1)
-            window = self.windower.poll()
+            try:
+                window = self.windower.poll()
+            except Exception as e:  # (a bug in cutting windows stops generation with its reason, not a traceback)
+                log.debug("cutting a window failed", exc_info=True)
+                self._give_up(e)
+                return
             seen = pipeline.raw.total_written  # (what the poll's own drain brought counts as seen)
             if window is None:
                 continue
@@ -359,10 +365,17 @@ class Engine:
                 if failures == 1:
                     log.warning("generating a frame failed: %s", e)
                 if failures >= self.max_errors:
-                    self.error = e
-                    stop.set()
-                    for listener in list(self._error_listeners):
-                        listener(e)
+                    self._give_up(e)
+
+    def _give_up(self, error: Exception) -> None:
+        """Stop generation for ``error`` and tell the error listeners (once)."""
+        if self.error is not None:
+            return
+        self.error = error
+        self._stop.set()
+        self._slot.close()
+        for listener in list(self._error_listeners):
+            listener(error)
 
     @torch.inference_mode()
     def encode(self, window: Window) -> torch.Tensor | None:

@@ -31,8 +31,8 @@ import numpy as np
 from bci_dream.core import defaults
 from bci_dream.core.ring_buffer import RingBuffer
 from bci_dream.signal.gaps import missing_seconds
-from bci_dream.signal.montage import Montage, MontageMapping
 from bci_dream.signal.grid_resampler import GridResampler
+from bci_dream.signal.montage import Montage, MontageMapping
 from bci_dream.signal.resample import resampled_length
 
 logger = logging.getLogger(__name__)
@@ -250,6 +250,8 @@ class Windower:
         x = self._microvolts(read.data)
         if settled.end < edge_from:
             settled.append(grid.outputs(x, read.start, np.arange(settled.end, edge_from), read.start, index_end - 1))
+        if edge_from <= first:  # (from a very low rate, every output of the window still waits on later input)
+            return np.ascontiguousarray(grid.edge_outputs(x, read.start, index_end)[first - edge_from:].T)
         out = np.empty((len(self._columns), T), np.float32)
         out[:, : edge_from - first] = settled.get(first, edge_from)
         out[:, edge_from - first:] = grid.edge_outputs(x, read.start, index_end).T
