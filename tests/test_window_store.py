@@ -52,6 +52,18 @@ def test_a_store_holds_the_live_paths_windows_and_resumes_without_rebuilding(sou
     assert main(["dataset", "info", str(store_path)]) == 0
 
 
+def test_a_build_that_makes_nothing_fails_in_one_line(tmp_path, capsys):
+    """An empty folder, or sources that are all skipped, end ``dataset build`` with an error, not exit status 0."""
+    (tmp_path / "empty").mkdir()
+    assert main(["dataset", "build", str(tmp_path / "empty"), "-o", str(tmp_path / "store")]) == 1
+    assert "no recordings found in" in capsys.readouterr().err
+    (tmp_path / "junk.edf").write_bytes(b"0       " + bytes(300))
+    (tmp_path / "blank.xdf").write_bytes(b"")
+    out = ["-o", str(tmp_path / "store"), "--jobs", "1"]
+    assert main(["dataset", "build", str(tmp_path / "junk.edf"), str(tmp_path / "blank.xdf"), *out]) == 1
+    assert "none of the 2 recording(s) could be built" in capsys.readouterr().err.splitlines()[-1]
+
+
 def test_a_full_disk_stops_the_build_consistently_and_the_same_command_resumes(sources, tmp_path, monkeypatch):
     real = store_build.write_shard
     calls = []

@@ -54,11 +54,17 @@ def run_build(args: argparse.Namespace) -> int:
         raise BciDreamError(f"--moabb-subjects takes numbers, not {args.moabb_subjects!r}") from e
     items = file_items(args.data, args.subject_pattern) if args.data else []
     items += moabb_items([n.strip() for n in args.moabb.split(",") if n.strip()], subjects)
+    if not items:
+        raise BciDreamError(f"no recordings found in {', '.join(map(str, args.data)) or args.moabb}; give recording files or the "
+                            "folders that hold them (.xdf, .edf, .bdf, .fif, .vhdr, .set, OpenBCI .txt, .csv)")
     config = preset(args.preset)
     spec = WindowSpec(window_s=config.window_seconds, target_sfreq=config.sfreq, notch=args.notch or None)
     report = build_store(items, args.output, spec, args.hop, jobs=max(1, args.jobs), naming=naming_from_args(args))
     print(report.summary())
     print(report.store.summary())
+    if report.built + report.reused == 0:
+        raise BciDreamError(f"none of the {len(report.skipped)} recording(s) could be built into {args.output} "
+                            "(each reason is above); fix or leave them out and build again")
     return 0
 
 
