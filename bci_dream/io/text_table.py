@@ -1,0 +1,58 @@
+"""Delimited text rows, read leniently: rows with another number of fields are counted and left out, cells that are
+blank or not a number become NaN (the text readers' shared way with damaged files)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """The rows of a delimited text file that have the expected number of fields.
+
+    Attributes:
+        values: float64 [n_rows, n_fields]; NaN where a cell is blank or not a number.
+        cells: the same rows as text, [n_rows][n_fields] stripped strings.
+        n_fields: fields per row.
+        n_wrong_fields: rows left out because they had another number of fields (truncated or damaged lines).
+    """
+
+    values: np.ndarray
+    cells: list[list[str]]
+    n_fields: int
+    n_wrong_fields: int
+
+
+def _to_float(cells: Sequence[str]) -> np.ndarray:
+    """``cells`` as float64 [n]; NaN for blank or non-numeric cells."""
+    try:
+        return np.asarray(cells, dtype=np.float64)
+    except ValueError:
+        pass
+    out = np.full(len(cells), np.nan)
+    for i, v in enumerate(cells):
+        try:
+            out[i] = float(v)
+        except ValueError:
+            pass
+    return out
+
+
+def read_text_table(lines: Sequence[str], sep: str, n_fields: int | None = None) -> TextTable:
+    """Parse non-empty text ``lines`` split by ``sep``, keeping rows of ``n_fields`` fields (default: the most
+    common count); see :class:`TextTable`. Never raises on content."""
+    rows = [[c.strip() for c in ln.split(sep)] for ln in lines]
+    if n_fields is None:
+        n_fields = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else 0
+    kept = [r for r in rows if len(r) == n_fields]
+    if not kept:
+        return TextTable(np.empty((0, n_fields)), [], n_fields, len(rows))
+    try:
+        values = np.asarray(kept, dtype=np.float64)
+    except ValueError:
+        values = np.stack([_to_float(col) for col in zip(*kept)], axis=1)
+    return TextTable(values.reshape(len(kept), n_fields), kept, n_fields, len(rows) - len(kept))
