@@ -14,7 +14,8 @@ MNE-readable                    ``.fif .edf .bdf .vhdr .set      ``arange(n) / s
 OpenBCI GUI text (v3-v6, RAW,   ``%`` header lines               file timestamps relative to the first
 SD-converted)                                                    when sane, else sample counter / sfreq
 BrainFlow ``write_file``        numeric rows, no header          timestamp row relative to the first
-muselsl CSV                     ``timestamps,TP9,...`` header    the file's LSL timestamps (as given)
+muselsl / Mind Monitor CSV      ``timestamps,TP9,...`` header    the file's LSL timestamps (as given; ms → s),
+                                (``TimeStamp,...,RAW_TP9,...``)   Mind Monitor's date-times from the first row
 =============================  ===============================  ==========================================
 
 Markers carry timestamps in the same time base as ``times``.
@@ -53,7 +54,7 @@ _GENERIC_SUFFIXES = (".eeg", ".dat", ".data", ".bin", ".mat", ".hdr", ".lay", ".
 MNE_FOLDER_SUFFIXES = (".mff", ".ds")
 XDF_SUFFIXES = (".xdf", ".xdfz")
 SUPPORTED = (".xdf, everything mne.io.read_raw reads (.fif .edf .bdf .vhdr .set .gdf .cnt .mff .nedf ...), "
-             "OpenBCI GUI .txt, BrainFlow .csv, muselsl .csv")
+             "OpenBCI GUI .txt, BrainFlow .csv, muselsl and Mind Monitor .csv")
 
 
 def mne_suffixes() -> tuple[str, ...]:
