@@ -44,6 +44,29 @@ def test_export_refuses_what_it_cannot_write_in_one_line(shared_data, tmp_path, 
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_failed_write_leaves_nothing_behind_and_says_what_to_do(shared_data, tmp_path, capsys):
+    """A channel label FIF cannot store ('Réf': FIF names are ASCII) and missing samples EDF cannot store: one line
+    naming the problem and the way out, exit status 1, and no half-written file."""
+    import mne
+
+    raw = mne.io.read_raw(shared_data / "mne-python/brainvision/tests/data/test_bin_raw.fif", preload=True,
+                          verbose="error").pick("eeg")
+    raw.rename_channels({raw.ch_names[0]: "Fp1-Ref"})
+    mne.export.export_raw(tmp_path / "plain.edf", raw, verbose="error")
+    header = (tmp_path / "plain.edf").read_bytes()  # (MNE writes ASCII labels; a lab's EDF may carry latin-1)
+    (tmp_path / "accent.edf").write_bytes(header.replace(b"Fp1-Ref", "Fp1-Réf".encode("latin-1"), 1))
+    assert main(["export", str(tmp_path / "accent.edf"), "-o", str(tmp_path / "out.fif")]) == 1
+    assert "holds a character FIF cannot store ('é'); rename the channels" in capsys.readouterr().err
+    assert list(tmp_path.glob("*out*")) == []
+    raw.rename_channels({"Fp1-Ref": "Fp1"})
+    raw._data[:, 100:200] = np.nan
+    raw.save(tmp_path / "gaps_raw.fif", verbose="error")
+    assert main(["export", str(tmp_path / "gaps_raw.fif"), "-o", str(tmp_path / "gaps.edf")]) == 1
+    assert "missing (NaN) values, which EDF cannot store; export to .fif" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "gaps_raw.fif"), "-o", str(tmp_path / "gaps.fif")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*gaps*")) == ["gaps.fif", "gaps_raw.fif"]
+
+
 def test_markers_after_a_gap_stay_on_their_samples(tmp_path):
     """Packet loss: 2 s of samples never arrived. EDF and FIF have no per-sample times, so the samples after the gap
     follow on at once; a marker there must keep its place among the samples, not its wall-clock distance."""

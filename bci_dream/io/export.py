@@ -115,18 +115,30 @@ def export_recording(source: str | os.PathLike, output: str | os.PathLike, *, st
     if output.exists() and not overwrite:
         raise ExportError(f"{output} exists; pass --overwrite to replace it")
     recording = read_recording(source, stream=stream, naming=naming)
+    missing = int(np.count_nonzero(~np.isfinite(recording.data)))
+    if missing and fmt != "fif":
+        raise ExportError(f"{Path(source).name} holds {missing} missing (NaN) values, which {fmt.upper()} cannot "
+                          "store; export to .fif, which can")
     raw = raw_from_recording(recording)
+    partial = output.with_name(f".partial-{output.name}")  # (the same suffix: MNE picks the format by it)
     try:
         if fmt == "fif":
-            raw.save(output, overwrite=True, verbose="error")
+            raw.save(partial, overwrite=True, verbose="error")
         else:
             import mne
 
-            mne.export.export_raw(output, raw, fmt=fmt, overwrite=True, verbose="error")
+            mne.export.export_raw(partial, raw, fmt=fmt, overwrite=True, verbose="error")
+        os.replace(partial, output)
     except ImportError as e:
         raise ExportError(f"writing {fmt.upper()} needs the '{e.name or 'edfio'}' package: pip install edfio") from e
+    except UnicodeError as e:
+        bad = e.object[e.start:e.end] if isinstance(e, UnicodeEncodeError) else ""
+        raise ExportError(f"cannot write {output}: a channel name or marker holds a character {fmt.upper()} cannot "
+                          f"store ({bad!r}); rename the channels with --channels NAMES") from e
     except (OSError, ValueError, RuntimeError) as e:
         raise ExportError(f"cannot write {output}: {first_line(e)}") from e
+    finally:
+        partial.unlink(missing_ok=True)  # (nothing half-written is left behind)
     log.info("exported %s to %s (%d channels, %g Hz, %.1f s, %d annotations)", Path(source).name, output,
              recording.n_channels, recording.sfreq, recording.duration, len(raw.annotations))
     return output
