@@ -239,3 +239,28 @@ def test_training_windows_never_straddle_a_gap():
     expected = [(end - 512 <= 2599) and (2600 <= end - 1) for end in ends]
     assert across.tolist() == expected and 0 < across.sum() < len(ends)
     assert not straddles_gap(np.arange(5000) / 250.0, 250.0, ends, 512).any()
+
+
+def test_windows_of_a_dead_amplifier_or_missing_values_are_left_out(v6, caplog):
+    """Real EEG (the OpenBCI recording) with 20 s of zeros (a disconnected amplifier) and 20 s of NaN (values that
+    never came): the windows within them are left out and said; a recording that is all zeros is refused."""
+    from dataclasses import replace
+
+    from bci_dream.core.errors import RecordingError
+    from bci_dream.training.windows import recording_windows
+
+    fs = v6.sfreq
+    data = v6.data.copy()
+    data[int(10 * fs):int(30 * fs)] = 0.0
+    data[int(50 * fs):int(70 * fs)] = np.nan
+    damaged = replace(v6, data=data)
+    whole = recording_windows(v6, WindowSpec(), hop_s=1.0)
+    kept = recording_windows(damaged, WindowSpec(), hop_s=1.0)
+    t = whole.t_end - v6.times[0]  # (each window holds the 2 s before its t_end)
+    within = ((10 <= t - 2) & (t <= 30)) | ((50 <= t - 2) & (t <= 70))
+    touching = ((t > 10) & (t - 2 < 30)) | ((t > 50) & (t - 2 < 70))
+    assert not set(whole.t_end[within]) & set(kept.t_end) and set(whole.t_end[~touching]) <= set(kept.t_end)
+    left_out = len(whole.t_end) - len(kept.t_end)
+    assert within.sum() >= 30 and f"{left_out} of {len(whole.t_end)} windows are flat or missing" in caplog.text
+    with pytest.raises(RecordingError, match="every window of .* is flat or missing"):
+        recording_windows(replace(v6, data=np.zeros_like(v6.data)), WindowSpec())

@@ -54,6 +54,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+#: µV: a window in which every channel the model sees stays within this range holds no EEG (a 16-bit EDF's step is
+#: about 0.1 µV, the smallest real EEG moves tens).
+FLAT_UV = 0.5
+
 
 
 @dataclass
@@ -142,6 +146,23 @@ def straddles_gap(times: np.ndarray, sfreq: float, ends: np.ndarray, n_core: int
     times = np.asarray(times, np.float64)
     ends = np.asarray(ends, np.int64)
     return missing_seconds(times[ends - n_core], times[ends - 1], n_core, sfreq) > 0
+
+
+def dead_windows(data: np.ndarray, ends: np.ndarray, n_core: int) -> np.ndarray:
+    """bool [len(ends)]: the source samples ``[end - n_core, end)`` of ``data`` (float [n, C] µV, the channels the
+    model sees) hold no EEG: over half of the values are not finite, or every channel stays within
+    :data:`FLAT_UV` (a disconnected amplifier, a file of zeros)."""
+    out = np.zeros(len(ends), bool)
+    for i, end in enumerate(np.asarray(ends, np.int64)):
+        x = data[end - n_core:end]
+        finite = np.isfinite(x)
+        if finite.sum() * 2 < x.size:
+            out[i] = True
+            continue
+        values = np.where(finite, x, np.nan)
+        spread = np.fmax.reduce(values, axis=0) - np.fmin.reduce(values, axis=0)  # (NaN for a channel of no values)
+        out[i] = bool(np.all(~(spread > FLAT_UV)))
+    return out
 
 
 def _cut(filtered: np.ndarray, ends: np.ndarray, w: Windower) -> np.ndarray:
@@ -296,6 +317,14 @@ def recording_windows(recording: Recording, spec: WindowSpec, hop_s: float = 1.0
         if len(ends) == 0:
             raise RecordingError(f"every window of {recording.path} straddles a gap in its timestamps "
                                  "(samples that never arrived)")
+    dead = dead_windows(recording.data[:, w.mapping.source_index], ends, w.n_core)
+    if dead.any():
+        log.warning("%s: %d of %d windows are flat or missing (every channel constant, or most values NaN) and are "
+                    "left out", recording.path.name, int(dead.sum()), len(ends))
+        ends = ends[~dead]
+        if len(ends) == 0:
+            raise RecordingError(f"every window of {recording.path} is flat or missing (every channel constant, or "
+                                 "most values NaN): it holds no EEG to learn from")
     filtered = preprocess(recording, bandpass=spec.bandpass, notch=spec.notch)
     windows = normalize_window(_cut(filtered, ends, w), np.ones(w.mapping.n_mapped, bool))
     return RecordingWindows(windows, w.mapping.target_index.copy(), np.asarray(recording.times[ends - 1], np.float64),
