@@ -47,6 +47,23 @@ def test_replay_at_full_speed_is_sample_exact(shared_data, rel, name, n_markers)
     np.testing.assert_allclose(sorted(m.timestamp + source.time_offset for m in markers), ref_marker_times, atol=1e-6)
 
 
+@pytest.mark.parametrize("rel", ["mne-python/brainvision/tests/data/test.vhdr", "mne-python/edf/tests/data/test.edf",
+                                 "openbci-gui/OpenBCI_GUI-v6-blinks-jawClench-alpha.txt",
+                                 "muse-lsl/N170/data_2017-09-13-15.30.01.csv"])
+def test_any_recording_bci_dream_reads_replays_sample_exact_with_its_markers(shared_data, rel):
+    """Not only .xdf: a BrainVision, EDF, OpenBCI or Muse recording replays its samples (µV) and markers as read."""
+    from bci_dream.io.readers import read_recording
+
+    rec = read_recording(shared_data / rel)
+    source = XdfReplaySource(shared_data / rel, speed=0)
+    data, ts, markers = _replay(source)
+    assert source.info.ch_names == rec.ch_names and source.info.sfreq == rec.sfreq and source.info.units == "uV"
+    np.testing.assert_array_equal(data, rec.data)
+    np.testing.assert_allclose(ts + source.time_offset, rec.times, rtol=0, atol=1e-6)
+    assert sorted((round(m.timestamp + source.time_offset, 6), m.text) for m in markers) == \
+        sorted((round(m.timestamp, 6), m.text) for m in rec.markers)
+
+
 def test_real_time_pace_and_speed_factor(shared_data):
     path = shared_data / "bci-essentials/ssvep_example.xdf"
     source = XdfReplaySource(path, speed=50.0)

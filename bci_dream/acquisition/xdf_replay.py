@@ -1,4 +1,5 @@
-"""Replay a recorded ``.xdf`` session as if it were live, at real-time pace or faster."""
+"""Replay a recorded session as if it were live, at real-time pace or faster: an ``.xdf`` with all its streams, or
+any recording bci-dream reads (EDF, BDF, FIF, BrainVision, OpenBCI text, Muse and BrainFlow CSV ...)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import numpy as np
 
 from bci_dream.acquisition.source import Source
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
-from bci_dream.io.xdf_reader import XdfSession, read_xdf
+from bci_dream.io.readers import read_session
+from bci_dream.io.xdf_reader import XdfSession
 
 log = logging.getLogger(__name__)
 
 
 class XdfReplaySource(Source):
-    """Emits the EEG and marker streams of an ``.xdf`` file in chunks, markers at their true times.
+    """Emits the EEG and marker streams of a recording (:func:`~bci_dream.io.readers.read_session`) in chunks,
+    markers at their true times.
 
     Timestamps are moved into the current LSL clock: a sample recorded at file time ``t`` is
     emitted with ``t0 + (t - t_first) / speed`` (``speed`` 1 when it is 0), where ``t0`` is the
@@ -69,7 +72,7 @@ class XdfReplaySource(Source):
 
     def open(self) -> StreamInfo:
         if self.session is None:
-            self.session = read_xdf(self.path, self.stream)
+            self.session = read_session(self.path, stream=self.stream)
         eeg = self.session.eeg
         markers = [Marker(float(t), text, m.name) for m in self.session.markers
                    for t, text in zip(m.timestamps, m.texts)]

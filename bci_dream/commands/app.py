@@ -25,7 +25,8 @@ from bci_dream.runtime.scene import load_scene
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("app", help="the desktop app: live traces beside the generated images (the default command)")
     add_device_args(p)
-    p.add_argument("--replay", type=Path, metavar="FILE.xdf", help="open a recorded session instead of a device")
+    p.add_argument("--replay", type=Path, metavar="FILE",
+                   help="open a recorded session instead of a device (.xdf, or any format bci-dream reads)")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     p.add_argument("--no-generate", action="store_true", help="only show the traces until Generate is pressed")
     add_generation_args(p, headless=False)
@@ -42,8 +43,8 @@ def run_app(args: argparse.Namespace) -> int:
     from bci_dream.gui.app import last_scene, run
     from bci_dream.gui.main_window import AppOptions
 
-    if args.replay is not None and not args.replay.is_file():
-        raise BciDreamError(f"{args.replay} does not exist; give the path of a recorded .xdf session")
+    if args.replay is not None and not args.replay.exists():
+        raise BciDreamError(f"{args.replay} does not exist; give the path of a recorded session")
     params = connection_params(args)
     filters = None  # (the settings' or the device's)
     if filters_given(args):

@@ -48,8 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser("replay", help="replay a .xdf session headless and print statistics")
-    p.add_argument("file", type=Path, help="the .xdf recording")
+    p = sub.add_parser("replay", help="replay a recorded session (.xdf, EDF, BDF, FIF, OpenBCI, Muse ...) headless and "
+                                      "print statistics")
+    p.add_argument("file", type=Path, help="the recording (.xdf, or any format bci-dream reads)")
     p.add_argument("--speed", type=float, default=1.0, help="1 = real time, 2 = twice as fast, 0 = as fast as possible")
     p.add_argument("--loop", action="store_true", help="start again at the end")
     p.add_argument("--stream", help="name or type of the EEG stream (default: type EEG, else the fastest)")

@@ -48,6 +48,9 @@ PANELS: tuple[type[Panel], ...] = (TracePanel, SpectrumPanel, SpectrogramPanel, 
                                    CreativePanel)
 #: QSettings key of the scene file opened or saved last ('bci-dream app --scene last').
 LAST_SCENE_KEY = "scene/last"
+#: The Open replay dialog's file types (every recording a replay plays; see bci_dream.io.readers).
+REPLAY_FILTER = ("Recordings (*.xdf *.xdfz *.edf *.bdf *.fif *.fif.gz *.vhdr *.set *.gdf *.cnt *.txt *.csv);;"
+                 "XDF (*.xdf *.xdfz);;All files (*)")
 
 
 @dataclass
@@ -714,7 +717,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"recording saved: {summary.path} ({summary.seconds:.1f} s)", 10000)
 
     def choose_replay(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a recorded session", "", "XDF (*.xdf)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a recorded session", "", REPLAY_FILTER)
         if path:
             self.open_replay(Path(path))
 

@@ -37,7 +37,7 @@ from bci_dream.io.mne_reader import read_mne
 from bci_dream.io.muse_csv import read_muse_csv
 from bci_dream.io.openbci_reader import read_openbci
 from bci_dream.io.recording import AuxStream, Recording
-from bci_dream.io.xdf_reader import read_xdf
+from bci_dream.io.xdf_reader import EegStream, MarkerStream, XdfSession, read_xdf
 from bci_dream.signal.channels import ChannelNaming, naming_from_positions
 from bci_dream.signal.montage import CANONICAL_128, normalise_channel_name
 
@@ -217,6 +217,29 @@ def name_channels(recording: Recording, naming: ChannelNaming | None = None) -> 
     recording.info["channel_naming"] = naming.to_dict()
     log.info("%s: %s", recording.path.name, naming.describe())
     return recording
+
+
+def read_session(path: str | os.PathLike, *, stream: str | None = None) -> XdfSession:
+    """Any supported recording as the streams a replay plays: an ``.xdf`` as it is (every stream, the damage found),
+    any other format through :func:`read_recording` as one EEG stream in µV (its times start where the file's do)
+    and one marker stream per marker source.
+
+    Raises:
+        RecordingError: as :func:`read_recording`.
+    """
+    path = Path(path)
+    if sniff_format(path) == "xdf":
+        return read_xdf(path, stream)
+    rec = read_recording(path, stream=stream)
+    eeg = EegStream(name=path.stem, stream_type="EEG", ch_names=rec.ch_names, units="uV", sfreq=rec.sfreq,
+                    data=rec.data, timestamps=rec.times, source_id=str(path))
+    by_stream: dict[str, list[Marker]] = {}
+    for m in rec.markers:
+        by_stream.setdefault(m.stream or "markers", []).append(m)
+    markers = [MarkerStream(name, np.array([m.timestamp for m in ms], np.float64), [m.text for m in ms])
+               for name, ms in by_stream.items()]
+    aux = [EegStream(a.name, a.stream_type, a.ch_names, "", a.sfreq, a.data, a.times) for a in rec.aux]
+    return XdfSession(path=path, eeg=eeg, markers=markers, aux=aux)
 
 
 def _read_xdf(path: Path, stream: str | None) -> Recording:
