@@ -98,6 +98,14 @@ def test_missing_playback_file(tmp_path):
         BrainFlowSource(get_profile("playback"), {"file": str(tmp_path / "x.csv")}).open()
 
 
+@pytest.mark.parametrize("rel, kind", [("mne-python/edf/tests/data/test.edf", "mne"),
+                                       ("muse-lsl/N170/data_2017-09-13-15.30.01.csv", "muselsl")])
+def test_a_playback_file_that_is_not_brainflows_points_to_replay(shared_data, rel, kind):
+    """BrainFlow's playback board streams nothing from another format, and says nothing: refused before it starts."""
+    with pytest.raises(DeviceError, match=rf"is not a BrainFlow CSV \(it reads as {kind}\).*bci-dream replay"):
+        BrainFlowSource(get_profile("playback"), {"file": str(shared_data / rel)}).open()
+
+
 def test_profile_with_wrong_channel_count(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('name = "bad"\nsource = "brainflow"\nboard = "SYNTHETIC_BOARD"\nchannels = ["Fz", "Cz"]\n')

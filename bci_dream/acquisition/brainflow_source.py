@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from bci_dream.acquisition.source import Source
-from bci_dream.core.errors import DeviceError
+from bci_dream.core.errors import DeviceError, RecordingError
 from bci_dream.core.types import Chunk, Marker, SourceState, StreamInfo
 from bci_dream.devices import AUX_KINDS, DeviceProfile, aux_labels, check_aux_kinds, impedance_unavailable
+from bci_dream.io.readers import sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,14 @@ class BrainFlowSource(Source):
         file = self.params.get("file")
         if file is not None and not os.path.isfile(file):
             raise DeviceError(f"playback file {file} does not exist; pass a BrainFlow CSV with --file")
+        if file is not None:
+            try:
+                kind = sniff_format(file)
+            except RecordingError as e:
+                raise DeviceError(f"playback file {file}: {e}") from e
+            if kind != "brainflow":  # (BrainFlow's playback board would stream nothing from it, and say nothing)
+                raise DeviceError(f"playback file {file} is not a BrainFlow CSV (it reads as {kind}); the playback "
+                                  f"board plays only BrainFlow's own files: replay it with 'bci-dream replay {file}'")
 
     def _describe(self, params) -> StreamInfo:
         bf = _brainflow()
