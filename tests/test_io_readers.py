@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -350,3 +351,18 @@ def test_samples_whose_timestamps_damaged_bytes_made_impossible_are_left_out_and
     rec = read_recording(tmp_path / "zeroed.xdf")
     assert np.ptp(rec.times) < 1e5 and "impossible timestamps (damaged bytes) and were left out" in caplog.text
     export_recording(tmp_path / "zeroed.xdf", tmp_path / "zeroed.fif")
+
+
+def test_values_damaged_bytes_made_impossible_become_missing_samples(shared_data, tmp_path, caplog):
+    """Random bytes over a FIF's samples read as values of 1e30 V: kept as missing samples (NaN) and said, not passed
+    on as inf through a float32 cast."""
+    import mne
+
+    raw = mne.io.read_raw(shared_data / MNE_DIR / "test_bin_raw.fif", preload=True, verbose="error").pick("eeg")
+    raw._data[2, 1000:1010] = 1e30
+    raw.save(tmp_path / "damaged_raw.fif", verbose="error")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no numpy overflow warning reaches the user)
+        rec = read_recording(tmp_path / "damaged_raw.fif")
+    assert np.isnan(rec.data[1000:1010, 2]).all() and np.isfinite(np.delete(rec.data, 2, axis=1)).all()
+    assert "damaged_raw.fif: 10 values are missing (NaN) or impossible (beyond 1 V: damaged bytes)" in caplog.text

@@ -37,6 +37,8 @@ _NOT_EEG_NAME = re.compile(r"^(?:DIG|TRIG|STI|STATUS|EVENT|MARK|ECG|EKG|EOG|VEOG
 #: Stim channel names preferred when a file has several (a combined channel over single-bit ones).
 _PREFERRED_STIM = ("sti 014", "sti101", "status", "trigger")
 _CANONICAL_LOWER = {n.lower() for n in CANONICAL_128}
+#: µV beyond which a value cannot be a potential an amplifier measured (1 V; an EEG amplifier rails at a fraction).
+IMPOSSIBLE_UV = 1e6
 #: What a format needs beside the file MNE is given.
 _COMPANIONS = {".vhdr": " (BrainVision needs its .vmrk and .eeg beside the .vhdr)",
                ".set": " (EEGLAB may need its .fdt beside the .set)"}
@@ -108,6 +110,11 @@ def recording_from_raw(raw, path: str | Path, source_format: str | None = None):
     n = data.shape[0]
     if n == 0:
         raise RecordingError(f"{path} holds no samples")
+    impossible = ~(np.abs(data) <= IMPOSSIBLE_UV)  # (NaN and inf too)
+    if impossible.any():
+        log.warning("%s: %d values are missing (NaN) or impossible (beyond %g V: damaged bytes); kept as missing "
+                    "samples", path.name, int(impossible.sum()), IMPOSSIBLE_UV * 1e-6)
+        data[impossible] = np.nan
 
     markers: list[Marker] = []
     ann = raw.annotations
