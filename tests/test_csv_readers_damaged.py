@@ -228,3 +228,14 @@ def test_brainflow_nothing_usable_is_one_error(tmp_path, bf_lines):
     with pytest.raises(RecordingError, match="no readable samples") as info:
         read_brainflow_csv(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_muse_csv_with_semicolons_or_a_time_column_reads_as_the_original(tmp_path, muse_lines, muse_ref, caplog):
+    """A spreadsheet's re-save (``;`` between columns) and a first column called ``time`` read the same samples."""
+    semicolons = _write(tmp_path, "semicolons.csv", [line.replace(",", ";") for line in muse_lines])
+    renamed = _write(tmp_path, "time.csv", ["time" + muse_lines[0][len("timestamps"):], *muse_lines[1:]])
+    for path in (semicolons, renamed):
+        rec = read_recording(path)
+        np.testing.assert_array_equal(rec.data, muse_ref.data)
+        assert rec.sfreq == muse_ref.sfreq and len(rec.markers) == len(muse_ref.markers)
+    _no_warnings(caplog)

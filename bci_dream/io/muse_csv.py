@@ -48,6 +48,20 @@ PLAUSIBLE_RATES = (1.0, 50_000.0)
 _MIND_MONITOR_MIN_RATE = 100.0
 
 
+#: Names of a first column of timestamps (muselsl writes ``timestamps``; other tools ``time``).
+TIME_COLUMNS = ("timestamps", "timestamp", "time")
+
+
+def column_separator(header: str) -> str:
+    """The separator of a CSV whose header line is ``header``: ``;`` (a European spreadsheet's) or ``\\t`` when
+    the line holds those and no comma, else ``,``."""
+    if "," not in header:
+        for sep in (";", "\t"):
+            if sep in header:
+                return sep
+    return ","
+
+
 def estimate_sfreq(times: np.ndarray) -> float:
     """Sampling rate (Hz) from jittery timestamps ``times`` (float64 [n], seconds): 1 / slope of a line
     fitted to ``times`` against sample index, snapped to :data:`NOMINAL_RATES` within 1 %.
@@ -152,17 +166,18 @@ def read_muse_csv(path: str | Path) -> Recording:
     except OSError as e:
         raise RecordingError(f"cannot read {path}: {e.strerror}") from e
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    header = [h.strip() for h in next(csv.reader(lines[:1]), [])]
-    if not header or header[0].lower() not in ("timestamps", "timestamp"):
+    sep = column_separator(lines[0]) if lines else ","
+    header = [h.strip() for h in next(csv.reader(lines[:1], delimiter=sep), [])]
+    if not header or header[0].lower() not in TIME_COLUMNS:
         raise RecordingError(f"{path} is not a muselsl CSV (its first column is not 'timestamps')")
     body = lines[1:]
     if not body:
         raise RecordingError(f"{path} holds no samples (only its header line); the recording is empty")
     mind_monitor = _is_mind_monitor(header)
-    table = read_text_table(body, ",", len(header))
+    table = read_text_table(body, sep, len(header))
     n_rows = len(body)
     if table.n_wrong_fields * 2 > n_rows:  # the header, not a few lines, is what does not fit
-        common = Counter(len(ln.split(",")) for ln in body).most_common(1)[0][0]
+        common = Counter(len(ln.split(sep)) for ln in body).most_common(1)[0][0]
         raise RecordingError(f"{path}: the header names {len(header)} columns but most rows have {common}; "
                              "the file is damaged")
     _drop_warning(path, table.n_wrong_fields, f"without {len(header)} fields (a truncated or damaged line)", n_rows)

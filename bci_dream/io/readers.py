@@ -34,7 +34,7 @@ from bci_dream.core.types import Marker, unit_scale_to_microvolts
 from bci_dream.io.brainflow_csv import read_brainflow_csv
 from bci_dream.io.channels_file import bids_sidecar, read_channels_file
 from bci_dream.io.mne_reader import read_mne
-from bci_dream.io.muse_csv import read_muse_csv
+from bci_dream.io.muse_csv import TIME_COLUMNS, column_separator, read_muse_csv
 from bci_dream.io.openbci_reader import read_openbci
 from bci_dream.io.recording import AuxStream, Recording
 from bci_dream.io.xdf_reader import EegStream, MarkerStream, XdfSession, read_xdf
@@ -138,8 +138,8 @@ def sniff_format(path: str | os.PathLike) -> str:
     first = lines[0]
     if first.startswith("%"):
         return "openbci"
-    header = [c.strip().lower() for c in first.split(",")]
-    if header and header[0] in ("timestamps", "timestamp") and len(header) > 1:
+    header = [c.strip().lower() for c in first.split(column_separator(first))]
+    if header and header[0] in TIME_COLUMNS and len(header) > 1:
         return "muselsl"
     if _numeric_rows(lines):
         return "brainflow"
