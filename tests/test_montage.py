@@ -57,6 +57,7 @@ def test_nonstandard_channels_unmapped():
     [
         ("EEG Fp1-REF", "Fp1"),
         ("EEG FP1-Ref", "Fp1"),
+        ("EEG Fp1-Réf", "Fp1"),  # (French clinical systems)
         ("Fp1-LE", "Fp1"),
         ("eeg cz-avg", "Cz"),
         ("  FCZ ", "FCz"),

@@ -57,7 +57,7 @@ _ALIASES_BY_LOWER = {old.lower(): new for old, new in ALIASES.items()}
 _PREFIX = re.compile(r"^(?:EEG|EXG)[\s:_\-]+", re.IGNORECASE)
 _ZERO_PADDED = re.compile(r"^([A-Za-z]+)0+([1-9]\d*)(h?)$")
 _SUFFIX = re.compile(
-    r"[\s_\-]+(?:REF|LE|RE|AR|AV|AVG|CAR|LM|A1|A2|M1|M2|A1A2|M1M2|A12|M12)$", re.IGNORECASE
+    r"[\s_\-]+(?:R[EÉ]F|LE|RE|AR|AV|AVG|CAR|LM|A1|A2|M1|M2|A1A2|M1M2|A12|M12)$", re.IGNORECASE
 )
 
 
