@@ -3,7 +3,9 @@
 Errors the user can fix (a missing file, an unknown device, a port that does not exist, ...) are
 printed as one line on stderr and end the command with exit status 1; a stream that ran to its end
 but carried NaN/inf values or timestamps that jumped or ran backwards ends with exit status 3 (all
-samples kept); Ctrl-C or SIGTERM ends it with 130; ``-v`` shows more logging. Nothing imports this module:
+samples kept); a path the system refuses (permissions, a file where a folder must be) is one line and exit
+status 1 too. Ctrl-C or SIGTERM ends a command that runs until stopped (``stream``, ``record``, ``run``, ``replay``)
+the normal way, its data kept, and any other with 130; ``-v`` shows more logging. Nothing imports this module:
 the commands live in :mod:`bci_dream.commands`.
 """
 
@@ -28,6 +30,14 @@ log = logging.getLogger("bci_dream")
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised through subprocess tests
     raise Terminate()
+
+
+def os_error_line(e: OSError) -> str:
+    """What the system refused, in one line with what to do."""
+    if e.filename is None:
+        return f"{e.strerror or type(e).__name__}: {e}"
+    target = f"{e.filename}" + (f" → {e.filename2}" if e.filename2 else "")
+    return f"{e.strerror or type(e).__name__}: {target}; choose another path, or check its folder and permissions"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (KeyboardInterrupt, Terminate):
         return EXIT_INTERRUPTED
+    except OSError as e:  # a path the system refuses (permissions, a file where a folder must be, a full disk, ...)
+        log.debug("system error", exc_info=True)
+        print(f"bci-dream: error: {os_error_line(e)}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
     except Exception as e:  # a bug: one line for the user, the traceback with -v
         log.debug("unexpected error", exc_info=True)
         print(f"bci-dream: internal error: {type(e).__name__}: {e} (please report it; -vv shows the traceback)",

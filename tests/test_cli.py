@@ -126,3 +126,14 @@ def test_nan_and_timestamp_jumps_are_reported_and_give_exit_status_3(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "11 NaN or infinite values" in proc.stderr and "1 timestamp jumps" in proc.stderr
     assert f"replayed {n} samples" in proc.stdout
+
+
+def test_an_output_path_the_system_refuses_is_one_line_and_leaves_nothing_behind(tmp_path, shared_data):
+    """An output that is a folder (or under a file) is refused by the system itself: one line naming the path and
+    what to do, exit status 1, no temporary file left (make-pairs writes its manifest atomically)."""
+    muse = shared_data / "muse-lsl"
+    (tmp_path / "pairs").mkdir()
+    args = ["make-pairs", str(muse / "N170/data_2017-09-13-15.30.01.csv"), "--class",
+            f"1={muse / 'stim_face_house/houses'}", "--round-robin", "-o"]
+    assert_one_line_error(run(*args, str(tmp_path / "pairs")), r"Is a directory: .*pairs; choose another path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs"]

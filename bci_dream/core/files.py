@@ -9,8 +9,13 @@ from pathlib import Path
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it to ``path``: a reader never sees
-    a half-written file, and a write that fails leaves the old file as it was."""
+    a half-written file, and a write that fails leaves the old file as it was (and no temporary file)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_file():
+            tmp.unlink()
+        raise

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bci_dream.core.errors import BciDreamError
+from bci_dream.core.files import write_atomically
 from bci_dream.io.image_file import IMAGE_SUFFIXES
 from bci_dream.io.readers import read_recording
 
@@ -141,14 +142,15 @@ def write_pairs(path: str | os.PathLike, pairs: Sequence[Pair]) -> Path:
             return str(target)
         return Path(os.path.relpath(target, base)).as_posix()
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for p in pairs:
-            w.writerow([rel(p.recording), "" if p.onset is None else repr(float(p.onset)), p.marker or "",
-                        rel(p.image), p.label or ""])
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(COLUMNS)
+            for p in pairs:
+                w.writerow([rel(p.recording), "" if p.onset is None else repr(float(p.onset)), p.marker or "",
+                            rel(p.image), p.label or ""])
+
+    write_atomically(path, write)
     return path
 
 
