@@ -598,3 +598,24 @@ def test_stopping_while_a_reader_drains_closes_cleanly(outlets) -> None:
     reader.join(5)
     assert not errors and source.state == SourceState.STOPPED and source._inlet is None
     check_samples_exact(collector.samples()[0])
+
+
+def test_a_recording_whose_outlet_went_away_says_so_and_keeps_what_came(outlets, tmp_path) -> None:
+    """``record`` from an LSL outlet that is killed 2 s in: the samples that came are in the file (footers written)
+    and the command says the stream went silent, with exit status 3, instead of a quiet success."""
+    import pyxdf
+
+    name = unique("vanish")
+    outlet = outlets(name)
+    out = tmp_path / "vanish.xdf"
+    proc = subprocess.Popen([sys.executable, "-m", "bci_dream.cli", "record", "--device", "lsl", "--stream-name", name,
+                             "--seconds", "7", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(3.0)
+    outlet.kill()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "sent nothing for the last" in err and "went away" in err and "Traceback" not in err
+    streams, _ = pyxdf.load_xdf(str(out))
+    eeg = next(s for s in streams if s["info"]["type"][0] == "EEG")
+    assert len(eeg["time_stamps"]) > RATE and "footer" in eeg

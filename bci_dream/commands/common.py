@@ -6,8 +6,11 @@ the engine headless. Imports only argparse and light bci_dream modules at load t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -382,11 +385,13 @@ def run_live(live, seconds: float | None, interval: float = 1.0, on_status=None)
     live.start()
     start = time.monotonic()
     next_print = start + interval
+    ended = False
     try:
         while seconds is None or time.monotonic() - start < seconds:
             wake = min(next_print, start + seconds) if seconds is not None else next_print
             if live.source.wait(max(0.0, wake - time.monotonic())):
-                break  # the source ended by itself: a replay reached its end, or the device failed
+                ended = True  # the source ended by itself: a replay reached its end, or the device failed
+                break
             if time.monotonic() >= next_print:
                 status = live.status()
                 print(status_line(time.monotonic() - start, status), flush=True)
@@ -395,7 +400,9 @@ def run_live(live, seconds: float | None, interval: float = 1.0, on_status=None)
                 next_print += interval
     except (KeyboardInterrupt, Terminate):
         print("stopping", flush=True)
-    summary = live.stop()
+    silent = "" if ended else silence(live, time.monotonic() - start)
+    with interrupts_held():  # (a second Ctrl-C must not cut the recording's close short)
+        summary = live.stop()
     if summary is not None:
         aux = f" (and {summary.aux_samples} aux samples)" if summary.aux_samples else ""
         print(f"recorded {summary.samples} samples and {summary.markers} markers{aux} in {summary.seconds:.1f} s "
@@ -415,7 +422,38 @@ def run_live(live, seconds: float | None, interval: float = 1.0, on_status=None)
     if problems:
         print(f"bci-dream: warning: the stream had {', '.join(problems)}; every sample was kept "
               "(exit status 3)", file=sys.stderr, flush=True)
-    return EXIT_INPUT_PROBLEMS if problems or low else EXIT_OK
+    if silent:
+        print(f"bci-dream: warning: {silent}; what arrived was kept (exit status 3)", file=sys.stderr, flush=True)
+    return EXIT_INPUT_PROBLEMS if problems or low or silent else EXIT_OK
+
+
+def silence(live, ran_s: float) -> str:
+    """``"the stream sent nothing for the last 10.2 s ..."`` when ``live``'s samples stopped coming well before
+    it was stopped (a device switched off, an LSL outlet that went away), else ``""``."""
+    from pylsl import local_clock
+
+    last = live.pipeline.stats.last_arrival
+    limit = max(2.0, live.source.stall_timeout)
+    if last is None:
+        return f"no samples arrived in {ran_s:.1f} s (is the device on, the outlet pushing?)" if ran_s > limit else ""
+    quiet = local_clock() - last
+    if quiet <= limit:
+        return ""
+    return (f"the stream sent nothing for the last {quiet:.1f} s before it was stopped (the device or the LSL "
+            "outlet went away)")
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Ctrl-C is ignored inside (on the main thread; elsewhere nothing changes): shutting down finishes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def rate_shortfall(stats, nominal: float) -> str:
