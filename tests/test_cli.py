@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -137,3 +138,18 @@ def test_an_output_path_the_system_refuses_is_one_line_and_leaves_nothing_behind
             f"1={muse / 'stim_face_house/houses'}", "--round-robin", "-o"]
     assert_one_line_error(run(*args, str(tmp_path / "pairs")), r"Is a directory: .*pairs; choose another path")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs"]
+
+
+def test_a_second_ctrl_c_while_closing_is_held():
+    """While the recording closes, SIGINT is ignored (a second Ctrl-C would cut the file's footers off); the
+    handler is back afterwards."""
+    import os
+    import signal
+
+    from bci_dream.commands.common import interrupts_held
+
+    before = signal.getsignal(signal.SIGINT)
+    with interrupts_held():
+        os.kill(os.getpid(), signal.SIGINT)  # (no KeyboardInterrupt)
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is before
