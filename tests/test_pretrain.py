@@ -56,6 +56,30 @@ def test_resume_refuses_a_checkpoint_of_another_preset(tmp_path, recordings):
         pretrain(recordings[:1], out, PretrainSettings(preset="small", max_steps=2, batch_size=4), progress=False)
 
 
+def test_a_checkpoint_named_by_one_of_its_files_loads_and_damaged_ones_say_so_in_one_line(tmp_path, recordings):
+    """``--checkpoint ck/model.safetensors`` means the folder; a missing path, another file, a damaged config and cut-off
+    weights each get one line saying what to do."""
+    import shutil
+
+    out = tmp_path / "ckpt"
+    pretrain(recordings[:1], out, PretrainSettings(preset="tiny", max_steps=2, batch_size=4), progress=False)
+    for name in ("model.safetensors", "config.json"):
+        assert load_checkpoint(out / name)[1]["meta"]["stage"] == "pretrain"
+    (tmp_path / "weights.pt").write_bytes(b"\x80\x02")
+    damaged = shutil.copytree(out, tmp_path / "damaged")
+    (damaged / "config.json").write_text('{"format": ')
+    cut = shutil.copytree(out, tmp_path / "cut")
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    for path, message in ((tmp_path / "nowhere", "does not exist; give the folder written by"),
+                          (tmp_path / "weights.pt", "is a file, not a bci-dream checkpoint: give the folder that holds"),
+                          (damaged, "config.json is damaged .*; copy the checkpoint again"),
+                          (cut, "the weights are missing, damaged or cut off; copy the checkpoint again")):
+        with pytest.raises(CheckpointError, match=message) as caught:
+            load_checkpoint(path)
+        assert "\n" not in str(caught.value)
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, recordings):
     out = tmp_path / "ckpt"
     settings = PretrainSettings(preset="tiny", max_steps=4, batch_size=4, checkpoint_every=2)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bci_dream.core.errors import CheckpointError
+from bci_dream.core.errors import CheckpointError, first_line
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
 from bci_dream.models.window_spec import unsupported_windows
 
@@ -55,17 +55,38 @@ def _atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def checkpoint_folder(path: str | os.PathLike) -> Path:
+    """The checkpoint folder ``path`` names: itself, or the folder of its ``config.json`` or ``model.safetensors``.
+
+    Raises:
+        CheckpointError: it does not exist, or is some other file (one line saying what to give instead).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; give the folder written by 'bci-dream pretrain', "
+                              "'finetune' or 'calibrate'")
+    if path.name in (CONFIG_FILE, WEIGHTS_FILE):
+        return path.parent
+    raise CheckpointError(f"{path} is a file, not a bci-dream checkpoint: give the folder that holds {CONFIG_FILE} "
+                          f"and {WEIGHTS_FILE} (written by 'bci-dream pretrain', 'finetune' or 'calibrate')")
+
+
 def read_config(folder: str | os.PathLike) -> dict:
-    """The checkpoint's ``config.json`` as a dict; :class:`CheckpointError` if missing or not ours."""
-    folder = Path(folder)
-    path = folder / CONFIG_FILE if folder.is_dir() else folder
+    """The checkpoint's ``config.json`` as a dict; :class:`CheckpointError` if missing, damaged or not ours."""
+    folder = checkpoint_folder(folder)
+    path = folder / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{folder} is not a bci-dream checkpoint (no {CONFIG_FILE}); "
                               "give the folder written by 'bci-dream pretrain' or 'finetune'")
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from e
+        raise CheckpointError(f"{path} is damaged ({first_line(e)}); copy the checkpoint again or train it "
+                              "again") from e
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} is not a bci-dream EEG checkpoint (its {CONFIG_FILE} is not an object)")
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a bci-dream EEG checkpoint (format {config.get('format')!r})")
     return config
@@ -98,7 +119,7 @@ def load_checkpoint(folder: str | os.PathLike, *, expected: EegModelConfig | Non
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    folder = Path(folder)
+    folder = checkpoint_folder(folder)
     raw = read_config(folder)
     config = model_config(raw, folder)
     try:
@@ -109,7 +130,8 @@ def load_checkpoint(folder: str | os.PathLike, *, expected: EegModelConfig | Non
     try:
         state = load_file(str(folder / WEIGHTS_FILE), device=str(map_location))
     except (OSError, SafetensorError) as e:
-        raise CheckpointError(f"cannot read {folder / WEIGHTS_FILE}: {e}") from e
+        raise CheckpointError(f"cannot read {folder / WEIGHTS_FILE} ({first_line(e)}): the weights are missing, "
+                              "damaged or cut off; copy the checkpoint again or train it again") from e
     load_state(model, state, source=str(folder), source_preset=config.encoder.preset)
     return model, raw
 
