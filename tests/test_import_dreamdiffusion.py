@@ -287,6 +287,14 @@ def test_bad_files(tmp_path, cond_state, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot read" in err
 
+    for name, content in (("empty.safetensors", b""), ("random.safetensors", bytes(range(256)) * 8)):
+        (tmp_path / name).write_bytes(content)  # (torch.load hands .safetensors files to safetensors)
+        assert main(["import-dreamdiffusion", str(tmp_path / name), "-o", str(tmp_path / "o5")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "damaged or not a PyTorch checkpoint" in err and "internal" not in err
+    assert main(["import-dreamdiffusion", str(tmp_path), "-o", str(tmp_path / "o6")]) == 1
+    assert "is a folder; give the path of DreamDiffusion's checkpoint.pth" in capsys.readouterr().err
+
     no_mapper = {k: v for k, v in cond_state.items() if not k.startswith("channel_mapper.")}
     path = tmp_path / "pooled.pth"
     torch.save(ldm_state(no_mapper), path)

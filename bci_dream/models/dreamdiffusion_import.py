@@ -174,7 +174,11 @@ def load_torch_file(path: str | os.PathLike, *, unsafe_load: bool = False) -> ob
     Raises :class:`CheckpointError` (one line) when the file is missing, damaged, or needs full
     unpickling without ``unsafe_load``.
     """
+    from safetensors import SafetensorError  # (torch.load hands a .safetensors file to safetensors)
+
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give the path of DreamDiffusion's checkpoint.pth inside it")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file; give the path of DreamDiffusion's checkpoint.pth")
     if unsafe_load:
@@ -200,7 +204,7 @@ def load_torch_file(path: str | os.PathLike, *, unsafe_load: bool = False) -> ob
         raise CheckpointError(f"cannot read {path}: damaged or not a PyTorch checkpoint "
                               f"({first_line(e, 160)})") from e
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, ImportError, AttributeError,
-            TypeError) as e:
+            TypeError, SafetensorError) as e:
         raise CheckpointError(f"cannot read {path}: truncated, damaged or not a PyTorch checkpoint "
                               f"({type(e).__name__}: {first_line(e, 160)})") from e
 
