@@ -388,3 +388,27 @@ def test_syphon_shares_every_image_as_a_metal_texture(monkeypatch):
     first, second = ("published", (8, 6), [10, 20, 30, 255]), ("published", (4, 4), [1, 2, 3, 255])
     assert events == [("server", "gallery"), first, second, first, second, "stopped"]
     assert len(textures) == 4 and output.sent == 4
+
+
+def test_render_leaves_out_what_a_damaged_run_folder_lacks_and_says_so(tmp_path, caplog):
+    """A run folder as a crash or a careless hand leaves it: a line that is JSON but not a record, a generated image
+    deleted, one image damaged. The others become the video; each problem is one warning; --fps 0 is refused."""
+    from PIL import Image
+
+    from bci_dream.runtime.video_writer import VideoError, render
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lines = []
+    for i in range(6):
+        lines.append(json.dumps({"index": i, "t_end": 100.0 + i, "skipped": i == 4}))
+        if i not in (2, 4):
+            Image.new("RGB", (64, 64), (40 * i, 0, 0)).save(out / f"{i:06d}.png")
+    (out / "000003.png").write_bytes(b"not a png")
+    (out / "frames.jsonl").write_text("\n".join([*lines[:3], "[1, 2]", *lines[3:]]) + "\n")
+    assert render(out, tmp_path / "v.mp4") == 3 and _video_frames(tmp_path / "v.mp4") == 3  # (frames 0, 1, 5)
+    said = caplog.text
+    assert "line 4 is not a frame record" in said and "1 generated image(s) are missing" in said
+    assert "1 image(s) in" in said and "are damaged (000003.png" in said
+    with pytest.raises(VideoError, match="--fps must be a positive frame rate"):
+        render(out, tmp_path / "w.mp4", fps=0)

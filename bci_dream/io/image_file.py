@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from bci_dream.core.errors import BciDreamError
+from bci_dream.core.errors import BciDreamError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -31,4 +31,6 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (OSError, UnidentifiedImageError) as e:
-        raise ImageFileError(f"cannot read image {path}: {e}") from e
+        why = "it is empty" if os.path.isfile(path) and os.path.getsize(path) == 0 else first_line(e)
+        raise ImageFileError(f"cannot read image {path} ({why}): it is damaged or not an image; replace it or leave "
+                             "it out") from e

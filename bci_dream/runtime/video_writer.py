@@ -22,7 +22,7 @@ import av
 import numpy as np
 
 from bci_dream.core.errors import BciDreamError
-from bci_dream.io.image_file import read_image
+from bci_dream.io.image_file import ImageFileError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -143,28 +143,44 @@ def render(frames_dir: str | os.PathLike, output: str | os.PathLike, *, fps: flo
     Raises:
         VideoError: no ``frames.jsonl`` or no images in the folder, or the video cannot be written.
     """
+    if not fps > 0:
+        raise VideoError(f"--fps must be a positive frame rate, not {fps:g}")
     folder = Path(frames_dir)
     log_file = folder / "frames.jsonl"
     if not log_file.is_file():
         raise VideoError(f"{folder} has no frames.jsonl: give the --out folder of 'bci-dream run --headless' or "
                          "'bci-dream replay --headless'")
-    records = []
-    for n, line in enumerate(log_file.read_text().splitlines(), 1):
+    records, missing = [], []
+    for n, line in enumerate(log_file.read_text(errors="replace").splitlines(), 1):
         try:
             record = json.loads(line)
-        except ValueError:
-            log.warning("%s line %d is not JSON (a run cut short?); skipped", log_file, n)
+            index, t_end = int(record.get("index", -1)), float(record.get("t_end", 0.0))
+        except (ValueError, TypeError, AttributeError):
+            log.warning("%s line %d is not a frame record (a run cut short?); skipped", log_file, n)
             continue
-        image = folder / f"{int(record.get('index', -1)):06d}.png"
-        if not record.get("skipped") and image.is_file():
-            records.append((float(record.get("t_end", 0.0)), int(record["index"]), image))
+        if record.get("skipped"):
+            continue
+        image = folder / f"{index:06d}.png"
+        (records if image.is_file() else missing).append((t_end, index, image))
+    if missing:
+        log.warning("%d generated image(s) are missing from %s (%s ...); the video leaves them out", len(missing),
+                    folder, missing[0][2].name)
     if not records:
         raise VideoError(f"{folder} holds no generated images to render")
     records.sort(key=lambda r: r[1])
+    unreadable = []
     writer = VideoWriter(output, fps=fps)
     try:
         for t_end, index, image in records:
-            writer.write(read_image(image), at_s=t_end, index=index, t_end=t_end)
+            try:
+                picture = read_image(image)
+            except ImageFileError:
+                unreadable.append(image.name)
+                continue
+            writer.write(picture, at_s=t_end, index=index, t_end=t_end)
     finally:
         writer.close()
+    if unreadable:
+        log.warning("%d image(s) in %s are damaged (%s ...); the video leaves them out", len(unreadable), folder,
+                    unreadable[0])
     return writer.frames
