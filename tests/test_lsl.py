@@ -619,3 +619,17 @@ def test_a_recording_whose_outlet_went_away_says_so_and_keeps_what_came(outlets,
     streams, _ = pyxdf.load_xdf(str(out))
     eeg = next(s for s in streams if s["info"]["type"][0] == "EEG")
     assert len(eeg["time_stamps"]) > RATE and "footer" in eeg
+
+
+def test_two_outlets_of_one_name_are_said(outlets, caplog) -> None:
+    """Two outlets answer the same query (two amplifiers named alike): one is used, and the warning names both."""
+    name = unique("twin")
+    outlets(name, unique("a"))
+    outlets(name, unique("b"))
+    source = LslSource(stream_name=name, timeout=5.0)
+    try:
+        source.open()
+    finally:
+        source.stop()
+    warning = next(r.getMessage() for r in caplog.records if "LSL streams match" in r.getMessage())
+    assert warning.startswith("2 LSL streams match") and name in warning and "ignoring" in warning

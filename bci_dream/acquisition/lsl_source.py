@@ -86,6 +86,9 @@ _NUMPY_DTYPES: dict[int, type[np.generic]] = {
     pylsl.cf_int64: np.int64,
 }
 
+#: Seconds :meth:`LslSource.open` waits, after the first stream that matches answered, for a second one of the same
+#: query (two outlets of one name: which is used is said).
+DUPLICATE_WAIT_S = 0.3
 #: Seconds a pull waits for the first sample; bounds how long :meth:`Source.stop` takes.
 POLL_INTERVAL = 0.05
 #: Seconds between the acquisition thread's pulls. Window readers pull too, on their own thread, before each window
@@ -260,6 +263,8 @@ class LslSource(Source):
                 f"no LSL stream with {self.query} found within {self.timeout:.1f} s; "
                 "start the stream or check --stream-name/--stream-type/--source-id"
             )
+        if len(found) == 1:  # (resolve_bypred returns at the first answer: give a second outlet of that name a moment)
+            found = pylsl.resolve_bypred(predicate, minimum=2, timeout=DUPLICATE_WAIT_S) or found
         chosen = found[0]
         if len(found) > 1:
             others = ", ".join(f"{s.name()!r} ({s.source_id() or 'no source_id'} on {s.hostname()})" for s in found[1:])
