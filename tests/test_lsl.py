@@ -609,9 +609,12 @@ def test_a_recording_whose_outlet_went_away_says_so_and_keeps_what_came(outlets,
     outlet = outlets(name)
     out = tmp_path / "vanish.xdf"
     proc = subprocess.Popen([sys.executable, "-m", "bci_dream.cli", "record", "--device", "lsl", "--stream-name", name,
-                             "--seconds", "7", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--seconds", "8", "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(3.0)
+    assert proc.stdout is not None
+    while "streaming" not in proc.stdout.readline():  # (until the first status line: a second of samples came)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    time.sleep(1.0)
     outlet.kill()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
@@ -629,6 +632,7 @@ def test_two_outlets_of_one_name_are_said(outlets, caplog) -> None:
     source = LslSource(stream_name=name, timeout=5.0)
     try:
         source.open()
+        wait_until(lambda: "LSL streams match" in caplog.text, 5, "the warning of a second stream")
     finally:
         source.stop()
     warning = next(r.getMessage() for r in caplog.records if "LSL streams match" in r.getMessage())

@@ -86,9 +86,9 @@ _NUMPY_DTYPES: dict[int, type[np.generic]] = {
     pylsl.cf_int64: np.int64,
 }
 
-#: Seconds :meth:`LslSource.open` waits, after the first stream that matches answered, for a second one of the same
-#: query (two outlets of one name: which is used is said).
-DUPLICATE_WAIT_S = 0.3
+#: Seconds a thread of :meth:`LslSource.open` waits, after the first stream that matches answered, for a second one of
+#: the same query (two outlets of one name: which is used is said); the stream does not wait for it.
+DUPLICATE_WAIT_S = 2.0
 #: Seconds a pull waits for the first sample; bounds how long :meth:`Source.stop` takes.
 POLL_INTERVAL = 0.05
 #: Seconds between the acquisition thread's pulls. Window readers pull too, on their own thread, before each window
@@ -242,6 +242,20 @@ class LslSource(Source):
         return ("an LSL stream carries no impedance measurement: measure it in the amplifier's own software; the "
                 "signal check stands in for it here")
 
+    def _look_for_duplicates(self, predicate: str, chosen) -> None:
+        try:
+            found = pylsl.resolve_bypred(predicate, minimum=2, timeout=DUPLICATE_WAIT_S)
+        except Exception:  # (only a warning was at stake)
+            log.debug("looking for a second LSL stream failed", exc_info=True)
+            return
+        if len(found) > 1:
+            self._say_duplicates(chosen, [chosen, *(s for s in found if s.uid() != chosen.uid())])
+
+    def _say_duplicates(self, chosen, found: list) -> None:
+        others = ", ".join(f"{s.name()!r} ({s.source_id() or 'no source_id'} on {s.hostname()})" for s in found[1:])
+        log.warning("%d LSL streams match %s; using %r (source_id %r on %s), ignoring %s; give --source-id to choose",
+                    len(found), self.query, chosen.name(), chosen.source_id(), chosen.hostname(), others)
+
     def open(self) -> StreamInfo:
         """Resolve the stream(s), open the inlet(s) and return the stream's description.
 
@@ -263,15 +277,12 @@ class LslSource(Source):
                 f"no LSL stream with {self.query} found within {self.timeout:.1f} s; "
                 "start the stream or check --stream-name/--stream-type/--source-id"
             )
-        if len(found) == 1:  # (resolve_bypred returns at the first answer: give a second outlet of that name a moment)
-            found = pylsl.resolve_bypred(predicate, minimum=2, timeout=DUPLICATE_WAIT_S) or found
         chosen = found[0]
         if len(found) > 1:
-            others = ", ".join(f"{s.name()!r} ({s.source_id() or 'no source_id'} on {s.hostname()})" for s in found[1:])
-            log.warning(
-                "%d LSL streams match %s; using %r (source_id %r on %s), ignoring %s",
-                len(found), self.query, chosen.name(), chosen.source_id(), chosen.hostname(), others,
-            )
+            self._say_duplicates(chosen, found)
+        else:  # (resolve_bypred returns at the first answer: look for a second one without delaying the stream)
+            threading.Thread(target=self._look_for_duplicates, args=(predicate, chosen), daemon=True,
+                             name=f"lsl-duplicates:{self.name}").start()
         self._check_numeric(chosen)
         inlet, full = self._connect(chosen, self.timeout)
         self._inlet = inlet
