@@ -95,6 +95,10 @@ def test_bad_recordings_give_one_clear_line(tmp_path, shared_data):
     assert_one_line_error(run("record", "--device", "synthetic", "-o", str(existing), "--seconds", "1"),
                           "already exists")
     assert existing.read_bytes() == b"precious"
+    assert_one_line_error(run("record", "--device", "synthetic", "-o", str(tmp_path), "--seconds", "1"),
+                          "is a folder: give the file to record to")
+    assert_one_line_error(run("record", "--device", "synthetic", "-o", str(existing / "r.xdf"), "--seconds", "1"),
+                          "exists.xdf is a file, not a folder")
 
 
 def test_every_shared_recording_replays_without_a_traceback(shared_data):

@@ -54,6 +54,9 @@ class SessionRecorder:
     def __init__(self, path: str | os.PathLike, info: StreamInfo, *, overwrite: bool = False,
                  aux: Sequence[StreamInfo] = ()) -> None:
         self.path = Path(path)
+        if not str(path).strip() or self.path.is_dir():
+            raise RecordingError(f"{str(path)!r} is {'a folder' if str(path).strip() else 'empty'}: give the file to "
+                                 "record to, like session.xdf")
         if self.path.exists() and not overwrite:
             raise RecordingError(f"{self.path} already exists; choose another file name or remove it first")
         if self.path.suffix.lower() != ".xdf":

@@ -185,6 +185,9 @@ class XdfWriter:
         self._good_size = 0  # bytes of whole chunks written so far
 
         folder = self._path.parent
+        if folder.exists() and not folder.is_dir():
+            raise RecordingError(f"cannot create recording {self._path}: {folder} is a file, not a folder; give "
+                                 "another path")
         if not folder.is_dir():
             raise RecordingError(
                 f"cannot create recording {self._path}: folder {folder} does not exist; create it first"

@@ -59,7 +59,8 @@ class VideoWriter:
             self._container = av.open(str(self.path), "w")
             self._sidecar_file = open(str(self.path) + SIDECAR_SUFFIX, "w", newline="")  # noqa: SIM115 - closed in close()
         except OSError as e:
-            raise VideoError(f"cannot write the video {self.path}: {e.strerror or e}") from e
+            where = f" ({e.filename} is in the way)" if getattr(e, "filename", None) else ""
+            raise VideoError(f"cannot write the video {self.path}: {e.strerror or e}{where}; give another path") from e
         self._sidecar = csv.writer(self._sidecar_file)
         self._sidecar.writerow(["video_frame", "pts_ms", "engine_index", "t_end"])
         self._stream = None
