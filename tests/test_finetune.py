@@ -202,6 +202,14 @@ def test_make_pairs_errors_are_one_line(shared_data, tmp_path, capsys):
     assert "does not exist" in one_error_line(capsys)
     assert main(["make-pairs", rec, "--class", "2", "-o", str(tmp_path / "p.csv")]) == 1
     assert "MARKER=VALUE" in one_error_line(capsys)
+    damaged = tmp_path / "faces"
+    shutil.copytree(shared_data / STIM / "faces", damaged)
+    (damaged / "empty.jpg").write_bytes(b"")
+    (damaged / "noise.png").write_bytes(bytes(range(256)))
+    assert main(["make-pairs", rec, "--class", f"2={damaged}", "--round-robin", "-o", str(tmp_path / "p.csv")]) == 1
+    assert "2 image(s) are damaged or not images (empty.jpg, noise.png); replace or remove them" in \
+        one_error_line(capsys)
+    assert not (tmp_path / "p.csv").exists()
 
 
 # -- fine-tuning ----------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from bci_dream.core.errors import BciDreamError
 from bci_dream.devices import shipped_data_folder
-from bci_dream.io.image_file import IMAGE_SUFFIXES
+from bci_dream.io.image_file import IMAGE_SUFFIXES, is_readable_image
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def load_stimulus_set(folder: str | os.PathLike, check_images: bool = True) -> S
     classes = tuple(d.name for d in class_dirs)
     items = tuple(Stimulus(name, k, path) for k, name in enumerate(classes, start=1) for path in images[name])
     if check_images:
-        bad = [s.relative for s in items if not _readable(s.path)]
+        bad = [s.relative for s in items if not is_readable_image(s.path)]
         if bad:
             raise StimulusError(f"stimulus set {root}: {len(bad)} image(s) Pillow cannot read: {name_list(bad)}")
     log.debug("stimulus set %s: %d classes, %d images", root, len(classes), len(items))
@@ -223,16 +223,6 @@ def name_list(names: Sequence[str], limit: int = 5) -> str:
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def _readable(path: Path) -> bool:
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except Exception as e:  # Pillow raises many types (OSError, SyntaxError, ValueError, DecompressionBombError)
-        log.warning("cannot read image %s: %s", path, e)
-        return False
-    return True
 
 
 # -- the shapes × colours set --------------------------------------------------------------------------

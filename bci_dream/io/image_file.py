@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,8 @@ from bci_dream.core.errors import BciDreamError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
+
+log = logging.getLogger(__name__)
 
 
 #: File name endings of the images stimulus sets, pairs and image banks take.
@@ -34,3 +37,16 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         why = "it is empty" if os.path.isfile(path) and os.path.getsize(path) == 0 else first_line(e)
         raise ImageFileError(f"cannot read image {path} ({why}): it is damaged or not an image; replace it or leave "
                              "it out") from e
+
+
+def is_readable_image(path: str | os.PathLike) -> bool:
+    """Whether Pillow decodes the image at ``path`` (the reason it does not is logged at debug level)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as e:  # Pillow raises many types (OSError, SyntaxError, ValueError, DecompressionBombError)
+        log.debug("cannot read image %s: %s", path, e)
+        return False
+    return True

@@ -29,7 +29,7 @@ import numpy as np
 
 from bci_dream.core.errors import BciDreamError
 from bci_dream.core.files import write_atomically
-from bci_dream.io.image_file import IMAGE_SUFFIXES
+from bci_dream.io.image_file import IMAGE_SUFFIXES, is_readable_image
 from bci_dream.io.readers import read_recording
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,6 +164,10 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise PairsError(f"image folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    bad = [p.name for p in images if not is_readable_image(p)]
+    if bad:
+        raise PairsError(f"image folder {folder}: {len(bad)} image(s) are damaged or not images ({', '.join(bad[:5])}"
+                         f"{' ...' if len(bad) > 5 else ''}); replace or remove them")
     return images
 
 
