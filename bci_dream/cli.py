@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Sequence
 
 from bci_dream import __version__
+from bci_dream.acquisition.lsl_config import quiet_liblsl
 from bci_dream.commands import COMMAND_MODULES
 from bci_dream.commands.common import EXIT_ERROR, EXIT_INTERRUPTED, Terminate
 from bci_dream.core.errors import BciDreamError
@@ -65,6 +66,7 @@ def _setup_logging(verbosity: int) -> None:
         logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
         logging.getLogger("diffusers.quantizers.torchao.torchao_quantizer").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+        quiet_liblsl()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

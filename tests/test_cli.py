@@ -1,5 +1,6 @@
 """The bci-dream command, run as a user runs it: real subprocesses, real files, one-line errors."""
 
+import os
 import re
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def test_wheel_ships_the_device_profiles(tmp_path):
     for profile in (REPO / "devices").glob("*.toml"):
         assert f"bci_dream/_data/devices/{profile.name}" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+    assert "bci_dream/acquisition/lsl_api.cfg" in names  # (liblsl's quiet settings)
 
 
 def test_stream_prints_status_every_second():
@@ -157,3 +159,19 @@ def test_a_second_ctrl_c_while_closing_is_held():
         os.kill(os.getpid(), signal.SIGINT)  # (no KeyboardInterrupt)
         time.sleep(0.05)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_liblsl_keeps_its_log_lines_to_itself_unless_the_user_configured_it(tmp_path, monkeypatch):
+    """liblsl's own INFO lines do not reach the terminal; a user's lsl_api.cfg (network settings) is left in force."""
+    from bci_dream.acquisition.lsl_config import QUIET_CONFIG, quiet_liblsl
+
+    proc = run("stream", "--device", "lsl", "--stream-name", "no-such-stream-quiet", "--timeout", "1")
+    assert proc.returncode == 1 and "INFO|" not in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LSLAPICFG", raising=False)
+    (tmp_path / "lsl_api.cfg").write_text("[lab]\nKnownPeers = {10.0.0.2}\n")
+    assert not quiet_liblsl() and "LSLAPICFG" not in os.environ
+    (tmp_path / "lsl_api.cfg").unlink()
+    monkeypatch.setenv("HOME", str(tmp_path))  # (no ~/lsl_api/lsl_api.cfg either)
+    if not Path("/etc/lsl_api/lsl_api.cfg").is_file():
+        assert quiet_liblsl() and os.environ["LSLAPICFG"] == str(QUIET_CONFIG) and QUIET_CONFIG.is_file()
