@@ -112,12 +112,15 @@ def test_record_then_replay_through_the_controls(make_window, qtbot, tmp_path):
     assert np.isfinite(replayed).all() and replayed.std() > 0
 
 
-def test_a_real_recording_replays_with_its_markers(make_window, qtbot, shared_data):
-    window = make_window(replay=shared_data / "bci-essentials/ssvep_example.xdf", speed=8.0, generate=False)
+@pytest.mark.parametrize("rel, n_channels", [("bci-essentials/ssvep_example.xdf", 8),
+                                               ("mne-python/brainvision/tests/data/test.vhdr", 26)])
+def test_a_real_recording_replays_with_its_markers(make_window, qtbot, shared_data, rel, n_channels):
+    """An .xdf, and a recording in another lab's format (BrainVision): the traces run and its markers show."""
+    window = make_window(replay=shared_data / rel, speed=8.0 if rel.endswith(".xdf") else 1.0, generate=False)
     qtbot.waitUntil(lambda: window.live is not None and window.live.pipeline.markers.total_written > 0,
                     timeout=30000)
     qtbot.waitUntil(lambda: len(window.traces.visible_markers()) > 0, timeout=5000)
-    assert window.live.info.n_channels == 8 and not window.errors
+    assert window.live.info.n_channels == n_channels and not window.errors
 
 
 def test_an_unreadable_replay_and_a_checkpoint_for_another_model_are_said_in_one_line(make_window, qtbot,
