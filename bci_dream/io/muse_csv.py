@@ -139,11 +139,11 @@ def _time_column(path: Path, table: TextTable) -> tuple[np.ndarray, bool]:
         return numeric, True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stamps = _datetimes([r[0] for r in table.cells])
+        stamps = _datetimes(table.column(0))
     if np.count_nonzero(np.isfinite(stamps)) * 2 > stamps.shape[0]:
         return stamps, False
     raise RecordingError(f"{path}: the timestamp column holds neither numbers nor date-times "
-                         f"(first value '{table.cells[0][0][:40]}'); the file is damaged or not a Muse CSV")
+                         f"(first value '{table.column(0)[0][:40]}'); the file is damaged or not a Muse CSV")
 
 
 def _is_mind_monitor(header: Sequence[str]) -> bool:
@@ -200,9 +200,11 @@ def read_muse_csv(path: str | Path) -> Recording:
     times, numeric = _time_column(path, table)
     data = table.values[:, eeg_cols]
     data[~np.isfinite(data)] = np.nan
-    marker_text = [[_marker_text(r[j], mind_monitor) for j in marker_cols] for r in table.cells]
+    n_table = table.values.shape[0]
+    marker_columns = [_marker_column(table, j, mind_monitor) for j in marker_cols]
+    marker_text = [list(row) for row in zip(*marker_columns)] if marker_columns else [[] for _ in range(n_table)]
     keep = np.isfinite(times)
-    _drop_warning(path, int(np.count_nonzero(~keep)), "whose timestamp is not a number", len(table.cells))
+    _drop_warning(path, int(np.count_nonzero(~keep)), "whose timestamp is not a number", n_table)
     if mind_monitor:  # rows with no RAW value are elements (markers) or band-power rows, not samples
         empty = keep & np.isnan(data).all(axis=1)
         element_only = empty & np.array([any(m) for m in marker_text], dtype=bool)
@@ -243,9 +245,20 @@ def read_muse_csv(path: str | Path) -> Recording:
     info = {"timestamps_backwards": backwards, "dropped_rows": n_rows - int(np.count_nonzero(keep)),
             "nan_rows": nan_rows, "timestamp_unit": unit if numeric else "date-time"}
     if not numeric:
-        info["start"] = table.cells[int(np.flatnonzero(np.isfinite(times))[0])][0]
+        info["start"] = table.column(0)[int(np.flatnonzero(np.isfinite(times))[0])]
     return Recording(data=data.astype(np.float32), sfreq=sfreq, ch_names=names, markers=markers, times=times_kept,
                      path=path, source_format=fmt, info=info)
+
+
+def _marker_column(table: TextTable, j: int, mind_monitor: bool) -> list[str]:
+    """Column ``j`` of ``table`` as marker texts, one per row (see :func:`_marker_text`)."""
+    if table.cells is None:  # (all numbers: only the non-zero ones are markers)
+        values = table.values[:, j]
+        texts = [""] * len(values)
+        for i in np.flatnonzero(np.isfinite(values) & (values != 0)):
+            texts[i] = f"{values[i]:g}"
+        return texts
+    return [_marker_text(cell, mind_monitor) for cell in table.column(j)]
 
 
 def _marker_text(cell: str, mind_monitor: bool) -> str:

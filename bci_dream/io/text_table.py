@@ -3,6 +3,7 @@ blank or not a number become NaN (the text readers' shared way with damaged file
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,15 +17,22 @@ class TextTable:
 
     Attributes:
         values: float64 [n_rows, n_fields]; NaN where a cell is blank or not a number.
-        cells: the same rows as text, [n_rows][n_fields] stripped strings.
+        cells: the same rows as text, [n_rows][n_fields] stripped strings; None when every cell was a number (read
+            by numpy at once: :meth:`column` writes them out when asked).
         n_fields: fields per row.
         n_wrong_fields: rows left out because they had another number of fields (truncated or damaged lines).
     """
 
     values: np.ndarray
-    cells: list[list[str]]
+    cells: list[list[str]] | None
     n_fields: int
     n_wrong_fields: int
+
+    def column(self, j: int) -> list[str]:
+        """The cells of column ``j`` as text, one per row ("" for a NaN of an all-numeric table)."""
+        if self.cells is not None:
+            return [row[j] for row in self.cells]
+        return [repr(float(v)) if np.isfinite(v) else "" for v in self.values[:, j]]
 
 
 def _to_float(cells: Sequence[str]) -> np.ndarray:
@@ -45,6 +53,15 @@ def _to_float(cells: Sequence[str]) -> np.ndarray:
 def read_text_table(lines: Sequence[str], sep: str, n_fields: int | None = None) -> TextTable:
     """Parse non-empty text ``lines`` split by ``sep``, keeping rows of ``n_fields`` fields (default: the most
     common count); see :class:`TextTable`. Never raises on content."""
+    if n_fields is not None and lines:  # (an intact all-numeric file: numpy reads it at once)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values = np.loadtxt(lines, delimiter=sep, ndmin=2, dtype=np.float64)
+            if values.shape == (len(lines), n_fields):
+                return TextTable(values, None, n_fields, 0)
+        except ValueError:
+            pass
     rows = [[c.strip() for c in ln.split(sep)] for ln in lines]
     if n_fields is None:
         n_fields = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else 0
