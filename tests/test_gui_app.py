@@ -4,6 +4,7 @@ The diffusion model is the tiny random-weight one on the CPU (no GPU here).
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -494,14 +495,17 @@ def test_a_scene_sets_up_the_app_and_the_window_saves_it_back(make_window, qtbot
     assert window.settings.value("scene/last") == str(saved)  # ('--scene last' opens it)
     for text, said in (('[creative]\ncolour = "red"\n', "unknown key 'colour' in [creative]"),
                        ('[lights]\non = true\n', "unknown section [lights]"),
-                       ('[creative]\neeg_influence = "lots"\n', "[creative] eeg_influence must be")):
+                       ('[creative]\neeg_influence = "lots"\n', "[creative] eeg_influence must be"),
+                       ('[source]\nspeed = -3\n', "[source] speed must be 0 (as fast as possible) or more, not -3"),
+                       ('[model]\nhop = 0\n', "[model] hop must be above 0 s, not 0"),
+                       ('[model]\nsize = -5\n', "[model] size must be between 64 and 4096 pixels")):
         bad = tmp_path / "bad.toml"
         bad.write_text(text)
-        with pytest.raises(SceneError, match=said.replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(SceneError, match=re.escape(said)):
             load_scene(bad)
     proc = subprocess.run([sys.executable, "-m", "bci_dream.cli", "app", "--scene", str(bad)], capture_output=True,
                           text=True, timeout=60, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
-    assert proc.returncode == 1 and "eeg_influence must be" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "size must be" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_stage_outputs_from_a_scene_that_this_system_lacks_are_one_line_and_the_app_runs(make_window, qtbot,
@@ -648,3 +652,27 @@ def test_the_theme_switches_live_and_is_remembered(make_window, qtbot):
     assert all(p.backgroundBrush().color().lightness() > 128 for p in again.findChildren(pg.PlotWidget))
     again.set_theme("dark")
     assert app.palette().color(QtGui.QPalette.ColorRole.Window).lightness() < 128
+
+
+def test_settings_edited_by_hand_and_a_stream_of_a_few_hertz_do_not_stop_the_window(make_window, qtbot, tmp_path):
+    """A settings file with a geometry that is text and panel numbers that are not numbers opens with the defaults;
+    a replayed stream of 2 Hz (a counter taken as EEG) runs every panel without an exception."""
+    from bci_dream.gui.spectrum_panel import SpectrumPanel
+    from bci_dream.io.xdf_writer import XdfWriter
+
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    settings.setValue("geometry", "notbytes")
+    settings.setValue("Traces/span_s", "abc")
+    settings.setValue("Traces/scale_uv", ["1", "2"])
+    settings.setValue("Spectrum/seconds", "nan")
+    settings.sync()
+    xdf = tmp_path / "slow.xdf"
+    with XdfWriter(xdf) as w:
+        stream = w.add_stream("slow", "EEG", 8, 2.0, channel_labels=["Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2"])
+        w.write_samples(stream, np.random.default_rng(0).standard_normal((120, 8)).astype(np.float32) * 20,
+                        np.arange(120) / 2.0)
+    window = make_window(replay=xdf, speed=4.0, generate=False)
+    window.panel(SpectrumPanel)  # (the spectrum, spectrogram and head map are open by default or on demand)
+    qtbot.waitUntil(lambda: window.live is not None and window.live.pipeline.raw.total_written > 30, timeout=20000)
+    qtbot.wait(1500)  # (several refreshes of every panel)
+    assert not window.errors and window.panel(TracePanel).traces.frames_drawn > 0

@@ -545,7 +545,7 @@ class MainWindow(QtWidgets.QMainWindow):
             p.restore_state(s)
             s.endGroup()
         geometry = s.value("geometry")
-        if geometry is not None:
+        if isinstance(geometry, (QtCore.QByteArray, bytes)):  # (anything else: a settings file edited by hand)
             self.restoreGeometry(geometry)
 
     def save_settings(self) -> None:

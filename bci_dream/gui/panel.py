@@ -7,6 +7,7 @@ and has a default that does nothing, so a panel overrides only what it shows.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, ClassVar, Literal
 
@@ -98,3 +99,14 @@ class Panel(QtWidgets.QWidget):
         layout.addLayout(controls)
         layout.addWidget(widget, 1)
         return widget
+
+
+def setting_number(settings: QtCore.QSettings, key: str) -> float | None:
+    """The finite number stored under ``key``; None when there is none, or what is there is not a number (a settings
+    file edited by hand, or written by another version, must not stop the window from opening)."""
+    value = settings.value(key)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

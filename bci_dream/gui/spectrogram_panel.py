@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from bci_dream.gui.panel import Panel, Schedule
-from bci_dream.signal.spectrum import spectrogram_columns
+from bci_dream.signal.spectrum import segment_samples, spectrogram_columns
 
 #: Seconds between columns (and between updates).
 STEP_S = 0.25
@@ -87,7 +87,7 @@ class SpectrogramPanel(Panel):
         """Add the columns whose samples arrived since the last call, and redraw."""
         pipeline = self._live.pipeline
         info = pipeline.info
-        sfreq, step, segment = info.sfreq, max(1, int(round(STEP_S * info.sfreq))), int(round(SEGMENT_S * info.sfreq))
+        sfreq, step, segment = info.sfreq, max(1, int(round(STEP_S * info.sfreq))), segment_samples(SEGMENT_S, info.sfreq)
         raw = pipeline.raw
         newest = raw.total_written
         n_cols = int(round(HISTORY_S / STEP_S))

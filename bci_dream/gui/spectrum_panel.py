@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from bci_dream.gui.panel import Panel, Schedule
+from bci_dream.gui.panel import Panel, Schedule, setting_number
 from bci_dream.signal.spectrum import mains_peak, welch_psd
 
 #: Seconds between spectrum updates (Welch over seconds of signal is not redone every frame).
@@ -90,6 +90,8 @@ class SpectrumPanel(Panel):
         if res.data.shape[0] < sfreq / 2:
             return
         self.freqs, self.psd = welch_psd(res.data * pipeline.info.to_microvolts, sfreq, FMIN, FMAX)
+        if len(self.freqs) == 0:  # (a stream too slow to hold any frequency shown: its Nyquist is below FMIN)
+            return
         log_psd = np.log10(np.maximum(self.psd, 1e-12))  # (a flat channel is drawn at the floor, not dropped)
         n_freqs, step = len(self.freqs), len(self.curves)
         for k, curve in enumerate(self.curves):
@@ -123,6 +125,6 @@ class SpectrumPanel(Panel):
         settings.setValue("seconds", self.seconds_box.value())
 
     def restore_state(self, settings: QtCore.QSettings) -> None:
-        value = settings.value("seconds")
+        value = setting_number(settings, "seconds")
         if value is not None:
-            self.seconds_box.setValue(float(value))
+            self.seconds_box.setValue(value)

@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from bci_dream.gui.panel import Panel
+from bci_dream.gui.panel import Panel, setting_number
 from bci_dream.gui.traces import TraceView
 
 #: How long after a stream opens the traces are scaled to it (once a second of signal is in).
@@ -84,10 +84,10 @@ class TracePanel(Panel):
     def restore_state(self, settings: QtCore.QSettings) -> None:
         group = settings.group()
         for box, key in ((self.span_box, "span_s"), (self.scale_box, "scale_uv")):
-            value = settings.value(key)
-            if value is None and group:  # (saved before the panels had groups: the top-level key)
+            value = setting_number(settings, key)
+            if settings.value(key) is None and group:  # (saved before the panels had groups: the top-level key)
                 settings.endGroup()
-                value = settings.value(key)
+                value = setting_number(settings, key)
                 settings.beginGroup(group)
             if value is not None:
-                box.setValue(float(value))
+                box.setValue(value)

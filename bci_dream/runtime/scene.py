@@ -41,6 +41,7 @@ Every key is optional; an unknown section or key, or a value of the wrong type, 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,22 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "outputs": {"osc": (str,), "osc_listen": (int,), "video": (str,), "lsl_frames": (bool,), "show_screen": (int,),
                 "virtual_camera": (bool,), "ndi": (str,), "spout": (str,), "syphon": (str,)},
     "auto": {"connect": (bool,), "start": (bool,), "reconnect": (bool,), "reconnect_s": _NUM},
+}
+#: (section, key) → (test, what the value must be): numbers the session cannot run with.
+_LIMITS = {
+    ("source", "speed"): (lambda v: v >= 0, "0 (as fast as possible) or more"),
+    ("source", "notch"): (lambda v: v > 0, "a frequency above 0 Hz"),
+    ("model", "size"): (lambda v: 64 <= v <= 4096, "between 64 and 4096 pixels"),
+    ("model", "steps"): (lambda v: 1 <= v <= 1000, "between 1 and 1000"),
+    ("model", "hop"): (lambda v: v > 0, "above 0 s"),
+    ("model", "interpolate"): (lambda v: v >= 0, "0 or more"),
+    ("model", "ip_adapter_scale"): (lambda v: v >= 0, "0 or more"),
+    ("creative", "guidance"): (lambda v: v >= 0, "0 or more"),
+    ("creative", "eeg_influence"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("creative", "baseline_s"): (lambda v: v >= 0, "0 s or more"),
+    ("creative", "hold_artefact"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("outputs", "osc_listen"): (lambda v: 1 <= v <= 65535, "a port between 1 and 65535"),
+    ("auto", "reconnect_s"): (lambda v: v > 0, "above 0 s"),
 }
 _PATHS = {("source", "replay"), ("model", "checkpoint"), ("model", "ip_adapter"), ("model", "bank"),
           ("outputs", "video")}
@@ -96,6 +113,9 @@ def load_scene(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
             if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
                 raise SceneError(f"scene file {path}: [{section}] {key} must be "
                                  f"{' or '.join(_type_name(t) for t in types)}, not {value!r}")
+            limit = _LIMITS.get((section, key))
+            if limit is not None and not (math.isfinite(value) and limit[0](value)):
+                raise SceneError(f"scene file {path}: [{section}] {key} must be {limit[1]}, not {value!r}")
             if (section, key) in _PATHS and not Path(value).expanduser().is_absolute():
                 value = str((path.parent / value).resolve())
             scene.setdefault(section, {})[key] = value

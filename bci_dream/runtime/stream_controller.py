@@ -182,8 +182,8 @@ class StreamController:
                     lambda state, reason: self.events.state(number, state.value, reason))
                 live.start()
             except Exception as e:  # noqa: BLE001 - said in one line; a bug must not take the window down
-                if not isinstance(e, BciDreamError):
-                    log.exception("opening %s failed", what)
+                if not isinstance(e, BciDreamError):  # (the traceback with -vv; the window says it in one line)
+                    log.debug("opening %s failed", what, exc_info=True)
                 if live is not None and live.pipeline is not None:
                     self._stop(live)  # (opened but did not start: close the device)
                 self.events.failed(number, str(e) if isinstance(e, BciDreamError)

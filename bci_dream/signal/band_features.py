@@ -121,9 +121,11 @@ class BandFeatureExtractor:
         if not live.all():
             sums = sums[live]
         layout = self._layout(rows)
-        # (every denominator holds the 1-45 Hz total, positive on these rows: no division by zero)
-        relative = sums[:, :n] / sums[:, n:n + 1]  # [C, 5]
-        shares = sums[:, n + 1:] / sums[:, [n + 2, n + 2, n + 4, n + 4, n + 4]]  # blink, -, emg, -, line
+        # (every denominator holds the 1-45 Hz total, positive on these rows; a stream of a few Hz has no power
+        # in the higher bands: their shares are NaN)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = sums[:, :n] / sums[:, n:n + 1]  # [C, 5]
+            shares = sums[:, n + 1:] / sums[:, [n + 2, n + 2, n + 4, n + 4, n + 4]]  # blink, -, emg, -, line
         engagement = relative[:, 3] / np.maximum(relative[:, 2] + relative[:, 1], 1e-12)
         blink, emg = shares[layout.blink_rows, 0], shares[layout.emg_rows, 2]
         values = [relative.sum(axis=0) / len(relative), (layout.groups @ relative).ravel(),

@@ -23,7 +23,7 @@ def welch_psd(data_uv: np.ndarray, sfreq: float, fmin: float = 1.0, fmax: float 
         ``(freqs, psd)``: float64 [F] in Hz and float64 [channels, F] in µV²/Hz.
     """
     x = np.nan_to_num(np.asarray(data_uv, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    nperseg = max(8, min(x.shape[0], int(round(segment_s * sfreq))))
+    nperseg = min(x.shape[0], max(8, int(round(segment_s * sfreq))))  # (a stream of a few Hz: all it holds)
     freqs, psd = sps.welch(x, fs=sfreq, nperseg=nperseg, axis=0)
     keep = (freqs >= fmin) & (freqs <= min(fmax, sfreq / 2))
     return freqs[keep], psd[keep].T
@@ -58,6 +58,11 @@ def band_peak(freqs: np.ndarray, psd: np.ndarray, band: tuple[float, float] = (8
     return mean_log(*band) - 0.5 * (mean_log(*flanks[0]) + mean_log(*flanks[1]))
 
 
+def segment_samples(segment_s: float, sfreq: float) -> int:
+    """Samples in one spectrogram segment of ``segment_s`` seconds at ``sfreq`` Hz (at least 8)."""
+    return max(8, int(round(segment_s * sfreq)))
+
+
 def spectrogram_columns(data_uv: np.ndarray, sfreq: float, ends: np.ndarray, segment_s: float = 1.0,
                         fmin: float = 1.0, fmax: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
     """Power spectra of the ``segment_s`` seconds before each of ``ends``: the columns of a scrolling spectrogram.
@@ -65,7 +70,8 @@ def spectrogram_columns(data_uv: np.ndarray, sfreq: float, ends: np.ndarray, seg
     Args:
         data_uv: [n] in µV, one channel, or [n, channels]: their power is averaged; non-finite values count as 0.
         sfreq: sampling rate in Hz.
-        ends: int [K], indices into ``data_uv`` one past each segment's last sample (each at least one segment in).
+        ends: int [K], indices into ``data_uv`` one past each segment's last sample (each at least
+            :func:`segment_samples` in).
         fmin, fmax: the frequencies kept (Hz).
 
     Returns:
@@ -74,7 +80,7 @@ def spectrogram_columns(data_uv: np.ndarray, sfreq: float, ends: np.ndarray, seg
     """
     x = np.nan_to_num(np.asarray(data_uv, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     x = x[:, None] if x.ndim == 1 else x
-    n = max(8, int(round(segment_s * sfreq)))
+    n = segment_samples(segment_s, sfreq)
     ends = np.asarray(ends, np.int64)
     segments = x[ends[:, None] - n + np.arange(n)]  # [K, n, channels]
     segments -= segments.mean(axis=1, keepdims=True)
