@@ -26,7 +26,7 @@ from bci_dream.core.errors import RecordingError
 from bci_dream.core.types import Marker
 from bci_dream.devices import list_profiles
 from bci_dream.io.recording import Recording
-from bci_dream.io.text_table import read_text_table
+from bci_dream.io.text_table import read_text_table, warn_dropped
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +103,13 @@ def _load(path: Path) -> tuple[np.ndarray, int]:
     if not lines:
         raise RecordingError(f"{path} holds no samples (the file is empty)")
     sep = "\t" if any("\t" in ln for ln in lines[:5]) else ","
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            table = np.loadtxt(lines, delimiter=sep, dtype=np.float64, ndmin=2)  # fast path: an intact file
-        dropped = 0
-    except ValueError:
-        parsed = read_text_table(lines, sep)
-        table, dropped = parsed.values, parsed.n_wrong_fields
-        if dropped:
-            log.warning("%s: dropped %d row(s) without %d fields (a truncated or damaged line); kept the other %d",
-                        path.name, dropped, parsed.n_fields, len(lines) - dropped)
-        unreadable = np.isnan(table).all(axis=1)
-        if unreadable.any() and not unreadable.all():
-            log.warning("%s: dropped %d row(s) with no number in them (a header or damaged line); kept the other %d",
-                        path.name, int(unreadable.sum()), table.shape[0] - int(unreadable.sum()))
-            table, dropped = table[~unreadable], dropped + int(unreadable.sum())
+    parsed = read_text_table(lines, sep)
+    table, dropped = parsed.values, parsed.n_wrong_fields
+    warn_dropped(path, dropped, f"without {parsed.n_fields} fields (a truncated or damaged line)", len(lines))
+    unreadable = np.isnan(table).all(axis=1)
+    if unreadable.any() and not unreadable.all():
+        warn_dropped(path, int(unreadable.sum()), "with no number in them (a header or damaged line)", len(table))
+        table, dropped = table[~unreadable], dropped + int(unreadable.sum())
     if table.shape[0] == 0 or np.isnan(table).all():
         raise RecordingError(f"{path} holds no readable samples (no line of numbers); it is not a BrainFlow "
                              "recording or it is damaged")
@@ -169,8 +160,7 @@ def read_brainflow_csv(path: str | Path, *, board: str | int | None = None) -> R
     if ts_row is not None:
         bad_ts = ~np.isfinite(table[int(ts_row)])
         if bad_ts.any() and not bad_ts.all():
-            log.warning("%s: dropped %d row(s) whose timestamp is not a number; kept the other %d", path.name,
-                        int(bad_ts.sum()), n - int(bad_ts.sum()))
+            warn_dropped(path, int(bad_ts.sum()), "whose timestamp is not a number", n)
             table, n, dropped = table[:, ~bad_ts], n - int(bad_ts.sum()), dropped + int(bad_ts.sum())
     times = None
     if ts_row is not None:

@@ -36,7 +36,7 @@ import numpy as np
 from bci_dream.core.errors import RecordingError
 from bci_dream.core.types import Marker
 from bci_dream.io.recording import Recording
-from bci_dream.io.text_table import TextTable, read_text_table
+from bci_dream.io.text_table import TextTable, column_separator, read_text_table, warn_dropped
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,6 @@ _MIND_MONITOR_MIN_RATE = 100.0
 
 #: Names of a first column of timestamps (muselsl writes ``timestamps``; other tools ``time``).
 TIME_COLUMNS = ("timestamps", "timestamp", "time")
-
-
-def column_separator(header: str) -> str:
-    """The separator of a CSV whose header line is ``header``: ``;`` (a European spreadsheet's) or ``\\t`` when
-    the line holds those and no comma, else ``,``."""
-    if "," not in header:
-        for sep in (";", "\t"):
-            if sep in header:
-                return sep
-    return ","
 
 
 def estimate_sfreq(times: np.ndarray) -> float:
@@ -103,11 +93,6 @@ def _datetimes(cells: Sequence[str]) -> np.ndarray:
         first = stamps[valid][0]
         out[valid] = (stamps[valid] - first).astype(np.int64) / 1e6
     return out
-
-
-def _drop_warning(path: Path, n: int, why: str, total: int) -> None:
-    if n:
-        log.warning("%s: dropped %d row(s) %s; kept the other %d", path.name, n, why, total - n)
 
 
 def _seconds(path: Path, times: np.ndarray, numeric: bool) -> tuple[np.ndarray, float, str]:
@@ -180,7 +165,7 @@ def read_muse_csv(path: str | Path) -> Recording:
         common = Counter(len(ln.split(sep)) for ln in body).most_common(1)[0][0]
         raise RecordingError(f"{path}: the header names {len(header)} columns but most rows have {common}; "
                              "the file is damaged")
-    _drop_warning(path, table.n_wrong_fields, f"without {len(header)} fields (a truncated or damaged line)", n_rows)
+    warn_dropped(path, table.n_wrong_fields, f"without {len(header)} fields (a truncated or damaged line)", n_rows)
     lower = [h.lower() for h in header]
     if mind_monitor:
         eeg_cols = [j for j, h in enumerate(header) if h.upper().startswith("RAW_")]
@@ -204,11 +189,11 @@ def read_muse_csv(path: str | Path) -> Recording:
     marker_columns = [_marker_column(table, j, mind_monitor) for j in marker_cols]
     marker_text = [list(row) for row in zip(*marker_columns)] if marker_columns else [[] for _ in range(n_table)]
     keep = np.isfinite(times)
-    _drop_warning(path, int(np.count_nonzero(~keep)), "whose timestamp is not a number", n_table)
+    warn_dropped(path, int(np.count_nonzero(~keep)), "whose timestamp is not a number", n_table)
     if mind_monitor:  # rows with no RAW value are elements (markers) or band-power rows, not samples
         empty = keep & np.isnan(data).all(axis=1)
         element_only = empty & np.array([any(m) for m in marker_text], dtype=bool)
-        _drop_warning(path, int(np.count_nonzero(empty & ~element_only)), "without any RAW value",
+        warn_dropped(path, int(np.count_nonzero(empty & ~element_only)), "without any RAW value",
                       int(np.count_nonzero(keep)))
         marker_rows = keep.copy()
         keep &= ~empty

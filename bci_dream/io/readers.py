@@ -34,9 +34,10 @@ from bci_dream.core.types import Marker, unit_scale_to_microvolts
 from bci_dream.io.brainflow_csv import read_brainflow_csv
 from bci_dream.io.channels_file import bids_sidecar, read_channels_file
 from bci_dream.io.mne_reader import read_mne
-from bci_dream.io.muse_csv import TIME_COLUMNS, column_separator, read_muse_csv
+from bci_dream.io.muse_csv import TIME_COLUMNS, read_muse_csv
 from bci_dream.io.openbci_reader import read_openbci
 from bci_dream.io.recording import AuxStream, Recording
+from bci_dream.io.text_table import column_separator
 from bci_dream.io.xdf_reader import EegStream, MarkerStream, XdfSession, read_xdf
 from bci_dream.signal.channels import ChannelNaming, naming_from_positions
 from bci_dream.signal.montage import CANONICAL_128, normalise_channel_name

@@ -3,12 +3,16 @@ blank or not a number become NaN (the text readers' shared way with damaged file
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,32 @@ def _to_float(cells: Sequence[str]) -> np.ndarray:
     return out
 
 
+def column_separator(header: str) -> str:
+    """The separator of a delimited text file whose first line is ``header``: ``;`` (a European spreadsheet's) or
+    ``\\t`` when the line holds those and no comma, else ``,``."""
+    if "," not in header:
+        for sep in (";", "\t"):
+            if sep in header:
+                return sep
+    return ","
+
+
+def warn_dropped(path: Path, n: int, why: str, total: int) -> None:
+    """Say that ``n`` of the ``total`` rows of ``path`` were dropped, and ``why`` (nothing when ``n`` is 0)."""
+    if n:
+        log.warning("%s: dropped %d row(s) %s; kept the other %d", path.name, n, why, total - n)
+
+
 def read_text_table(lines: Sequence[str], sep: str, n_fields: int | None = None) -> TextTable:
     """Parse non-empty text ``lines`` split by ``sep``, keeping rows of ``n_fields`` fields (default: the most
     common count); see :class:`TextTable`. Never raises on content."""
-    if n_fields is not None and lines:  # (an intact all-numeric file: numpy reads it at once)
+    if lines:  # (an intact all-numeric file: numpy reads it at once)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 values = np.loadtxt(lines, delimiter=sep, ndmin=2, dtype=np.float64)
-            if values.shape == (len(lines), n_fields):
-                return TextTable(values, None, n_fields, 0)
+            if values.shape[0] == len(lines) and n_fields in (None, values.shape[1]):
+                return TextTable(values, None, values.shape[1], 0)
         except ValueError:
             pass
     rows = [[c.strip() for c in ln.split(sep)] for ln in lines]
