@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bci_dream.core.errors import BciDreamError, first_line
+from bci_dream.core.files import write_atomically
 from bci_dream.io.readers import read_recording
 from bci_dream.io.recording import Recording
 from bci_dream.signal.channels import ChannelNaming
@@ -120,15 +121,17 @@ def export_recording(source: str | os.PathLike, output: str | os.PathLike, *, st
         raise ExportError(f"{Path(source).name} holds {missing} missing (NaN) values, which {fmt.upper()} cannot "
                           "store; export to .fif, which can")
     raw = raw_from_recording(recording)
-    partial = output.with_name(f".partial-{output.name}")  # (the same suffix: MNE picks the format by it)
-    try:
+
+    def write(partial: Path) -> None:
         if fmt == "fif":
             raw.save(partial, overwrite=True, verbose="error")
         else:
             import mne
 
             mne.export.export_raw(partial, raw, fmt=fmt, overwrite=True, verbose="error")
-        os.replace(partial, output)
+
+    try:
+        write_atomically(output, write)  # (nothing half-written is left behind)
     except ImportError as e:
         raise ExportError(f"writing {fmt.upper()} needs the '{e.name or 'edfio'}' package: pip install edfio") from e
     except UnicodeError as e:
@@ -137,8 +140,6 @@ def export_recording(source: str | os.PathLike, output: str | os.PathLike, *, st
                           f"store ({bad!r}); rename the channels with --channels NAMES") from e
     except (OSError, ValueError, RuntimeError) as e:
         raise ExportError(f"cannot write {output}: {first_line(e)}") from e
-    finally:
-        partial.unlink(missing_ok=True)  # (nothing half-written is left behind)
     log.info("exported %s to %s (%d channels, %g Hz, %.1f s, %d annotations)", Path(source).name, output,
              recording.n_channels, recording.sfreq, recording.duration, len(raw.annotations))
     return output
