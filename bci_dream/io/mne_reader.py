@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_dream.core.errors import RecordingError
+from bci_dream.core.errors import RecordingError, first_line
 from bci_dream.core.types import Marker
 from bci_dream.io.recording import Recording
 from bci_dream.signal.montage import CANONICAL_128, normalise_channel_name
@@ -64,7 +64,7 @@ def read_mne(path: str | Path):
                                  f"or incomplete{companions}: choose another file") from e
     for w in caught:  # (a truncated EDF, a header that disagrees with the data: MNE reads on and says so)
         if issubclass(w.category, RuntimeWarning) or "mne" in w.filename:
-            log.warning("%s: %s", path.name, " ".join(str(w.message).split("\n")[0].split()))
+            log.warning("%s: %s", path.name, first_line(w.message))
     return recording_from_raw(raw, path)
 
 

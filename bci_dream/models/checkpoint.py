@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from bci_dream.core.errors import CheckpointError, first_line
+from bci_dream.core.files import write_atomically
 from bci_dream.models.eeg_model import EegModel, EegModelConfig
 from bci_dream.models.window_spec import unsupported_windows
 
@@ -35,24 +36,19 @@ def save_checkpoint(folder: str | os.PathLike, model: EegModel, *, training_stat
     folder.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": 1, **model.config.to_dict(), "meta": meta or {}}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
-    _atomic(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2)))
+    write_atomically(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    write_atomically(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2)))
     if training_state is not None:
-        _atomic(folder / STATE_FILE, lambda p: torch.save(training_state, p))
+        write_atomically(folder / STATE_FILE, lambda p: torch.save(training_state, p))
     return folder
 
 
 def update_meta(folder: str | os.PathLike, **entries) -> None:
     """Add ``entries`` to the meta of the checkpoint in ``folder`` (e.g. its held-out validation), atomically."""
+    folder = checkpoint_folder(folder)
     config = read_config(folder)
     config["meta"] = {**config.get("meta", {}), **entries}
-    _atomic(Path(folder) / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2)))
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    write_atomically(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2)))
 
 
 def checkpoint_folder(path: str | os.PathLike) -> Path:
