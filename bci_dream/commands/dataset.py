@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from bci_dream.io.readers import SUPPORTED
     from bci_dream.training.corpus_sources import file_items, moabb_items
     from bci_dream.training.store_build import build_store
     from bci_dream.training.windows import WindowSpec
@@ -55,8 +56,9 @@ def run_build(args: argparse.Namespace) -> int:
     items = file_items(args.data, args.subject_pattern) if args.data else []
     items += moabb_items([n.strip() for n in args.moabb.split(",") if n.strip()], subjects)
     if not items:
-        raise BciDreamError(f"no recordings found in {', '.join(map(str, args.data)) or args.moabb}; give recording files or the "
-                            "folders that hold them (.xdf, .edf, .bdf, .fif, .vhdr, .set, OpenBCI .txt, .csv)")
+        where = ", ".join(map(str, args.data)) or args.moabb
+        raise BciDreamError(f"no recordings found in {where}; give recording files or the folders that hold them "
+                            f"({SUPPORTED})")
     config = preset(args.preset)
     spec = WindowSpec(window_s=config.window_seconds, target_sfreq=config.sfreq, notch=args.notch or None)
     report = build_store(items, args.output, spec, args.hop, jobs=max(1, args.jobs), naming=naming_from_args(args))

@@ -70,9 +70,9 @@ class ImpedanceView(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         if not compact:
-            about = QtWidgets.QLabel("The board sends a small current (6 nA on a Cyton) through one electrode at a time "
-                                     "and reads the voltage it makes. The EEG is not usable while it runs: no images are "
-                                     "made of it, and a recording marks the stretch.")
+            about = QtWidgets.QLabel("The board sends a small current (6 nA on a Cyton) through one electrode at a "
+                                     "time and reads the voltage it makes. The EEG is not usable while it runs: no "
+                                     "images are made of it, and a recording marks the stretch.")
             about.setWordWrap(True)
             layout.addWidget(about)
         row = QtWidgets.QHBoxLayout()

@@ -87,7 +87,8 @@ class SpectrogramPanel(Panel):
         """Add the columns whose samples arrived since the last call, and redraw."""
         pipeline = self._live.pipeline
         info = pipeline.info
-        sfreq, step, segment = info.sfreq, max(1, int(round(STEP_S * info.sfreq))), segment_samples(SEGMENT_S, info.sfreq)
+        sfreq = info.sfreq
+        step, segment = max(1, int(round(STEP_S * sfreq))), segment_samples(SEGMENT_S, sfreq)
         raw = pipeline.raw
         newest = raw.total_written
         n_cols = int(round(HISTORY_S / STEP_S))
