@@ -26,7 +26,7 @@ from bci_dream.core.errors import RecordingError
 from bci_dream.core.types import Marker
 from bci_dream.devices import list_profiles
 from bci_dream.io.recording import Recording
-from bci_dream.io.text_table import read_text_table, warn_dropped
+from bci_dream.io.text_table import read_text_table, warn_dropped, warn_missing_values
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,7 @@ def read_brainflow_csv(path: str | Path, *, board: str | int | None = None) -> R
     nan_rows = int(np.count_nonzero(~np.isfinite(data).all(axis=1)))
     if nan_rows == n:
         raise RecordingError(f"{path} holds no readable samples (every EEG value is blank or not a number)")
-    if nan_rows:
-        log.warning("%s: %d row(s) have blank or non-numeric EEG values; kept as missing samples (NaN)",
-                    path.name, nan_rows)
+    warn_missing_values(path, nan_rows)
     markers: list[Marker] = []
     marker_row = descr.get("marker_channel")
     if marker_row is not None:

@@ -36,7 +36,7 @@ import numpy as np
 from bci_dream.core.errors import RecordingError
 from bci_dream.core.types import Marker
 from bci_dream.io.recording import Recording
-from bci_dream.io.text_table import TextTable, column_separator, read_text_table, warn_dropped
+from bci_dream.io.text_table import TextTable, column_separator, read_text_table, warn_dropped, warn_missing_values
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +213,7 @@ def read_muse_csv(path: str | Path) -> Recording:
     nan_rows = int(np.count_nonzero(np.isnan(data).any(axis=1)))
     if np.isnan(data).all():
         raise RecordingError(f"{path} holds no readable samples (every EEG value is blank or not a number)")
-    if nan_rows:
-        log.warning("%s: %d row(s) have blank or non-numeric EEG values; kept as missing samples (NaN)",
-                    path.name, nan_rows)
+    warn_missing_values(path, nan_rows)
     markers: list[Marker] = []
     streams = [header[j] for j in marker_cols]
     for i in np.flatnonzero(marker_rows):

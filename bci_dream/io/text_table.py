@@ -70,6 +70,13 @@ def warn_dropped(path: Path, n: int, why: str, total: int) -> None:
         log.warning("%s: dropped %d row(s) %s; kept the other %d", path.name, n, why, total - n)
 
 
+def warn_missing_values(path: Path, n_rows: int) -> None:
+    """Say that ``n_rows`` rows of ``path`` have blank or non-numeric values, kept as missing samples (0: nothing)."""
+    if n_rows:
+        log.warning("%s: %d row(s) have blank or non-numeric EEG values; kept as missing samples (NaN)", path.name,
+                    n_rows)
+
+
 def read_text_table(lines: Sequence[str], sep: str, n_fields: int | None = None) -> TextTable:
     """Parse non-empty text ``lines`` split by ``sep``, keeping rows of ``n_fields`` fields (default: the most
     common count); see :class:`TextTable`. Never raises on content."""
